@@ -1,0 +1,179 @@
+"""The one generic node activity: find the plugin, run it, check what it returns.
+
+Every node of every workflow runs through :meth:`NodeActivities.run_plugin_node`. It
+
+* looks the plugin up in the worker's registry (an unknown id is a non-retryable
+  ``PluginNotFound``: retrying cannot make it appear);
+* heartbeats in the background for the whole call, so a dead worker is noticed within the
+  node's ``heartbeat_timeout`` and cancellation reaches the plugin even if the plugin never
+  heartbeats itself;
+* runs async plugins on the event loop and synchronous ones in a thread pool, so a blocking
+  plugin never stalls other nodes' heartbeats;
+* checks the output before returning it: it must be a JSON object and small enough for a
+  Temporal payload. Both checks fail the node once, non-retryably, instead of letting the SDK
+  turn them into retryable errors that re-run the plugin on every attempt;
+* maps exceptions to ``ApplicationError`` with a stable ``type``: the ``PluginErrorCode`` for a
+  ``PluginError``, else the exception's class name (which ``retry.non_retryable_errors`` can
+  name).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import functools
+import json
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import structlog
+from temporalio import activity
+from temporalio.exceptions import ApplicationError
+
+from engine.contracts import MAX_PAYLOAD_BYTES, NODE_ACTIVITY, NodeActivityInput, NodeActivityResult
+from engine.errors import PluginError, PluginErrorCode
+from plugins import Plugin, PluginContext, PluginRegistry
+
+# Codes a retry cannot fix.
+_TERMINAL_CODES = frozenset(
+    {
+        PluginErrorCode.PluginNotFound,
+        PluginErrorCode.InvalidConfiguration,
+        PluginErrorCode.InvalidOutput,
+        PluginErrorCode.InvalidWorkflowStructure,
+    }
+)
+
+log = structlog.get_logger("activities.node")
+
+
+class NodeActivities:
+    """Activities bound to one worker's plugin registry."""
+
+    def __init__(self, plugins: PluginRegistry, *, executor: ThreadPoolExecutor | None = None):
+        self._plugins = plugins
+        self._executor = executor or ThreadPoolExecutor(
+            max_workers=32, thread_name_prefix="plugin"
+        )
+
+    @activity.defn(name=NODE_ACTIVITY)
+    async def run_plugin_node(self, request: NodeActivityInput) -> NodeActivityResult:
+        """Run one node's plugin and return its checked output."""
+        info = activity.info()
+        plugin = self._plugins.get(request.plugin_id)
+        if plugin is None:
+            raise ApplicationError(
+                f"node '{request.node_id}': no plugin '{request.plugin_id}' is registered on "
+                f"this worker (task queue '{info.task_queue}'); known plugins: "
+                f"{', '.join(self._plugins.ids()) or 'none'}",
+                {"attempt": info.attempt},
+                type=PluginErrorCode.PluginNotFound.value,
+                non_retryable=True,
+            )
+        checkpoint = info.heartbeat_details[0] if info.heartbeat_details else None
+        logger = structlog.get_logger("plugin").bind(
+            execution_id=request.execution_id,
+            workflow_id=request.workflow_id,
+            node_id=request.node_id,
+            plugin_id=request.plugin_id,
+            attempt=info.attempt,
+        )
+        ctx = PluginContext(
+            execution_id=request.execution_id,
+            workflow_id=request.workflow_id,
+            node_id=request.node_id,
+            plugin_id=request.plugin_id,
+            attempt=info.attempt,
+            idempotency_key=f"{info.workflow_run_id}/{info.activity_id}",
+            checkpoint=checkpoint,
+            logger=logger,
+        )
+        heartbeats = _Heartbeats(ctx, checkpoint)
+        ctx._heartbeat = heartbeats.record
+        beating = asyncio.create_task(heartbeats.run(info.heartbeat_timeout))
+        try:
+            output = await self._invoke(plugin, request, ctx)
+        except asyncio.CancelledError:
+            ctx._cancelled.set()
+            logger.info("node cancelled")
+            raise
+        except PluginError as exc:
+            raise ApplicationError(
+                exc.message,
+                {"attempt": info.attempt},
+                type=exc.code.value,
+                non_retryable=exc.code in _TERMINAL_CODES,
+            ) from exc
+        except ApplicationError:
+            raise
+        except Exception as exc:
+            raise ApplicationError(
+                str(exc) or type(exc).__name__, {"attempt": info.attempt}, type=type(exc).__name__
+            ) from exc
+        finally:
+            beating.cancel()
+        return NodeActivityResult(output=_checked_output(request, output), attempt=info.attempt)
+
+    async def _invoke(
+        self, plugin: Plugin, request: NodeActivityInput, ctx: PluginContext
+    ) -> Any:
+        if plugin.is_async:
+            return await plugin.function(request.inputs, request.config, ctx)  # type: ignore[misc]
+        loop = asyncio.get_running_loop()
+        call = functools.partial(
+            contextvars.copy_context().run, plugin.function, request.inputs, request.config, ctx
+        )
+        # The thread cannot be interrupted; on cancellation we stop waiting and the plugin
+        # sees ctx.is_cancelled.
+        return await loop.run_in_executor(self._executor, call)
+
+
+class _Heartbeats:
+    """Sends a heartbeat now and then, carrying the plugin's latest checkpoint details."""
+
+    def __init__(self, ctx: PluginContext, checkpoint: Any) -> None:
+        self._ctx = ctx
+        self._details: tuple[Any, ...] = () if checkpoint is None else (checkpoint,)
+        self._loop = asyncio.get_running_loop()
+
+    def record(self, *details: Any) -> None:
+        if details:
+            self._details = details
+        try:
+            running = asyncio.get_running_loop()
+        except RuntimeError:
+            running = None
+        if running is self._loop:
+            activity.heartbeat(*self._details)
+        else:  # called from a plugin thread
+            self._loop.call_soon_threadsafe(lambda: activity.heartbeat(*self._details))
+
+    async def run(self, timeout: Any) -> None:
+        if timeout is None:
+            return
+        interval = max(0.1, timeout.total_seconds() / 3)
+        while True:
+            activity.heartbeat(*self._details)
+            await asyncio.sleep(interval)
+
+
+def _checked_output(request: NodeActivityInput, output: Any) -> dict[str, Any]:
+    where = f"node '{request.node_id}' (plugin '{request.plugin_id}')"
+    if not isinstance(output, dict):
+        raise _invalid_output(f"{where} returned {type(output).__name__}, expected a JSON object")
+    try:
+        encoded = json.dumps(output, allow_nan=False, separators=(",", ":"))
+    except (TypeError, ValueError) as exc:
+        raise _invalid_output(f"{where} returned a value that is not JSON: {exc}") from None
+    if len(encoded) > MAX_PAYLOAD_BYTES:
+        raise _invalid_output(
+            f"{where} returned {len(encoded):,} bytes of JSON; the limit is "
+            f"{MAX_PAYLOAD_BYTES:,} bytes (Temporal rejects payloads over 2 MB)"
+        )
+    # Return the JSON form, so what is recorded is exactly what downstream nodes will see.
+    normalized: dict[str, Any] = json.loads(encoded)
+    return normalized
+
+
+def _invalid_output(message: str) -> ApplicationError:
+    return ApplicationError(message, type=PluginErrorCode.InvalidOutput.value, non_retryable=True)

@@ -1,0 +1,379 @@
+"""Reading and steering executions and registry entities from a client.
+
+The orchestrator's methods are thin; the Temporal details live here:
+
+* state of a running execution comes from its ``status`` query; state of an ended one from
+  what the run stored (result, failure details or memo, see :mod:`engine.workflow`), because
+  a query on a closed run hangs when no worker is running;
+* the event stream long-polls the execution's history (the server answers as soon as anything
+  happens) and reads new events with the ``events`` query, so it is push-driven, never a busy
+  poll, and works from any process;
+* Temporal exceptions become :class:`PluginError` in :func:`translate_errors`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+from collections.abc import AsyncIterator, Iterator
+from datetime import timedelta
+from typing import Any
+
+from temporalio.api.common.v1 import WorkflowExecution
+from temporalio.api.enums.v1 import HistoryEventFilterType
+from temporalio.api.workflowservice.v1 import GetWorkflowExecutionHistoryRequest
+from temporalio.client import (
+    Client,
+    WorkflowExecutionDescription,
+    WorkflowExecutionStatus as TemporalStatus,
+    WorkflowFailureError,
+    WorkflowHandle,
+    WorkflowQueryFailedError,
+    WorkflowQueryRejectedError,
+    WorkflowUpdateFailedError,
+)
+from temporalio.common import QueryRejectCondition
+from temporalio.exceptions import ApplicationError
+from temporalio.service import RPCError, RPCStatusCode
+
+from engine.contracts import (
+    EXECUTION_WORKFLOW,
+    DefinitionChange,
+    EventsPage,
+    ExecutionOutcome,
+)
+from engine.errors import PluginError, PluginErrorCode
+from engine.events import with_results
+from engine.models import (
+    PluginWorkflow,
+    WorkflowEvent,
+    WorkflowEventType,
+    WorkflowExecutionContext,
+    WorkflowExecutionStatus,
+)
+
+Code = PluginErrorCode
+_LONG_POLL = timedelta(seconds=30)
+
+
+@contextlib.contextmanager
+def translate_errors(subject: str, not_found: Code = Code.ExecutionNotFound) -> Iterator[None]:
+    """Turn Temporal client exceptions into :class:`PluginError` naming ``subject``."""
+    try:
+        yield
+    except PluginError:
+        raise
+    except WorkflowUpdateFailedError as exc:
+        raise _from_failure(exc.cause, subject) from None
+    except WorkflowQueryRejectedError:
+        raise PluginError(not_found, f"{subject} does not exist (it has ended)") from None
+    except WorkflowQueryFailedError as exc:
+        raise PluginError(Code.ExecutionFailed, f"{subject}: query failed: {exc}") from None
+    except RPCError as exc:
+        raise _from_rpc(exc, subject, not_found) from None
+
+
+def _from_failure(cause: BaseException | None, subject: str) -> PluginError:
+    if isinstance(cause, ApplicationError):
+        details = cause.details[0] if cause.details else None
+        return PluginError.from_type(cause.type, cause.message, details)
+    return PluginError(Code.ExecutionFailed, f"{subject}: {cause}")
+
+
+def _from_rpc(exc: RPCError, subject: str, not_found: Code) -> PluginError:
+    if exc.status is RPCStatusCode.NOT_FOUND:
+        return PluginError(not_found, f"{subject} does not exist")
+    if exc.status in (RPCStatusCode.DEADLINE_EXCEEDED, RPCStatusCode.CANCELLED):
+        return PluginError(
+            Code.WorkerUnavailable,
+            f"{subject}: no worker answered in time; is a worker running on its task queue "
+            "(`orchestrator worker`)?",
+        )
+    if exc.status is RPCStatusCode.UNAVAILABLE:
+        return PluginError(Code.ServerUnavailable, f"{subject}: Temporal is unavailable: {exc}")
+    if exc.status is RPCStatusCode.INVALID_ARGUMENT:
+        return PluginError(not_found, f"{subject}: {exc.message}")
+    return PluginError(Code.ExecutionFailed, f"{subject}: {exc.status.name}: {exc.message}")
+
+
+def json_object(data: dict[str, Any] | None) -> dict[str, Any]:
+    """Check that ``data`` is a JSON object (finite numbers, string keys) and copy it.
+
+    Raises:
+        PluginError: ``InvalidInput`` naming the problem.
+    """
+    if data is None:
+        return {}
+    try:
+        encoded = json.dumps(data, allow_nan=False)
+    except (TypeError, ValueError) as exc:
+        raise PluginError(Code.InvalidInput, f"input_data is not JSON: {exc}") from None
+    decoded: dict[str, Any] = json.loads(encoded)
+    if decoded != data:
+        raise PluginError(
+            Code.InvalidInput, "input_data is not plain JSON (non-string keys or tuples)"
+        )
+    return decoded
+
+
+# -- registry ----------------------------------------------------------------------------
+
+
+async def query_definition(
+    handle: WorkflowHandle[Any, Any], workflow_id: str, timeout: timedelta
+) -> PluginWorkflow:
+    subject = f"workflow '{workflow_id}'"
+    try:
+        with translate_errors(subject, Code.WorkflowNotFound):
+            return await handle.query(
+                "definition",
+                result_type=PluginWorkflow,
+                reject_condition=QueryRejectCondition.NOT_OPEN,
+                rpc_timeout=timeout,
+            )
+    except PluginError as exc:
+        if exc.code is Code.WorkflowNotFound:
+            raise PluginError(Code.WorkflowNotFound, f"{subject} is not registered") from None
+        raise
+
+
+async def update_definition(
+    handle: WorkflowHandle[Any, Any],
+    workflow_id: str,
+    update: str,
+    arg: DefinitionChange | None,
+) -> PluginWorkflow | None:
+    subject = f"workflow '{workflow_id}'"
+    try:
+        with translate_errors(subject, Code.WorkflowNotFound):
+            if arg is None:
+                await handle.execute_update(update)
+                return None
+            return await handle.execute_update(update, arg, result_type=PluginWorkflow)
+    except PluginError as exc:
+        if exc.code is Code.WorkflowNotFound:
+            raise PluginError(Code.WorkflowNotFound, f"{subject} is not registered") from None
+        raise
+
+
+# -- executions --------------------------------------------------------------------------
+
+
+async def describe(
+    handle: WorkflowHandle[Any, Any], execution_id: str
+) -> WorkflowExecutionDescription:
+    """Describe an execution; ``ExecutionNotFound`` if it is not one of ours."""
+    with translate_errors(f"execution '{execution_id}'"):
+        description = await handle.describe()
+    if description.workflow_type != EXECUTION_WORKFLOW:
+        raise PluginError(
+            Code.ExecutionNotFound,
+            f"'{execution_id}' is a {description.workflow_type} workflow, not an execution",
+        )
+    return description
+
+
+def status_name(status: TemporalStatus | None) -> str:
+    return status.name.lower() if status is not None else "unknown"
+
+
+async def update_execution(handle: WorkflowHandle[Any, Any], execution_id: str, name: str) -> None:
+    subject = f"execution '{execution_id}'"
+    try:
+        with translate_errors(subject):
+            await handle.execute_update(name)
+    except PluginError as exc:
+        if exc.code is not Code.ExecutionNotFound:
+            raise
+        # An update on an ended run is refused as "not found": tell the two cases apart.
+        description = await describe(handle, execution_id)
+        raise PluginError(
+            Code.InvalidState,
+            f"cannot {name} {subject}: it has ended ({status_name(description.status)})",
+        ) from None
+
+
+async def context_of(
+    handle: WorkflowHandle[Any, Any], execution_id: str, timeout: timedelta
+) -> WorkflowExecutionContext:
+    description = await describe(handle, execution_id)
+    if description.status is TemporalStatus.RUNNING:
+        if description.history_length <= 2:
+            return await _pending_context(description)
+        try:
+            with translate_errors(f"execution '{execution_id}'"):
+                return await handle.query(
+                    "status",
+                    result_type=WorkflowExecutionContext,
+                    reject_condition=QueryRejectCondition.NOT_OPEN,
+                    rpc_timeout=timeout,
+                )
+        except PluginError as exc:
+            if exc.code is not Code.ExecutionNotFound:
+                raise
+            description = await describe(handle, execution_id)  # it ended meanwhile
+    return (await outcome_of(handle, description)).context
+
+
+async def outcome_of(
+    handle: WorkflowHandle[Any, Any], description: WorkflowExecutionDescription
+) -> ExecutionOutcome:
+    """What an ended execution stored about itself (or a reconstruction if it stored
+    nothing, e.g. after a terminate)."""
+    status = description.status
+    if status is TemporalStatus.COMPLETED:
+        return ExecutionOutcome.model_validate(await handle.result())
+    if status is TemporalStatus.FAILED:
+        try:
+            await handle.result()
+        except WorkflowFailureError as exc:
+            cause = exc.cause
+            if isinstance(cause, ApplicationError) and cause.details:
+                with contextlib.suppress(ValueError, TypeError):
+                    return ExecutionOutcome.model_validate(cause.details[0])
+            message = cause.message if isinstance(cause, ApplicationError) else str(cause)
+            return await _synthesized(description, WorkflowExecutionStatus.Failed, message)
+    if status is TemporalStatus.CANCELED:
+        memo = await description.memo_value("outcome", None, type_hint=ExecutionOutcome)
+        if isinstance(memo, ExecutionOutcome):
+            return memo
+        return await _synthesized(
+            description, WorkflowExecutionStatus.Cancelled, "execution was cancelled"
+        )
+    reason = {
+        TemporalStatus.TERMINATED: "execution was terminated in Temporal",
+        TemporalStatus.TIMED_OUT: "execution timed out in Temporal",
+    }.get(status or TemporalStatus.TERMINATED, f"execution ended as {status_name(status)}")
+    return await _synthesized(description, WorkflowExecutionStatus.Failed, reason)
+
+
+async def _pending_context(description: WorkflowExecutionDescription) -> WorkflowExecutionContext:
+    memo = await description.memo()
+    return WorkflowExecutionContext(
+        execution_id=description.id,
+        workflow_id=str(memo.get("workflow_id", "")),
+        status=WorkflowExecutionStatus.Pending,
+        start_time=description.start_time,
+        execution_data={"workflow_version": memo.get("workflow_version", 0)},
+    )
+
+
+async def _synthesized(
+    description: WorkflowExecutionDescription, status: WorkflowExecutionStatus, message: str
+) -> ExecutionOutcome:
+    context = await _pending_context(description)
+    context.status = status
+    context.end_time = description.close_time
+    context.error_messages = [message]
+    terminal = (
+        WorkflowEventType.workflow_cancelled
+        if status is WorkflowExecutionStatus.Cancelled
+        else WorkflowEventType.workflow_failed
+    )
+    common = {"execution_id": context.execution_id, "workflow_id": context.workflow_id}
+    events = [
+        WorkflowEvent(
+            type=WorkflowEventType.workflow_started,
+            sequence=1,
+            timestamp=description.start_time,
+            **common,
+        ),
+        WorkflowEvent(
+            type=terminal,
+            sequence=2,
+            timestamp=description.close_time or description.start_time,
+            error=message,
+            **common,
+        ),
+    ]
+    return ExecutionOutcome(context=context, events=events)
+
+
+async def with_pending_attempt(
+    handle: WorkflowHandle[Any, Any], node_id: str, state: dict[str, Any]
+) -> dict[str, Any]:
+    """Add the current attempt and last failure of a running node's activity."""
+    with translate_errors(f"execution '{handle.id}'"):
+        description = await handle.describe()
+    for pending in description.raw_description.pending_activities:
+        if pending.activity_id == node_id:
+            state = dict(state)
+            state["attempts"] = max(int(pending.attempt), 1)
+            if pending.HasField("last_failure") and pending.last_failure.message:
+                state["last_error"] = pending.last_failure.message
+            break
+    return state
+
+
+async def wait_closed(handle: WorkflowHandle[Any, Any], execution_id: str) -> None:
+    """Return when the execution has ended, however it ended."""
+    with contextlib.suppress(WorkflowFailureError), translate_errors(f"execution '{execution_id}'"):
+        await handle.result()
+
+
+async def follow_events(
+    client: Client,
+    handle: WorkflowHandle[Any, Any],
+    execution_id: str,
+    after: int,
+    timeout: timedelta,
+) -> AsyncIterator[WorkflowEvent]:
+    """Yield events after ``after`` until the terminal one (see the module docstring)."""
+    sequence = after
+    token = b""
+    while True:
+        description = await describe(handle, execution_id)
+        if description.status is not TemporalStatus.RUNNING:
+            outcome = await outcome_of(handle, description)
+            context = outcome.context
+            for event in with_results(
+                outcome.events,
+                lambda node_id: context.node_states.get(node_id, {}).get("result"),
+                lambda: context.execution_data.get("results"),
+            ):
+                if event.sequence > sequence:
+                    yield event
+            return
+        if description.history_length > 2:
+            try:
+                with translate_errors(f"execution '{execution_id}'"):
+                    page: EventsPage = await handle.query(
+                        "events",
+                        sequence,
+                        result_type=EventsPage,
+                        reject_condition=QueryRejectCondition.NOT_OPEN,
+                        rpc_timeout=timeout,
+                    )
+            except PluginError as exc:
+                if exc.code is not Code.ExecutionNotFound:
+                    raise
+                continue  # ended between describe and query: read the outcome
+            for event in page.events:
+                yield event
+                sequence = event.sequence
+                if event.type.is_terminal:
+                    return
+            if sequence < page.last_sequence:
+                continue  # more than one page waiting
+        token = await _wait_for_history(client, execution_id, token)
+
+
+async def _wait_for_history(client: Client, execution_id: str, token: bytes) -> bytes:
+    """Block until the execution's history grows past ``token``; return the new token."""
+    request = GetWorkflowExecutionHistoryRequest(
+        namespace=client.namespace,
+        execution=WorkflowExecution(workflow_id=execution_id),
+        next_page_token=token,
+        wait_new_event=True,
+        maximum_page_size=1000,
+        history_event_filter_type=HistoryEventFilterType.HISTORY_EVENT_FILTER_TYPE_ALL_EVENT,
+    )
+    try:
+        response = await client.workflow_service.get_workflow_execution_history(
+            request, retry=False, timeout=_LONG_POLL
+        )
+    except RPCError as exc:
+        if exc.status in (RPCStatusCode.DEADLINE_EXCEEDED, RPCStatusCode.CANCELLED):
+            return token
+        raise _from_rpc(exc, f"execution '{execution_id}'", Code.ExecutionNotFound) from None
+    return bytes(response.next_page_token) or token

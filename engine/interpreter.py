@@ -1,0 +1,405 @@
+"""The batch interpreter: drives a :class:`Scheduler` and calls nodes through a runner.
+
+Pure asyncio, nothing from Temporal: the workflow injects a :class:`NodeRunner` that executes
+activities and a clock that reads ``workflow.now()``; unit tests inject in-memory fakes (the
+httpx ``MockTransport`` idea). Everything it does is deterministic: tasks are created in
+scheduler order, and all collections are lists or insertion-ordered dicts.
+
+Lifecycle of a run:
+
+* ``run()`` starts ready nodes (one at a time in Sequential mode, up to ``max_parallelism``
+  otherwise) until every node is finished.
+* ``pause()``: no new node starts; running nodes finish and are recorded. ``resume()``
+  continues. A paused run whose nodes are all finished completes.
+* A node failure fails the run: nothing new starts, running nodes are cancelled, the run ends
+  ``Failed`` with the error in ``error_messages``.
+* Cancelling the task that runs ``run()`` (Temporal does this on a cancellation request)
+  cancels running nodes, waits for them, and ends the run ``Cancelled``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Protocol
+
+from engine.errors import PluginError, PluginErrorCode
+from engine.events import with_results
+from engine.graph import Graph
+from engine.models import (
+    PluginWorkflow,
+    WorkflowEvent,
+    WorkflowEventType,
+    WorkflowExecutionContext,
+    WorkflowExecutionMode,
+    WorkflowExecutionStatus,
+)
+from engine.options import NodeOptions, global_options, node_options, plugin_config
+from engine.scheduler import NodeStatus, RoutingError, Scheduler
+
+Status = WorkflowExecutionStatus
+EventType = WorkflowEventType
+
+
+@dataclass(frozen=True, slots=True)
+class NodeCall:
+    """What a runner needs to execute one node."""
+
+    execution_id: str
+    workflow_id: str
+    node_id: str
+    node_name: str
+    plugin_id: str
+    inputs: dict[str, Any]
+    config: dict[str, Any]
+    options: NodeOptions
+
+
+@dataclass(frozen=True, slots=True)
+class NodeSuccess:
+    """A node's output and the attempt that produced it."""
+
+    output: dict[str, Any]
+    attempts: int = 1
+
+
+class NodeFailure(Exception):
+    """A node failed for good (retries exhausted or not retryable)."""
+
+    def __init__(
+        self, message: str, *, error_type: str = "Error", attempts: int = 1, retryable: bool = False
+    ) -> None:
+        super().__init__(message)
+        self.message = message
+        self.error_type = error_type
+        self.attempts = attempts
+        self.retryable = retryable
+
+
+class NodeRunner(Protocol):
+    """Executes one node call; raises :class:`NodeFailure` when the node fails for good."""
+
+    async def __call__(self, call: NodeCall) -> NodeSuccess: ...
+
+
+@dataclass(slots=True)
+class _NodeRecord:
+    status: NodeStatus = NodeStatus.pending
+    attempts: int = 0
+    started_at: datetime | None = None
+    completed_at: datetime | None = None
+    result: dict[str, Any] | None = None
+    error: dict[str, Any] | None = None
+
+    def as_dict(self, node_id: str, plugin_id: str) -> dict[str, Any]:
+        data: dict[str, Any] = {
+            "node_id": node_id,
+            "plugin_id": plugin_id,
+            "status": self.status.value,
+            "attempts": self.attempts,
+            "started_at": self.started_at.isoformat() if self.started_at else None,
+            "completed_at": self.completed_at.isoformat() if self.completed_at else None,
+        }
+        if self.result is not None:
+            data["result"] = self.result
+        if self.error is not None:
+            data["error"] = self.error
+        return data
+
+
+@dataclass(slots=True)
+class _RunState:
+    status: Status = Status.Pending
+    start_time: datetime | None = None
+    end_time: datetime | None = None
+    error_messages: list[str] = field(default_factory=list)
+    events: list[WorkflowEvent] = field(default_factory=list)
+    progress: float = 0.0
+
+
+class Interpreter:
+    """Runs one batch execution (Sequential, Parallel or Conditional) of a compiled graph."""
+
+    def __init__(
+        self,
+        graph: Graph,
+        *,
+        execution_id: str,
+        input_data: dict[str, Any],
+        runner: NodeRunner,
+        clock: Callable[[], datetime],
+    ) -> None:
+        workflow = graph.workflow
+        if workflow.execution_mode in (
+            WorkflowExecutionMode.EventDriven,
+            WorkflowExecutionMode.Streaming,
+        ):
+            raise PluginError(
+                PluginErrorCode.ExecutionModeNotSupported,
+                f"workflow '{workflow.workflow_id}': {workflow.execution_mode.name} mode is not "
+                "run by the batch interpreter",
+            )
+        self.graph = graph
+        self.workflow: PluginWorkflow = workflow
+        self.execution_id = execution_id
+        self.input_data = input_data
+        self._runner = runner
+        self._clock = clock
+        self._scheduler = Scheduler(graph)
+        self._nodes = {node_id: _NodeRecord() for node_id in graph.nodes}
+        self._state = _RunState()
+        self._paused = False
+        self._tasks: dict[str, asyncio.Task[None]] = {}
+        self._failure: str | None = None
+        self._internal_error: BaseException | None = None
+        self._wake = asyncio.Event()
+        sequential = workflow.execution_mode is WorkflowExecutionMode.Sequential
+        self._limit = 1 if sequential else global_options(workflow.global_configuration).max_parallelism
+
+    # -- control -------------------------------------------------------------------------
+
+    @property
+    def status(self) -> Status:
+        return self._state.status
+
+    def pause(self) -> None:
+        """Stop starting nodes. Raises ``PluginError(InvalidState)`` unless running."""
+        if self._state.status is not Status.Running:
+            raise self._invalid_state("pause", self._state.status)
+        self._paused = True
+        self._state.status = Status.Paused
+        self._emit(EventType.workflow_paused)
+
+    def resume(self) -> None:
+        """Start nodes again. Raises ``PluginError(InvalidState)`` unless paused."""
+        if self._state.status is not Status.Paused:
+            raise self._invalid_state("resume", self._state.status)
+        self._paused = False
+        self._state.status = Status.Running
+        self._emit(EventType.workflow_resumed)
+        self._wake.set()
+
+    def check_transition(self, action: str) -> None:
+        """Raise ``PluginError(InvalidState)`` if ``action`` ("pause"/"resume") is invalid now."""
+        allowed = {"pause": Status.Running, "resume": Status.Paused}[action]
+        if self._state.status is not allowed:
+            raise self._invalid_state(action, self._state.status)
+
+    # -- run -----------------------------------------------------------------------------
+
+    async def run(self) -> Status:
+        """Run to a final status and return it (Completed, Failed or Cancelled)."""
+        self._state.status = Status.Running
+        self._state.start_time = self._clock()
+        self._emit(EventType.workflow_started)
+        try:
+            while True:
+                if self._internal_error is not None:
+                    raise self._internal_error
+                if self._failure is not None:
+                    await self._stop_running()
+                    self._finish(Status.Failed)
+                    break
+                self._launch_ready()
+                if not self._tasks:
+                    if self._scheduler.is_finished():
+                        self._finish(Status.Completed)
+                        break
+                    self._check_not_stalled()
+                await self._wake.wait()
+                self._wake.clear()
+        except asyncio.CancelledError:
+            await self._stop_running()
+            self._finish(Status.Cancelled)
+        return self._state.status
+
+    def _check_not_stalled(self) -> None:
+        # Nothing runs and nodes are unfinished: only a pause may explain it.
+        if not self._paused:
+            pending = [n for n, s in self._scheduler.status.items() if not s.is_finished]
+            raise RuntimeError(f"scheduler stalled with unfinished nodes {pending[:10]}")
+
+    def _launch_ready(self) -> None:
+        while not self._paused and self._failure is None and len(self._tasks) < self._limit:
+            if not self._scheduler.has_ready():
+                return
+            node_id = self._scheduler.take_next()
+            record = self._nodes[node_id]
+            record.status = NodeStatus.running
+            record.started_at = self._clock()
+            self._emit(EventType.node_started, node_id=node_id)
+            call = self._call_for(node_id)
+            self._tasks[node_id] = asyncio.create_task(self._run_node(call))
+
+    def _call_for(self, node_id: str) -> NodeCall:
+        node = self.graph.nodes[node_id]
+        global_config = self.workflow.global_configuration
+        return NodeCall(
+            execution_id=self.execution_id,
+            workflow_id=self.workflow.workflow_id,
+            node_id=node_id,
+            node_name=node.name,
+            plugin_id=node.plugin_id,
+            inputs=self._scheduler.inputs_for(node_id, self.input_data),
+            config=plugin_config(global_config, node.configuration),
+            options=node_options(global_config, node.configuration),
+        )
+
+    async def _run_node(self, call: NodeCall) -> None:
+        node_id = call.node_id
+        try:
+            success = await self._runner(call)
+        except asyncio.CancelledError:
+            self._node_cancelled(node_id)
+        except NodeFailure as failure:
+            self._node_failed(node_id, failure)
+        except Exception as exc:  # a bug in the runner: surface it, do not swallow it
+            self._internal_error = exc
+        else:
+            try:
+                skipped = self._scheduler.complete(node_id, success.output)
+            except RoutingError as exc:
+                self._node_failed(
+                    node_id,
+                    NodeFailure(str(exc), error_type="RoutingError", attempts=success.attempts),
+                )
+            else:
+                self._node_completed(node_id, success, skipped)
+        finally:
+            self._tasks.pop(node_id, None)
+            self._wake.set()
+
+    async def _stop_running(self) -> None:
+        tasks = list(self._tasks.values())
+        for task in tasks:
+            task.cancel()
+        if tasks:
+            await asyncio.gather(*tasks, return_exceptions=True)
+        for node_id in self._scheduler.cancel_pending():
+            self._nodes[node_id].status = NodeStatus.cancelled
+
+    # -- recording -----------------------------------------------------------------------
+
+    def _node_completed(self, node_id: str, success: NodeSuccess, skipped: list[str]) -> None:
+        record = self._nodes[node_id]
+        record.status = NodeStatus.completed
+        record.attempts = success.attempts
+        record.completed_at = self._clock()
+        record.result = success.output
+        self._emit(EventType.node_completed, node_id=node_id)
+        for skipped_id in skipped:
+            self._nodes[skipped_id].status = NodeStatus.skipped
+            self._nodes[skipped_id].completed_at = record.completed_at
+            self._emit(EventType.node_skipped, node_id=skipped_id)
+        self._update_progress()
+
+    def _node_failed(self, node_id: str, failure: NodeFailure) -> None:
+        self._scheduler.fail(node_id)
+        record = self._nodes[node_id]
+        record.status = NodeStatus.failed
+        record.attempts = failure.attempts
+        record.completed_at = self._clock()
+        record.error = {
+            "type": failure.error_type,
+            "message": failure.message,
+            "attempts": failure.attempts,
+        }
+        plugin_id = self.graph.nodes[node_id].plugin_id
+        attempts = f"{failure.attempts} attempt{'s' if failure.attempts != 1 else ''}"
+        message = (
+            f"node '{node_id}' (plugin '{plugin_id}') failed after {attempts}: "
+            f"{failure.error_type}: {failure.message}"
+        )
+        self._state.error_messages.append(message)
+        self._emit(EventType.node_failed, node_id=node_id, error=message)
+        self._update_progress()
+        if self._failure is None:
+            self._failure = message
+
+    def _node_cancelled(self, node_id: str) -> None:
+        self._scheduler.cancel(node_id)
+        record = self._nodes[node_id]
+        record.status = NodeStatus.cancelled
+        record.completed_at = self._clock()
+        self._emit(EventType.node_cancelled, node_id=node_id)
+
+    def _update_progress(self) -> None:
+        progress = self._scheduler.progress()
+        if progress > self._state.progress:
+            self._state.progress = progress
+            self._emit(EventType.execution_progress_updated, progress=progress)
+
+    def _finish(self, status: Status) -> None:
+        self._state.status = status
+        self._state.end_time = self._clock()
+        if status is Status.Completed:
+            self._emit(EventType.workflow_completed, progress=self._state.progress)
+        elif status is Status.Failed:
+            self._emit(EventType.workflow_failed, error=self._failure)
+        else:
+            self._state.error_messages.append("execution was cancelled")
+            self._emit(EventType.workflow_cancelled)
+
+    def _emit(self, event_type: WorkflowEventType, **fields: Any) -> None:
+        self._state.events.append(
+            WorkflowEvent(
+                type=event_type,
+                execution_id=self.execution_id,
+                workflow_id=self.workflow.workflow_id,
+                sequence=len(self._state.events) + 1,
+                timestamp=self._clock(),
+                **fields,
+            )
+        )
+
+    def _invalid_state(self, action: str, status: Status) -> PluginError:
+        return PluginError(
+            PluginErrorCode.InvalidState,
+            f"cannot {action} execution '{self.execution_id}': it is {status.value}",
+        )
+
+    # -- reporting -----------------------------------------------------------------------
+
+    def context(self) -> WorkflowExecutionContext:
+        """The spec's execution context for this run, as of now."""
+        running = [n for n in self.graph.nodes if self._nodes[n].status is NodeStatus.running]
+        execution_data: dict[str, Any] = {
+            "input_data": self.input_data,
+            "workflow_version": self.workflow.version,
+            "execution_mode": self.workflow.execution_mode.value,
+        }
+        if self._state.status is Status.Completed:
+            execution_data["results"] = self._scheduler.results()
+        return WorkflowExecutionContext(
+            execution_id=self.execution_id,
+            workflow_id=self.workflow.workflow_id,
+            status=self._state.status,
+            start_time=self._state.start_time,
+            end_time=self._state.end_time,
+            execution_data=execution_data,
+            node_states={
+                node_id: record.as_dict(node_id, self.graph.nodes[node_id].plugin_id)
+                for node_id, record in self._nodes.items()
+            },
+            progress=self._state.progress,
+            current_node=running[0] if running else "",
+            error_messages=list(self._state.error_messages),
+        )
+
+    def events(self, after: int = 0, limit: int = 1000) -> list[WorkflowEvent]:
+        """Events with ``sequence > after``, at most ``limit``, with results filled in."""
+        return with_results(
+            self._state.events[after : after + limit],
+            lambda node_id: self._nodes[node_id].result,
+            self._scheduler.results,
+        )
+
+    def stored_events(self) -> list[WorkflowEvent]:
+        """All events without results (results live once, in the context)."""
+        return list(self._state.events)
+
+    @property
+    def event_count(self) -> int:
+        return len(self._state.events)

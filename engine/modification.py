@@ -1,0 +1,73 @@
+"""Dynamic modification of a registered definition, as a pure function.
+
+:func:`apply_change` returns a new, validated definition with ``version`` + 1, or raises
+:class:`PluginError` and changes nothing. The registry runs it in an update validator (a
+rejected update writes nothing to history) and again in the handler.
+
+* ``add_node``: the node must have a new id; it joins unconnected.
+* ``remove_node``: removes the node and every connection touching it (``NodeNotFound`` if
+  absent).
+* ``add_connection``: the connection must keep the graph valid (no cycle, known nodes, ports).
+* ``replace``: a whole new definition with the same ``workflow_id``.
+"""
+
+from __future__ import annotations
+
+from engine.contracts import DefinitionChange
+from engine.errors import PluginError, PluginErrorCode
+from engine.models import PluginWorkflow
+from engine.validation import validate_workflow
+
+
+def apply_change(current: PluginWorkflow, change: DefinitionChange) -> PluginWorkflow:
+    """Apply one change to a copy of ``current`` and validate the result.
+
+    Raises:
+        PluginError: the change is malformed, refers to a missing node, or would make the
+            definition invalid.
+    """
+    wid = current.workflow_id
+    updated = current.model_copy(deep=True)
+    if change.kind == "add_node":
+        if change.node is None:
+            raise _malformed(wid, "add_node needs a node")
+        if updated.node(change.node.node_id) is not None:
+            raise PluginError(
+                PluginErrorCode.InvalidWorkflowStructure,
+                f"workflow '{wid}' already has a node '{change.node.node_id}'",
+            )
+        updated.nodes.append(change.node.model_copy(deep=True))
+    elif change.kind == "remove_node":
+        if updated.node(change.node_id) is None:
+            raise PluginError(
+                PluginErrorCode.NodeNotFound,
+                f"workflow '{wid}' has no node '{change.node_id}'",
+            )
+        updated.nodes = [n for n in updated.nodes if n.node_id != change.node_id]
+        updated.connections = [
+            c
+            for c in updated.connections
+            if change.node_id not in (c.source_node, c.target_node)
+        ]
+    elif change.kind == "add_connection":
+        if change.connection is None:
+            raise _malformed(wid, "add_connection needs a connection")
+        updated.connections.append(change.connection.model_copy(deep=True))
+    else:
+        if change.workflow is None:
+            raise _malformed(wid, "replace needs a workflow")
+        if change.workflow.workflow_id != wid:
+            raise _malformed(
+                wid,
+                f"replacement has workflow_id '{change.workflow.workflow_id}', expected '{wid}'",
+            )
+        updated = change.workflow.model_copy(deep=True)
+    updated.version = current.version + 1
+    validate_workflow(updated)
+    return updated
+
+
+def _malformed(workflow_id: str, message: str) -> PluginError:
+    return PluginError(
+        PluginErrorCode.InvalidWorkflowStructure, f"workflow '{workflow_id}': {message}"
+    )

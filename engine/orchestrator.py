@@ -1,0 +1,377 @@
+"""``AdvancedPluginOrchestrator``: the spec's API, async, with Temporal as the only state.
+
+Nothing is kept in this object but a client and a few seconds of "what I just wrote" (so
+listings read this process's own writes even while Temporal's visibility store catches up).
+Definitions live in registry entity workflows (:mod:`engine.registry`), executions are
+interpreter workflows (:mod:`engine.workflow`), so every process sees the same state and
+every process can be restarted.
+
+Every method returns its value or raises :class:`~engine.errors.PluginError`; Temporal's
+exceptions are translated here, at the boundary.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from collections.abc import AsyncIterator
+from datetime import timedelta
+from typing import Any
+
+from temporalio.client import (
+    Client,
+    WorkflowExecutionStatus as TemporalStatus,
+    WorkflowHandle,
+)
+from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
+from temporalio.exceptions import WorkflowAlreadyStartedError
+
+from engine import executions
+from engine.connection import connect, default_task_queue, with_pydantic_converter
+from engine.contracts import (
+    DEFINITION_WORKFLOW,
+    EXECUTION_WORKFLOW,
+    DefinitionChange,
+    DefinitionState,
+    ExecutionInput,
+    definition_entity_id,
+    execution_id_for,
+    workflow_id_of_entity,
+)
+from engine.errors import PluginError, PluginErrorCode
+from engine.executions import translate_errors
+from engine.models import (
+    PluginWorkflow,
+    WorkflowConnection,
+    WorkflowEvent,
+    WorkflowExecutionContext,
+    WorkflowExecutionMode,
+    WorkflowNode,
+)
+from engine.validation import check_id, validate_workflow
+
+# How long this process trusts its own writes over the visibility store.
+_OVERLAY_SECONDS = 30.0
+
+_BATCH_MODES = (
+    WorkflowExecutionMode.Sequential,
+    WorkflowExecutionMode.Parallel,
+    WorkflowExecutionMode.Conditional,
+)
+
+
+class AdvancedPluginOrchestrator:
+    """Register, run and control graph workflows on Temporal.
+
+    Build one with :meth:`connect`, or wrap an existing ``temporalio.client.Client``.
+
+    Args:
+        client: A connected client; it is given this engine's data converter.
+        task_queue: Where executions run (workers must poll it).
+        query_timeout: How long to wait for a worker to answer a status query.
+    """
+
+    def __init__(
+        self,
+        client: Client,
+        *,
+        task_queue: str | None = None,
+        query_timeout: float = 10.0,
+    ) -> None:
+        self.client = with_pydantic_converter(client)
+        self.task_queue = task_queue or default_task_queue()
+        self.query_timeout = timedelta(seconds=query_timeout)
+        self._recent_definitions: dict[str, tuple[bool, float]] = {}
+        self._recent_executions: dict[str, float] = {}
+
+    @classmethod
+    async def connect(
+        cls,
+        target: str | None = None,
+        namespace: str | None = None,
+        task_queue: str | None = None,
+        **kwargs: Any,
+    ) -> AdvancedPluginOrchestrator:
+        """Connect to Temporal (defaults: ``TEMPORAL_ADDRESS``/``TEMPORAL_NAMESPACE``, then
+        ``localhost:7233``/``default``)."""
+        query_timeout = kwargs.pop("query_timeout", 10.0)
+        client = await connect(target, namespace, **kwargs)
+        return cls(client, task_queue=task_queue, query_timeout=query_timeout)
+
+    # -- workflow management -------------------------------------------------------------
+
+    async def register_workflow(self, workflow: PluginWorkflow) -> None:
+        """Validate and store a definition as version 1.
+
+        Raises:
+            PluginError: a validation code, or ``WorkflowAlreadyExists``.
+        """
+        validate_workflow(workflow)
+        stored = workflow.model_copy(deep=True, update={"version": 1})
+        try:
+            with translate_errors(f"workflow '{workflow.workflow_id}'"):
+                await self.client.start_workflow(
+                    DEFINITION_WORKFLOW,
+                    DefinitionState(workflow=stored),
+                    id=definition_entity_id(workflow.workflow_id),
+                    task_queue=self.task_queue,
+                    id_conflict_policy=WorkflowIDConflictPolicy.FAIL,
+                    id_reuse_policy=WorkflowIDReusePolicy.ALLOW_DUPLICATE,
+                    static_summary=f"definition of {workflow.workflow_id}",
+                )
+        except WorkflowAlreadyStartedError:
+            raise PluginError(
+                PluginErrorCode.WorkflowAlreadyExists,
+                f"workflow '{workflow.workflow_id}' is already registered",
+            ) from None
+        self._remember_definition(workflow.workflow_id, registered=True)
+
+    async def unregister_workflow(self, workflow_id: str) -> None:
+        """Remove a definition. Running executions keep their snapshot and finish.
+
+        Raises:
+            PluginError: ``WorkflowNotFound``.
+        """
+        await self._update_definition(workflow_id, "unregister", None)
+        self._remember_definition(workflow_id, registered=False)
+
+    async def get_workflow(self, workflow_id: str) -> PluginWorkflow:
+        """The current definition, with its ``version``.
+
+        Raises:
+            PluginError: ``WorkflowNotFound``.
+        """
+        self._check_workflow_id(workflow_id)
+        handle = self.client.get_workflow_handle(definition_entity_id(workflow_id))
+        return await executions.query_definition(handle, workflow_id, self.query_timeout)
+
+    async def get_registered_workflows(self) -> list[str]:
+        """Ids of all registered definitions, sorted."""
+        query = (
+            f"WorkflowType = '{DEFINITION_WORKFLOW}' AND ExecutionStatus = 'Running'"
+        )
+        ids = {
+            workflow_id_of_entity(execution.id)
+            async for execution in self._list(query)
+        }
+        now = time.monotonic()
+        for workflow_id, (registered, at) in self._recent_definitions.items():
+            if now - at < _OVERLAY_SECONDS:
+                (ids.add if registered else ids.discard)(workflow_id)
+        return sorted(ids)
+
+    # -- dynamic modification --------------------------------------------------------------
+
+    async def add_node_to_workflow(self, workflow_id: str, node: WorkflowNode) -> None:
+        """Add a node to a registered definition (new version)."""
+        await self._modify(workflow_id, DefinitionChange(kind="add_node", node=node))
+
+    async def remove_node_from_workflow(self, workflow_id: str, node_id: str) -> None:
+        """Remove a node and its connections from a registered definition (new version)."""
+        await self._modify(workflow_id, DefinitionChange(kind="remove_node", node_id=node_id))
+
+    async def add_connection_to_workflow(
+        self, workflow_id: str, connection: WorkflowConnection
+    ) -> None:
+        """Add a connection to a registered definition (new version)."""
+        await self._modify(
+            workflow_id, DefinitionChange(kind="add_connection", connection=connection)
+        )
+
+    async def update_workflow(self, workflow: PluginWorkflow) -> PluginWorkflow:
+        """Replace a registered definition wholesale (new version); returns it."""
+        change = DefinitionChange(kind="replace", workflow=workflow)
+        return await self._modify(workflow.workflow_id, change)
+
+    # -- execution -----------------------------------------------------------------------
+
+    async def execute_workflow(
+        self, workflow_id: str, input_data: dict[str, Any] | None = None
+    ) -> str:
+        """Start an execution of the current version; return its execution id.
+
+        Raises:
+            PluginError: ``WorkflowNotFound``, ``ExecutionModeNotSupported``,
+                ``InvalidWorkflowStructure`` (no nodes), ``InvalidInput``.
+        """
+        if input_data is not None and not isinstance(input_data, dict):
+            raise PluginError(
+                PluginErrorCode.InvalidInput,
+                f"input_data must be a JSON object, got {type(input_data).__name__}",
+            )
+        definition = await self.get_workflow(workflow_id)
+        if definition.execution_mode not in _BATCH_MODES:
+            raise PluginError(
+                PluginErrorCode.ExecutionModeNotSupported,
+                f"workflow '{workflow_id}' is {definition.execution_mode.name}; this version "
+                "executes Sequential, Parallel and Conditional workflows",
+            )
+        if not definition.nodes:
+            raise PluginError(
+                PluginErrorCode.InvalidWorkflowStructure,
+                f"workflow '{workflow_id}' has no nodes to run",
+            )
+        execution_id = execution_id_for(workflow_id, uuid.uuid4().hex[:16])
+        params = ExecutionInput(workflow=definition, input_data=executions.json_object(input_data))
+        with translate_errors(f"workflow '{workflow_id}'"):
+            await self.client.start_workflow(
+                EXECUTION_WORKFLOW,
+                params,
+                id=execution_id,
+                task_queue=self.task_queue,
+                id_conflict_policy=WorkflowIDConflictPolicy.FAIL,
+                memo={"workflow_id": workflow_id, "workflow_version": definition.version},
+                static_summary=(
+                    f"{definition.name or workflow_id} (v{definition.version}, "
+                    f"{definition.execution_mode.name}, {len(definition.nodes)} nodes)"
+                ),
+            )
+        self._recent_executions[execution_id] = time.monotonic()
+        return execution_id
+
+    async def cancel_execution(self, execution_id: str) -> None:
+        """Request cancellation: running nodes are cancelled, the run ends ``Cancelled``.
+
+        Raises:
+            PluginError: ``ExecutionNotFound``; ``InvalidState`` if it already ended.
+        """
+        handle = self._execution(execution_id)
+        description = await executions.describe(handle, execution_id)
+        if description.status is not TemporalStatus.RUNNING:
+            raise PluginError(
+                PluginErrorCode.InvalidState,
+                f"cannot cancel execution '{execution_id}': it has already ended "
+                f"({executions.status_name(description.status)})",
+            )
+        with translate_errors(f"execution '{execution_id}'"):
+            await handle.cancel()
+
+    async def pause_execution(self, execution_id: str) -> None:
+        """Start no new node until resumed; running nodes finish.
+
+        Raises:
+            PluginError: ``ExecutionNotFound``; ``InvalidState`` unless running.
+        """
+        await executions.update_execution(self._execution(execution_id), execution_id, "pause")
+
+    async def resume_execution(self, execution_id: str) -> None:
+        """Continue a paused execution.
+
+        Raises:
+            PluginError: ``ExecutionNotFound``; ``InvalidState`` unless paused.
+        """
+        await executions.update_execution(self._execution(execution_id), execution_id, "resume")
+
+    # -- monitoring ----------------------------------------------------------------------
+
+    async def get_execution_status(self, execution_id: str) -> WorkflowExecutionContext:
+        """The execution's context; works while running, paused and after it ended (also
+        with no worker running, for ended executions).
+
+        Raises:
+            PluginError: ``ExecutionNotFound``; ``WorkerUnavailable`` if a running
+                execution's worker does not answer within ``query_timeout``.
+        """
+        return await executions.context_of(
+            self._execution(execution_id), execution_id, self.query_timeout
+        )
+
+    async def get_node_status(self, execution_id: str, node_id: str) -> dict[str, Any]:
+        """One node's state: ``status``, ``attempts``, ``started_at``, ``completed_at`` and
+        ``result`` or ``error``. For a running node, the current attempt and last failure
+        come from Temporal's pending-activity view.
+
+        Raises:
+            PluginError: ``ExecutionNotFound``, ``NodeNotFound``.
+        """
+        context = await self.get_execution_status(execution_id)
+        state = context.node_states.get(node_id)
+        if state is None:
+            raise PluginError(
+                PluginErrorCode.NodeNotFound,
+                f"execution '{execution_id}' has no node '{node_id}'",
+            )
+        if state.get("status") == "running":
+            state = await executions.with_pending_attempt(
+                self._execution(execution_id), node_id, state
+            )
+        return state
+
+    async def get_active_executions(self) -> list[str]:
+        """Ids of executions that have not ended (running or paused), newest first."""
+        query = f"WorkflowType = '{EXECUTION_WORKFLOW}' AND ExecutionStatus = 'Running'"
+        active = [execution.id async for execution in self._list(query)]
+        now = time.monotonic()
+        recent = [
+            execution_id
+            for execution_id, at in self._recent_executions.items()
+            if now - at < _OVERLAY_SECONDS and execution_id not in active
+        ]
+        for execution_id in recent:
+            description = await executions.describe(self._execution(execution_id), execution_id)
+            if description.status is TemporalStatus.RUNNING:
+                active.insert(0, execution_id)
+        return active
+
+    async def wait_for_completion(
+        self, execution_id: str, timeout: float | None = None
+    ) -> WorkflowExecutionContext:
+        """Wait until the execution ends and return its final context (also when it failed
+        or was cancelled).
+
+        Raises:
+            PluginError: ``ExecutionNotFound``; ``Timeout`` after ``timeout`` seconds.
+        """
+        handle = self._execution(execution_id)
+        try:
+            await asyncio.wait_for(executions.wait_closed(handle, execution_id), timeout)
+        except TimeoutError:
+            raise PluginError(
+                PluginErrorCode.Timeout,
+                f"execution '{execution_id}' did not finish within {timeout:g}s",
+            ) from None
+        return await executions.context_of(handle, execution_id, self.query_timeout)
+
+    def events(self, execution_id: str, *, after: int = 0) -> AsyncIterator[WorkflowEvent]:
+        """The execution's events in order, from sequence ``after + 1``, ending after the
+        terminal event. Works from any process, for running and ended executions."""
+        return executions.follow_events(
+            self.client, self._execution(execution_id), execution_id, after, self.query_timeout
+        )
+
+    # -- internals -----------------------------------------------------------------------
+
+    def _execution(self, execution_id: str) -> WorkflowHandle[Any, Any]:
+        if not isinstance(execution_id, str) or not execution_id or len(execution_id) > 1000:
+            raise PluginError(
+                PluginErrorCode.ExecutionNotFound,
+                f"no execution {str(execution_id)[:100]!r}: not a valid execution id",
+            )
+        return self.client.get_workflow_handle(execution_id)
+
+    def _check_workflow_id(self, workflow_id: str) -> None:
+        if reason := check_id("workflow_id", workflow_id):
+            raise PluginError(
+                PluginErrorCode.WorkflowNotFound, f"no workflow {workflow_id!r}: {reason}"
+            )
+
+    async def _modify(self, workflow_id: str, change: DefinitionChange) -> PluginWorkflow:
+        result = await self._update_definition(workflow_id, "modify", change)
+        assert isinstance(result, PluginWorkflow)
+        return result
+
+    async def _update_definition(
+        self, workflow_id: str, update: str, arg: DefinitionChange | None
+    ) -> PluginWorkflow | None:
+        self._check_workflow_id(workflow_id)
+        handle = self.client.get_workflow_handle(definition_entity_id(workflow_id))
+        return await executions.update_definition(handle, workflow_id, update, arg)
+
+    async def _list(self, query: str) -> AsyncIterator[Any]:
+        with translate_errors("listing"):
+            async for execution in self.client.list_workflows(query):
+                yield execution
+
+    def _remember_definition(self, workflow_id: str, *, registered: bool) -> None:
+        self._recent_definitions[workflow_id] = (registered, time.monotonic())

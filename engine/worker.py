@@ -1,0 +1,124 @@
+"""Building and running a worker: the interpreter and registry workflows plus the node
+activity bound to a plugin registry.
+
+    worker = create_worker(client, task_queue="plugin-orchestrator",
+                           plugins=PluginRegistry.with_builtins())
+    async with worker:
+        ...
+
+:func:`run_worker` is what ``python worker.py`` and ``orchestrator worker`` run: it connects,
+serves until SIGTERM or SIGINT, then drains: no new tasks are taken, running activities get
+``graceful_shutdown`` seconds to finish before they are cancelled (a cancelled node is retried
+by another worker).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+from concurrent.futures import ThreadPoolExecutor
+from datetime import timedelta
+
+import structlog
+from temporalio.client import Client
+from temporalio.worker import Worker
+from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
+
+from activities import NodeActivities
+from engine.connection import connect, default_task_queue, with_pydantic_converter
+from engine.logging import configure_logging
+from engine.registry import PluginWorkflowDefinition
+from engine.workflow import PluginWorkflowExecution
+from plugins import PluginRegistry
+
+log = structlog.get_logger("engine.worker")
+
+# Imported once per worker, not once per workflow run. The engine's own modules must be
+# among them: the interpreter and the payload models must be the same classes inside and
+# outside the sandbox. None of them keeps mutable module state, and the sandbox's runtime
+# checks (clock, randomness, I/O) still apply to passed-through code.
+_PASSTHROUGH = ("engine", "pydantic", "pydantic_core", "celpy", "lark", "re2", "google", "structlog")
+
+
+def workflow_runner() -> SandboxedWorkflowRunner:
+    """The sandbox configuration of workers and of the replayer (they must match)."""
+    return SandboxedWorkflowRunner(
+        restrictions=SandboxRestrictions.default.with_passthrough_modules(*_PASSTHROUGH)
+    )
+
+
+def create_worker(
+    client: Client,
+    *,
+    task_queue: str | None = None,
+    plugins: PluginRegistry | None = None,
+    max_concurrent_activities: int = 100,
+    max_concurrent_workflow_tasks: int | None = None,
+    max_cached_workflows: int = 1000,
+    graceful_shutdown: float = 30.0,
+    plugin_threads: int = 32,
+) -> Worker:
+    """A worker hosting the engine's workflows and the node activity.
+
+    Args:
+        client: Connected client (given the engine's data converter if it lacks it).
+        task_queue: Queue to poll; default ``TEMPORAL_TASK_QUEUE`` or ``plugin-orchestrator``.
+        plugins: Plugins this worker can run; default: the built-ins.
+        max_concurrent_activities: Node attempts running at once on this worker.
+        max_concurrent_workflow_tasks: Workflow tasks at once (SDK default if None).
+        max_cached_workflows: Workflow cache size; 0 forces a replay on every task (tests).
+        graceful_shutdown: Seconds running activities get to finish on shutdown.
+        plugin_threads: Threads for synchronous plugins.
+    """
+    registry = plugins if plugins is not None else PluginRegistry.with_builtins()
+    activities = NodeActivities(
+        registry,
+        executor=ThreadPoolExecutor(max_workers=plugin_threads, thread_name_prefix="plugin"),
+    )
+    return Worker(
+        with_pydantic_converter(client),
+        task_queue=task_queue or default_task_queue(),
+        workflows=[PluginWorkflowExecution, PluginWorkflowDefinition],
+        activities=[activities.run_plugin_node],
+        max_concurrent_activities=max_concurrent_activities,
+        max_concurrent_workflow_tasks=max_concurrent_workflow_tasks,
+        max_cached_workflows=max_cached_workflows,
+        graceful_shutdown_timeout=timedelta(seconds=graceful_shutdown),
+        workflow_runner=workflow_runner(),
+    )
+
+
+async def run_worker(
+    *,
+    target: str | None = None,
+    namespace: str | None = None,
+    task_queue: str | None = None,
+    plugins: PluginRegistry | None = None,
+    max_concurrent_activities: int = 100,
+    graceful_shutdown: float = 30.0,
+    stop: asyncio.Event | None = None,
+) -> None:
+    """Connect, serve until SIGTERM/SIGINT (or ``stop`` is set), then drain and return."""
+    configure_logging()
+    client = await connect(target, namespace)
+    stop = stop or asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    worker = create_worker(
+        client,
+        task_queue=task_queue,
+        plugins=plugins,
+        max_concurrent_activities=max_concurrent_activities,
+        graceful_shutdown=graceful_shutdown,
+    )
+    log.info(
+        "worker started",
+        task_queue=worker.task_queue,
+        namespace=client.namespace,
+        plugins=(plugins or PluginRegistry.with_builtins()).ids(),
+    )
+    async with worker:
+        await stop.wait()
+        log.info("worker draining", graceful_shutdown_seconds=graceful_shutdown)
+    log.info("worker stopped")

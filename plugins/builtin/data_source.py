@@ -1,0 +1,194 @@
+"""``data_source``: produce records from a file, the configuration, or the inputs.
+
+Config:
+    path (str, optional): A file to read. ``.json`` holds a list of objects or
+        ``{"records": [...]}``; ``.jsonl`` / ``.ndjson`` holds one object per line (blank lines
+        are skipped); ``.csv`` is read with a header row, every value a string (a short row's
+        missing values are null).
+    format (str, optional): ``"json"``, ``"jsonl"`` or ``"csv"``; overrides the extension.
+    delimiter (str, optional): CSV delimiter, one character (default ``","``).
+    records (list of objects, optional): Inline records, used when ``path`` is not set
+        (``path`` wins when both are).
+    limit (int >= 0, optional): Keep at most this many records.
+
+Inputs:
+    Used only when neither ``path`` nor ``records`` is configured: ``inputs["records"]`` (a list
+    of objects) if present, otherwise the whole inputs object as one record (no record if the
+    inputs are empty).
+
+Output:
+    ``records`` (list of objects), ``count`` (int), ``source`` (the configured path,
+    ``"inline"`` or ``"input"``).
+
+Errors:
+    A missing file raises ``FileNotFoundError`` (retried by the engine). Bad configuration is
+    ``InvalidConfiguration`` naming the key; a file that is not valid JSON, JSON Lines or CSV,
+    or holds something other than objects, is ``PluginExecutionFailed``.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from plugins._context import PluginContext
+from plugins._registry import plugin
+from plugins.builtin._common import (
+    FORMATS_BY_EXTENSION,
+    check_header,
+    check_records,
+    config_error,
+    data_error,
+    json_type,
+    loads_strict,
+    optional_delimiter,
+    optional_int,
+    optional_str,
+    read_csv_rows,
+)
+
+
+@plugin("data_source")
+def data_source_plugin(
+    inputs: dict[str, Any], config: dict[str, Any], ctx: PluginContext
+) -> dict[str, Any]:
+    """Produce records from a JSON, JSON Lines or CSV file, inline config, or the inputs.
+
+    Args:
+        inputs: The node's inputs; used only when no ``path`` or ``records`` is configured.
+        config: See the module documentation.
+        ctx: The call's context.
+
+    Returns:
+        ``{"records": [...], "count": n, "source": path | "inline" | "input"}``.
+
+    Raises:
+        PluginError: ``InvalidConfiguration`` naming the bad key, or ``PluginExecutionFailed``
+            for a malformed file.
+        OSError: The file cannot be read (``FileNotFoundError`` included).
+    """
+    path = optional_str(config, "path")
+    file_format = _format(config, path)
+    delimiter = optional_delimiter(config)
+    limit = optional_int(config, "limit")
+    inline = _inline_records(config)
+
+    records: list[dict[str, Any]]
+    if path is not None:
+        assert file_format is not None
+        records = _read_file(Path(path), file_format, delimiter)
+        source = path
+    elif inline is not None:
+        records = inline
+        source = "inline"
+    else:
+        source = "input"
+        if "records" in inputs:
+            given = inputs["records"]
+            if not isinstance(given, list):
+                raise data_error(f"input 'records' must be a list, got {json_type(given)}")
+            records = [dict(record) for record in check_records(given, "input 'records'")]
+        else:
+            records = [dict(inputs)] if inputs else []
+
+    if limit is not None:
+        records = records[:limit]
+    ctx.logger.info("data_source.read", source=source, count=len(records))
+    return {"records": records, "count": len(records), "source": source}
+
+
+def _inline_records(config: dict[str, Any]) -> list[dict[str, Any]] | None:
+    inline = config.get("records")
+    if inline is None:
+        return None
+    if not isinstance(inline, list):
+        raise config_error("records", f"must be a list of objects, got {json_type(inline)}")
+    for index, record in enumerate(inline):
+        if not isinstance(record, dict):
+            raise config_error(
+                "records", f"item {index} must be an object, got {json_type(record)}"
+            )
+    return [dict(record) for record in inline]
+
+
+def _format(config: dict[str, Any], path: str | None) -> str | None:
+    configured = optional_str(config, "format")
+    if configured is not None:
+        if configured not in {"json", "jsonl", "csv"}:
+            raise config_error("format", f"must be 'json', 'jsonl' or 'csv', got {configured!r}")
+        return configured
+    if path is None:
+        return None
+    suffix = Path(path).suffix.lower()
+    if suffix not in FORMATS_BY_EXTENSION:
+        raise config_error(
+            "path",
+            f"has extension {suffix or '(none)'!r}; use .json, .jsonl, .ndjson or .csv, "
+            "or set 'format'",
+        )
+    return FORMATS_BY_EXTENSION[suffix]
+
+
+def _read_file(path: Path, file_format: str, delimiter: str) -> list[dict[str, Any]]:
+    if file_format == "csv":
+        return _read_csv(path, delimiter)
+    text = _read_text(path)
+    if file_format == "jsonl":
+        records: list[dict[str, Any]] = []
+        for number, line in enumerate(text.splitlines(), start=1):
+            if not line.strip():
+                continue
+            item = _parse_json(line, f"{path} line {number}")
+            if not isinstance(item, dict):
+                raise data_error(f"{path} line {number} is {json_type(item)}, not an object")
+            records.append(item)
+        return records
+    document = _parse_json(text, str(path))
+    if isinstance(document, dict) and isinstance(document.get("records"), list):
+        document = document["records"]
+    if not isinstance(document, list):
+        raise data_error(
+            f"{path} holds {json_type(document)}; expected a list of objects or "
+            "{'records': [...]}"
+        )
+    return check_records(document, str(path))
+
+
+def _read_text(path: Path) -> str:
+    try:
+        return path.read_text(encoding="utf-8-sig")
+    except UnicodeDecodeError:
+        raise data_error(f"{path}: not valid UTF-8", path=str(path)) from None
+
+
+def _parse_json(text: str, where: str) -> Any:
+    try:
+        return loads_strict(text)
+    except json.JSONDecodeError as exc:
+        raise data_error(f"{where}: not valid JSON: {exc}") from None
+    except ValueError as exc:
+        raise data_error(f"{where}: {exc}") from None
+
+
+def _read_csv(path: Path, delimiter: str) -> list[dict[str, Any]]:
+    rows = read_csv_rows(path, delimiter)
+    first = next(rows, None)
+    if first is None:
+        return []
+    header = first[1]
+    problem = check_header(header)
+    if problem is not None:
+        raise data_error(f"{path}: {problem}", path=str(path))
+    records: list[dict[str, Any]] = []
+    for line, fields in rows:
+        if len(fields) > len(header):
+            raise data_error(
+                f"{path} line {line} has {len(fields)} fields; the header has {len(header)}",
+                path=str(path),
+                line=line,
+            )
+        record: dict[str, Any] = dict.fromkeys(header)
+        record.update(zip(header, fields, strict=False))
+        records.append(record)
+    return records
