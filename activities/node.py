@@ -52,9 +52,7 @@ class NodeActivities:
 
     def __init__(self, plugins: PluginRegistry, *, executor: ThreadPoolExecutor | None = None):
         self._plugins = plugins
-        self._executor = executor or ThreadPoolExecutor(
-            max_workers=32, thread_name_prefix="plugin"
-        )
+        self._executor = executor or ThreadPoolExecutor(max_workers=32, thread_name_prefix="plugin")
 
     @activity.defn(name=NODE_ACTIVITY)
     async def run_plugin_node(self, request: NodeActivityInput) -> NodeActivityResult:
@@ -114,9 +112,7 @@ class NodeActivities:
             beating.cancel()
         return NodeActivityResult(output=_checked_output(request, output), attempt=info.attempt)
 
-    async def _invoke(
-        self, plugin: Plugin, request: NodeActivityInput, ctx: PluginContext
-    ) -> Any:
+    async def _invoke(self, plugin: Plugin, request: NodeActivityInput, ctx: PluginContext) -> Any:
         if plugin.is_async:
             return await plugin.function(request.inputs, request.config, ctx)  # type: ignore[misc]
         loop = asyncio.get_running_loop()

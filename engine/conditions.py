@@ -19,6 +19,9 @@ from dataclasses import dataclass
 from typing import Any
 
 import celpy
+from celpy.adapter import json_to_cel
+from celpy.celparser import CELParseError
+from celpy.evaluation import CELEvalError
 
 # celpy logs every evaluation error at ERROR level; we report errors ourselves.
 logging.getLogger("celpy").setLevel(logging.CRITICAL)
@@ -50,11 +53,11 @@ class Condition:
         try:
             activation = {key: _to_cel(value) for key, value in variables.items()}
             result = self._program.evaluate(activation)
-        except celpy.CELEvalError as exc:
+        except CELEvalError as exc:
             raise ConditionError(_eval_message(exc, variables)) from None
         except (TypeError, ValueError, OverflowError, RecursionError) as exc:
             raise ConditionError(f"cannot evaluate: {exc}") from None
-        if isinstance(result, celpy.CELEvalError):
+        if isinstance(result, CELEvalError):
             raise ConditionError(_eval_message(result, variables))
         if not isinstance(result, celpy.celtypes.BoolType | bool):
             raise ConditionError(f"result is {_cel_type_name(result)}, not a boolean")
@@ -83,7 +86,7 @@ def compile_condition(text: str) -> Condition:
     try:
         ast = _ENV.compile(text)
         program = _ENV.program(ast)
-    except celpy.CELParseError as exc:
+    except CELParseError as exc:
         first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else "syntax error"
         raise ConditionError(f"not valid CEL: {first_line}") from None
     except RecursionError:
@@ -115,7 +118,7 @@ def _max_nesting(text: str) -> int:
 def _to_cel(value: Any) -> Any:
     if isinstance(value, float) and not math.isfinite(value):
         raise ValueError(f"value {value!r} is not representable")
-    return celpy.json_to_cel(value)
+    return json_to_cel(value)
 
 
 def _eval_message(exc: Any, variables: dict[str, Any]) -> str:

@@ -13,11 +13,11 @@ fault. Codes are stable strings: they cross process boundaries as the ``type`` o
 
 from __future__ import annotations
 
-from enum import Enum
+from enum import StrEnum
 from typing import Any
 
 
-class PluginErrorCode(str, Enum):
+class PluginErrorCode(StrEnum):
     """Stable error codes. The value is the member name, so it reads the same everywhere."""
 
     # Definition problems (raised by validation, nothing is stored).
@@ -75,7 +75,7 @@ class PluginError(Exception):
         """Rebuild an error from an ``ApplicationError`` type name; unknown names become
         ``ExecutionFailed`` so nothing is lost at the boundary."""
         try:
-            code = PluginErrorCode(type_name)
+            code = PluginErrorCode(type_name or "")
         except ValueError:
             code = PluginErrorCode.ExecutionFailed
         return cls(code, message, details if isinstance(details, dict) else None)

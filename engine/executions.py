@@ -25,12 +25,14 @@ from temporalio.api.workflowservice.v1 import GetWorkflowExecutionHistoryRequest
 from temporalio.client import (
     Client,
     WorkflowExecutionDescription,
-    WorkflowExecutionStatus as TemporalStatus,
     WorkflowFailureError,
     WorkflowHandle,
     WorkflowQueryFailedError,
     WorkflowQueryRejectedError,
     WorkflowUpdateFailedError,
+)
+from temporalio.client import (
+    WorkflowExecutionStatus as TemporalStatus,
 )
 from temporalio.common import QueryRejectCondition
 from temporalio.exceptions import ApplicationError
@@ -125,12 +127,13 @@ async def query_definition(
     subject = f"workflow '{workflow_id}'"
     try:
         with translate_errors(subject, Code.WorkflowNotFound):
-            return await handle.query(
+            definition: PluginWorkflow = await handle.query(
                 "definition",
                 result_type=PluginWorkflow,
                 reject_condition=QueryRejectCondition.NOT_OPEN,
                 rpc_timeout=timeout,
             )
+            return definition
     except PluginError as exc:
         if exc.code is Code.WorkflowNotFound:
             raise PluginError(Code.WorkflowNotFound, f"{subject} is not registered") from None
@@ -149,7 +152,10 @@ async def update_definition(
             if arg is None:
                 await handle.execute_update(update)
                 return None
-            return await handle.execute_update(update, arg, result_type=PluginWorkflow)
+            updated: PluginWorkflow = await handle.execute_update(
+                update, arg, result_type=PluginWorkflow
+            )
+            return updated
     except PluginError as exc:
         if exc.code is Code.WorkflowNotFound:
             raise PluginError(Code.WorkflowNotFound, f"{subject} is not registered") from None
@@ -202,12 +208,13 @@ async def context_of(
             return await _pending_context(description)
         try:
             with translate_errors(f"execution '{execution_id}'"):
-                return await handle.query(
+                context: WorkflowExecutionContext = await handle.query(
                     "status",
                     result_type=WorkflowExecutionContext,
                     reject_condition=QueryRejectCondition.NOT_OPEN,
                     rpc_timeout=timeout,
                 )
+                return context
         except PluginError as exc:
             if exc.code is not Code.ExecutionNotFound:
                 raise
@@ -247,6 +254,16 @@ async def outcome_of(
     return await _synthesized(description, WorkflowExecutionStatus.Failed, reason)
 
 
+def outcome_events(outcome: ExecutionOutcome) -> list[WorkflowEvent]:
+    """An ended execution's events with results filled in from its context."""
+    context = outcome.context
+    return with_results(
+        outcome.events,
+        lambda node_id: context.node_states.get(node_id, {}).get("result"),
+        lambda: context.execution_data.get("results"),
+    )
+
+
 async def _pending_context(description: WorkflowExecutionDescription) -> WorkflowExecutionContext:
     memo = await description.memo()
     return WorkflowExecutionContext(
@@ -270,20 +287,21 @@ async def _synthesized(
         if status is WorkflowExecutionStatus.Cancelled
         else WorkflowEventType.workflow_failed
     )
-    common = {"execution_id": context.execution_id, "workflow_id": context.workflow_id}
     events = [
         WorkflowEvent(
             type=WorkflowEventType.workflow_started,
+            execution_id=context.execution_id,
+            workflow_id=context.workflow_id,
             sequence=1,
             timestamp=description.start_time,
-            **common,
         ),
         WorkflowEvent(
             type=terminal,
+            execution_id=context.execution_id,
+            workflow_id=context.workflow_id,
             sequence=2,
             timestamp=description.close_time or description.start_time,
             error=message,
-            **common,
         ),
     ]
     return ExecutionOutcome(context=context, events=events)
@@ -325,12 +343,7 @@ async def follow_events(
         description = await describe(handle, execution_id)
         if description.status is not TemporalStatus.RUNNING:
             outcome = await outcome_of(handle, description)
-            context = outcome.context
-            for event in with_results(
-                outcome.events,
-                lambda node_id: context.node_states.get(node_id, {}).get("result"),
-                lambda: context.execution_data.get("results"),
-            ):
+            for event in outcome_events(outcome):
                 if event.sequence > sequence:
                     yield event
             return

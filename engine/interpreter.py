@@ -156,7 +156,9 @@ class Interpreter:
         self._internal_error: BaseException | None = None
         self._wake = asyncio.Event()
         sequential = workflow.execution_mode is WorkflowExecutionMode.Sequential
-        self._limit = 1 if sequential else global_options(workflow.global_configuration).max_parallelism
+        self._limit = (
+            1 if sequential else global_options(workflow.global_configuration).max_parallelism
+        )
 
     # -- control -------------------------------------------------------------------------
 

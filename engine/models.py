@@ -24,7 +24,7 @@ This module imports nothing from Temporal: it is shared by client, workflow and 
 from __future__ import annotations
 
 from datetime import datetime
-from enum import Enum
+from enum import StrEnum
 from typing import Any, Self
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -32,7 +32,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from engine.errors import PluginError, PluginErrorCode
 
 
-class _SpecEnum(str, Enum):
+class _SpecEnum(StrEnum):
     """A string enum that also reads QtForge's integer values and the member names."""
 
     @classmethod
@@ -232,7 +232,7 @@ class WorkflowExecutionContext(_JsonModel):
     error_messages: list[str] = Field(default_factory=list)
 
 
-class WorkflowEventType(str, Enum):
+class WorkflowEventType(StrEnum):
     """The spec's Qt signals, as event types of :meth:`AdvancedPluginOrchestrator.events`."""
 
     workflow_started = "workflow_started"

@@ -45,9 +45,7 @@ def apply_change(current: PluginWorkflow, change: DefinitionChange) -> PluginWor
             )
         updated.nodes = [n for n in updated.nodes if n.node_id != change.node_id]
         updated.connections = [
-            c
-            for c in updated.connections
-            if change.node_id not in (c.source_node, c.target_node)
+            c for c in updated.connections if change.node_id not in (c.source_node, c.target_node)
         ]
     elif change.kind == "add_connection":
         if change.connection is None:

@@ -21,8 +21,10 @@ from typing import Any
 
 from temporalio.client import (
     Client,
-    WorkflowExecutionStatus as TemporalStatus,
     WorkflowHandle,
+)
+from temporalio.client import (
+    WorkflowExecutionStatus as TemporalStatus,
 )
 from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
 from temporalio.exceptions import WorkflowAlreadyStartedError
@@ -148,13 +150,8 @@ class AdvancedPluginOrchestrator:
 
     async def get_registered_workflows(self) -> list[str]:
         """Ids of all registered definitions, sorted."""
-        query = (
-            f"WorkflowType = '{DEFINITION_WORKFLOW}' AND ExecutionStatus = 'Running'"
-        )
-        ids = {
-            workflow_id_of_entity(execution.id)
-            async for execution in self._list(query)
-        }
+        query = f"WorkflowType = '{DEFINITION_WORKFLOW}' AND ExecutionStatus = 'Running'"
+        ids = {workflow_id_of_entity(execution.id) async for execution in self._list(query)}
         now = time.monotonic()
         for workflow_id, (registered, at) in self._recent_definitions.items():
             if now - at < _OVERLAY_SECONDS:

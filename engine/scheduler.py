@@ -19,7 +19,7 @@ Temporal. Rules (the README's "Graph semantics" section says the same):
 from __future__ import annotations
 
 import heapq
-from enum import Enum
+from enum import StrEnum
 from typing import Any
 
 from engine.conditions import ConditionError
@@ -27,7 +27,7 @@ from engine.graph import Edge, Graph
 from engine.models import ConnectionType
 
 
-class NodeStatus(str, Enum):
+class NodeStatus(StrEnum):
     """Per-node status as reported in ``node_states``."""
 
     pending = "pending"
@@ -51,7 +51,7 @@ class Scheduler:
 
     def __init__(self, graph: Graph) -> None:
         self.graph = graph
-        self.status: dict[str, NodeStatus] = {n: NodeStatus.pending for n in graph.nodes}
+        self.status: dict[str, NodeStatus] = dict.fromkeys(graph.nodes, NodeStatus.pending)
         self.outputs: dict[str, dict[str, Any]] = {}
         self._taken: dict[int, bool] = {}  # edge index -> taken, once resolved
         self._unresolved = {n: len(graph.incoming[n]) for n in graph.nodes}
@@ -121,7 +121,9 @@ class Scheduler:
             RoutingError: a condition failed to evaluate or a port is missing from the
                 output; the node's status is left running so the caller can fail it.
         """
-        decisions = [(edge, self._edge_taken(edge, output)) for edge in self.graph.outgoing[node_id]]
+        decisions = [
+            (edge, self._edge_taken(edge, output)) for edge in self.graph.outgoing[node_id]
+        ]
         self.status[node_id] = NodeStatus.completed
         self.outputs[node_id] = output
         skipped: list[str] = []

@@ -332,5 +332,3 @@ def _as_error(workflow: PluginWorkflow, problems: list[Problem]) -> PluginError:
     for problem in problems:
         details.update(problem.details)
     return PluginError(problems[0].code, f"{prefix}: {shown}", details)
-
-

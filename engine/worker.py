@@ -37,7 +37,16 @@ log = structlog.get_logger("engine.worker")
 # among them: the interpreter and the payload models must be the same classes inside and
 # outside the sandbox. None of them keeps mutable module state, and the sandbox's runtime
 # checks (clock, randomness, I/O) still apply to passed-through code.
-_PASSTHROUGH = ("engine", "pydantic", "pydantic_core", "celpy", "lark", "re2", "google", "structlog")
+_PASSTHROUGH = (
+    "engine",
+    "pydantic",
+    "pydantic_core",
+    "celpy",
+    "lark",
+    "re2",
+    "google",
+    "structlog",
+)
 
 
 def workflow_runner() -> SandboxedWorkflowRunner:

@@ -39,9 +39,8 @@ class Plugin:
 
     @property
     def is_async(self) -> bool:
-        return inspect.iscoroutinefunction(self.function) or inspect.iscoroutinefunction(
-            getattr(self.function, "__call__", None)
-        )
+        call = getattr(self.function, "__call__", None)  # noqa: B004 (async callable objects)
+        return inspect.iscoroutinefunction(self.function) or inspect.iscoroutinefunction(call)
 
 
 def plugin(plugin_id: str, *, description: str = "") -> Callable[[PluginFunction], Plugin]:
@@ -78,11 +77,15 @@ class PluginRegistry:
         self._plugins[item.plugin_id] = item
         return item
 
-    def register(self, plugin_id: str, function: PluginFunction, *, description: str = "") -> Plugin:
+    def register(
+        self, plugin_id: str, function: PluginFunction, *, description: str = ""
+    ) -> Plugin:
         """Register a function under ``plugin_id``."""
         return self.add(Plugin(plugin_id, function, description))
 
-    def plugin(self, plugin_id: str, *, description: str = "") -> Callable[[PluginFunction], Plugin]:
+    def plugin(
+        self, plugin_id: str, *, description: str = ""
+    ) -> Callable[[PluginFunction], Plugin]:
         """Decorator form of :meth:`register`."""
 
         def wrap(function: PluginFunction) -> Plugin:

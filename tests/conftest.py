@@ -9,7 +9,6 @@ from __future__ import annotations
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 import pytest_asyncio
@@ -71,10 +70,11 @@ async def fixture_worker(
     """A running in-process worker on the test's task queue. The workflow cache is off, so
     every workflow task replays the history: non-determinism fails tests at once."""
     worker = create_worker(
-        client, task_queue=task_queue, plugins=registry, max_cached_workflows=0,
+        client,
+        task_queue=task_queue,
+        plugins=registry,
+        max_cached_workflows=0,
         graceful_shutdown=5.0,
     )
     async with worker:
         yield worker
-
-

@@ -9,11 +9,6 @@ from pathlib import Path
 from typing import Any
 
 from plugins import PluginContext, PluginRegistry
-try:
-    from plugins.builtin import BUILTIN_PLUGINS as _B  # TEMP
-    _HAS_BUILTINS = True
-except ImportError:
-    _HAS_BUILTINS = False
 
 
 def count_file(directory: Path, name: str) -> Path:
@@ -28,29 +23,37 @@ def read_count(directory: Path, name: str) -> int:
 
 def test_registry(side_effects: Path) -> PluginRegistry:
     """Built-ins plus: echo, fail, flaky, sleep, block, count, bad_output, big_output."""
-    registry = PluginRegistry.with_builtins() if _HAS_BUILTINS else PluginRegistry()  # TEMP
+    registry = PluginRegistry.with_builtins()
 
     @registry.plugin("echo")
-    async def echo(inputs: dict[str, Any], config: dict[str, Any], ctx: PluginContext) -> dict[str, Any]:
+    async def echo(
+        inputs: dict[str, Any], config: dict[str, Any], ctx: PluginContext
+    ) -> dict[str, Any]:
         """Returns its inputs, its config and its node id."""
         out = {"node": ctx.node_id, "inputs": inputs}
         out.update(config.get("emit", {}))
         return out
 
     @registry.plugin("fail")
-    async def fail(inputs: dict[str, Any], config: dict[str, Any], ctx: PluginContext) -> dict[str, Any]:
+    async def fail(
+        inputs: dict[str, Any], config: dict[str, Any], ctx: PluginContext
+    ) -> dict[str, Any]:
         """Always raises ValueError."""
         raise ValueError(config.get("message", "boom"))
 
     @registry.plugin("flaky")
-    async def flaky(inputs: dict[str, Any], config: dict[str, Any], ctx: PluginContext) -> dict[str, Any]:
+    async def flaky(
+        inputs: dict[str, Any], config: dict[str, Any], ctx: PluginContext
+    ) -> dict[str, Any]:
         """Fails until attempt ``succeed_on``."""
         if ctx.attempt < int(config.get("succeed_on", 2)):
             raise ConnectionError(f"attempt {ctx.attempt} failed")
         return {"attempt": ctx.attempt}
 
     @registry.plugin("sleep")
-    async def sleep(inputs: dict[str, Any], config: dict[str, Any], ctx: PluginContext) -> dict[str, Any]:
+    async def sleep(
+        inputs: dict[str, Any], config: dict[str, Any], ctx: PluginContext
+    ) -> dict[str, Any]:
         """Sleeps ``seconds`` (async), recording a start marker first."""
         _append(side_effects, f"{ctx.node_id}.started", ctx.attempt)
         await asyncio.sleep(float(config.get("seconds", 1.0)))
@@ -77,7 +80,9 @@ def test_registry(side_effects: Path) -> PluginRegistry:
         return {"value": {1, 2}} if kind == "set" else ["not", "a", "dict"]
 
     @registry.plugin("big_output")
-    async def big_output(inputs: dict[str, Any], config: dict[str, Any], ctx: PluginContext) -> dict[str, Any]:
+    async def big_output(
+        inputs: dict[str, Any], config: dict[str, Any], ctx: PluginContext
+    ) -> dict[str, Any]:
         """Returns ``size`` bytes of text (counts calls)."""
         _append(side_effects, ctx.node_id, ctx.attempt)
         return {"blob": "x" * int(config.get("size", 3_000_000))}
