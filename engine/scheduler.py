@@ -57,6 +57,7 @@ class Scheduler:
         self._unresolved = {n: len(graph.incoming[n]) for n in graph.nodes}
         self._taken_in = dict.fromkeys(graph.nodes, 0)
         self._ready: list[int] = []  # heap of definition positions
+        self._finished = 0  # nodes in a final status; keeps progress and completion O(1)
         for node_id in graph.nodes:
             if self._unresolved[node_id] == 0:
                 heapq.heappush(self._ready, graph.position[node_id])
@@ -73,7 +74,7 @@ class Scheduler:
 
     def is_finished(self) -> bool:
         """True when every node has reached a final status."""
-        return all(s.is_finished for s in self.status.values())
+        return self._finished == len(self.status)
 
     def running(self) -> list[str]:
         return [n for n, s in self.status.items() if s is NodeStatus.running]
@@ -81,9 +82,7 @@ class Scheduler:
     def progress(self) -> float:
         """Share of nodes in a final status; never decreases."""
         total = len(self.status)
-        if total == 0:
-            return 1.0
-        return sum(1 for s in self.status.values() if s.is_finished) / total
+        return self._finished / total if total else 1.0
 
     def inputs_for(self, node_id: str, input_data: dict[str, Any]) -> dict[str, Any]:
         """A node's ``inputs``: one entry per taken DataFlow edge, or ``input_data``."""
@@ -124,7 +123,7 @@ class Scheduler:
         decisions = [
             (edge, self._edge_taken(edge, output)) for edge in self.graph.outgoing[node_id]
         ]
-        self.status[node_id] = NodeStatus.completed
+        self._set(node_id, NodeStatus.completed)
         self.outputs[node_id] = output
         skipped: list[str] = []
         for edge, taken in decisions:
@@ -132,16 +131,16 @@ class Scheduler:
         return skipped
 
     def fail(self, node_id: str) -> None:
-        self.status[node_id] = NodeStatus.failed
+        self._set(node_id, NodeStatus.failed)
 
     def cancel(self, node_id: str) -> None:
-        self.status[node_id] = NodeStatus.cancelled
+        self._set(node_id, NodeStatus.cancelled)
 
     def cancel_pending(self) -> list[str]:
         """Mark every node that has not started as cancelled; return them."""
         cancelled = [n for n, s in self.status.items() if s is NodeStatus.pending]
         for node_id in cancelled:
-            self.status[node_id] = NodeStatus.cancelled
+            self._set(node_id, NodeStatus.cancelled)
         self._ready.clear()
         return cancelled
 
@@ -179,9 +178,14 @@ class Scheduler:
             if self._taken_in[target] > 0:
                 heapq.heappush(self._ready, self.graph.position[target])
             else:
-                self.status[target] = NodeStatus.skipped
+                self._set(target, NodeStatus.skipped)
                 skipped.append(target)
                 work.extend((e, False) for e in reversed(self.graph.outgoing[target]))
+
+    def _set(self, node_id: str, status: NodeStatus) -> None:
+        if not self.status[node_id].is_finished and status.is_finished:
+            self._finished += 1
+        self.status[node_id] = status
 
     def _carried(self, edge: Edge) -> Any:
         output = self.outputs[edge.source]

@@ -307,6 +307,9 @@ def _check_cycles(graph: Graph, problems: list[Problem]) -> None:
         current = edge.source
         if current in seen_at:
             cycle = list(reversed(walk[seen_at[current] :]))
+            # Start the cycle at its earliest node, so the message is stable and readable.
+            first = cycle.index(min(cycle, key=graph.position.__getitem__))
+            cycle = cycle[first:] + cycle[:first]
             cycle.append(cycle[0])
             break
         seen_at[current] = len(walk)

@@ -1,0 +1,285 @@
+"""The "just works" runtime of the CLI: an embedded Temporal server and an in-process worker.
+
+    address, ui_url = await ensure_server(None, default_data_dir())
+    client = await connect(address)
+    async with embedded_worker(client, "plugin-orchestrator"):
+        ...  # executions on this queue make progress while the block runs
+
+:func:`ensure_server` uses the server it is told about, else one already listening on the
+embedded port, else it starts the embedded dev server (:mod:`engine.devserver`) *detached*: the
+server outlives the CLI so runs and the Temporal UI stay available; ``orchestrator server
+stop`` ends it. Its SQLite file lives in the data directory.
+
+:func:`embedded_worker` starts a worker in this process only if no other worker polls the
+task queue. Embedded workers identify themselves (``orchestrator-cli:<pid>@<host>``) and are
+never counted as "a worker is polling": they stop when their CLI exits.
+
+Environment:
+
+``ORCHESTRATOR_DATA_DIR``          data directory (default ``$XDG_DATA_HOME/plugin-orchestrator``,
+                                   i.e. ``~/.local/share/plugin-orchestrator``)
+``ORCHESTRATOR_EMBEDDED_PORT``     frontend port of the embedded server (default 7233)
+``ORCHESTRATOR_EMBEDDED_UI_PORT``  its web UI port (default 8233; 0 disables the UI)
+``TEMPORAL_UI_URL``                UI base URL of a server given by address, for links
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import json
+import os
+import socket
+import sys
+import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote as urlquote
+
+from temporalio.api.enums.v1 import TaskQueueKind, TaskQueueType
+from temporalio.api.taskqueue.v1 import TaskQueue
+from temporalio.api.workflowservice.v1 import DescribeTaskQueueRequest
+from temporalio.client import Client
+from temporalio.service import ServiceClient
+from temporalio.worker import Worker
+
+from engine.devserver import DevServer, port_open, stop_detached
+from engine.errors import PluginError, PluginErrorCode
+from engine.executions import translate_errors
+from engine.worker import create_worker
+
+ENV_DATA_DIR = "ORCHESTRATOR_DATA_DIR"
+ENV_EMBEDDED_PORT = "ORCHESTRATOR_EMBEDDED_PORT"
+ENV_EMBEDDED_UI_PORT = "ORCHESTRATOR_EMBEDDED_UI_PORT"
+ENV_UI_URL = "TEMPORAL_UI_URL"
+DEFAULT_PORT = 7233
+DEFAULT_UI_PORT = 8233
+
+# Worker identity prefix of CLI-embedded workers (they vanish with their CLI process).
+EMBEDDED_IDENTITY_PREFIX = "orchestrator-cli:"
+# The server keeps pollers listed for minutes after they stop; an idle worker re-polls at
+# least every ~70 s (long-poll timeout), so a poller seen within this window is alive.
+POLLER_FRESH_SECONDS = 120.0
+
+_RECORD_FILE = "server.json"
+
+
+def default_data_dir() -> Path:
+    """``ORCHESTRATOR_DATA_DIR``, else ``$XDG_DATA_HOME`` (or ``~/.local/share``) joined with
+    ``plugin-orchestrator``."""
+    configured = os.environ.get(ENV_DATA_DIR)
+    if configured:
+        return Path(configured).expanduser()
+    xdg = os.environ.get("XDG_DATA_HOME")
+    base = Path(xdg).expanduser() if xdg else Path.home() / ".local" / "share"
+    return base / "plugin-orchestrator"
+
+
+DATA_DIR = default_data_dir()
+
+
+def embedded_ports() -> tuple[int, int]:
+    """Frontend and UI ports of the embedded server (environment, else 7233 and 8233)."""
+    return (
+        _int_env(ENV_EMBEDDED_PORT, DEFAULT_PORT),
+        _int_env(ENV_EMBEDDED_UI_PORT, DEFAULT_UI_PORT),
+    )
+
+
+def _int_env(name: str, default: int) -> int:
+    value = os.environ.get(name, "").strip()
+    if not value:
+        return default
+    try:
+        return int(value)
+    except ValueError:
+        raise PluginError(
+            PluginErrorCode.InvalidConfiguration, f"{name} must be a port number, got {value!r}"
+        ) from None
+
+
+# -- the embedded server -------------------------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True)
+class ServerInfo:
+    """A detached embedded server, as recorded in its data directory."""
+
+    pid: int
+    port: int
+    ui_port: int
+    db_file: str
+
+    @property
+    def address(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    @property
+    def ui_url(self) -> str | None:
+        return f"http://127.0.0.1:{self.ui_port}" if self.ui_port else None
+
+
+def server_info(data_dir: Path) -> ServerInfo | None:
+    """The embedded server started from ``data_dir``, if its process is still alive."""
+    try:
+        data: dict[str, Any] = json.loads((data_dir / _RECORD_FILE).read_text())
+        info = ServerInfo(
+            pid=int(data["pid"]),
+            port=int(data["port"]),
+            ui_port=int(data["ui_port"]),
+            db_file=str(data["db_file"]),
+        )
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    return info if _alive(info.pid) else None
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # exists, owned by someone else
+    return True
+
+
+def start_server(data_dir: Path, port: int, ui_port: int) -> ServerInfo:
+    """Start the embedded server detached and record it in ``data_dir`` (blocking).
+
+    Raises:
+        PluginError: ``ServerUnavailable`` if it does not come up.
+    """
+    server = DevServer(data_dir, port=port, ui_port=ui_port)
+    server.start(detach=True)
+    assert server.process is not None
+    info = ServerInfo(
+        pid=server.process.pid, port=port, ui_port=ui_port, db_file=str(server.db_file)
+    )
+    (data_dir / _RECORD_FILE).write_text(json.dumps(dataclasses.asdict(info)))
+    # The server is not this process's to reap: forget it, so the Popen object neither
+    # warns at exit nor keeps a handle on it.
+    server.process.returncode = 0
+    return info
+
+
+def stop_server(data_dir: Path) -> bool:
+    """Stop the detached server recorded in ``data_dir``; True if one was running."""
+    stopped = stop_detached(data_dir)
+    (data_dir / _RECORD_FILE).unlink(missing_ok=True)
+    return stopped
+
+
+async def ensure_server(address: str | None, data_dir: Path) -> tuple[str, str | None]:
+    """Find or start a Temporal server; return its address and web UI base URL (if known).
+
+    Args:
+        address: ``host:port`` to use as is (no auto-start); default ``TEMPORAL_ADDRESS``.
+        data_dir: Where the embedded server keeps its SQLite file, log and pid.
+
+    Raises:
+        PluginError: ``ServerUnavailable`` if the embedded server cannot be started.
+    """
+    given = address or os.environ.get("TEMPORAL_ADDRESS")
+    if given:
+        return given, os.environ.get(ENV_UI_URL) or None
+    port, ui_port = embedded_ports()
+    if port_open("127.0.0.1", port):
+        return f"127.0.0.1:{port}", _known_ui(data_dir, port)
+    try:
+        info = await asyncio.to_thread(start_server, data_dir, port, ui_port)
+    except PluginError:
+        if port_open("127.0.0.1", port):  # another CLI started it at the same moment
+            return f"127.0.0.1:{port}", _known_ui(data_dir, port)
+        raise
+    ui_note = f"; web UI at {info.ui_url}" if info.ui_url else ""
+    print(
+        f"started the embedded Temporal server at {info.address}{ui_note}\n"
+        f"  data: {info.db_file}\n"
+        f"  it keeps running in the background; stop it with "
+        f"`orchestrator server stop --data-dir {data_dir}`",
+        file=sys.stderr,
+    )
+    return info.address, info.ui_url
+
+
+def _known_ui(data_dir: Path, port: int) -> str | None:
+    info = server_info(data_dir)
+    if info is not None and info.port == port:
+        return info.ui_url
+    return os.environ.get(ENV_UI_URL) or None
+
+
+def temporal_ui_link(ui_base: str, namespace: str, execution_id: str) -> str:
+    """The Temporal web UI page of an execution (execution ids contain ``/``)."""
+    ui = ui_base.rstrip("/")
+    ns = urlquote(namespace, safe="")
+    return f"{ui}/namespaces/{ns}/workflows/{urlquote(execution_id, safe='')}"
+
+
+# -- the embedded worker -------------------------------------------------------------------
+
+
+async def worker_is_polling(
+    client: Client, task_queue: str, *, include_embedded: bool = False
+) -> bool:
+    """True if a worker polled ``task_queue``'s workflow tasks recently.
+
+    Args:
+        client: A connected client.
+        task_queue: The queue to look at.
+        include_embedded: Also count workers embedded in CLI processes (they stop when
+            their CLI exits, so by default they do not count).
+
+    Raises:
+        PluginError: ``ServerUnavailable`` if the server cannot be asked.
+    """
+    request = DescribeTaskQueueRequest(
+        namespace=client.namespace,
+        task_queue=TaskQueue(name=task_queue, kind=TaskQueueKind.TASK_QUEUE_KIND_NORMAL),
+        task_queue_type=TaskQueueType.TASK_QUEUE_TYPE_WORKFLOW,
+    )
+    with translate_errors(f"task queue '{task_queue}'"):
+        response = await client.workflow_service.describe_task_queue(request)
+    now = time.time()
+    for poller in response.pollers:
+        if not include_embedded and poller.identity.startswith(EMBEDDED_IDENTITY_PREFIX):
+            continue
+        seen = poller.last_access_time.ToSeconds() if poller.HasField("last_access_time") else 0
+        if now - seen <= POLLER_FRESH_SECONDS:
+            return True
+    return False
+
+
+@asynccontextmanager
+async def embedded_worker(
+    client: Client, task_queue: str, *, graceful_shutdown: float = 5.0
+) -> AsyncIterator[Worker | None]:
+    """Run a worker in this process for the block, unless another worker polls the queue.
+
+    Yields the worker, or None when an external worker serves the queue. On exit the worker
+    is shut down (running nodes get ``graceful_shutdown`` seconds, then are cancelled and
+    retried by the next worker).
+    """
+    if await worker_is_polling(client, task_queue):
+        yield None
+        return
+    identity = f"{EMBEDDED_IDENTITY_PREFIX}{os.getpid()}@{socket.gethostname()}"
+    worker_client = await _with_identity(client, identity)
+    worker = create_worker(
+        worker_client, task_queue=task_queue, graceful_shutdown=graceful_shutdown
+    )
+    async with worker:
+        yield worker
+
+
+async def _with_identity(client: Client, identity: str) -> Client:
+    # A worker reports its client's identity; a second connection carries ours.
+    config = dataclasses.replace(client.service_client.config, identity=identity)
+    with translate_errors("embedded worker"):
+        service_client = await ServiceClient.connect(config)
+    client_config = client.config()
+    client_config["service_client"] = service_client
+    return Client(**client_config)
