@@ -35,6 +35,7 @@ from temporalio.client import (
     WorkflowExecutionStatus as TemporalStatus,
 )
 from temporalio.common import QueryRejectCondition
+from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.exceptions import ApplicationError
 from temporalio.service import RPCError, RPCStatusCode
 
@@ -42,6 +43,7 @@ from engine.contracts import (
     EXECUTION_WORKFLOW,
     DefinitionChange,
     EventsPage,
+    ExecutionInput,
     ExecutionOutcome,
 )
 from engine.errors import PluginError, PluginErrorCode
@@ -205,7 +207,7 @@ async def context_of(
     description = await describe(handle, execution_id)
     if description.status is TemporalStatus.RUNNING:
         if description.history_length <= 2:
-            return await _pending_context(description)
+            return await _pending_context(handle, description)
         try:
             with translate_errors(f"execution '{execution_id}'"):
                 context: WorkflowExecutionContext = await handle.query(
@@ -239,19 +241,19 @@ async def outcome_of(
                 with contextlib.suppress(ValueError, TypeError):
                     return ExecutionOutcome.model_validate(cause.details[0])
             message = cause.message if isinstance(cause, ApplicationError) else str(cause)
-            return await _synthesized(description, WorkflowExecutionStatus.Failed, message)
+            return await _synthesized(handle, description, WorkflowExecutionStatus.Failed, message)
     if status is TemporalStatus.CANCELED:
         memo = await description.memo_value("outcome", None, type_hint=ExecutionOutcome)
         if isinstance(memo, ExecutionOutcome):
             return memo
         return await _synthesized(
-            description, WorkflowExecutionStatus.Cancelled, "execution was cancelled"
+            handle, description, WorkflowExecutionStatus.Cancelled, "execution was cancelled"
         )
     reason = {
         TemporalStatus.TERMINATED: "execution was terminated in Temporal",
         TemporalStatus.TIMED_OUT: "execution timed out in Temporal",
     }.get(status or TemporalStatus.TERMINATED, f"execution ended as {status_name(status)}")
-    return await _synthesized(description, WorkflowExecutionStatus.Failed, reason)
+    return await _synthesized(handle, description, WorkflowExecutionStatus.Failed, reason)
 
 
 def outcome_events(outcome: ExecutionOutcome) -> list[WorkflowEvent]:
@@ -264,21 +266,53 @@ def outcome_events(outcome: ExecutionOutcome) -> list[WorkflowEvent]:
     )
 
 
-async def _pending_context(description: WorkflowExecutionDescription) -> WorkflowExecutionContext:
-    memo = await description.memo()
+async def _pending_context(
+    handle: WorkflowHandle[Any, Any], description: WorkflowExecutionDescription
+) -> WorkflowExecutionContext:
+    """A context for a run no worker has picked up yet, from its start event's input."""
+    params = await _start_input(handle)
+    definition = params.workflow
     return WorkflowExecutionContext(
         execution_id=description.id,
-        workflow_id=str(memo.get("workflow_id", "")),
+        workflow_id=definition.workflow_id,
         status=WorkflowExecutionStatus.Pending,
         start_time=description.start_time,
-        execution_data={"workflow_version": memo.get("workflow_version", 0)},
+        execution_data={
+            "input_data": params.input_data,
+            "workflow_version": definition.version,
+            "execution_mode": definition.execution_mode.value,
+        },
+        node_states={
+            n.node_id: {
+                "node_id": n.node_id,
+                "plugin_id": n.plugin_id,
+                "status": "pending",
+                "attempts": 0,
+                "started_at": None,
+                "completed_at": None,
+            }
+            for n in definition.nodes
+        },
     )
 
 
+async def _start_input(handle: WorkflowHandle[Any, Any]) -> ExecutionInput:
+    with translate_errors(f"execution '{handle.id}'"):
+        async for event in handle.fetch_history_events(page_size=1):
+            payloads = event.workflow_execution_started_event_attributes.input.payloads
+            [params] = await pydantic_data_converter.decode(payloads, [ExecutionInput])
+            assert isinstance(params, ExecutionInput)
+            return params
+    raise PluginError(Code.ExecutionNotFound, f"execution '{handle.id}' has no history")
+
+
 async def _synthesized(
-    description: WorkflowExecutionDescription, status: WorkflowExecutionStatus, message: str
+    handle: WorkflowHandle[Any, Any],
+    description: WorkflowExecutionDescription,
+    status: WorkflowExecutionStatus,
+    message: str,
 ) -> ExecutionOutcome:
-    context = await _pending_context(description)
+    context = await _pending_context(handle, description)
     context.status = status
     context.end_time = description.close_time
     context.error_messages = [message]

@@ -117,9 +117,7 @@ class AdvancedPluginOrchestrator:
         address, _ui = await embedded.ensure_server(
             target, Path(data_dir) if data_dir else embedded.data_dir()
         )
-        api = await async_api.AdvancedPluginOrchestrator.connect(
-            address, namespace, task_queue
-        )
+        api = await async_api.AdvancedPluginOrchestrator.connect(address, namespace, task_queue)
         if start_worker is not False:
             self._worker_stack = contextlib.AsyncExitStack()
             await self._worker_stack.enter_async_context(

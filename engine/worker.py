@@ -66,6 +66,7 @@ def create_worker(
     max_cached_workflows: int = 1000,
     graceful_shutdown: float = 30.0,
     plugin_threads: int = 32,
+    heartbeat_throttle: float = 2.0,
 ) -> Worker:
     """A worker hosting the engine's workflows and the node activity.
 
@@ -78,6 +79,8 @@ def create_worker(
         max_cached_workflows: Workflow cache size; 0 forces a replay on every task (tests).
         graceful_shutdown: Seconds running activities get to finish on shutdown.
         plugin_threads: Threads for synchronous plugins.
+        heartbeat_throttle: At most one heartbeat per running node reaches the server in
+            this many seconds; a cancellation reaches a plugin within about this time.
     """
     registry = plugins if plugins is not None else PluginRegistry.with_builtins()
     activities = NodeActivities(
@@ -93,6 +96,8 @@ def create_worker(
         max_concurrent_workflow_tasks=max_concurrent_workflow_tasks,
         max_cached_workflows=max_cached_workflows,
         graceful_shutdown_timeout=timedelta(seconds=graceful_shutdown),
+        max_heartbeat_throttle_interval=timedelta(seconds=heartbeat_throttle),
+        default_heartbeat_throttle_interval=timedelta(seconds=heartbeat_throttle),
         workflow_runner=workflow_runner(),
     )
 

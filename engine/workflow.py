@@ -24,7 +24,13 @@ from typing import Any
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy
-from temporalio.exceptions import ActivityError, ApplicationError, RetryState, TimeoutError
+from temporalio.exceptions import (
+    ActivityError,
+    ApplicationError,
+    CancelledError,
+    RetryState,
+    TimeoutError,
+)
 
 with workflow.unsafe.imports_passed_through():
     from engine.contracts import (
@@ -171,6 +177,9 @@ class PluginWorkflowExecution:
                 cancellation_type=workflow.ActivityCancellationType.WAIT_CANCELLATION_COMPLETED,
             )
         except ActivityError as err:
+            if isinstance(err.cause, CancelledError):
+                # The activity acknowledged our cancellation: the node was cancelled.
+                raise asyncio.CancelledError() from None
             raise _node_failure(err, options) from None
         return NodeSuccess(output=result.output, attempts=result.attempt)
 

@@ -219,7 +219,8 @@ async def test_condition_error_fails_the_run_naming_the_connection() -> None:
     interpreter, _ = await _run(definition)
     message = interpreter.context().error_messages[0]
     assert interpreter.status is Status.Failed
-    assert "unknown variable 'nope'" in message and "'a' -> 'b'" in message
+    assert "unknown variable 'nope'" in message
+    assert "'a' -> 'b'" in message
 
 
 async def test_failure_cancels_running_nodes_and_starts_nothing_new() -> None:
@@ -304,8 +305,11 @@ async def test_events_are_ordered_gap_free_and_progress_never_decreases() -> Non
     assert events[0].type is WorkflowEventType.workflow_started
     assert events[-1].type is WorkflowEventType.workflow_completed
     assert events[-1].result == interpreter.context().execution_data["results"]
-    progress = [e.progress for e in events if e.type is WorkflowEventType.execution_progress_updated]
-    assert progress == sorted(progress) and progress[-1] == 1.0
+    progress = [
+        e.progress for e in events if e.type is WorkflowEventType.execution_progress_updated
+    ]
+    assert progress == sorted(progress)
+    assert progress[-1] == 1.0
     completed = [e for e in events if e.type is WorkflowEventType.node_completed]
     assert completed[0].result == {"x": 2}
     assert interpreter.events(after=3) == events[3:]
@@ -325,14 +329,17 @@ async def test_node_options_and_plugin_config_are_resolved() -> None:
     definition = workflow(
         "w",
         [node("a", retry={"max_attempts": 5}, timeout=7, url="x")],
-        retry={"initial_interval": 2}, heartbeat_timeout=9, shared="s",
+        retry={"initial_interval": 2},
+        heartbeat_timeout=9,
+        shared="s",
     )
     _, runner = await _run(definition)
     call = runner.calls[0]
     assert call.config == {"url": "x", "shared": "s"}  # reserved keys removed
     assert call.options.retry.max_attempts == 5
     assert call.options.retry.initial_interval == 2
-    assert call.options.timeout == 7 and call.options.heartbeat_timeout == 9
+    assert call.options.timeout == 7
+    assert call.options.heartbeat_timeout == 9
 
 
 async def test_large_graph_plans_quickly() -> None:

@@ -96,7 +96,8 @@ def test_defaults() -> None:
     assert WorkflowConnection().connection_type is ConnectionType.DataFlow
     assert PluginWorkflow().execution_mode is WorkflowExecutionMode.Sequential
     context = WorkflowExecutionContext()
-    assert context.progress == 0.0 and context.status is WorkflowExecutionStatus.Pending
+    assert context.progress == 0.0
+    assert context.status is WorkflowExecutionStatus.Pending
 
 
 def _full_workflow() -> PluginWorkflow:

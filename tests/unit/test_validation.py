@@ -42,9 +42,21 @@ def test_valid_definitions_pass() -> None:
         (workflow("", [node("a")]), Code.InvalidWorkflowStructure, "workflow_id is empty"),
         (workflow("bad id", [node("a")]), Code.InvalidWorkflowStructure, "may only contain"),
         (workflow("w", [node("")]), Code.InvalidWorkflowStructure, "node #0: node_id is empty"),
-        (workflow("w", [node("a"), node("a")]), Code.InvalidWorkflowStructure, "duplicate node_id 'a'"),
-        (workflow("w", [node("аbc")]), Code.InvalidWorkflowStructure, "may only contain"),  # Cyrillic a
-        (workflow("w", [node("a", "")]), Code.InvalidWorkflowStructure, "node 'a' has no plugin_id"),
+        (
+            workflow("w", [node("a"), node("a")]),
+            Code.InvalidWorkflowStructure,
+            "duplicate node_id 'a'",
+        ),
+        (
+            workflow("w", [node("\u0430bc")]),
+            Code.InvalidWorkflowStructure,
+            "may only contain",
+        ),  # Cyrillic a
+        (
+            workflow("w", [node("a", "")]),
+            Code.InvalidWorkflowStructure,
+            "node 'a' has no plugin_id",
+        ),
         (workflow("w", [node("a")], [edge("a", "zz")]), Code.NodeNotFound, "target_node 'zz'"),
         (workflow("w", [node("a")], [edge("", "a")]), Code.NodeNotFound, "has no source_node"),
         (workflow("w", [node("a")], [edge("a", "a")]), Code.CircularDependency, "to itself"),
@@ -63,7 +75,11 @@ def test_valid_definitions_pass() -> None:
             "only evaluated on Control",
         ),
         (
-            workflow("w", [node("a"), node("b"), node("c")], [edge("a", "c"), edge("b", "c", target_port="a")]),
+            workflow(
+                "w",
+                [node("a"), node("b"), node("c")],
+                [edge("a", "c"), edge("b", "c", target_port="a")],
+            ),
             Code.InvalidConnection,
             "both deliver to input 'a'",
         ),
@@ -124,19 +140,28 @@ def test_ports_are_checked_where_declared() -> None:
     ok = workflow(
         "w",
         [source, target, free],
-        [edge("s", "t", source_port="raw", target_port="input"), edge("s", "f", source_port="any", target_port="x")],
+        [
+            edge("s", "t", source_port="raw", target_port="input"),
+            edge("s", "f", source_port="any", target_port="x"),
+        ],
     )
     assert _error(ok).code is Code.InvalidConnection  # "any" is not an output port of s
     good = workflow(
         "w",
         [source, target, free],
-        [edge("s", "t", source_port="raw", target_port="input"), edge("t", "f", source_port="x", target_port="y")],
+        [
+            edge("s", "t", source_port="raw", target_port="input"),
+            edge("t", "f", source_port="x", target_port="y"),
+        ],
     )
     validate_workflow(good)  # t declares no output ports, f no input ports
-    bad_target = workflow("w", [source, target], [edge("s", "t", source_port="raw", target_port="nope")])
+    bad_target = workflow(
+        "w", [source, target], [edge("s", "t", source_port="raw", target_port="nope")]
+    )
     error = _error(bad_target)
     assert error.code is Code.InvalidConnection
-    assert "no input port 'nope'" in error.message and "declared: input" in error.message
+    assert "no input port 'nope'" in error.message
+    assert "declared: input" in error.message
 
 
 @pytest.mark.parametrize("kind", [Kind.DataFlow, Kind.Control, Kind.Dependency])
@@ -150,7 +175,10 @@ def test_cycles_over_every_ordering_kind_are_named(kind: ConnectionType) -> None
 
 
 def test_event_edges_may_form_cycles_in_event_driven_mode() -> None:
-    nodes = [WorkflowNode(node_id="src", plugin_id="p", node_type=WorkflowNodeType.Source), node("b")]
+    nodes = [
+        WorkflowNode(node_id="src", plugin_id="p", node_type=WorkflowNodeType.Source),
+        node("b"),
+    ]
     edges = [edge("src", "b", Kind.Event), edge("b", "src", Kind.Event)]
     validate_workflow(workflow("w", nodes, edges, mode=WorkflowExecutionMode.EventDriven))
 
@@ -199,9 +227,12 @@ def test_size_limits() -> None:
 def test_modification_bumps_version_and_validates() -> None:
     current = chain("w", 2).model_copy(update={"version": 4})
     added = apply_change(current, DefinitionChange(kind="add_node", node=node("x")))
-    assert added.version == 5 and added.node("x") is not None
+    assert added.version == 5
+    assert added.node("x") is not None
     assert current.node("x") is None  # the input is untouched
-    connected = apply_change(added, DefinitionChange(kind="add_connection", connection=edge("n1", "x")))
+    connected = apply_change(
+        added, DefinitionChange(kind="add_connection", connection=edge("n1", "x"))
+    )
     assert len(connected.connections) == 2
     removed = apply_change(connected, DefinitionChange(kind="remove_node", node_id="n1"))
     assert [n.node_id for n in removed.nodes] == ["n0", "x"]
@@ -213,9 +244,15 @@ def test_modification_bumps_version_and_validates() -> None:
     [
         (DefinitionChange(kind="add_node", node=node("n0")), Code.InvalidWorkflowStructure),
         (DefinitionChange(kind="remove_node", node_id="zz"), Code.NodeNotFound),
-        (DefinitionChange(kind="add_connection", connection=edge("n1", "n0")), Code.CircularDependency),
+        (
+            DefinitionChange(kind="add_connection", connection=edge("n1", "n0")),
+            Code.CircularDependency,
+        ),
         (DefinitionChange(kind="add_connection", connection=edge("n1", "zz")), Code.NodeNotFound),
-        (DefinitionChange(kind="replace", workflow=chain("other", 1)), Code.InvalidWorkflowStructure),
+        (
+            DefinitionChange(kind="replace", workflow=chain("other", 1)),
+            Code.InvalidWorkflowStructure,
+        ),
         (DefinitionChange(kind="add_node"), Code.InvalidWorkflowStructure),
     ],
 )

@@ -1,0 +1,633 @@
+"""``orchestrator``: the command line of the engine.
+
+    orchestrator validate examples/quickstart.json
+    orchestrator run examples/quickstart.json --follow
+    orchestrator status <execution-id>
+    orchestrator worker
+    orchestrator server start | stop | status
+
+With no ``--address`` (and no ``TEMPORAL_ADDRESS``) the CLI uses the server on 127.0.0.1:7233
+or starts the embedded one there, detached (see :mod:`engine.embedded`); commands that need a
+worker run one in-process unless a worker already polls the task queue.
+
+Exit codes: 0 success (``run``: the execution completed), 1 a :class:`PluginError` or a
+failed/cancelled execution, 2 usage errors (and ``run --detach`` without a worker),
+130 interrupted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import gc
+import json
+import logging
+import os
+import sys
+from collections.abc import AsyncIterator, Callable, Coroutine
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from engine.connection import connect, default_namespace, default_task_queue
+from engine.embedded import (
+    ENV_UI_URL,
+    default_data_dir,
+    embedded_ports,
+    embedded_worker,
+    ensure_server,
+    server_info,
+    start_server,
+    stop_server,
+    temporal_ui_link,
+    worker_is_polling,
+)
+from engine.errors import PluginError, PluginErrorCode
+from engine.logging import configure_logging
+from engine.models import (
+    PluginWorkflow,
+    WorkflowEvent,
+    WorkflowExecutionContext,
+    WorkflowExecutionStatus,
+)
+from engine.orchestrator import AdvancedPluginOrchestrator
+from engine.validation import validate_workflow
+from engine.worker import run_worker
+
+Code = PluginErrorCode
+Handler = Callable[[argparse.Namespace], int]
+
+
+class UsageError(Exception):
+    """A request the CLI refuses before doing anything (exit code 2)."""
+
+
+# -- sessions --------------------------------------------------------------------------------
+
+
+@dataclass
+class Session:
+    """What a command gets: the orchestrator and the UI base URL (if known)."""
+
+    orchestrator: AdvancedPluginOrchestrator
+    ui_url: str | None
+
+    def ui_link(self, execution_id: str) -> str | None:
+        if not self.ui_url:
+            return None
+        namespace = self.orchestrator.client.namespace
+        return temporal_ui_link(self.ui_url, namespace, execution_id)
+
+
+@asynccontextmanager
+async def _session(args: argparse.Namespace) -> AsyncIterator[Session]:
+    address, ui_url = await ensure_server(args.address, args.data_dir)
+    client = await connect(address, args.namespace)
+    orchestrator = AdvancedPluginOrchestrator(client, task_queue=args.task_queue)
+    yield Session(orchestrator, args.ui_url or ui_url)
+
+
+def _run_async(command: Callable[[argparse.Namespace], Coroutine[Any, Any, int]]) -> Handler:
+    def handler(args: argparse.Namespace) -> int:
+        return asyncio.run(command(args))
+
+    return handler
+
+
+# -- definitions -----------------------------------------------------------------------------
+
+
+def _load_definition(path: str) -> PluginWorkflow:
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except OSError as exc:
+        raise PluginError(Code.InvalidInput, f"cannot read {path}: {exc.strerror}") from None
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise PluginError(
+            Code.InvalidWorkflowStructure, f"{path} is not valid JSON: {exc}"
+        ) from None
+    return PluginWorkflow.from_json(data)
+
+
+def _is_file_argument(value: str) -> bool:
+    # Workflow ids cannot contain a slash, so a path with one is always meant as a file.
+    return "/" in value or os.sep in value or Path(value).is_file()
+
+
+def _cmd_validate(args: argparse.Namespace) -> int:
+    workflow = _load_definition(args.file)
+    validate_workflow(workflow)
+    print(
+        f"valid: {workflow.workflow_id} ({len(workflow.nodes)} nodes, "
+        f"{len(workflow.connections)} connections, {workflow.execution_mode.name})"
+    )
+    return 0
+
+
+async def _register(orch: AdvancedPluginOrchestrator, workflow: PluginWorkflow) -> str:
+    """Register ``workflow`` or bring the stored one up to date; say what happened."""
+    try:
+        stored = await orch.get_workflow(workflow.workflow_id)
+    except PluginError as exc:
+        if exc.code is not Code.WorkflowNotFound:
+            raise
+        await orch.register_workflow(workflow)
+        return f"registered {workflow.workflow_id} (version 1)"
+    if _same_definition(stored, workflow):
+        return f"using registered {workflow.workflow_id} (version {stored.version}, unchanged)"
+    updated = await orch.update_workflow(workflow)
+    return f"updated {workflow.workflow_id} to version {updated.version}"
+
+
+def _same_definition(a: PluginWorkflow, b: PluginWorkflow) -> bool:
+    return a.model_copy(update={"version": 0}) == b.model_copy(update={"version": 0})
+
+
+async def _cmd_register(args: argparse.Namespace) -> int:
+    workflow = _load_definition(args.file)
+    validate_workflow(workflow)
+    async with _session(args) as session:
+        orch = session.orchestrator
+        async with embedded_worker(orch.client, orch.task_queue):
+            try:
+                await orch.register_workflow(workflow)
+                print(f"registered {workflow.workflow_id} (version 1)")
+            except PluginError as exc:
+                if exc.code is not Code.WorkflowAlreadyExists or not args.replace:
+                    raise
+                updated = await orch.update_workflow(workflow)
+                print(f"updated {workflow.workflow_id} to version {updated.version}")
+    return 0
+
+
+async def _cmd_unregister(args: argparse.Namespace) -> int:
+    async with _session(args) as session:
+        orch = session.orchestrator
+        async with embedded_worker(orch.client, orch.task_queue):
+            await orch.unregister_workflow(args.workflow_id)
+    print(f"unregistered {args.workflow_id}")
+    return 0
+
+
+async def _cmd_show(args: argparse.Namespace) -> int:
+    async with _session(args) as session:
+        orch = session.orchestrator
+        async with embedded_worker(orch.client, orch.task_queue):
+            workflow = await orch.get_workflow(args.workflow_id)
+    print(json.dumps(workflow.to_json(), indent=2))
+    return 0
+
+
+async def _cmd_list(args: argparse.Namespace) -> int:
+    async with _session(args) as session:
+        for workflow_id in await session.orchestrator.get_registered_workflows():
+            print(workflow_id)
+    return 0
+
+
+async def _cmd_executions(args: argparse.Namespace) -> int:
+    async with _session(args) as session:
+        for execution_id in await session.orchestrator.get_active_executions():
+            print(execution_id)
+    return 0
+
+
+# -- running ---------------------------------------------------------------------------------
+
+
+def _input_data(args: argparse.Namespace) -> dict[str, Any] | None:
+    if args.input is not None:
+        source, text = "--input", args.input
+    elif args.input_file is not None:
+        source = args.input_file
+        try:
+            text = Path(args.input_file).read_text(encoding="utf-8")
+        except OSError as exc:
+            raise PluginError(
+                Code.InvalidInput, f"cannot read {args.input_file}: {exc.strerror}"
+            ) from None
+    else:
+        return None
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise PluginError(Code.InvalidInput, f"{source} is not valid JSON: {exc}") from None
+    if not isinstance(data, dict):
+        raise PluginError(
+            Code.InvalidInput, f"{source} must be a JSON object, got {type(data).__name__}"
+        )
+    return data
+
+
+async def _cmd_run(args: argparse.Namespace) -> int:
+    input_data = _input_data(args)
+    workflow: PluginWorkflow | None = None
+    if _is_file_argument(args.workflow):
+        workflow = _load_definition(args.workflow)
+        validate_workflow(workflow)
+    workflow_id = workflow.workflow_id if workflow else args.workflow
+
+    async with _session(args) as session:
+        orch = session.orchestrator
+        if args.detach and not await worker_is_polling(orch.client, orch.task_queue):
+            raise UsageError(
+                f"--detach needs a worker polling task queue '{orch.task_queue}' (the run "
+                "would have no worker once this command exits); start one with "
+                "`orchestrator worker`, or run without --detach"
+            )
+        async with embedded_worker(orch.client, orch.task_queue):
+            if workflow is not None:
+                print(await _register(orch, workflow), file=sys.stderr)
+            execution_id = await orch.execute_workflow(workflow_id, input_data)
+            print(f"execution: {execution_id}")
+            if link := session.ui_link(execution_id):
+                print(f"temporal ui: {link}")
+            sys.stdout.flush()
+            if args.detach:
+                return 0
+            context = await _await_end(orch, execution_id, args.follow, args.timeout)
+    _print_outcome(context)
+    return 0 if context.status is WorkflowExecutionStatus.Completed else 1
+
+
+async def _await_end(
+    orch: AdvancedPluginOrchestrator, execution_id: str, follow: bool, timeout: float | None
+) -> WorkflowExecutionContext:
+    try:
+        async with asyncio.timeout(timeout):
+            if follow:
+                await _print_events(orch.events(execution_id))
+            return await orch.wait_for_completion(execution_id)
+    except TimeoutError:
+        raise PluginError(
+            Code.Timeout,
+            f"execution '{execution_id}' did not finish within {timeout:g}s; it goes on "
+            f"whenever a worker polls task queue '{orch.task_queue}' "
+            f"(`orchestrator status {execution_id}`)",
+        ) from None
+
+
+async def _print_events(stream: AsyncIterator[WorkflowEvent]) -> None:
+    try:
+        async for event in stream:
+            _print_event(event)
+    finally:
+        # Close the generator here (on timeout too), not in asyncio.run's final sweep.
+        aclose = getattr(stream, "aclose", None)
+        if aclose is not None:
+            await aclose()
+
+
+def _print_event(event: WorkflowEvent) -> None:
+    parts = [f"{event.sequence:>4}", f"{event.type.value:<26}", f"{event.node_id or '-':<20}"]
+    parts.append(f"{event.progress:>5.0%}" if event.progress is not None else " " * 5)
+    if event.error:
+        parts.append(event.error)
+    print("  ".join(parts).rstrip(), flush=True)
+
+
+def _print_outcome(context: WorkflowExecutionContext) -> None:
+    print(f"status: {context.status.value}")
+    for message in context.error_messages:
+        print(f"error: {message}")
+    results = context.execution_data.get("results")
+    print("results: " + json.dumps(results if results is not None else {}, indent=2))
+
+
+# -- monitoring and control ------------------------------------------------------------------
+
+
+async def _cmd_status(args: argparse.Namespace) -> int:
+    async with _session(args) as session:
+        context = await session.orchestrator.get_execution_status(args.execution_id)
+        link = session.ui_link(args.execution_id)
+    if args.json:
+        print(json.dumps(context.to_json(), indent=2))
+        return 0
+    version = context.execution_data.get("workflow_version")
+    rows = [
+        ("execution", context.execution_id),
+        ("workflow", f"{context.workflow_id} (version {version})"),
+        ("status", context.status.value),
+        ("progress", f"{context.progress:.0%}"),
+        ("current node", context.current_node or "-"),
+        ("started", context.start_time.isoformat() if context.start_time else "-"),
+        ("ended", context.end_time.isoformat() if context.end_time else "-"),
+    ]
+    if link:
+        rows.append(("temporal ui", link))
+    for label, value in rows:
+        print(f"{label + ':':<14}{value}")
+    for message in context.error_messages:
+        print(f"{'error:':<14}{message}")
+    table = [("NODE", "PLUGIN", "STATUS", "ATTEMPTS", "ERROR")]
+    for node_id, state in context.node_states.items():
+        error = state.get("error")
+        table.append(
+            (
+                node_id,
+                str(state.get("plugin_id", "")),
+                str(state.get("status", "")),
+                str(state.get("attempts", "")),
+                str(error.get("message", "")) if isinstance(error, dict) else "",
+            )
+        )
+    widths = [max(len(row[i]) for row in table) for i in range(4)]
+    print()
+    for row in table:
+        cells = [cell.ljust(width) for cell, width in zip(row, widths, strict=False)]
+        print("  ".join([*cells, row[4]]).rstrip())
+    return 0
+
+
+async def _cmd_pause(args: argparse.Namespace) -> int:
+    async with _session(args) as session:
+        await session.orchestrator.pause_execution(args.execution_id)
+    print(f"paused {args.execution_id}")
+    return 0
+
+
+async def _cmd_resume(args: argparse.Namespace) -> int:
+    async with _session(args) as session:
+        await session.orchestrator.resume_execution(args.execution_id)
+    print(f"resumed {args.execution_id}")
+    return 0
+
+
+async def _cmd_cancel(args: argparse.Namespace) -> int:
+    async with _session(args) as session:
+        await session.orchestrator.cancel_execution(args.execution_id)
+    print(f"cancellation requested for {args.execution_id}")
+    return 0
+
+
+async def _cmd_events(args: argparse.Namespace) -> int:
+    async with _session(args) as session:
+        await _print_events(session.orchestrator.events(args.execution_id, after=args.after))
+    return 0
+
+
+# -- worker and server -----------------------------------------------------------------------
+
+
+async def _cmd_worker(args: argparse.Namespace) -> int:
+    address, _ = await ensure_server(args.address, args.data_dir)
+    await run_worker(
+        target=address,
+        namespace=args.namespace,
+        task_queue=args.task_queue,
+        max_concurrent_activities=args.max_concurrent_activities,
+        graceful_shutdown=args.graceful_shutdown,
+    )
+    return 0
+
+
+def _cmd_server_start(args: argparse.Namespace) -> int:
+    data_dir: Path = args.data_dir
+    running = server_info(data_dir)
+    if running is None:
+        running = start_server(data_dir, args.port, args.ui_port)
+        print(f"started the embedded Temporal server (pid {running.pid})")
+    else:
+        print(f"the embedded Temporal server is already running (pid {running.pid})")
+    _print_server(running.address, running.ui_url, running.db_file)
+    print(f"stop it with: orchestrator server stop --data-dir {data_dir}")
+    return 0
+
+
+def _cmd_server_stop(args: argparse.Namespace) -> int:
+    if stop_server(args.data_dir):
+        print(f"stopped the embedded Temporal server of {args.data_dir}")
+    else:
+        print(f"no embedded Temporal server was running from {args.data_dir}")
+    return 0
+
+
+def _cmd_server_status(args: argparse.Namespace) -> int:
+    running = server_info(args.data_dir)
+    if running is None:
+        print(f"not running (data directory {args.data_dir})")
+        return 1
+    print(f"running (pid {running.pid})")
+    _print_server(running.address, running.ui_url, running.db_file)
+    return 0
+
+
+def _print_server(address: str, ui_url: str | None, db_file: str) -> None:
+    print(f"address: {address}")
+    print(f"web ui:  {ui_url or '(disabled)'}")
+    print(f"data:    {db_file}")
+
+
+# -- parser ----------------------------------------------------------------------------------
+
+
+def _global_options(parser: argparse.ArgumentParser) -> None:
+    # SUPPRESS: options may come before or after the subcommand; _fill_defaults adds the rest.
+    group = parser.add_argument_group("connection")
+    group.add_argument(
+        "--address",
+        default=argparse.SUPPRESS,
+        help="Temporal host:port (default TEMPORAL_ADDRESS, else 127.0.0.1:7233, started "
+        "embedded if nothing listens there)",
+    )
+    group.add_argument(
+        "--namespace",
+        default=argparse.SUPPRESS,
+        help="Temporal namespace (default TEMPORAL_NAMESPACE or 'default')",
+    )
+    group.add_argument(
+        "--task-queue",
+        default=argparse.SUPPRESS,
+        help="task queue of executions and workers (default TEMPORAL_TASK_QUEUE or "
+        "'plugin-orchestrator')",
+    )
+    group.add_argument(
+        "--data-dir",
+        type=Path,
+        default=argparse.SUPPRESS,
+        help="data directory of the embedded server (default ORCHESTRATOR_DATA_DIR or "
+        "~/.local/share/plugin-orchestrator)",
+    )
+    group.add_argument(
+        "--ui-url",
+        default=argparse.SUPPRESS,
+        help="Temporal web UI base URL for links (default TEMPORAL_UI_URL; known for the "
+        "embedded server)",
+    )
+
+
+def _fill_defaults(args: argparse.Namespace) -> None:
+    defaults: dict[str, Callable[[], Any]] = {
+        "address": lambda: None,
+        "namespace": default_namespace,
+        "task_queue": default_task_queue,
+        "data_dir": default_data_dir,
+        "ui_url": lambda: os.environ.get(ENV_UI_URL) or None,
+    }
+    for name, default in defaults.items():
+        if not hasattr(args, name):
+            setattr(args, name, default())
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The ``orchestrator`` argument parser."""
+    parser = argparse.ArgumentParser(
+        prog="orchestrator",
+        description="Durable graph workflows on Temporal (AdvancedPluginOrchestrator v2).",
+    )
+    _global_options(parser)
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    def command(name: str, handler: Handler, help_text: str) -> argparse.ArgumentParser:
+        sub = commands.add_parser(name, help=help_text, description=help_text)
+        _global_options(sub)
+        sub.set_defaults(handler=handler)
+        return sub
+
+    sub = command("validate", _cmd_validate, "check a definition file (no server needed)")
+    sub.add_argument("file", help="JSON definition file")
+
+    sub = command("register", _run_async(_cmd_register), "register a definition file")
+    sub.add_argument("file", help="JSON definition file")
+    sub.add_argument(
+        "--replace", action="store_true", help="update the definition if already registered"
+    )
+
+    sub = command("unregister", _run_async(_cmd_unregister), "remove a registered definition")
+    sub.add_argument("workflow_id")
+
+    sub = command("show", _run_async(_cmd_show), "print a registered definition as JSON")
+    sub.add_argument("workflow_id")
+
+    command("list", _run_async(_cmd_list), "list registered workflow ids")
+    command("executions", _run_async(_cmd_executions), "list active execution ids")
+
+    sub = command(
+        "run",
+        _run_async(_cmd_run),
+        "run a registered workflow, or a definition file (registered or updated first)",
+    )
+    sub.add_argument("workflow", metavar="ID_OR_FILE")
+    source = sub.add_mutually_exclusive_group()
+    source.add_argument("--input", help="input data as a JSON object")
+    source.add_argument("--input-file", help="file holding the input data (a JSON object)")
+    sub.add_argument("--follow", action="store_true", help="print events as they happen")
+    sub.add_argument(
+        "--detach",
+        action="store_true",
+        help="print the execution id and return (needs a running worker)",
+    )
+    sub.add_argument(
+        "--timeout",
+        type=float,
+        default=None,
+        help="seconds to wait for the end (default: no limit)",
+    )
+
+    sub = command("status", _run_async(_cmd_status), "show an execution's state")
+    sub.add_argument("execution_id")
+    sub.add_argument("--json", action="store_true", help="print the context as JSON")
+
+    for name, handler, help_text in (
+        ("pause", _cmd_pause, "pause an execution (running nodes finish)"),
+        ("resume", _cmd_resume, "resume a paused execution"),
+        ("cancel", _cmd_cancel, "cancel an execution"),
+    ):
+        sub = command(name, _run_async(handler), help_text)
+        sub.add_argument("execution_id")
+
+    sub = command("events", _run_async(_cmd_events), "print an execution's events until it ends")
+    sub.add_argument("execution_id")
+    sub.add_argument("--after", type=int, default=0, help="start after this sequence number")
+
+    sub = command("worker", _run_async(_cmd_worker), "run a worker until SIGTERM or SIGINT")
+    sub.add_argument("--max-concurrent-activities", type=int, default=100)
+    sub.add_argument(
+        "--graceful-shutdown",
+        type=float,
+        default=30.0,
+        help="seconds running nodes get to finish on shutdown",
+    )
+
+    server = command("server", _usage, "manage the embedded Temporal server")
+    server.set_defaults(usage=server.format_help())
+    server_commands = server.add_subparsers(dest="server_command", metavar="ACTION")
+    port, ui_port = embedded_ports()
+    for name, action, help_text in (
+        ("start", _cmd_server_start, "start it in the background"),
+        ("stop", _cmd_server_stop, "stop it"),
+        ("status", _cmd_server_status, "show whether it runs"),
+    ):
+        sub = server_commands.add_parser(name, help=help_text, description=help_text)
+        _global_options(sub)
+        sub.set_defaults(handler=action)
+        if name == "start":
+            sub.add_argument("--port", type=int, default=port, help=f"gRPC port ({port})")
+            sub.add_argument(
+                "--ui-port", type=int, default=ui_port, help=f"web UI port ({ui_port}; 0: none)"
+            )
+    return parser
+
+
+def _usage(args: argparse.Namespace) -> int:
+    print(args.usage, file=sys.stderr, end="")
+    return 2
+
+
+def _quiet_logging() -> None:
+    """Logging of commands other than ``worker``: warnings only, unless
+    ``ORCHESTRATOR_LOG_LEVEL`` says otherwise."""
+    level = os.environ.get("ORCHESTRATOR_LOG_LEVEL")
+    # Plugins log through structlog, which would print to stdout unconfigured.
+    configure_logging(level or "WARNING")
+    if not level:
+        # The SDK logs each failed node attempt with a traceback; the run's outcome already
+        # names the node and the error.
+        logging.getLogger("temporalio.activity").setLevel(logging.ERROR)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the CLI; return the exit code.
+
+    Args:
+        argv: Arguments without the program name (default ``sys.argv[1:]``).
+    """
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:  # --help (0) or a usage error (2)
+        return exc.code if isinstance(exc.code, int) else 2
+    if getattr(args, "handler", None) is None:
+        parser.print_help(sys.stderr)
+        return 2
+    _fill_defaults(args)
+    if args.command != "worker":
+        _quiet_logging()
+    handler: Handler = args.handler
+    try:
+        return handler(args)
+    except PluginError as exc:
+        print(f"error: {exc.code.value}: {exc.message}", file=sys.stderr)
+        return 1
+    except UsageError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    except BrokenPipeError:
+        # The reader went away (`| head`): no traceback, and no flush error at exit.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 1
+    finally:
+        # Tracebacks form reference cycles that keep Temporal's native client alive; freed
+        # during interpreter shutdown it aborts with "Fatal Python error: PyGILState_Release".
+        gc.collect()
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

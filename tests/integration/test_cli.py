@@ -1,0 +1,338 @@
+"""The ``orchestrator`` CLI, run for real as a subprocess against the session's dev server.
+
+Every call is a fresh process (about a second each), so the tests group several commands.
+Each call asserts that the process did not abort at exit (``Fatal Python error``), which
+happens when Temporal's native objects outlive the interpreter's shutdown.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any, Protocol
+
+import pytest
+
+from engine.devserver import DevServer, free_port
+
+REPO = Path(__file__).resolve().parents[2]
+QUICKSTART = REPO / "examples" / "quickstart.json"
+
+pytestmark = pytest.mark.integration
+
+
+class Cli(Protocol):
+    def __call__(
+        self, *args: str, expect: int | None = 0, env: dict[str, str] | None = None
+    ) -> subprocess.CompletedProcess[str]: ...
+
+
+def _env(tmp_path: Path, **extra: str) -> dict[str, str]:
+    """The test process's environment without Temporal settings, importing this repo."""
+    env = {
+        key: value
+        for key, value in os.environ.items()
+        if not key.startswith(("TEMPORAL_", "ORCHESTRATOR_"))
+    }
+    env["PYTHONPATH"] = str(REPO)
+    env["ORCHESTRATOR_DATA_DIR"] = str(tmp_path / "data")  # never the user's directory
+    env.update(extra)
+    return env
+
+
+def _run_cli(
+    args: list[str], cwd: Path, env: dict[str, str], expect: int | None
+) -> subprocess.CompletedProcess[str]:
+    result = subprocess.run(
+        [sys.executable, "-m", "engine.cli", *args],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=90,
+        check=False,
+    )
+    output = f"$ orchestrator {' '.join(args)}\nstdout:\n{result.stdout}\nstderr:\n{result.stderr}"
+    assert "Fatal Python error" not in result.stderr, output
+    assert "Traceback" not in result.stderr, output
+    if expect is not None:
+        assert result.returncode == expect, output
+    return result
+
+
+@pytest.fixture(name="cli")
+def fixture_cli(dev_server: DevServer, task_queue: str, tmp_path: Path) -> Cli:
+    """Runs the CLI against the session's server on the test's task queue, in ``tmp_path``."""
+
+    def cli(
+        *args: str, expect: int | None = 0, env: dict[str, str] | None = None
+    ) -> subprocess.CompletedProcess[str]:
+        full = ["--address", dev_server.address, "--task-queue", task_queue, *args]
+        return _run_cli(full, tmp_path, env or _env(tmp_path), expect)
+
+    return cli
+
+
+@pytest.fixture(name="definition_file")
+def fixture_definition_file(tmp_path: Path, unique: Callable[[str], str]) -> Path:
+    """The quick-start example under a unique workflow id."""
+    data = json.loads(QUICKSTART.read_text())
+    data["workflow_id"] = unique("quickstart")
+    path = tmp_path / "quickstart.json"
+    path.write_text(json.dumps(data))
+    return path
+
+
+def _definition(path: Path) -> dict[str, Any]:
+    data: dict[str, Any] = json.loads(path.read_text())
+    return data
+
+
+def _execution_id(stdout: str) -> str:
+    for line in stdout.splitlines():
+        if line.startswith("execution: "):
+            return line.removeprefix("execution: ").strip()
+    raise AssertionError(f"no execution id in {stdout!r}")
+
+
+def _eventually(check: Callable[[], bool], timeout: float = 15.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not check():
+        assert time.monotonic() < deadline, "condition not met in time"
+        time.sleep(0.2)
+
+
+# -- no server needed -------------------------------------------------------------------------
+
+
+def test_validate_accepts_the_quickstart(tmp_path: Path) -> None:
+    result = _run_cli(["validate", str(QUICKSTART)], tmp_path, _env(tmp_path), 0)
+    assert result.stdout.strip() == "valid: quickstart (3 nodes, 2 connections, Sequential)"
+
+
+def test_validate_reports_the_problem(tmp_path: Path) -> None:
+    data = _definition(QUICKSTART)
+    data["connections"][1]["target_node"] = "nowhere"
+    broken = tmp_path / "broken.json"
+    broken.write_text(json.dumps(data))
+    result = _run_cli(["validate", str(broken)], tmp_path, _env(tmp_path), 1)
+    assert result.stderr.startswith("error: NodeNotFound: ")
+    assert "nowhere" in result.stderr
+
+    not_json = tmp_path / "not.json"
+    not_json.write_text("{nodes: []")
+    result = _run_cli(["validate", str(not_json)], tmp_path, _env(tmp_path), 1)
+    assert "error: InvalidWorkflowStructure:" in result.stderr
+    assert "not valid JSON" in result.stderr
+
+
+def test_usage_errors_exit_2(tmp_path: Path) -> None:
+    result = _run_cli(["run"], tmp_path, _env(tmp_path), 2)
+    assert "ID_OR_FILE" in result.stderr
+    _run_cli(["frobnicate"], tmp_path, _env(tmp_path), 2)
+    _run_cli([], tmp_path, _env(tmp_path), 2)
+
+
+# -- against the session's server -------------------------------------------------------------
+
+
+def test_register_list_show(cli: Cli, definition_file: Path) -> None:
+    workflow_id = _definition(definition_file)["workflow_id"]
+    result = cli("register", str(definition_file))
+    assert f"registered {workflow_id} (version 1)" in result.stdout
+
+    _eventually(lambda: workflow_id in cli("list").stdout.split())
+    shown = json.loads(cli("show", workflow_id).stdout)
+    assert shown["workflow_id"] == workflow_id
+    assert shown["version"] == 1
+    assert [node["node_id"] for node in shown["nodes"]] == ["input", "process", "output"]
+
+    again = cli("register", str(definition_file), expect=1)
+    assert f"error: WorkflowAlreadyExists: workflow '{workflow_id}'" in again.stderr
+
+    data = _definition(definition_file)
+    data["description"] = "changed"
+    definition_file.write_text(json.dumps(data))
+    replaced = cli("register", str(definition_file), "--replace")
+    assert f"updated {workflow_id} to version 2" in replaced.stdout
+
+    cli("unregister", workflow_id)
+    missing = cli("show", workflow_id, expect=1)
+    assert "error: WorkflowNotFound:" in missing.stderr
+
+
+def test_run_file_follow_then_inspect_without_worker(
+    cli: Cli, definition_file: Path, tmp_path: Path
+) -> None:
+    workflow_id = _definition(definition_file)["workflow_id"]
+    result = cli("run", str(definition_file), "--follow", "--timeout", "60")
+    assert f"registered {workflow_id} (version 1)" in result.stderr
+    execution_id = _execution_id(result.stdout)
+    assert execution_id.startswith(f"{workflow_id}/run-")
+    for node_id in ("input", "process", "output"):
+        assert any(
+            line.split()[1:3] == ["node_completed", node_id] for line in result.stdout.splitlines()
+        ), result.stdout
+    assert "workflow_completed" in result.stdout
+    assert "100%" in result.stdout
+    assert "status: completed" in result.stdout
+    results = json.loads(result.stdout.split("results: ", 1)[1])
+    assert results["output"]["count"] == 3
+    written = (tmp_path / "quickstart-output.jsonl").read_text().splitlines()
+    assert [json.loads(line)["name"] for line in written] == ["BARBARA", "ADA", "ALAN"]
+
+    # The CLI's worker is gone: ended runs are answered from what Temporal stored.
+    status = cli("status", execution_id)
+    assert "status:       completed" in status.stdout
+    assert "progress:     100%" in status.stdout
+    assert any(
+        line.split()[:3] == ["output", "data_sink", "completed"]
+        for line in status.stdout.splitlines()
+    ), status.stdout
+    context = json.loads(cli("status", execution_id, "--json").stdout)
+    assert context["status"] == "completed"
+    assert context["execution_id"] == execution_id
+
+    events = cli("events", execution_id, "--after", "8")
+    assert [line.split()[0] for line in events.stdout.splitlines()] == ["9", "10", "11"]
+
+    paused = cli("pause", execution_id, expect=1)
+    assert paused.stderr.startswith("error: InvalidState: ")
+    cancelled = cli("cancel", execution_id, expect=1)
+    assert cancelled.stderr.startswith("error: InvalidState: ")
+
+    # Same file again: the registered definition is reused, not re-registered.
+    rerun = cli("run", str(definition_file), "--input", '{"note": "again"}')
+    assert "unchanged" in rerun.stderr
+    assert "status: completed" in rerun.stdout
+
+
+def test_failed_run_exits_1(cli: Cli, definition_file: Path) -> None:
+    data = _definition(definition_file)
+    data["nodes"][1]["configuration"]["filter"] = "missing_field >= 80"
+    definition_file.write_text(json.dumps(data))
+    result = cli("run", str(definition_file), "--timeout", "60", expect=1)
+    assert "status: failed" in result.stdout
+    assert "error: node 'process'" in result.stdout
+
+
+def test_errors_name_the_problem(cli: Cli, definition_file: Path) -> None:
+    unknown = cli("status", "no-such-workflow/run-0", expect=1)
+    assert unknown.stderr.startswith("error: ExecutionNotFound: ")
+    cli("pause", "no-such-workflow/run-0", expect=1)
+
+    bad_input = cli("run", str(definition_file), "--input", "[1, 2]", expect=1)
+    assert bad_input.stderr.startswith("error: InvalidInput: --input must be a JSON object")
+
+    not_registered = cli("run", "no-such-workflow", expect=1)
+    assert "error: WorkflowNotFound:" in not_registered.stderr
+
+    detached = cli("run", str(definition_file), "--detach", expect=2)
+    assert "--detach needs a worker polling task queue" in detached.stderr
+    assert "execution:" not in detached.stdout
+
+
+def test_worker_serves_detached_runs(
+    dev_server: DevServer, task_queue: str, cli: Cli, definition_file: Path, tmp_path: Path
+) -> None:
+    worker_args = ["--address", dev_server.address, "--task-queue", task_queue]
+    worker_args += ["--graceful-shutdown", "2"]
+    with subprocess.Popen(
+        [sys.executable, str(REPO / "worker.py"), *worker_args],
+        cwd=tmp_path,
+        env=_env(tmp_path),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    ) as worker:
+        try:
+            started: list[subprocess.CompletedProcess[str]] = []
+
+            def detached_run_starts() -> bool:
+                result = cli("run", str(definition_file), "--detach", expect=None)
+                if result.returncode == 0:
+                    started.append(result)
+                    return True
+                assert result.returncode == 2, result.stderr
+                return False
+
+            _eventually(detached_run_starts, timeout=30)
+            execution_id = _execution_id(started[0].stdout)
+            events = cli("events", execution_id)
+            assert events.stdout.splitlines()[-1].split()[1] == "workflow_completed"
+        finally:
+            worker.send_signal(signal.SIGTERM)
+            _, stderr = worker.communicate(timeout=30)
+    assert worker.returncode == 0, stderr
+    assert "Fatal Python error" not in stderr
+    assert "worker stopped" in stderr
+
+
+# -- the embedded server ----------------------------------------------------------------------
+
+
+@pytest.fixture(name="embedded_env")
+def fixture_embedded_env(tmp_path: Path) -> Iterator[dict[str, str]]:
+    """Environment for a private embedded server on free ports; stopped afterwards."""
+    env = _env(
+        tmp_path,
+        ORCHESTRATOR_EMBEDDED_PORT=str(free_port()),
+        ORCHESTRATOR_EMBEDDED_UI_PORT=str(free_port()),
+    )
+    yield env
+    _run_cli(["server", "stop"], tmp_path, env, 0)
+
+
+@pytest.mark.slow
+def test_server_start_status_stop(tmp_path: Path, embedded_env: dict[str, str]) -> None:
+    data_dir = tmp_path / "server"
+    port, ui_port = free_port(), free_port()
+    common = ["--data-dir", str(data_dir)]
+    try:
+        started = _run_cli(
+            ["server", "start", "--port", str(port), "--ui-port", str(ui_port), *common],
+            tmp_path,
+            embedded_env,
+            0,
+        )
+        assert f"address: 127.0.0.1:{port}" in started.stdout
+        assert f"web ui:  http://127.0.0.1:{ui_port}" in started.stdout
+        assert (data_dir / "temporal.db").exists()
+        status = _run_cli(["server", "status", *common], tmp_path, embedded_env, 0)
+        assert status.stdout.startswith("running")
+        again = _run_cli(["server", "start", *common], tmp_path, embedded_env, 0)
+        assert "already running" in again.stdout
+    finally:
+        stopped = _run_cli(["server", "stop", *common], tmp_path, embedded_env, 0)
+    assert "stopped" in stopped.stdout
+    _run_cli(["server", "status", *common], tmp_path, embedded_env, 1)
+    assert (
+        "no embedded Temporal server"
+        in _run_cli(["server", "stop", *common], tmp_path, embedded_env, 0).stdout
+    )
+
+
+@pytest.mark.slow
+def test_run_starts_the_embedded_server(tmp_path: Path, embedded_env: dict[str, str]) -> None:
+    result = _run_cli(["run", str(QUICKSTART), "--timeout", "60"], tmp_path, embedded_env, 0)
+    port = embedded_env["ORCHESTRATOR_EMBEDDED_PORT"]
+    ui_port = embedded_env["ORCHESTRATOR_EMBEDDED_UI_PORT"]
+    assert f"started the embedded Temporal server at 127.0.0.1:{port}" in result.stderr
+    assert "server stop" in result.stderr
+    execution_id = _execution_id(result.stdout)
+    link = f"temporal ui: http://127.0.0.1:{ui_port}/namespaces/default/workflows/"
+    assert f"{link}{execution_id.replace('/', '%2F')}" in result.stdout
+    assert "status: completed" in result.stdout
+
+    # The server outlived the command: the next one finds it and the stored run.
+    status = _run_cli(["status", execution_id], tmp_path, embedded_env, 0)
+    assert "status:       completed" in status.stdout
+    assert "started the embedded" not in status.stderr
+    server = _run_cli(["server", "status"], tmp_path, embedded_env, 0)
+    assert f"address: 127.0.0.1:{port}" in server.stdout
