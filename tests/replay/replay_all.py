@@ -1,0 +1,52 @@
+"""Replay every recorded history; exit 1 on the first failure.
+
+    PYTHONHASHSEED=1 python -m tests.replay.replay_all
+
+Used by the replay tests to replay under several hash seeds, in fresh processes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+from pathlib import Path
+
+from temporalio.client import WorkflowHistory
+from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.worker import Replayer
+
+from engine.registry import PluginWorkflowDefinition
+from engine.worker import workflow_runner
+from engine.workflow import PluginWorkflowExecution
+
+HISTORIES = Path(__file__).parent / "histories"
+
+
+def load_histories() -> list[WorkflowHistory]:
+    histories = []
+    for path in sorted(HISTORIES.glob("*.json")):
+        data = json.loads(path.read_text())
+        histories.append(WorkflowHistory.from_json(path.stem, data))
+    return histories
+
+
+def replayer() -> Replayer:
+    """A replayer configured exactly like the workers."""
+    return Replayer(
+        workflows=[PluginWorkflowExecution, PluginWorkflowDefinition],
+        data_converter=pydantic_data_converter,
+        workflow_runner=workflow_runner(),
+    )
+
+
+async def main() -> int:
+    histories = load_histories()
+    for history in histories:
+        await replayer().replay_workflow(history)
+    print(f"replayed {len(histories)} histories")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(asyncio.run(main()))
