@@ -154,12 +154,16 @@ async def _cmd_register(args: argparse.Namespace) -> int:
         async with embedded_worker(orch.client, orch.task_queue):
             try:
                 await orch.register_workflow(workflow)
-                print(f"registered {workflow.workflow_id} (version 1)")
             except PluginError as exc:
                 if exc.code is not Code.WorkflowAlreadyExists or not args.replace:
                     raise
                 updated = await orch.update_workflow(workflow)
                 print(f"updated {workflow.workflow_id} to version {updated.version}")
+                return 0
+            # Read it back before the worker stops: a worker that stops while holding the
+            # registry entity's first task leaves it stalled for the 10 s task timeout.
+            stored = await orch.get_workflow(workflow.workflow_id)
+            print(f"registered {workflow.workflow_id} (version {stored.version})")
     return 0
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_serializer
 
 from engine.models import (
     PluginWorkflow,
@@ -26,6 +26,16 @@ DEFAULT_TASK_QUEUE = "plugin-orchestrator"
 
 # Temporal rejects payloads over 2 MB; keep node outputs and inputs well below that.
 MAX_PAYLOAD_BYTES = 1_500_000
+# The execution's input travels in its start event, next to the definition
+# (engine.validation.MAX_DEFINITION_BYTES).
+MAX_INPUT_BYTES = 500_000
+
+
+def compact(model: BaseModel) -> dict[str, Any]:
+    """The wire form of a model: JSON without fields at their defaults (about a quarter of
+    the full form for definitions); reading it back gives an equal model."""
+    return model.model_dump(mode="json", exclude_defaults=True)
+
 
 _DEFINITION_SUFFIX = "/definition"
 
@@ -55,6 +65,10 @@ class ExecutionInput(_Contract):
     workflow: PluginWorkflow
     input_data: dict[str, Any] = Field(default_factory=dict)
 
+    @field_serializer("workflow")
+    def _compact_workflow(self, workflow: PluginWorkflow) -> dict[str, Any]:
+        return compact(workflow)
+
 
 class ExecutionOutcome(_Contract):
     """Everything known about a finished run: its final context and its events.
@@ -67,12 +81,20 @@ class ExecutionOutcome(_Contract):
     events: list[WorkflowEvent] = Field(default_factory=list)
     truncated: bool = False
 
+    @field_serializer("events")
+    def _compact_events(self, events: list[WorkflowEvent]) -> list[dict[str, Any]]:
+        return [compact(event) for event in events]
+
 
 class EventsPage(_Contract):
     """Answer of the ``events`` query: events after a sequence number."""
 
     events: list[WorkflowEvent] = Field(default_factory=list)
     last_sequence: int = 0
+
+    @field_serializer("events")
+    def _compact_events(self, events: list[WorkflowEvent]) -> list[dict[str, Any]]:
+        return [compact(event) for event in events]
 
 
 class NodeActivityInput(_Contract):
@@ -98,6 +120,10 @@ class DefinitionState(_Contract):
     """State of a registry entity; carried across continue-as-new."""
 
     workflow: PluginWorkflow
+
+    @field_serializer("workflow")
+    def _compact_workflow(self, workflow: PluginWorkflow) -> dict[str, Any]:
+        return compact(workflow)
 
 
 class DefinitionChange(_Contract):

@@ -100,8 +100,9 @@ def _from_rpc(exc: RPCError, subject: str, not_found: Code) -> PluginError:
     return PluginError(Code.ExecutionFailed, f"{subject}: {exc.status.name}: {exc.message}")
 
 
-def json_object(data: dict[str, Any] | None) -> dict[str, Any]:
-    """Check that ``data`` is a JSON object (finite numbers, string keys) and copy it.
+def json_object(data: dict[str, Any] | None, max_bytes: int) -> dict[str, Any]:
+    """Check that ``data`` is a JSON object (finite numbers, string keys) of at most
+    ``max_bytes`` and copy it.
 
     Raises:
         PluginError: ``InvalidInput`` naming the problem.
@@ -112,6 +113,11 @@ def json_object(data: dict[str, Any] | None) -> dict[str, Any]:
         encoded = json.dumps(data, allow_nan=False)
     except (TypeError, ValueError) as exc:
         raise PluginError(Code.InvalidInput, f"input_data is not JSON: {exc}") from None
+    if len(encoded) > max_bytes:
+        raise PluginError(
+            Code.InvalidInput,
+            f"input_data is {len(encoded):,} bytes of JSON; the limit is {max_bytes:,}",
+        )
     decoded: dict[str, Any] = json.loads(encoded)
     if decoded != data:
         raise PluginError(
@@ -236,10 +242,10 @@ async def outcome_of(
         try:
             await handle.result()
         except WorkflowFailureError as exc:
+            outcome = _outcome_in_failure(exc)
+            if outcome is not None:
+                return outcome
             cause = exc.cause
-            if isinstance(cause, ApplicationError) and cause.details:
-                with contextlib.suppress(ValueError, TypeError):
-                    return ExecutionOutcome.model_validate(cause.details[0])
             message = cause.message if isinstance(cause, ApplicationError) else str(cause)
             return await _synthesized(handle, description, WorkflowExecutionStatus.Failed, message)
     if status is TemporalStatus.CANCELED:
@@ -357,10 +363,24 @@ async def with_pending_attempt(
     return state
 
 
-async def wait_closed(handle: WorkflowHandle[Any, Any], execution_id: str) -> None:
-    """Return when the execution has ended, however it ended."""
-    with contextlib.suppress(WorkflowFailureError), translate_errors(f"execution '{execution_id}'"):
-        await handle.result()
+async def wait_closed(
+    handle: WorkflowHandle[Any, Any], execution_id: str
+) -> ExecutionOutcome | None:
+    """Wait until the execution has ended, however it ended; return the outcome it stored
+    in its result or failure, or None (cancelled, terminated) to read it elsewhere."""
+    with translate_errors(f"execution '{execution_id}'"):
+        try:
+            return ExecutionOutcome.model_validate(await handle.result())
+        except WorkflowFailureError as exc:
+            return _outcome_in_failure(exc)
+
+
+def _outcome_in_failure(exc: WorkflowFailureError) -> ExecutionOutcome | None:
+    cause = exc.cause
+    if isinstance(cause, ApplicationError) and cause.details:
+        with contextlib.suppress(ValueError, TypeError):
+            return ExecutionOutcome.model_validate(cause.details[0])
+    return None
 
 
 async def follow_events(

@@ -51,10 +51,15 @@ class Graph:
     incoming: dict[str, list[Edge]] = field(default_factory=dict)
     outgoing: dict[str, list[Edge]] = field(default_factory=dict)
     event_edges: list[Edge] = field(default_factory=list)
+    _order: list[str] = field(default_factory=list)
 
     @property
     def node_ids(self) -> list[str]:
-        return list(self.nodes)
+        """Node ids in definition order (index = position). Cached: the scheduler reads it
+        on every step."""
+        if len(self._order) != len(self.nodes):
+            self._order = list(self.nodes)
+        return self._order
 
     def has_data_inputs(self, node_id: str) -> bool:
         """True if any DataFlow connection points at the node."""

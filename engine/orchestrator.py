@@ -34,6 +34,7 @@ from engine.connection import connect, default_task_queue, with_pydantic_convert
 from engine.contracts import (
     DEFINITION_WORKFLOW,
     EXECUTION_WORKFLOW,
+    MAX_INPUT_BYTES,
     DefinitionChange,
     DefinitionState,
     ExecutionInput,
@@ -210,7 +211,9 @@ class AdvancedPluginOrchestrator:
                 f"workflow '{workflow_id}' has no nodes to run",
             )
         execution_id = execution_id_for(workflow_id, uuid.uuid4().hex[:16])
-        params = ExecutionInput(workflow=definition, input_data=executions.json_object(input_data))
+        params = ExecutionInput(
+            workflow=definition, input_data=executions.json_object(input_data, MAX_INPUT_BYTES)
+        )
         with translate_errors(f"workflow '{workflow_id}'"):
             await self.client.start_workflow(
                 EXECUTION_WORKFLOW,
@@ -322,12 +325,14 @@ class AdvancedPluginOrchestrator:
         """
         handle = self._execution(execution_id)
         try:
-            await asyncio.wait_for(executions.wait_closed(handle, execution_id), timeout)
+            outcome = await asyncio.wait_for(executions.wait_closed(handle, execution_id), timeout)
         except TimeoutError:
             raise PluginError(
                 PluginErrorCode.Timeout,
                 f"execution '{execution_id}' did not finish within {timeout:g}s",
             ) from None
+        if outcome is not None:
+            return outcome.context
         return await executions.context_of(handle, execution_id, self.query_timeout)
 
     def events(self, execution_id: str, *, after: int = 0) -> AsyncIterator[WorkflowEvent]:

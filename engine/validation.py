@@ -17,7 +17,8 @@ Checks, in order:
   (``CircularDependency``, naming the cycle);
 * the mode suits the graph (``ExecutionModeNotSupported``): Event connections need
   EventDriven; EventDriven and Streaming need a Source node;
-* size limits (``InvalidWorkflowStructure``).
+* size limits (``InvalidWorkflowStructure``): nodes, connections, and the definition's
+  compact JSON size.
 """
 
 from __future__ import annotations
@@ -42,6 +43,9 @@ from engine.options import GLOBAL_ONLY_KEYS, global_options, node_options
 
 MAX_NODES = 10_000
 MAX_CONNECTIONS = 50_000
+# Compact JSON (fields at their defaults left out). Every execution carries its definition in
+# its start event, whose payload Temporal caps at 2 MB; the rest is for the input data.
+MAX_DEFINITION_BYTES = 1_200_000
 MAX_ID_LENGTH = 128
 _ID_PATTERN = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.\-]*")
 _MAX_REPORTED = 10
@@ -78,6 +82,16 @@ def compile_workflow(workflow: PluginWorkflow) -> Graph:
     graph = _build(workflow, problems)
     if not problems:
         _check_cycles(graph, problems)
+    if not problems:
+        size = len(workflow.model_dump_json(exclude_defaults=True))
+        if size > MAX_DEFINITION_BYTES:
+            problems.append(
+                Problem(
+                    Code.InvalidWorkflowStructure,
+                    f"the definition is {size:,} bytes of JSON; the limit is "
+                    f"{MAX_DEFINITION_BYTES:,} (it travels with every execution)",
+                )
+            )
     if problems:
         raise _as_error(workflow, problems)
     return graph

@@ -50,6 +50,8 @@ with workflow.unsafe.imports_passed_through():
     from engine.validation import compile_workflow
 
 OUTCOME_MEMO_KEY = "outcome"
+# Events an ended run keeps when all of them would not fit in its outcome.
+_KEPT_EVENTS = 2000
 Status = WorkflowExecutionStatus
 
 
@@ -226,15 +228,19 @@ def _json_size(value: Any) -> int:
 
 
 def _fit(outcome: ExecutionOutcome) -> ExecutionOutcome:
-    """Keep the outcome under the payload limit: drop per-node results first, then all."""
-    if _json_size(outcome.model_dump(mode="json")) <= MAX_PAYLOAD_BYTES:
+    """Keep the outcome under the payload limit: drop per-node results first, then all but
+    the last events, then the results themselves (each step marks it truncated)."""
+    if len(outcome.model_dump_json()) <= MAX_PAYLOAD_BYTES:
         return outcome
     context = outcome.context.model_copy(deep=True)
     for state in context.node_states.values():
         state.pop("result", None)
     trimmed = ExecutionOutcome(context=context, events=outcome.events, truncated=True)
-    if _json_size(trimmed.model_dump(mode="json")) <= MAX_PAYLOAD_BYTES:
+    if len(trimmed.model_dump_json()) <= MAX_PAYLOAD_BYTES:
+        return trimmed
+    trimmed.events = outcome.events[-_KEPT_EVENTS:]
+    if len(trimmed.model_dump_json()) <= MAX_PAYLOAD_BYTES:
         return trimmed
     context.execution_data.pop("results", None)
     context.error_messages.append("results were too large to keep with the execution")
-    return ExecutionOutcome(context=context, events=outcome.events, truncated=True)
+    return trimmed
