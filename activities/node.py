@@ -28,7 +28,7 @@ from typing import Any
 
 import structlog
 from temporalio import activity
-from temporalio.exceptions import ApplicationError
+from temporalio.exceptions import ApplicationError, ApplicationErrorCategory
 
 from engine.contracts import MAX_PAYLOAD_BYTES, NODE_ACTIVITY, NodeActivityInput, NodeActivityResult
 from engine.errors import PluginError, PluginErrorCode
@@ -60,14 +60,13 @@ class NodeActivities:
         info = activity.info()
         plugin = self._plugins.get(request.plugin_id)
         if plugin is None:
-            raise ApplicationError(
+            message = (
                 f"node '{request.node_id}': no plugin '{request.plugin_id}' is registered on "
                 f"this worker (task queue '{info.task_queue}'); known plugins: "
-                f"{', '.join(self._plugins.ids()) or 'none'}",
-                {"attempt": info.attempt},
-                type=PluginErrorCode.PluginNotFound.value,
-                non_retryable=True,
+                f"{', '.join(self._plugins.ids()) or 'none'}"
             )
+            log.warning("plugin not found", node_id=request.node_id, plugin_id=request.plugin_id)
+            raise _failure(message, PluginErrorCode.PluginNotFound.value, info.attempt, True)
         checkpoint = info.heartbeat_details[0] if info.heartbeat_details else None
         logger = structlog.get_logger("plugin").bind(
             execution_id=request.execution_id,
@@ -96,21 +95,26 @@ class NodeActivities:
             logger.info("node cancelled")
             raise
         except PluginError as exc:
-            raise ApplicationError(
-                exc.message,
-                {"attempt": info.attempt},
-                type=exc.code.value,
-                non_retryable=exc.code in _TERMINAL_CODES,
+            logger.warning("node attempt failed", error_type=exc.code.value, error=exc.message)
+            raise _failure(
+                exc.message, exc.code.value, info.attempt, exc.code in _TERMINAL_CODES
             ) from exc
-        except ApplicationError:
+        except ApplicationError as exc:
+            logger.warning("node attempt failed", error_type=exc.type, error=exc.message)
             raise
         except Exception as exc:
-            raise ApplicationError(
-                str(exc) or type(exc).__name__, {"attempt": info.attempt}, type=type(exc).__name__
+            logger.warning("node attempt failed", error_type=type(exc).__name__, exc_info=exc)
+            raise _failure(
+                str(exc) or type(exc).__name__, type(exc).__name__, info.attempt
             ) from exc
         finally:
             beating.cancel()
-        return NodeActivityResult(output=_checked_output(request, output), attempt=info.attempt)
+        try:
+            checked = _checked_output(request, output)
+        except ApplicationError as exc:
+            logger.warning("node output rejected", error=exc.message)
+            raise
+        return NodeActivityResult(output=checked, attempt=info.attempt)
 
     async def _invoke(self, plugin: Plugin, request: NodeActivityInput, ctx: PluginContext) -> Any:
         if plugin.is_async:
@@ -174,5 +178,19 @@ def _checked_output(request: NodeActivityInput, output: Any) -> dict[str, Any]:
     return normalized
 
 
+def _failure(
+    message: str, error_type: str, attempt: int, non_retryable: bool = False
+) -> ApplicationError:
+    # BENIGN: the SDK then logs at DEBUG; this module logs each failed attempt once, with
+    # the execution, node and attempt bound, instead of a bare traceback.
+    return ApplicationError(
+        message,
+        {"attempt": attempt},
+        type=error_type,
+        non_retryable=non_retryable,
+        category=ApplicationErrorCategory.BENIGN,
+    )
+
+
 def _invalid_output(message: str) -> ApplicationError:
-    return ApplicationError(message, type=PluginErrorCode.InvalidOutput.value, non_retryable=True)
+    return _failure(message, PluginErrorCode.InvalidOutput.value, activity.info().attempt, True)

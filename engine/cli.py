@@ -30,7 +30,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from temporalio.client import WorkflowExecutionStatus as TemporalStatus
+
+from engine import executions
 from engine.connection import connect, default_namespace, default_task_queue
+from engine.devserver import port_open
 from engine.embedded import (
     ENV_UI_URL,
     default_data_dir,
@@ -252,7 +256,15 @@ async def _cmd_run(args: argparse.Namespace) -> int:
             sys.stdout.flush()
             if args.detach:
                 return 0
-            context = await _await_end(orch, execution_id, args.follow, args.timeout)
+            try:
+                context = await _await_end(orch, execution_id, args.follow, args.timeout)
+            except asyncio.CancelledError:  # Ctrl-C: the run itself is durable
+                print(
+                    f"execution '{execution_id}' goes on whenever a worker polls task queue "
+                    f"'{orch.task_queue}' (`orchestrator worker`)",
+                    file=sys.stderr,
+                )
+                raise
     _print_outcome(context)
     return 0 if context.status is WorkflowExecutionStatus.Completed else 1
 
@@ -304,8 +316,40 @@ def _print_outcome(context: WorkflowExecutionContext) -> None:
 # -- monitoring and control ------------------------------------------------------------------
 
 
+# How long pause and resume wait for the execution's worker to take the request.
+_UPDATE_TIMEOUT = 30.0
+
+
+async def _require_worker(
+    orch: AdvancedPluginOrchestrator, execution_id: str, *, pending_ok: bool
+) -> None:
+    """Fail fast when a running execution has no worker to answer: a query would wait for
+    the query timeout and an update forever.
+
+    Args:
+        orch: The orchestrator.
+        execution_id: The execution.
+        pending_ok: True if the request can be answered without a worker while the
+            execution has not started yet (status and events can).
+    """
+    handle = orch.client.get_workflow_handle(execution_id)
+    description = await executions.describe(handle, execution_id)
+    if description.status is not TemporalStatus.RUNNING:
+        return
+    if pending_ok and description.history_length <= 2:
+        return
+    queue = description.task_queue
+    if not await worker_is_polling(orch.client, queue, include_embedded=True):
+        raise PluginError(
+            Code.WorkerUnavailable,
+            f"execution '{execution_id}' is running but no worker polls its task queue "
+            f"'{queue}'; start one with `orchestrator worker --task-queue {queue}`",
+        )
+
+
 async def _cmd_status(args: argparse.Namespace) -> int:
     async with _session(args) as session:
+        await _require_worker(session.orchestrator, args.execution_id, pending_ok=True)
         context = await session.orchestrator.get_execution_status(args.execution_id)
         link = session.ui_link(args.execution_id)
     if args.json:
@@ -349,16 +393,32 @@ async def _cmd_status(args: argparse.Namespace) -> int:
 
 async def _cmd_pause(args: argparse.Namespace) -> int:
     async with _session(args) as session:
-        await session.orchestrator.pause_execution(args.execution_id)
+        orch = session.orchestrator
+        await _require_worker(orch, args.execution_id, pending_ok=False)
+        await _with_update_timeout(orch.pause_execution(args.execution_id), args.execution_id)
     print(f"paused {args.execution_id}")
     return 0
 
 
 async def _cmd_resume(args: argparse.Namespace) -> int:
     async with _session(args) as session:
-        await session.orchestrator.resume_execution(args.execution_id)
+        orch = session.orchestrator
+        await _require_worker(orch, args.execution_id, pending_ok=False)
+        await _with_update_timeout(orch.resume_execution(args.execution_id), args.execution_id)
     print(f"resumed {args.execution_id}")
     return 0
+
+
+async def _with_update_timeout(request: Coroutine[Any, Any, None], execution_id: str) -> None:
+    try:
+        async with asyncio.timeout(_UPDATE_TIMEOUT):
+            await request
+    except TimeoutError:
+        raise PluginError(
+            Code.WorkerUnavailable,
+            f"execution '{execution_id}': no worker took the request within "
+            f"{_UPDATE_TIMEOUT:g}s; is a worker running on its task queue?",
+        ) from None
 
 
 async def _cmd_cancel(args: argparse.Namespace) -> int:
@@ -370,6 +430,7 @@ async def _cmd_cancel(args: argparse.Namespace) -> int:
 
 async def _cmd_events(args: argparse.Namespace) -> int:
     async with _session(args) as session:
+        await _require_worker(session.orchestrator, args.execution_id, pending_ok=True)
         await _print_events(session.orchestrator.events(args.execution_id, after=args.after))
     return 0
 
@@ -393,6 +454,12 @@ def _cmd_server_start(args: argparse.Namespace) -> int:
     data_dir: Path = args.data_dir
     running = server_info(data_dir)
     if running is None:
+        if port_open("127.0.0.1", args.port):
+            raise PluginError(
+                Code.ServerUnavailable,
+                f"port {args.port} is in use (another Temporal server?); pick another with "
+                "--port, or use that server with --address",
+            )
         running = start_server(data_dir, args.port, args.ui_port)
         print(f"started the embedded Temporal server (pid {running.pid})")
     else:

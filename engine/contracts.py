@@ -37,17 +37,21 @@ def compact(model: BaseModel) -> dict[str, Any]:
     return model.model_dump(mode="json", exclude_defaults=True)
 
 
-_DEFINITION_SUFFIX = "/definition"
+_DEFINITION_MARK = "/definition@"
 
 
-def definition_entity_id(workflow_id: str) -> str:
-    """Temporal workflow id of the registry entity that holds a definition."""
-    return f"{workflow_id}{_DEFINITION_SUFFIX}"
+def definition_entity_id(workflow_id: str, task_queue: str) -> str:
+    """Temporal workflow id of the registry entity holding a definition.
+
+    The registry is scoped by task queue, the unit a fleet of workers serves: the entity runs
+    on that queue, so whoever can run the definition can also read it.
+    """
+    return f"{workflow_id}{_DEFINITION_MARK}{task_queue}"
 
 
 def workflow_id_of_entity(entity_id: str) -> str:
-    """Inverse of :func:`definition_entity_id`."""
-    return entity_id.removesuffix(_DEFINITION_SUFFIX)
+    """Inverse of :func:`definition_entity_id` (workflow ids never contain ``/``)."""
+    return entity_id.split(_DEFINITION_MARK, 1)[0]
 
 
 def execution_id_for(workflow_id: str, unique: str) -> str:

@@ -42,13 +42,13 @@ from temporalio.api.enums.v1 import TaskQueueKind, TaskQueueType
 from temporalio.api.taskqueue.v1 import TaskQueue
 from temporalio.api.workflowservice.v1 import DescribeTaskQueueRequest
 from temporalio.client import Client
-from temporalio.service import ServiceClient
 from temporalio.worker import Worker
 
 from engine.devserver import DevServer, port_open, stop_detached
 from engine.errors import PluginError, PluginErrorCode
 from engine.executions import translate_errors
 from engine.worker import create_worker
+from plugins import PluginRegistry
 
 ENV_DATA_DIR = "ORCHESTRATOR_DATA_DIR"
 ENV_EMBEDDED_PORT = "ORCHESTRATOR_EMBEDDED_PORT"
@@ -60,8 +60,8 @@ DEFAULT_UI_PORT = 8233
 # Worker identity prefix of CLI-embedded workers (they vanish with their CLI process).
 EMBEDDED_IDENTITY_PREFIX = "orchestrator-cli:"
 # The server keeps pollers listed for minutes after they stop; an idle worker re-polls at
-# least every ~70 s (long-poll timeout), so a poller seen within this window is alive.
-POLLER_FRESH_SECONDS = 120.0
+# least every ~60 s (the long-poll timeout), so a poller seen within this window is alive.
+POLLER_FRESH_SECONDS = 90.0
 
 _RECORD_FILE = "server.json"
 
@@ -245,7 +245,8 @@ async def worker_is_polling(
         response = await client.workflow_service.describe_task_queue(request)
     now = time.time()
     for poller in response.pollers:
-        if not include_embedded and poller.identity.startswith(EMBEDDED_IDENTITY_PREFIX):
+        embedded = poller.identity.startswith(EMBEDDED_IDENTITY_PREFIX)
+        if embedded and (not include_embedded or _embedded_worker_gone(poller.identity)):
             continue
         seen = poller.last_access_time.ToSeconds() if poller.HasField("last_access_time") else 0
         if now - seen <= POLLER_FRESH_SECONDS:
@@ -253,33 +254,43 @@ async def worker_is_polling(
     return False
 
 
+def _embedded_worker_gone(identity: str) -> bool:
+    # "orchestrator-cli:<pid>@<host>": on this host a dead pid means a stopped worker.
+    pid, _, host = identity.removeprefix(EMBEDDED_IDENTITY_PREFIX).partition("@")
+    return host == socket.gethostname() and pid.isdigit() and not _alive(int(pid))
+
+
 @asynccontextmanager
 async def embedded_worker(
-    client: Client, task_queue: str, *, graceful_shutdown: float = 5.0
+    client: Client,
+    task_queue: str,
+    *,
+    graceful_shutdown: float = 5.0,
+    plugins: PluginRegistry | None = None,
+    force: bool = False,
 ) -> AsyncIterator[Worker | None]:
     """Run a worker in this process for the block, unless another worker polls the queue.
 
-    Yields the worker, or None when an external worker serves the queue. On exit the worker
-    is shut down (running nodes get ``graceful_shutdown`` seconds, then are cancelled and
-    retried by the next worker).
+    Args:
+        client: Connected client.
+        task_queue: Queue to serve.
+        graceful_shutdown: Seconds running nodes get on exit before they are cancelled (and
+            retried by the next worker).
+        plugins: The worker's plugins (default: the built-ins).
+        force: Start one even if another worker polls the queue.
+
+    Yields the worker, or None when an external worker serves the queue.
     """
-    if await worker_is_polling(client, task_queue):
+    if not force and await worker_is_polling(client, task_queue):
         yield None
         return
     identity = f"{EMBEDDED_IDENTITY_PREFIX}{os.getpid()}@{socket.gethostname()}"
-    worker_client = await _with_identity(client, identity)
     worker = create_worker(
-        worker_client, task_queue=task_queue, graceful_shutdown=graceful_shutdown
+        client,
+        task_queue=task_queue,
+        plugins=plugins,
+        graceful_shutdown=graceful_shutdown,
+        identity=identity,
     )
     async with worker:
         yield worker
-
-
-async def _with_identity(client: Client, identity: str) -> Client:
-    # A worker reports its client's identity; a second connection carries ours.
-    config = dataclasses.replace(client.service_client.config, identity=identity)
-    with translate_errors("embedded worker"):
-        service_client = await ServiceClient.connect(config)
-    client_config = client.config()
-    client_config["service_client"] = service_client
-    return Client(**client_config)

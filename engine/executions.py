@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import json
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncGenerator, Iterator
 from datetime import timedelta
 from typing import Any
 
@@ -389,7 +389,7 @@ async def follow_events(
     execution_id: str,
     after: int,
     timeout: timedelta,
-) -> AsyncIterator[WorkflowEvent]:
+) -> AsyncGenerator[WorkflowEvent, None]:
     """Yield events after ``after`` until the terminal one (see the module docstring)."""
     sequence = after
     token = b""

@@ -155,6 +155,7 @@ class Interpreter:
         self._failure: str | None = None
         self._internal_error: BaseException | None = None
         self._wake = asyncio.Event()
+        self._node_options: dict[str, NodeOptions] = {}
         sequential = workflow.execution_mode is WorkflowExecutionMode.Sequential
         self._limit = (
             1 if sequential else global_options(workflow.global_configuration).max_parallelism
@@ -246,8 +247,16 @@ class Interpreter:
             plugin_id=node.plugin_id,
             inputs=self._scheduler.inputs_for(node_id, self.input_data),
             config=plugin_config(global_config, node.configuration),
-            options=node_options(global_config, node.configuration),
+            options=self._options(node_id),
         )
+
+    def _options(self, node_id: str) -> NodeOptions:
+        options = self._node_options.get(node_id)
+        if options is None:
+            node = self.graph.nodes[node_id]
+            options = node_options(self.workflow.global_configuration, node.configuration)
+            self._node_options[node_id] = options
+        return options
 
     async def _run_node(self, call: NodeCall) -> None:
         node_id = call.node_id

@@ -15,7 +15,7 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator
 from datetime import timedelta
 from typing import Any
 
@@ -84,6 +84,11 @@ class AdvancedPluginOrchestrator:
     ) -> None:
         self.client = with_pydantic_converter(client)
         self.task_queue = task_queue or default_task_queue()
+        if not self.task_queue or len(self.task_queue) > 200 or "'" in self.task_queue:
+            raise PluginError(
+                PluginErrorCode.InvalidConfiguration,
+                f"task queue {self.task_queue[:100]!r} must be 1-200 characters without quotes",
+            )
         self.query_timeout = timedelta(seconds=query_timeout)
         self._recent_definitions: dict[str, tuple[bool, float]] = {}
         self._recent_executions: dict[str, float] = {}
@@ -117,7 +122,7 @@ class AdvancedPluginOrchestrator:
                 await self.client.start_workflow(
                     DEFINITION_WORKFLOW,
                     DefinitionState(workflow=stored),
-                    id=definition_entity_id(workflow.workflow_id),
+                    id=definition_entity_id(workflow.workflow_id, self.task_queue),
                     task_queue=self.task_queue,
                     id_conflict_policy=WorkflowIDConflictPolicy.FAIL,
                     id_reuse_policy=WorkflowIDReusePolicy.ALLOW_DUPLICATE,
@@ -146,12 +151,15 @@ class AdvancedPluginOrchestrator:
             PluginError: ``WorkflowNotFound``.
         """
         self._check_workflow_id(workflow_id)
-        handle = self.client.get_workflow_handle(definition_entity_id(workflow_id))
+        handle = self.client.get_workflow_handle(definition_entity_id(workflow_id, self.task_queue))
         return await executions.query_definition(handle, workflow_id, self.query_timeout)
 
     async def get_registered_workflows(self) -> list[str]:
         """Ids of all registered definitions, sorted."""
-        query = f"WorkflowType = '{DEFINITION_WORKFLOW}' AND ExecutionStatus = 'Running'"
+        query = (
+            f"WorkflowType = '{DEFINITION_WORKFLOW}' AND ExecutionStatus = 'Running' "
+            f"AND TaskQueue = '{self.task_queue}'"
+        )
         ids = {workflow_id_of_entity(execution.id) async for execution in self._list(query)}
         now = time.monotonic()
         for workflow_id, (registered, at) in self._recent_definitions.items():
@@ -300,7 +308,10 @@ class AdvancedPluginOrchestrator:
 
     async def get_active_executions(self) -> list[str]:
         """Ids of executions that have not ended (running or paused), newest first."""
-        query = f"WorkflowType = '{EXECUTION_WORKFLOW}' AND ExecutionStatus = 'Running'"
+        query = (
+            f"WorkflowType = '{EXECUTION_WORKFLOW}' AND ExecutionStatus = 'Running' "
+            f"AND TaskQueue = '{self.task_queue}'"
+        )
         active = [execution.id async for execution in self._list(query)]
         now = time.monotonic()
         recent = [
@@ -335,7 +346,7 @@ class AdvancedPluginOrchestrator:
             return outcome.context
         return await executions.context_of(handle, execution_id, self.query_timeout)
 
-    def events(self, execution_id: str, *, after: int = 0) -> AsyncIterator[WorkflowEvent]:
+    def events(self, execution_id: str, *, after: int = 0) -> AsyncGenerator[WorkflowEvent, None]:
         """The execution's events in order, from sequence ``after + 1``, ending after the
         terminal event. Works from any process, for running and ended executions."""
         return executions.follow_events(
@@ -367,7 +378,7 @@ class AdvancedPluginOrchestrator:
         self, workflow_id: str, update: str, arg: DefinitionChange | None
     ) -> PluginWorkflow | None:
         self._check_workflow_id(workflow_id)
-        handle = self.client.get_workflow_handle(definition_entity_id(workflow_id))
+        handle = self.client.get_workflow_handle(definition_entity_id(workflow_id, self.task_queue))
         return await executions.update_definition(handle, workflow_id, update, arg)
 
     async def _list(self, query: str) -> AsyncIterator[Any]:

@@ -23,7 +23,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import threading
-from collections.abc import Coroutine, Iterator
+from collections.abc import AsyncGenerator, Coroutine, Iterator
 from concurrent.futures import Future
 from pathlib import Path
 from typing import Any, TypeVar
@@ -115,7 +115,7 @@ class AdvancedPluginOrchestrator:
         from engine import embedded
 
         address, _ui = await embedded.ensure_server(
-            target, Path(data_dir) if data_dir else embedded.data_dir()
+            target, Path(data_dir) if data_dir else embedded.default_data_dir()
         )
         api = await async_api.AdvancedPluginOrchestrator.connect(address, namespace, task_queue)
         if start_worker is not False:
@@ -216,11 +216,13 @@ class AdvancedPluginOrchestrator:
         try:
             while True:
                 try:
-                    yield self._call(stream.__anext__())
+                    yield self._call(_next(stream))
                 except StopAsyncIteration:
                     return
         finally:
-            with contextlib.suppress(Exception):
-                aclose = getattr(stream, "aclose", None)
-                if aclose is not None and not self._loop.is_closed():
-                    self._call(aclose())
+            if not self._loop.is_closed():
+                self._call(stream.aclose())
+
+
+async def _next(stream: AsyncGenerator[WorkflowEvent, None]) -> WorkflowEvent:
+    return await anext(stream)

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import signal
+import weakref
 from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 
@@ -67,6 +68,7 @@ def create_worker(
     graceful_shutdown: float = 30.0,
     plugin_threads: int = 32,
     heartbeat_throttle: float = 2.0,
+    identity: str | None = None,
 ) -> Worker:
     """A worker hosting the engine's workflows and the node activity.
 
@@ -81,13 +83,12 @@ def create_worker(
         plugin_threads: Threads for synchronous plugins.
         heartbeat_throttle: At most one heartbeat per running node reaches the server in
             this many seconds; a cancellation reaches a plugin within about this time.
+        identity: How the worker names itself to Temporal (default: the client's).
     """
     registry = plugins if plugins is not None else PluginRegistry.with_builtins()
-    activities = NodeActivities(
-        registry,
-        executor=ThreadPoolExecutor(max_workers=plugin_threads, thread_name_prefix="plugin"),
-    )
-    return Worker(
+    executor = ThreadPoolExecutor(max_workers=plugin_threads, thread_name_prefix="plugin")
+    activities = NodeActivities(registry, executor=executor)
+    worker = Worker(
         with_pydantic_converter(client),
         task_queue=task_queue or default_task_queue(),
         workflows=[PluginWorkflowExecution, PluginWorkflowDefinition],
@@ -99,7 +100,11 @@ def create_worker(
         max_heartbeat_throttle_interval=timedelta(seconds=heartbeat_throttle),
         default_heartbeat_throttle_interval=timedelta(seconds=heartbeat_throttle),
         workflow_runner=workflow_runner(),
+        identity=identity,
     )
+    # The plugin threads belong to the worker: release them when it goes away.
+    weakref.finalize(worker, executor.shutdown, wait=False)
+    return worker
 
 
 async def run_worker(

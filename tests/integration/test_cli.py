@@ -238,13 +238,28 @@ def test_errors_name_the_problem(cli: Cli, definition_file: Path) -> None:
     assert "execution:" not in detached.stdout
 
 
-def test_worker_serves_detached_runs(
-    dev_server: DevServer, task_queue: str, cli: Cli, definition_file: Path, tmp_path: Path
+def test_worker_serves_detached_runs_and_control(
+    dev_server: DevServer,
+    task_queue: str,
+    cli: Cli,
+    definition_file: Path,
+    tmp_path: Path,
+    unique: Callable[[str], str],
 ) -> None:
+    # A node that keeps failing and retrying (a missing file, 100 attempts 1 s apart) stays
+    # running long enough to pause, resume and cancel.
+    slow = _definition(definition_file)
+    slow["workflow_id"] = unique("retrying")
+    slow["nodes"][0]["configuration"] = {"path": str(tmp_path / "missing.json")}
+    slow["global_configuration"] = {
+        "retry": {"max_attempts": 100, "initial_interval": 1, "backoff_coefficient": 1}
+    }
+    slow_file = tmp_path / "retrying.json"
+    slow_file.write_text(json.dumps(slow))
+
     worker_args = ["--address", dev_server.address, "--task-queue", task_queue]
-    worker_args += ["--graceful-shutdown", "2"]
     with subprocess.Popen(
-        [sys.executable, str(REPO / "worker.py"), *worker_args],
+        [sys.executable, str(REPO / "worker.py"), *worker_args, "--graceful-shutdown", "2"],
         cwd=tmp_path,
         env=_env(tmp_path),
         stdout=subprocess.PIPE,
@@ -252,20 +267,32 @@ def test_worker_serves_detached_runs(
         text=True,
     ) as worker:
         try:
-            started: list[subprocess.CompletedProcess[str]] = []
+            started: list[str] = []
 
             def detached_run_starts() -> bool:
                 result = cli("run", str(definition_file), "--detach", expect=None)
                 if result.returncode == 0:
-                    started.append(result)
+                    started.append(_execution_id(result.stdout))
                     return True
-                assert result.returncode == 2, result.stderr
+                assert result.returncode == 2, result.stderr  # worker not polling yet
                 return False
 
             _eventually(detached_run_starts, timeout=30)
-            execution_id = _execution_id(started[0].stdout)
-            events = cli("events", execution_id)
+            events = cli("events", started[0])
             assert events.stdout.splitlines()[-1].split()[1] == "workflow_completed"
+
+            execution_id = _execution_id(cli("run", str(slow_file), "--detach").stdout)
+            _eventually(lambda: execution_id in cli("executions").stdout.split())
+            assert cli("pause", execution_id).stdout.strip() == f"paused {execution_id}"
+            assert "status:       paused" in cli("status", execution_id).stdout
+            twice = cli("pause", execution_id, expect=1)
+            assert twice.stderr.startswith("error: InvalidState: ")
+            cli("resume", execution_id)
+            assert "status:       running" in cli("status", execution_id).stdout
+            cli("cancel", execution_id)
+            kinds = [line.split()[1] for line in cli("events", execution_id).stdout.splitlines()]
+            assert kinds[-3:] == ["workflow_resumed", "node_cancelled", "workflow_cancelled"]
+            assert "status:       cancelled" in cli("status", execution_id).stdout
         finally:
             worker.send_signal(signal.SIGTERM)
             _, stderr = worker.communicate(timeout=30)

@@ -140,9 +140,9 @@ async def main() -> None:
                     print(f"rejected as expected: {exc}")
                 await orch.remove_node_from_workflow(registry_id, "n0")
                 await orch.unregister_workflow(registry_id)
-                handle = client.get_workflow_handle(definition_entity_id(registry_id))
+                handle = client.get_workflow_handle(definition_entity_id(registry_id, TASK_QUEUE))
                 await handle.result()
-                await _record(client, definition_entity_id(registry_id), registry_id)
+                await _record(client, definition_entity_id(registry_id, TASK_QUEUE), registry_id)
         finally:
             server.stop()
 
