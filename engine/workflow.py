@@ -243,4 +243,14 @@ def _fit(outcome: ExecutionOutcome) -> ExecutionOutcome:
         return trimmed
     context.execution_data.pop("results", None)
     context.error_messages.append("results were too large to keep with the execution")
+    if len(trimmed.model_dump_json()) <= MAX_PAYLOAD_BYTES:
+        return trimmed
+    # Very large graphs: keep the states that explain the end (failed, cancelled) only.
+    context.node_states = {
+        node_id: state
+        for node_id, state in context.node_states.items()
+        if state.get("status") in ("failed", "cancelled")
+    }
+    context.error_messages.append("per-node states of finished nodes were not kept")
+    trimmed.events = outcome.events[-_KEPT_EVENTS // 10 :]
     return trimmed
