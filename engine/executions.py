@@ -58,11 +58,15 @@ from engine.models import (
 
 Code = PluginErrorCode
 _LONG_POLL = timedelta(seconds=30)
+_UNREGISTERED = "is not registered"
 
 
 @contextlib.contextmanager
-def translate_errors(subject: str, not_found: Code = Code.ExecutionNotFound) -> Iterator[None]:
-    """Turn Temporal client exceptions into :class:`PluginError` naming ``subject``."""
+def translate_errors(
+    subject: str, not_found: Code = Code.ExecutionNotFound, missing: str = "does not exist"
+) -> Iterator[None]:
+    """Turn Temporal client exceptions into :class:`PluginError` naming ``subject``; a
+    missing (or ended, for queries) workflow becomes ``not_found`` saying ``missing``."""
     try:
         yield
     except PluginError:
@@ -70,10 +74,12 @@ def translate_errors(subject: str, not_found: Code = Code.ExecutionNotFound) -> 
     except WorkflowUpdateFailedError as exc:
         raise _from_failure(exc.cause, subject) from None
     except WorkflowQueryRejectedError:
-        raise PluginError(not_found, f"{subject} does not exist (it has ended)") from None
+        raise PluginError(not_found, f"{subject} {missing}") from None
     except WorkflowQueryFailedError as exc:
         raise PluginError(Code.ExecutionFailed, f"{subject}: query failed: {exc}") from None
     except RPCError as exc:
+        if exc.status is RPCStatusCode.NOT_FOUND:
+            raise PluginError(not_found, f"{subject} {missing}") from None
         raise _from_rpc(exc, subject, not_found) from None
 
 
@@ -132,20 +138,14 @@ def json_object(data: dict[str, Any] | None, max_bytes: int) -> dict[str, Any]:
 async def query_definition(
     handle: WorkflowHandle[Any, Any], workflow_id: str, timeout: timedelta
 ) -> PluginWorkflow:
-    subject = f"workflow '{workflow_id}'"
-    try:
-        with translate_errors(subject, Code.WorkflowNotFound):
-            definition: PluginWorkflow = await handle.query(
-                "definition",
-                result_type=PluginWorkflow,
-                reject_condition=QueryRejectCondition.NOT_OPEN,
-                rpc_timeout=timeout,
-            )
-            return definition
-    except PluginError as exc:
-        if exc.code is Code.WorkflowNotFound:
-            raise PluginError(Code.WorkflowNotFound, f"{subject} is not registered") from None
-        raise
+    with translate_errors(f"workflow '{workflow_id}'", Code.WorkflowNotFound, _UNREGISTERED):
+        definition: PluginWorkflow = await handle.query(
+            "definition",
+            result_type=PluginWorkflow,
+            reject_condition=QueryRejectCondition.NOT_OPEN,
+            rpc_timeout=timeout,
+        )
+    return definition
 
 
 async def update_definition(
@@ -154,20 +154,14 @@ async def update_definition(
     update: str,
     arg: DefinitionChange | None,
 ) -> PluginWorkflow | None:
-    subject = f"workflow '{workflow_id}'"
-    try:
-        with translate_errors(subject, Code.WorkflowNotFound):
-            if arg is None:
-                await handle.execute_update(update)
-                return None
-            updated: PluginWorkflow = await handle.execute_update(
-                update, arg, result_type=PluginWorkflow
-            )
-            return updated
-    except PluginError as exc:
-        if exc.code is Code.WorkflowNotFound:
-            raise PluginError(Code.WorkflowNotFound, f"{subject} is not registered") from None
-        raise
+    with translate_errors(f"workflow '{workflow_id}'", Code.WorkflowNotFound, _UNREGISTERED):
+        if arg is None:
+            await handle.execute_update(update)
+            return None
+        updated: PluginWorkflow = await handle.execute_update(
+            update, arg, result_type=PluginWorkflow
+        )
+    return updated
 
 
 # -- executions --------------------------------------------------------------------------
