@@ -28,6 +28,7 @@ from temporalio.client import (
 )
 from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
 from temporalio.exceptions import WorkflowAlreadyStartedError
+from temporalio.service import TLSConfig
 
 from engine import executions
 from engine.connection import connect, default_task_queue, with_pydantic_converter
@@ -99,12 +100,15 @@ class AdvancedPluginOrchestrator:
         target: str | None = None,
         namespace: str | None = None,
         task_queue: str | None = None,
-        **kwargs: Any,
+        *,
+        query_timeout: float = 10.0,
+        tls: TLSConfig | bool | None = None,
+        api_key: str | None = None,
     ) -> AdvancedPluginOrchestrator:
         """Connect to Temporal (defaults: ``TEMPORAL_ADDRESS``/``TEMPORAL_NAMESPACE``, then
-        ``localhost:7233``/``default``)."""
-        query_timeout = kwargs.pop("query_timeout", 10.0)
-        client = await connect(target, namespace, **kwargs)
+        ``localhost:7233``/``default``; TLS and API key from the environment, see
+        :mod:`engine.connection`)."""
+        client = await connect(target, namespace, tls=tls, api_key=api_key)
         return cls(client, task_queue=task_queue, query_timeout=query_timeout)
 
     # -- workflow management -------------------------------------------------------------
