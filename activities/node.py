@@ -20,29 +20,18 @@ Every node of every workflow runs through :meth:`NodeActivities.run_plugin_node`
 from __future__ import annotations
 
 import asyncio
-import contextvars
-import functools
 import json
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import structlog
 from temporalio import activity
-from temporalio.exceptions import ApplicationError, ApplicationErrorCategory
+from temporalio.exceptions import ApplicationError
 
+from activities._support import TERMINAL_CODES, Heartbeats, failure, invoke, plugin_context
 from engine.contracts import MAX_PAYLOAD_BYTES, NODE_ACTIVITY, NodeActivityInput, NodeActivityResult
 from engine.errors import PluginError, PluginErrorCode
-from plugins import Plugin, PluginContext, PluginRegistry
-
-# Codes a retry cannot fix.
-_TERMINAL_CODES = frozenset(
-    {
-        PluginErrorCode.PluginNotFound,
-        PluginErrorCode.InvalidConfiguration,
-        PluginErrorCode.InvalidOutput,
-        PluginErrorCode.InvalidWorkflowStructure,
-    }
-)
+from plugins import PluginRegistry
 
 log = structlog.get_logger("activities.node")
 
@@ -66,47 +55,36 @@ class NodeActivities:
                 f"{', '.join(self._plugins.ids()) or 'none'}"
             )
             log.warning("plugin not found", node_id=request.node_id, plugin_id=request.plugin_id)
-            raise _failure(message, PluginErrorCode.PluginNotFound.value, info.attempt, True)
+            raise failure(message, PluginErrorCode.PluginNotFound.value, info.attempt, True)
         checkpoint = info.heartbeat_details[0] if info.heartbeat_details else None
-        logger = structlog.get_logger("plugin").bind(
+        ctx = plugin_context(
             execution_id=request.execution_id,
             workflow_id=request.workflow_id,
             node_id=request.node_id,
             plugin_id=request.plugin_id,
-            attempt=info.attempt,
-        )
-        ctx = PluginContext(
-            execution_id=request.execution_id,
-            workflow_id=request.workflow_id,
-            node_id=request.node_id,
-            plugin_id=request.plugin_id,
-            attempt=info.attempt,
-            idempotency_key=f"{info.workflow_run_id}/{info.activity_id}",
             checkpoint=checkpoint,
-            logger=logger,
         )
-        heartbeats = _Heartbeats(ctx, checkpoint)
+        logger = ctx.logger
+        heartbeats = Heartbeats(checkpoint)
         ctx._heartbeat = heartbeats.record
         beating = asyncio.create_task(heartbeats.run(info.heartbeat_timeout))
         try:
-            output = await self._invoke(plugin, request, ctx)
+            output = await invoke(plugin, request.inputs, request.config, ctx, self._executor)
         except asyncio.CancelledError:
             ctx._cancelled.set()
             logger.info("node cancelled")
             raise
         except PluginError as exc:
             logger.warning("node attempt failed", error_type=exc.code.value, error=exc.message)
-            raise _failure(
-                exc.message, exc.code.value, info.attempt, exc.code in _TERMINAL_CODES
+            raise failure(
+                exc.message, exc.code.value, info.attempt, exc.code in TERMINAL_CODES
             ) from exc
         except ApplicationError as exc:
             logger.warning("node attempt failed", error_type=exc.type, error=exc.message)
             raise
         except Exception as exc:
             logger.warning("node attempt failed", error_type=type(exc).__name__, exc_info=exc)
-            raise _failure(
-                str(exc) or type(exc).__name__, type(exc).__name__, info.attempt
-            ) from exc
+            raise failure(str(exc) or type(exc).__name__, type(exc).__name__, info.attempt) from exc
         finally:
             beating.cancel()
         try:
@@ -115,49 +93,6 @@ class NodeActivities:
             logger.warning("node output rejected", error=exc.message)
             raise
         return NodeActivityResult(output=checked, attempt=info.attempt)
-
-    async def _invoke(self, plugin: Plugin, request: NodeActivityInput, ctx: PluginContext) -> Any:
-        if plugin.is_async:
-            return await plugin.function(request.inputs, request.config, ctx)  # type: ignore[misc]
-        loop = asyncio.get_running_loop()
-        call = functools.partial(
-            contextvars.copy_context().run, plugin.function, request.inputs, request.config, ctx
-        )
-        # The thread cannot be interrupted; on cancellation we stop waiting and the plugin
-        # sees ctx.is_cancelled.
-        return await loop.run_in_executor(self._executor, call)
-
-
-class _Heartbeats:
-    """Sends a heartbeat now and then, carrying the plugin's latest checkpoint details."""
-
-    def __init__(self, ctx: PluginContext, checkpoint: Any) -> None:
-        self._ctx = ctx
-        self._details: tuple[Any, ...] = () if checkpoint is None else (checkpoint,)
-        self._loop = asyncio.get_running_loop()
-
-    def record(self, *details: Any) -> None:
-        if details:
-            self._details = details
-        try:
-            running = asyncio.get_running_loop()
-        except RuntimeError:
-            running = None
-        if running is self._loop:
-            activity.heartbeat(*self._details)
-        else:  # called from a plugin thread
-            self._loop.call_soon_threadsafe(lambda: activity.heartbeat(*self._details))
-
-    async def run(self, timeout: Any) -> None:
-        if timeout is None:
-            return
-        # Beat often (the SDK throttles what reaches the server) so a cancellation, which
-        # arrives in a heartbeat's response, reaches the plugin quickly. The first beat waits
-        # one interval: short nodes never pay for a heartbeat.
-        interval = min(max(0.1, timeout.total_seconds() / 3), 1.0)
-        while True:
-            await asyncio.sleep(interval)
-            activity.heartbeat(*self._details)
 
 
 def _checked_output(request: NodeActivityInput, output: Any) -> dict[str, Any]:
@@ -178,19 +113,5 @@ def _checked_output(request: NodeActivityInput, output: Any) -> dict[str, Any]:
     return normalized
 
 
-def _failure(
-    message: str, error_type: str, attempt: int, non_retryable: bool = False
-) -> ApplicationError:
-    # BENIGN: the SDK then logs at DEBUG; this module logs each failed attempt once, with
-    # the execution, node and attempt bound, instead of a bare traceback.
-    return ApplicationError(
-        message,
-        {"attempt": attempt},
-        type=error_type,
-        non_retryable=non_retryable,
-        category=ApplicationErrorCategory.BENIGN,
-    )
-
-
 def _invalid_output(message: str) -> ApplicationError:
-    return _failure(message, PluginErrorCode.InvalidOutput.value, activity.info().attempt, True)
+    return failure(message, PluginErrorCode.InvalidOutput.value, activity.info().attempt, True)

@@ -64,10 +64,12 @@ class _Contract(BaseModel):
 
 
 class ExecutionInput(_Contract):
-    """Start argument of the execution workflow: the definition snapshot and the input."""
+    """Start argument of the execution workflow: the definition snapshot and the input, and
+    for a long-running execution continuing as new, the state it carries."""
 
     workflow: PluginWorkflow
     input_data: dict[str, Any] = Field(default_factory=dict)
+    state: LongRunState | None = None
 
     @field_serializer("workflow")
     def _compact_workflow(self, workflow: PluginWorkflow) -> dict[str, Any]:
@@ -124,6 +126,7 @@ class DefinitionState(_Contract):
     """State of a registry entity; carried across continue-as-new."""
 
     workflow: PluginWorkflow
+    subscribers: list[str] = Field(default_factory=list)  # running long-running executions
 
     @field_serializer("workflow")
     def _compact_workflow(self, workflow: PluginWorkflow) -> dict[str, Any]:
@@ -138,3 +141,146 @@ class DefinitionChange(_Contract):
     node_id: str = ""
     connection: WorkflowConnection | None = None
     workflow: PluginWorkflow | None = None
+
+
+# -- long-running modes (EventDriven, Streaming) ---------------------------------------------
+
+WATCH_SOURCE_ACTIVITY = "watch_event_source"
+RUN_STREAM_ACTIVITY = "run_stream"
+EVENTS_SIGNAL = "events"
+SOURCE_CHECKPOINT_SIGNAL = "source_checkpoint"
+STREAM_PROGRESS_SIGNAL = "stream_progress"
+DEFINITION_CHANGED_SIGNAL = "definition_changed"
+SUBSCRIBE_SIGNAL = "subscribe"
+UNSUBSCRIBE_SIGNAL = "unsubscribe"
+
+
+class NodeCounters(_Contract):
+    """Per-node counters of a long-running execution.
+
+    EventDriven nodes count passes (``runs``, ``completed``, ``failed``, ``skipped``);
+    Streaming nodes count items and batches. Both keep the last result or error.
+    """
+
+    runs: int = 0
+    running: int = 0
+    completed: int = 0
+    failed: int = 0
+    skipped: int = 0
+    items_in: int = 0
+    items_out: int = 0
+    batches: int = 0
+    errors: int = 0
+    last_batch_ms: float | None = None
+    last_result: dict[str, Any] | None = None
+    last_error: str | None = None
+    last_started_at: str | None = None
+    last_completed_at: str | None = None
+
+
+class IncomingEvent(_Contract):
+    """One event for an EventDriven execution, from a source node or a client."""
+
+    event_id: str
+    event_type: str = ""
+    payload: dict[str, Any] = Field(default_factory=dict)
+    source: str = ""  # the Source node it comes from (a client may name one)
+    redelivered: bool = False
+
+
+class EventsSignal(_Contract):
+    """Signal ``events``: events in the order they happened."""
+
+    events: list[IncomingEvent]
+
+
+class SourceCheckpoint(_Contract):
+    """Signal ``source_checkpoint``: where an event source stopped (it was cancelled)."""
+
+    node_id: str
+    checkpoint: Any = None
+
+
+class WatchSourceInput(_Contract):
+    """Argument of the event-source activity."""
+
+    execution_id: str
+    workflow_id: str
+    node_id: str
+    plugin_id: str
+    config: dict[str, Any] = Field(default_factory=dict)
+    checkpoint: Any = None
+    max_items: int = 100
+    max_wait: float = 1.0
+
+
+class StreamSettings(_Contract):
+    """Micro-batching and back-pressure of a stream (``global_configuration`` keys)."""
+
+    batch_size: int = 500
+    batch_max_wait: float = 0.5
+    max_batches_in_flight: int = 4
+    progress_interval: float = 2.0
+
+
+class StreamRunInput(_Contract):
+    """Argument of the stream activity: the pipeline, where to start, what was counted."""
+
+    execution_id: str
+    workflow: PluginWorkflow
+    source_node: str
+    checkpoint: Any = None
+    counters: dict[str, NodeCounters] = Field(default_factory=dict)
+    settings: StreamSettings = Field(default_factory=StreamSettings)
+
+    @field_serializer("workflow")
+    def _compact_workflow(self, workflow: PluginWorkflow) -> dict[str, Any]:
+        return compact(workflow)
+
+
+class StreamProgress(_Contract):
+    """Signal ``stream_progress`` and the stream activity's result: counters and the
+    checkpoint after the last committed batch."""
+
+    counters: dict[str, NodeCounters] = Field(default_factory=dict)
+    checkpoint: Any = None
+    exhausted: bool = False
+    final: bool = False
+
+
+class Subscription(_Contract):
+    """Signal ``subscribe`` to a registry entity: send me new versions after ``version``."""
+
+    execution_id: str
+    version: int
+
+
+class LongRunState(_Contract):
+    """What a long-running execution carries across continue-as-new."""
+
+    workflow: PluginWorkflow
+    start_time: str
+    next_sequence: int = 1
+    events: list[WorkflowEvent] = Field(default_factory=list)
+    counters: dict[str, NodeCounters] = Field(default_factory=dict)
+    checkpoints: dict[str, Any] = Field(default_factory=dict)
+    exhausted: list[str] = Field(default_factory=list)  # finite sources read to their end
+    queue: list[IncomingEvent] = Field(default_factory=list)
+    seen: list[str] = Field(default_factory=list)
+    passes: int = 0
+    received: int = 0
+    processed: int = 0
+    failed: int = 0
+    paused: bool = False
+    runs: int = 1  # Temporal runs of this execution so far (continue-as-new count + 1)
+
+    @field_serializer("workflow")
+    def _compact_workflow(self, workflow: PluginWorkflow) -> dict[str, Any]:
+        return compact(workflow)
+
+    @field_serializer("events")
+    def _compact_events(self, events: list[WorkflowEvent]) -> list[dict[str, Any]]:
+        return [compact(event) for event in events]
+
+
+ExecutionInput.model_rebuild()

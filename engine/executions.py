@@ -387,8 +387,11 @@ async def follow_events(
     """Yield events after ``after`` until the terminal one (see the module docstring)."""
     sequence = after
     token = b""
+    run_id = ""
     while True:
         description = await describe(handle, execution_id)
+        if description.run_id != run_id:
+            run_id, token = description.run_id, b""  # continued as new: follow the new run
         if description.status is not TemporalStatus.RUNNING:
             outcome = await outcome_of(handle, description)
             for event in outcome_events(outcome):

@@ -55,6 +55,7 @@ class NodeCall:
     inputs: dict[str, Any]
     config: dict[str, Any]
     options: NodeOptions
+    pass_id: int = 0  # EventDriven: the event's pass (node ids repeat across passes)
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,6 +77,12 @@ class NodeFailure(Exception):
         self.error_type = error_type
         self.attempts = attempts
         self.retryable = retryable
+
+
+class EventSink(Protocol):
+    """Receives a pass's events: the type and the fields (node_id, error, ...)."""
+
+    def __call__(self, event_type: WorkflowEventType, fields: dict[str, Any]) -> None: ...
 
 
 class NodeRunner(Protocol):
@@ -130,7 +137,22 @@ class Interpreter:
         input_data: dict[str, Any],
         runner: NodeRunner,
         clock: Callable[[], datetime],
+        completed: dict[str, dict[str, Any]] | None = None,
+        pass_id: int = 0,
+        emit: EventSink | None = None,
     ) -> None:
+        """Args:
+        graph: The compiled definition (batch mode).
+        execution_id: Id of the execution, for events and node calls.
+        input_data: The inputs of nodes without incoming DataFlow connections.
+        runner: Executes node calls.
+        clock: Current time (``workflow.now`` in a workflow).
+        completed: Nodes completed from the start, with their outputs.
+        pass_id: Non-zero for one EventDriven pass: node calls carry it, and no workflow-level
+            events are emitted.
+        emit: Receives events instead of the interpreter's own log (a pass reports to its
+            execution's log).
+        """
         workflow = graph.workflow
         if workflow.execution_mode in (
             WorkflowExecutionMode.EventDriven,
@@ -147,8 +169,12 @@ class Interpreter:
         self.input_data = input_data
         self._runner = runner
         self._clock = clock
-        self._scheduler = Scheduler(graph)
+        self._scheduler = Scheduler(graph, completed)
         self._nodes = {node_id: _NodeRecord() for node_id in graph.nodes}
+        for node_id, output in (completed or {}).items():
+            self._nodes[node_id] = _NodeRecord(status=NodeStatus.completed, result=output)
+        self._pass_id = pass_id
+        self._sink = emit
         self._state = _RunState()
         self._paused = False
         self._tasks: dict[str, asyncio.Task[None]] = {}
@@ -196,7 +222,13 @@ class Interpreter:
         """Run to a final status and return it (Completed, Failed or Cancelled)."""
         self._state.status = Status.Running
         self._state.start_time = self._clock()
-        self._emit(EventType.workflow_started)
+        if not self._pass_id:
+            self._emit(EventType.workflow_started)
+        for node_id, status in self._scheduler.status.items():
+            if status is NodeStatus.skipped and self._nodes[node_id].status is NodeStatus.pending:
+                # Skipped by the outputs of nodes given as completed (a pass's event).
+                self._nodes[node_id].status = NodeStatus.skipped
+                self._emit(EventType.node_skipped, node_id=node_id)
         try:
             while True:
                 if self._internal_error is not None:
@@ -248,6 +280,7 @@ class Interpreter:
             inputs=self._scheduler.inputs_for(node_id, self.input_data),
             config=plugin_config(global_config, node.configuration),
             options=self._options(node_id),
+            pass_id=self._pass_id,
         )
 
     def _options(self, node_id: str) -> NodeOptions:
@@ -345,6 +378,8 @@ class Interpreter:
     def _finish(self, status: Status) -> None:
         self._state.status = status
         self._state.end_time = self._clock()
+        if self._pass_id:
+            return  # the pass's execution reports the outcome
         if status is Status.Completed:
             self._emit(EventType.workflow_completed, progress=self._state.progress)
         elif status is Status.Failed:
@@ -354,6 +389,12 @@ class Interpreter:
             self._emit(EventType.workflow_cancelled)
 
     def _emit(self, event_type: WorkflowEventType, **fields: Any) -> None:
+        if self._sink is not None:
+            if event_type is EventType.node_completed:
+                fields["result"] = self._nodes[fields["node_id"]].result
+            if event_type is not EventType.execution_progress_updated:
+                self._sink(event_type, fields)
+            return
         self._state.events.append(
             WorkflowEvent(
                 type=event_type,

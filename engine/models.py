@@ -247,6 +247,10 @@ class WorkflowEventType(StrEnum):
     workflow_completed = "workflow_completed"
     workflow_failed = "workflow_failed"
     workflow_cancelled = "workflow_cancelled"
+    # Long-running modes.
+    event_received = "event_received"
+    event_processed = "event_processed"
+    definition_updated = "definition_updated"
 
     @property
     def is_terminal(self) -> bool:
@@ -275,3 +279,4 @@ class WorkflowEvent(_JsonModel):
     result: dict[str, Any] | None = None
     error: str | None = None
     progress: float | None = None
+    details: dict[str, Any] | None = None

@@ -17,6 +17,25 @@ what the plugin sees:
 ``max_parallelism``
     Global only: nodes running at once in Parallel and Conditional mode (1-1000, default 100).
 
+Global only, for the long-running modes:
+
+``max_concurrent_events``
+    EventDriven passes running at once (1-1000, default 10); later events wait in order.
+``events_per_run``
+    EventDriven: events one Temporal run takes before it continues as new (100-9000,
+    default 2000; Temporal caps signals per run at 10,000).
+``max_history_events``
+    History length past which a long-running execution continues as new (1000-40000, default
+    8000; it also does when Temporal suggests it).
+``batch_size``, ``batch_max_wait``
+    Streaming micro-batches: at most this many items (1-10000, default 500), waiting at
+    most this many seconds for them (0.01-60, default 0.5).
+``max_batches_in_flight``
+    Streaming back-pressure: batches the source may read ahead of the sinks (1-100,
+    default 4).
+``progress_interval``
+    Seconds between a stream's progress reports (0.5-300, default 2).
+
 Defaults are finite on purpose: a node never retries forever.
 """
 
@@ -28,8 +47,19 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from engine.models import describe_validation_error
 
-RESERVED_KEYS = frozenset({"retry", "timeout", "heartbeat_timeout", "max_parallelism"})
-GLOBAL_ONLY_KEYS = frozenset({"max_parallelism"})
+GLOBAL_ONLY_KEYS = frozenset(
+    {
+        "max_parallelism",
+        "max_concurrent_events",
+        "events_per_run",
+        "max_history_events",
+        "batch_size",
+        "batch_max_wait",
+        "max_batches_in_flight",
+        "progress_interval",
+    }
+)
+RESERVED_KEYS = frozenset({"retry", "timeout", "heartbeat_timeout"}) | GLOBAL_ONLY_KEYS
 
 MAX_TIMEOUT_SECONDS = 30 * 24 * 3600.0
 
@@ -62,6 +92,13 @@ class GlobalOptions(BaseModel):
     model_config = ConfigDict(extra="ignore", frozen=True)
 
     max_parallelism: int = Field(100, ge=1, le=1000)
+    max_concurrent_events: int = Field(10, ge=1, le=1000)
+    events_per_run: int = Field(2000, ge=100, le=9000)
+    max_history_events: int = Field(8000, ge=1000, le=40000)
+    batch_size: int = Field(500, ge=1, le=10000)
+    batch_max_wait: float = Field(0.5, ge=0.01, le=60)
+    max_batches_in_flight: int = Field(4, ge=1, le=100)
+    progress_interval: float = Field(2.0, ge=0.5, le=300)
 
 
 def node_options(global_config: dict[str, Any], node_config: dict[str, Any]) -> NodeOptions:

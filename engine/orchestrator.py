@@ -34,11 +34,14 @@ from engine import executions
 from engine.connection import connect, default_task_queue, with_pydantic_converter
 from engine.contracts import (
     DEFINITION_WORKFLOW,
+    EVENTS_SIGNAL,
     EXECUTION_WORKFLOW,
     MAX_INPUT_BYTES,
     DefinitionChange,
     DefinitionState,
+    EventsSignal,
     ExecutionInput,
+    IncomingEvent,
     definition_entity_id,
     execution_id_for,
     workflow_id_of_entity,
@@ -50,7 +53,6 @@ from engine.models import (
     WorkflowConnection,
     WorkflowEvent,
     WorkflowExecutionContext,
-    WorkflowExecutionMode,
     WorkflowNode,
 )
 from engine.validation import check_id, validate_workflow
@@ -58,11 +60,7 @@ from engine.validation import check_id, validate_workflow
 # How long this process trusts its own writes over the visibility store.
 _OVERLAY_SECONDS = 30.0
 
-_BATCH_MODES = (
-    WorkflowExecutionMode.Sequential,
-    WorkflowExecutionMode.Parallel,
-    WorkflowExecutionMode.Conditional,
-)
+_MAX_EVENT_BYTES = 256 * 1024
 
 
 class AdvancedPluginOrchestrator:
@@ -201,9 +199,13 @@ class AdvancedPluginOrchestrator:
     ) -> str:
         """Start an execution of the current version; return its execution id.
 
+        Batch executions (Sequential, Parallel, Conditional) end when their graph is done;
+        EventDriven executions run until cancelled; Streaming executions until their source
+        is exhausted or they are cancelled.
+
         Raises:
-            PluginError: ``WorkflowNotFound``, ``ExecutionModeNotSupported``,
-                ``InvalidWorkflowStructure`` (no nodes), ``InvalidInput``.
+            PluginError: ``WorkflowNotFound``, ``InvalidWorkflowStructure`` (no nodes),
+                ``InvalidInput``.
         """
         if input_data is not None and not isinstance(input_data, dict):
             raise PluginError(
@@ -211,12 +213,6 @@ class AdvancedPluginOrchestrator:
                 f"input_data must be a JSON object, got {type(input_data).__name__}",
             )
         definition = await self.get_workflow(workflow_id)
-        if definition.execution_mode not in _BATCH_MODES:
-            raise PluginError(
-                PluginErrorCode.ExecutionModeNotSupported,
-                f"workflow '{workflow_id}' is {definition.execution_mode.name}; this version "
-                "executes Sequential, Parallel and Conditional workflows",
-            )
         if not definition.nodes:
             raise PluginError(
                 PluginErrorCode.InvalidWorkflowStructure,
@@ -233,7 +229,11 @@ class AdvancedPluginOrchestrator:
                 id=execution_id,
                 task_queue=self.task_queue,
                 id_conflict_policy=WorkflowIDConflictPolicy.FAIL,
-                memo={"workflow_id": workflow_id, "workflow_version": definition.version},
+                memo={
+                    "workflow_id": workflow_id,
+                    "workflow_version": definition.version,
+                    "execution_mode": definition.execution_mode.value,
+                },
                 static_summary=(
                     f"{definition.name or workflow_id} (v{definition.version}, "
                     f"{definition.execution_mode.name}, {len(definition.nodes)} nodes)"
@@ -241,6 +241,48 @@ class AdvancedPluginOrchestrator:
             )
         self._recent_executions[execution_id] = time.monotonic()
         return execution_id
+
+    async def send_event(
+        self,
+        execution_id: str,
+        event_type: str,
+        payload: dict[str, Any] | None = None,
+        *,
+        event_id: str | None = None,
+        source: str | None = None,
+    ) -> str:
+        """Send an event to a running EventDriven execution; return its event id.
+
+        The event enters as if ``source`` (a Source node; default: the first) had produced
+        it, and runs one pass. Events are deduplicated by ``event_id``: give one to make a
+        retried call safe (default: a new id).
+
+        Raises:
+            PluginError: ``ExecutionNotFound``; ``InvalidState`` if the execution is not a
+                running EventDriven one; ``InvalidInput`` for a payload that is not a JSON
+                object of at most 256 KB.
+        """
+        handle = self._execution(execution_id)
+        description = await executions.describe(handle, execution_id)
+        memo = await description.memo()
+        mode = memo.get("execution_mode")
+        if description.status is not TemporalStatus.RUNNING or mode not in (None, "event_driven"):
+            state = executions.status_name(description.status)
+            raise PluginError(
+                PluginErrorCode.InvalidState,
+                f"cannot send an event to execution '{execution_id}': it is "
+                f"{mode or 'an execution'} and {state}; events go to running EventDriven "
+                "executions",
+            )
+        event = IncomingEvent(
+            event_id=event_id or uuid.uuid4().hex,
+            event_type=event_type,
+            payload=executions.json_object(payload, _MAX_EVENT_BYTES),
+            source=source or "",
+        )
+        with translate_errors(f"execution '{execution_id}'"):
+            await handle.signal(EVENTS_SIGNAL, EventsSignal(events=[event]))
+        return event.event_id
 
     async def cancel_execution(self, execution_id: str) -> None:
         """Request cancellation: running nodes are cancelled, the run ends ``Cancelled``.

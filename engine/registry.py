@@ -17,15 +17,31 @@ Why an entity workflow per definition (id ``<workflow_id>/definition``):
 
 The entity continues-as-new when Temporal suggests it, so its history stays short however
 often the definition changes.
+
+Running EventDriven and Streaming executions subscribe to their entity; each accepted change
+is signalled to them (they adopt it at their next event or batch). A subscriber that asks
+with an older version than the current one is sent the current one at once, so a change
+between an execution's start and its subscription is not missed. Batch executions never
+subscribe: they keep the version they started with.
 """
 
 from __future__ import annotations
+
+import asyncio
 
 from temporalio import workflow
 from temporalio.exceptions import ApplicationError
 
 with workflow.unsafe.imports_passed_through():
-    from engine.contracts import DEFINITION_WORKFLOW, DefinitionChange, DefinitionState
+    from engine.contracts import (
+        DEFINITION_CHANGED_SIGNAL,
+        DEFINITION_WORKFLOW,
+        SUBSCRIBE_SIGNAL,
+        UNSUBSCRIBE_SIGNAL,
+        DefinitionChange,
+        DefinitionState,
+        Subscription,
+    )
     from engine.errors import PluginError, PluginErrorCode
     from engine.models import PluginWorkflow
     from engine.modification import apply_change
@@ -55,10 +71,43 @@ class PluginWorkflowDefinition:
         return self._state.workflow
 
     @workflow.update
-    def modify(self, change: DefinitionChange) -> PluginWorkflow:
-        """Apply a validated change and return the new definition."""
-        self._state = DefinitionState(workflow=apply_change(self._state.workflow, change))
+    async def modify(self, change: DefinitionChange) -> PluginWorkflow:
+        """Apply a validated change, tell running subscribers, return the new definition."""
+        self._state = DefinitionState(
+            workflow=apply_change(self._state.workflow, change),
+            subscribers=self._state.subscribers,
+        )
+        await self._notify(list(self._state.subscribers))
         return self._state.workflow
+
+    @workflow.signal(name=SUBSCRIBE_SIGNAL)
+    async def subscribe(self, subscription: Subscription) -> None:
+        """A long-running execution wants new versions from now on."""
+        if subscription.execution_id not in self._state.subscribers:
+            self._state.subscribers.append(subscription.execution_id)
+        if subscription.version < self._state.workflow.version:
+            await self._notify([subscription.execution_id])
+
+    @workflow.signal(name=UNSUBSCRIBE_SIGNAL)
+    def unsubscribe(self, subscription: Subscription) -> None:
+        """An execution ended."""
+        if subscription.execution_id in self._state.subscribers:
+            self._state.subscribers.remove(subscription.execution_id)
+
+    async def _notify(self, execution_ids: list[str]) -> None:
+        definition = self._state.workflow
+        results = await asyncio.gather(
+            *(
+                workflow.get_external_workflow_handle(execution_id).signal(
+                    DEFINITION_CHANGED_SIGNAL, definition
+                )
+                for execution_id in execution_ids
+            ),
+            return_exceptions=True,
+        )
+        for execution_id, result in zip(execution_ids, results, strict=True):
+            if isinstance(result, BaseException) and execution_id in self._state.subscribers:
+                self._state.subscribers.remove(execution_id)  # it ended meanwhile
 
     @modify.validator
     def _validate_modify(self, change: DefinitionChange) -> None:

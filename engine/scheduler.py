@@ -49,7 +49,12 @@ class RoutingError(Exception):
 class Scheduler:
     """Tracks node and edge resolution for one run of a graph."""
 
-    def __init__(self, graph: Graph) -> None:
+    def __init__(self, graph: Graph, completed: dict[str, dict[str, Any]] | None = None) -> None:
+        """Args:
+        graph: The compiled graph.
+        completed: Nodes that count as completed from the start, with their outputs (an
+            EventDriven pass starts with its source node completed, its output the event).
+        """
         self.graph = graph
         self.status: dict[str, NodeStatus] = dict.fromkeys(graph.nodes, NodeStatus.pending)
         self.outputs: dict[str, dict[str, Any]] = {}
@@ -58,9 +63,12 @@ class Scheduler:
         self._taken_in = dict.fromkeys(graph.nodes, 0)
         self._ready: list[int] = []  # heap of definition positions
         self._finished = 0  # nodes in a final status; keeps progress and completion O(1)
+        done = completed or {}
         for node_id in graph.nodes:
-            if self._unresolved[node_id] == 0:
+            if self._unresolved[node_id] == 0 and node_id not in done:
                 heapq.heappush(self._ready, graph.position[node_id])
+        for node_id, output in done.items():
+            self.complete(node_id, output)
 
     # -- queries -----------------------------------------------------------------------
 
@@ -170,6 +178,8 @@ class Scheduler:
             current, is_taken = work.pop()
             self._taken[current.index] = is_taken
             target = current.target
+            if self.status[target].is_finished:
+                continue  # given as completed from the start
             self._unresolved[target] -= 1
             if is_taken:
                 self._taken_in[target] += 1

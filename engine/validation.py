@@ -16,7 +16,7 @@ Checks, in order:
 * no cycle over DataFlow, Control and Dependency connections, self-loops included
   (``CircularDependency``, naming the cycle);
 * the mode suits the graph (``ExecutionModeNotSupported``): Event connections need
-  EventDriven; EventDriven and Streaming need a Source node;
+  EventDriven; EventDriven needs a Source node, Streaming exactly one;
 * size limits (``InvalidWorkflowStructure``): nodes, connections, and the definition's
   compact JSON size.
 """
@@ -281,6 +281,13 @@ def _check_mode(workflow: PluginWorkflow, graph: Graph, add: _Add) -> None:
             Code.ExecutionModeNotSupported,
             f"{graph.event_edges[0].connection.label()} is an Event connection, which only "
             f"EventDriven mode routes; the workflow is {mode.name}",
+        )
+    sources = [n for n in graph.nodes.values() if n.node_type is WorkflowNodeType.Source]
+    if mode is WorkflowExecutionMode.Streaming and len(sources) > 1:
+        add(
+            Code.ExecutionModeNotSupported,
+            "Streaming mode runs one Source node per workflow; this one has "
+            f"{len(sources)} ({', '.join(n.node_id for n in sources)})",
         )
     needs_source = (WorkflowExecutionMode.EventDriven, WorkflowExecutionMode.Streaming)
     if (

@@ -25,7 +25,7 @@ from temporalio.client import Client
 from temporalio.worker import Worker
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
 
-from activities import NodeActivities
+from activities import LongRunningActivities, NodeActivities
 from engine.connection import connect, default_task_queue, with_pydantic_converter
 from engine.logging import configure_logging
 from engine.registry import PluginWorkflowDefinition
@@ -88,11 +88,16 @@ def create_worker(
     registry = plugins if plugins is not None else PluginRegistry.with_builtins()
     executor = ThreadPoolExecutor(max_workers=plugin_threads, thread_name_prefix="plugin")
     activities = NodeActivities(registry, executor=executor)
+    long_running = LongRunningActivities(registry, with_pydantic_converter(client), executor)
     worker = Worker(
         with_pydantic_converter(client),
         task_queue=task_queue or default_task_queue(),
         workflows=[PluginWorkflowExecution, PluginWorkflowDefinition],
-        activities=[activities.run_plugin_node],
+        activities=[
+            activities.run_plugin_node,
+            long_running.watch_event_source,
+            long_running.run_stream,
+        ],
         max_concurrent_activities=max_concurrent_activities,
         max_concurrent_workflow_tasks=max_concurrent_workflow_tasks,
         max_cached_workflows=max_cached_workflows,

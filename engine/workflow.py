@@ -1,7 +1,9 @@
 """Temporal glue for one execution: the generic interpreter workflow.
 
 Every registered definition runs through this one workflow type. It adapts the pure
-:class:`~engine.interpreter.Interpreter` to Temporal:
+controllers to Temporal: :class:`~engine.interpreter.Interpreter` for the batch modes,
+:class:`~engine.event_run.EventRun` for EventDriven and :class:`~engine.stream_run.StreamRun`
+for Streaming:
 
 * nodes run as the generic node activity, called by name (this module imports no plugin
   code), with the node id as activity id and ``node: plugin`` as its summary in Temporal UI;
@@ -9,6 +11,10 @@ Every registered definition runs through this one workflow type. It adapts the p
   update writes nothing to history); cancellation is Temporal's own, so the UI and CLI cancel
   buttons work too;
 * ``status`` and ``events`` are queries;
+* long-running executions receive ``events``, ``source_checkpoint``, ``stream_progress`` and
+  ``definition_changed`` signals, subscribe to their definition's registry entity for new
+  versions, and continue-as-new with their state when their history grows (the execution
+  id stays the same);
 * the run ends the way Temporal shows it: Completed with an :class:`ExecutionOutcome`,
   Failed with the outcome in the failure's details, or Canceled with the outcome in the memo
   (Temporal stores no result for a cancelled run, and a closed run must be readable with no
@@ -34,22 +40,53 @@ from temporalio.exceptions import (
 
 with workflow.unsafe.imports_passed_through():
     from engine.contracts import (
+        DEFINITION_CHANGED_SIGNAL,
+        EVENTS_SIGNAL,
         EXECUTION_WORKFLOW,
         MAX_PAYLOAD_BYTES,
         NODE_ACTIVITY,
+        RUN_STREAM_ACTIVITY,
+        SOURCE_CHECKPOINT_SIGNAL,
+        STREAM_PROGRESS_SIGNAL,
+        SUBSCRIBE_SIGNAL,
+        UNSUBSCRIBE_SIGNAL,
+        WATCH_SOURCE_ACTIVITY,
         EventsPage,
+        EventsSignal,
         ExecutionInput,
         ExecutionOutcome,
         NodeActivityInput,
         NodeActivityResult,
+        SourceCheckpoint,
+        StreamProgress,
+        StreamRunInput,
+        Subscription,
+        WatchSourceInput,
+        definition_entity_id,
     )
     from engine.errors import PluginError, PluginErrorCode
+    from engine.event_run import EventRun
     from engine.interpreter import Interpreter, NodeCall, NodeFailure, NodeSuccess
-    from engine.models import WorkflowExecutionContext, WorkflowExecutionStatus
-    from engine.options import NodeOptions
+    from engine.long_run import ContinueAsNew, LongRun
+    from engine.models import (
+        PluginWorkflow,
+        WorkflowExecutionContext,
+        WorkflowExecutionMode,
+        WorkflowExecutionStatus,
+    )
+    from engine.options import NodeOptions, RetrySettings, global_options, node_options
+    from engine.stream_run import StreamRun
     from engine.validation import compile_workflow
 
 OUTCOME_MEMO_KEY = "outcome"
+LONG_RUNNING = (WorkflowExecutionMode.EventDriven, WorkflowExecutionMode.Streaming)
+# A long-running execution continues as new past this many history events (or earlier, when
+# Temporal suggests it); ``global_configuration.max_history_events`` overrides it.
+DEFAULT_HISTORY_BUDGET = 8000
+# Sources and streams run for weeks: a year per attempt, heartbeats notice a dead worker.
+_LONG_ACTIVITY = timedelta(days=365)
+# Default retries of sources and streams: outages of over an hour before the run fails.
+_SOURCE_RETRY = RetrySettings(max_attempts=100, initial_interval=1.0, maximum_interval=60.0)
 # Events an ended run keeps when all of them would not fit in its outcome.
 _KEPT_EVENTS = 2000
 Status = WorkflowExecutionStatus
@@ -62,21 +99,47 @@ class PluginWorkflowExecution:
     @workflow.init
     def __init__(self, params: ExecutionInput) -> None:
         self._interpreter: Interpreter | None = None
+        self._long: LongRun | None = None
         self._setup_error: PluginError | None = None
+        self._activity_ids = 0
+        execution_id = workflow.info().workflow_id
         try:
             graph = compile_workflow(params.workflow)
-            self._interpreter = Interpreter(
-                graph,
-                execution_id=workflow.info().workflow_id,
-                input_data=params.input_data,
-                runner=self._run_node,
-                clock=workflow.now,
-            )
+            mode = params.workflow.execution_mode
+            if mode is WorkflowExecutionMode.EventDriven:
+                self._long = EventRun(
+                    params.workflow,
+                    execution_id=execution_id,
+                    state=params.state,
+                    runner=self._run_node,
+                    watch=self._watch_source,
+                    clock=workflow.now,
+                    should_continue_as_new=self._should_continue_as_new,
+                )
+            elif mode is WorkflowExecutionMode.Streaming:
+                self._long = StreamRun(
+                    params.workflow,
+                    execution_id=execution_id,
+                    state=params.state,
+                    run_stream=self._run_stream,
+                    clock=workflow.now,
+                    should_continue_as_new=self._should_continue_as_new,
+                )
+            else:
+                self._interpreter = Interpreter(
+                    graph,
+                    execution_id=execution_id,
+                    input_data=params.input_data,
+                    runner=self._run_node,
+                    clock=workflow.now,
+                )
         except PluginError as exc:
             self._setup_error = exc
 
     @workflow.run
     async def run(self, params: ExecutionInput) -> ExecutionOutcome:
+        if self._long is not None:
+            return await self._run_long(params, self._long)
         if self._interpreter is None:
             error = self._setup_error
             assert error is not None
@@ -88,24 +151,54 @@ class PluginWorkflowExecution:
                 context=self._interpreter.context(), events=self._interpreter.stored_events()
             )
         )
-        if status is Status.Completed:
-            return outcome
-        if status is Status.Failed:
-            message = outcome.context.error_messages[0] if outcome.context.error_messages else ""
-            raise ApplicationError(
-                message or "execution failed",
-                outcome,
-                type=PluginErrorCode.ExecutionFailed.value,
-                non_retryable=True,
+        return _end(status, outcome)
+
+    async def _run_long(self, params: ExecutionInput, long: LongRun) -> ExecutionOutcome:
+        await self._subscription(SUBSCRIBE_SIGNAL, long.workflow)
+        try:
+            status = await long.run()
+        except ContinueAsNew as carried:
+            await workflow.wait_condition(workflow.all_handlers_finished)
+            workflow.continue_as_new(
+                ExecutionInput(
+                    workflow=carried.state.workflow,
+                    input_data=params.input_data,
+                    state=carried.state,
+                )
             )
-        workflow.upsert_memo({OUTCOME_MEMO_KEY: outcome})
-        raise asyncio.CancelledError("execution cancelled")
+        await self._subscription(UNSUBSCRIBE_SIGNAL, long.workflow)
+        await workflow.wait_condition(workflow.all_handlers_finished)
+        outcome = _fit(ExecutionOutcome(context=long.context(), events=long.events(0, 10**9)))
+        return _end(status, outcome)
+
+    def _should_continue_as_new(self) -> bool:
+        info = workflow.info()
+        long = self._long
+        budget = (
+            global_options(long.workflow.global_configuration).max_history_events
+            if long is not None
+            else DEFAULT_HISTORY_BUDGET
+        )
+        return info.is_continue_as_new_suggested() or info.get_current_history_length() > budget
+
+    async def _subscription(self, signal: str, definition: PluginWorkflow) -> None:
+        """Ask the registry entity for new versions (or stop asking); it may be gone."""
+        info = workflow.info()
+        entity = workflow.get_external_workflow_handle(
+            definition_entity_id(definition.workflow_id, info.task_queue)
+        )
+        try:
+            await entity.signal(
+                signal, Subscription(execution_id=info.workflow_id, version=definition.version)
+            )
+        except Exception:  # an unregistered definition: nothing will change any more
+            workflow.logger.info("no registry entity to %s", signal)
 
     # -- messages --------------------------------------------------------------------------
 
     @workflow.update
     def pause(self) -> None:
-        """Stop starting nodes; running nodes finish."""
+        """Stop starting nodes (and reading sources); running nodes finish."""
         self._require().pause()
 
     @pause.validator
@@ -129,16 +222,115 @@ class PluginWorkflowExecution:
     @workflow.query
     def events(self, after: int) -> EventsPage:
         """Events with a sequence number above ``after``."""
+        if self._long is not None:
+            return EventsPage(
+                events=self._long.events(after), last_sequence=self._long.last_sequence
+            )
         interpreter = self._require()
+        assert isinstance(interpreter, Interpreter)
         return EventsPage(events=interpreter.events(after), last_sequence=interpreter.event_count)
+
+    @workflow.signal(name=EVENTS_SIGNAL)
+    def receive_events(self, signal: EventsSignal) -> None:
+        """Events for an EventDriven execution (from its sources or from clients)."""
+        if isinstance(self._long, EventRun):
+            self._long.accept(signal.events)
+        else:
+            workflow.logger.warning("ignored events: not an EventDriven execution")
+
+    @workflow.signal(name=SOURCE_CHECKPOINT_SIGNAL)
+    def receive_checkpoint(self, signal: SourceCheckpoint) -> None:
+        """Where a stopped event source will resume."""
+        if isinstance(self._long, EventRun):
+            self._long.record_checkpoint(signal.node_id, signal.checkpoint)
+
+    @workflow.signal(name=STREAM_PROGRESS_SIGNAL)
+    def receive_progress(self, signal: StreamProgress) -> None:
+        """Counters and checkpoint of the running stream."""
+        if isinstance(self._long, StreamRun):
+            self._long.progress(signal)
+
+    @workflow.signal(name=DEFINITION_CHANGED_SIGNAL)
+    def receive_definition(self, definition: PluginWorkflow) -> None:
+        """A new version of the definition (from the registry): adopt it at the next event
+        or batch. Batch executions keep the version they started with."""
+        if self._long is not None:
+            self._long.adopt(definition)
 
     # -- internals -------------------------------------------------------------------------
 
-    def _require(self) -> Interpreter:
+    def _require(self) -> Interpreter | LongRun:
+        if self._long is not None:
+            return self._long
         if self._interpreter is None:
             message = self._setup_error.message if self._setup_error else "not initialised"
             raise ApplicationError(message, type=PluginErrorCode.InvalidState.value)
         return self._interpreter
+
+    def _next_activity_id(self, prefix: str) -> str:
+        self._activity_ids += 1
+        return f"{prefix}-{self._activity_ids}"
+
+    async def _watch_source(
+        self, node_id: str, plugin_id: str, config: dict[str, Any], checkpoint: Any
+    ) -> Any:
+        long = self._long
+        assert long is not None
+        node = long.workflow.node(node_id)
+        options = _long_running_options(long.workflow, node.configuration if node else {})
+        try:
+            return await workflow.execute_activity(
+                WATCH_SOURCE_ACTIVITY,
+                WatchSourceInput(
+                    execution_id=workflow.info().workflow_id,
+                    workflow_id=long.workflow.workflow_id,
+                    node_id=node_id,
+                    plugin_id=plugin_id,
+                    config=config,
+                    checkpoint=checkpoint,
+                ),
+                activity_id=self._next_activity_id(f"{node_id}@source"),
+                summary=f"{node_id}: watch {plugin_id}",
+                start_to_close_timeout=_LONG_ACTIVITY,
+                heartbeat_timeout=timedelta(seconds=options.heartbeat_timeout),
+                retry_policy=_retry_policy(options),
+                cancellation_type=workflow.ActivityCancellationType.WAIT_CANCELLATION_COMPLETED,
+            )
+        except ActivityError as err:
+            if isinstance(err.cause, CancelledError):
+                raise asyncio.CancelledError() from None
+            failure = _node_failure(err, options)
+            raise PluginError(
+                PluginErrorCode.PluginExecutionFailed,
+                f"{failure.error_type}: {failure.message} (after {failure.attempts} attempts)",
+            ) from None
+
+    async def _run_stream(self, call: StreamRunInput) -> StreamProgress:
+        long = self._long
+        assert long is not None
+        node = long.workflow.node(call.source_node)
+        options = _long_running_options(long.workflow, node.configuration if node else {})
+        try:
+            progress: StreamProgress = await workflow.execute_activity(
+                RUN_STREAM_ACTIVITY,
+                call,
+                result_type=StreamProgress,
+                activity_id=self._next_activity_id("stream"),
+                summary=f"stream from {call.source_node} (v{call.workflow.version})",
+                start_to_close_timeout=_LONG_ACTIVITY,
+                heartbeat_timeout=timedelta(seconds=options.heartbeat_timeout),
+                retry_policy=_retry_policy(options),
+                cancellation_type=workflow.ActivityCancellationType.WAIT_CANCELLATION_COMPLETED,
+            )
+            return progress
+        except ActivityError as err:
+            if isinstance(err.cause, CancelledError):
+                raise asyncio.CancelledError() from None
+            failure = _node_failure(err, options)
+            raise PluginError(
+                PluginErrorCode.PluginExecutionFailed,
+                f"{failure.error_type}: {failure.message} (after {failure.attempts} attempts)",
+            ) from None
 
     def _validate(self, action: str) -> None:
         try:
@@ -166,13 +358,15 @@ class PluginWorkflowExecution:
             )
         options = call.options
         name = f" {call.node_name}" if call.node_name else ""
+        activity_id = f"{call.node_id}#{call.pass_id}" if call.pass_id else call.node_id
+        event = f" (event #{call.pass_id})" if call.pass_id else ""
         try:
             result = await workflow.execute_activity(
                 NODE_ACTIVITY,
                 request,
                 result_type=NodeActivityResult,
-                activity_id=call.node_id,
-                summary=f"{call.node_id}{name}: {call.plugin_id}",
+                activity_id=activity_id,
+                summary=f"{call.node_id}{name}: {call.plugin_id}{event}",
                 start_to_close_timeout=timedelta(seconds=options.timeout),
                 heartbeat_timeout=timedelta(seconds=options.heartbeat_timeout),
                 retry_policy=_retry_policy(options),
@@ -184,6 +378,31 @@ class PluginWorkflowExecution:
                 raise asyncio.CancelledError() from None
             raise _node_failure(err, options) from None
         return NodeSuccess(output=result.output, attempts=result.attempt)
+
+
+def _end(status: Status, outcome: ExecutionOutcome) -> ExecutionOutcome:
+    """End the run the way Temporal should show it (see the module docstring)."""
+    if status is Status.Completed:
+        return outcome
+    if status is Status.Failed:
+        message = outcome.context.error_messages[0] if outcome.context.error_messages else ""
+        raise ApplicationError(
+            message or "execution failed",
+            outcome,
+            type=PluginErrorCode.ExecutionFailed.value,
+            non_retryable=True,
+        )
+    workflow.upsert_memo({OUTCOME_MEMO_KEY: outcome})
+    raise asyncio.CancelledError("execution cancelled")
+
+
+def _long_running_options(definition: PluginWorkflow, node_config: dict[str, Any]) -> NodeOptions:
+    """Options of a source or stream activity: the node's, with long-running retry defaults
+    unless a retry policy is configured."""
+    options = node_options(definition.global_configuration, node_config)
+    if "retry" in node_config or "retry" in definition.global_configuration:
+        return options
+    return options.model_copy(update={"retry": _SOURCE_RETRY})
 
 
 def _retry_policy(options: NodeOptions) -> RetryPolicy:

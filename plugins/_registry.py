@@ -12,6 +12,9 @@ starts; importing a module registers nothing.
         return {"greeting": f"hello {config['name']}"}
 
     registry.register("shout", lambda inputs, config, ctx: {"text": config["text"].upper()})
+
+Sources of EventDriven and Streaming runs (:mod:`plugins._source`) are registered the same
+way; one id may name both a function (batch modes) and a source (long-running modes).
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from plugins._context import PluginContext
+from plugins._source import SourceSpec
 
 PluginResult = dict[str, Any]
 PluginFunction = Callable[
@@ -56,8 +60,9 @@ def plugin(plugin_id: str, *, description: str = "") -> Callable[[PluginFunction
 class PluginRegistry:
     """The plugins one worker can run, by id. Duplicate ids are rejected."""
 
-    def __init__(self, plugins: Iterable[Plugin] = ()) -> None:
+    def __init__(self, plugins: Iterable[Plugin | SourceSpec] = ()) -> None:
         self._plugins: dict[str, Plugin] = {}
+        self._sources: dict[str, SourceSpec] = {}
         for item in plugins:
             self.add(item)
 
@@ -68,20 +73,24 @@ class PluginRegistry:
 
         return cls(BUILTIN_PLUGINS)
 
-    def add(self, item: Plugin) -> Plugin:
-        """Add a :class:`Plugin`. Raises ValueError on a duplicate or empty id."""
+    def add(self, item: Plugin | SourceSpec) -> Plugin | SourceSpec:
+        """Add a :class:`Plugin` or a source. Raises ValueError on a duplicate or empty id."""
         if not item.plugin_id:
             raise ValueError("plugin_id must not be empty")
-        if item.plugin_id in self._plugins:
-            raise ValueError(f"plugin '{item.plugin_id}' is already registered")
-        self._plugins[item.plugin_id] = item
+        table: dict[str, Any] = self._sources if isinstance(item, SourceSpec) else self._plugins
+        if item.plugin_id in table:
+            kind = "source" if isinstance(item, SourceSpec) else "plugin"
+            raise ValueError(f"{kind} '{item.plugin_id}' is already registered")
+        table[item.plugin_id] = item
         return item
 
     def register(
         self, plugin_id: str, function: PluginFunction, *, description: str = ""
     ) -> Plugin:
         """Register a function under ``plugin_id``."""
-        return self.add(Plugin(plugin_id, function, description))
+        item = Plugin(plugin_id, function, description)
+        self.add(item)
+        return item
 
     def plugin(
         self, plugin_id: str, *, description: str = ""
@@ -89,19 +98,26 @@ class PluginRegistry:
         """Decorator form of :meth:`register`."""
 
         def wrap(function: PluginFunction) -> Plugin:
-            return self.add(plugin(plugin_id, description=description)(function))
+            item = plugin(plugin_id, description=description)(function)
+            self.add(item)
+            return item
 
         return wrap
 
     def get(self, plugin_id: str) -> Plugin | None:
+        """The function plugin with this id (batch modes, stream processors and sinks)."""
         return self._plugins.get(plugin_id)
 
+    def get_source(self, plugin_id: str) -> SourceSpec | None:
+        """The source with this id (EventDriven and Streaming Source nodes)."""
+        return self._sources.get(plugin_id)
+
     def ids(self) -> list[str]:
-        """Registered ids, sorted."""
-        return sorted(self._plugins)
+        """Registered ids (functions and sources), sorted."""
+        return sorted(self._plugins.keys() | self._sources.keys())
 
     def __contains__(self, plugin_id: object) -> bool:
-        return plugin_id in self._plugins
+        return plugin_id in self._plugins or plugin_id in self._sources
 
     def __len__(self) -> int:
-        return len(self._plugins)
+        return len(self.ids())

@@ -20,6 +20,9 @@ Output:
     ``records`` (list of objects), ``count`` (int), ``source`` (the configured path,
     ``"inline"`` or ``"input"``).
 
+As a source (EventDriven and Streaming Source nodes): the same records, one item or event
+each, from the file or the inline ``records``; then the source is exhausted.
+
 Errors:
     A missing file raises ``FileNotFoundError`` (retried by the engine). Bad configuration is
     ``InvalidConfiguration`` naming the key; a file that is not valid JSON, JSON Lines or CSV,
@@ -28,12 +31,15 @@ Errors:
 
 from __future__ import annotations
 
+import asyncio
 import json
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 from plugins._context import PluginContext
 from plugins._registry import plugin
+from plugins._source import source_plugin
 from plugins.builtin._common import (
     FORMATS_BY_EXTENSION,
     check_header,
@@ -192,3 +198,16 @@ def _read_csv(path: Path, delimiter: str) -> list[dict[str, Any]]:
         record.update(zip(header, fields, strict=False))
         records.append(record)
     return records
+
+
+@source_plugin("data_source")
+async def data_source_stream(
+    config: dict[str, Any], checkpoint: Any, ctx: PluginContext
+) -> AsyncIterator[dict[str, Any]]:
+    """The same records as a finite source for the long-running modes: each record is one
+    stream item (Streaming) or one event (EventDriven), then the source is exhausted. The
+    checkpoint counts the records already taken, so a restart does not repeat them."""
+    result = await asyncio.to_thread(data_source_plugin.function, {}, config, ctx)
+    assert isinstance(result, dict)
+    for record in result["records"]:
+        yield record

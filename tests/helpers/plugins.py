@@ -4,11 +4,13 @@ restarts and are visible from other processes."""
 from __future__ import annotations
 
 import asyncio
+import json
 import time
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
-from plugins import PluginContext, PluginRegistry
+from plugins import PluginContext, PluginRegistry, source_plugin
 
 
 def count_file(directory: Path, name: str) -> Path:
@@ -87,7 +89,49 @@ def test_registry(side_effects: Path) -> PluginRegistry:
         _append(side_effects, ctx.node_id, ctx.attempt)
         return {"blob": "x" * int(config.get("size", 3_000_000))}
 
+    @registry.plugin("double")
+    async def double(
+        inputs: dict[str, Any], config: dict[str, Any], ctx: PluginContext
+    ) -> dict[str, Any]:
+        """Streaming processor: n -> n * 2 for every item of every input."""
+        items = [item for batch in inputs.values() if isinstance(batch, list) for item in batch]
+        return {"items": [{**item, "n": item["n"] * 2} for item in items]}
+
+    @registry.plugin("collect")
+    def collect(
+        inputs: dict[str, Any], config: dict[str, Any], ctx: PluginContext
+    ) -> dict[str, Any]:
+        """Streaming sink: appends every item as a JSON line to <name>.jsonl (duplicates show)."""
+        items = [item for batch in inputs.values() if isinstance(batch, list) for item in batch]
+        with (side_effects / f"{config.get('name', ctx.node_id)}.jsonl").open("a") as handle:
+            for item in items:
+                handle.write(json.dumps(item, sort_keys=True) + "\n")
+        return {"written": len(items)}
+
+    @source_plugin("numbers")
+    async def numbers(
+        config: dict[str, Any], checkpoint: Any, ctx: PluginContext
+    ) -> AsyncIterator[dict[str, Any]]:
+        """Source: {"n": 0}, {"n": 1}, ... up to ``count`` (forever without), ``delay`` apart."""
+        count = config.get("count")
+        delay = float(config.get("delay", 0))
+        n = 0
+        while count is None or n < int(count):
+            if delay:
+                await asyncio.sleep(delay)
+            yield {"n": n}
+            n += 1
+
+    registry.add(numbers)
     return registry
+
+
+def read_jsonl(directory: Path, name: str) -> list[dict[str, Any]]:
+    """The items the ``collect`` sink wrote under ``name``."""
+    path = directory / f"{name}.jsonl"
+    if not path.exists():
+        return []
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
 
 
 def _append(directory: Path, name: str, attempt: int) -> None:

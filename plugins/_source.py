@@ -1,0 +1,186 @@
+"""Sources: where EventDriven events and Streaming items come from.
+
+A source plugin opens a :class:`Source` from its configuration and a checkpoint. The engine
+then loops::
+
+    items = await source.read(max_items, max_wait)   # a micro-batch (maybe empty)
+    ...                                              # record / process / write the items
+    await source.commit(items)                       # acknowledge: they are done
+    checkpoint = source.checkpoint()                 # durable position after them
+
+and stores the checkpoint (heartbeat details, and the workflow's state at continue-as-new,
+pause and redeploy), so a source reopened with it resumes after the last committed item.
+Delivery is at least once: items read but not committed are read again after a crash, so
+each item carries a stable ``item_id`` the engine deduplicates EventDriven events by, and a
+sink can be made idempotent by.
+
+The simple way to write one is an async generator; :func:`source_plugin` turns it into a
+source whose checkpoint is the number of items committed (on reopen that many are skipped,
+so the generator must produce the same items in the same order)::
+
+    @source_plugin("counter")
+    async def counter(config, checkpoint, ctx):
+        for i in range(config["n"]):
+            yield {"i": i}
+
+Sources that can acknowledge upstream (Redis Streams, NATS JetStream, MQTT) implement the
+:class:`Source` protocol directly.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import inspect
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any, Protocol, runtime_checkable
+
+from plugins._context import PluginContext
+
+
+@dataclass(frozen=True)
+class SourceItem:
+    """One event or stream item.
+
+    Attributes:
+        value: The item itself, a JSON object.
+        item_id: Stable identity of the item across redeliveries (a file's path, size and
+            modification time; a stream entry id; a message sequence number).
+        event_type: For EventDriven routing (``properties.event_type`` of Event connections).
+        redelivered: The source may have delivered this item before (MQTT's DUP flag).
+    """
+
+    value: dict[str, Any]
+    item_id: str
+    event_type: str = ""
+    redelivered: bool = False
+
+
+@runtime_checkable
+class Source(Protocol):
+    """An open source. Methods are called from one task, never concurrently."""
+
+    async def read(self, max_items: int, max_wait: float) -> list[SourceItem]:
+        """Return up to ``max_items`` items, waiting at most ``max_wait`` seconds for the
+        first; ``[]`` when nothing arrived. Must return promptly when cancelled."""
+        ...
+
+    async def commit(self, items: list[SourceItem]) -> None:
+        """The items are done downstream: acknowledge them and advance the position."""
+        ...
+
+    def checkpoint(self) -> Any:
+        """The position after the last committed item, as JSON (None before any)."""
+        ...
+
+    @property
+    def exhausted(self) -> bool:
+        """True when no item will ever come again (a finite source read to its end)."""
+        ...
+
+    async def close(self) -> None:
+        """Release connections and files."""
+        ...
+
+
+SourceFactory = Callable[[dict[str, Any], Any, PluginContext], Awaitable[Source]]
+SourceGenerator = Callable[
+    [dict[str, Any], Any, PluginContext], AsyncIterator["SourceItem | dict[str, Any]"]
+]
+
+
+def source_plugin(
+    plugin_id: str, *, description: str = ""
+) -> Callable[[SourceGenerator | SourceFactory], SourceSpec]:
+    """Decorator: an async generator function, or a factory returning a :class:`Source`."""
+
+    def wrap(function: SourceGenerator | SourceFactory) -> SourceSpec:
+        doc = description or (inspect.getdoc(function) or "").split("\n\n")[0]
+        if inspect.isasyncgenfunction(function):
+            generator = function
+
+            async def open_generator(
+                config: dict[str, Any], checkpoint: Any, ctx: PluginContext
+            ) -> Source:
+                return GeneratorSource(generator(config, checkpoint, ctx), checkpoint)
+
+            return SourceSpec(plugin_id, open_generator, doc)
+        return SourceSpec(plugin_id, function, doc)  # type: ignore[arg-type]
+
+    return wrap
+
+
+@dataclass(frozen=True)
+class SourceSpec:
+    """A source plugin: its id and how to open it."""
+
+    plugin_id: str
+    open: SourceFactory
+    description: str = ""
+
+
+class GeneratorSource:
+    """Adapts an async generator to :class:`Source`: micro-batches by size and wait; the
+    checkpoint is the number of items committed, and that many are skipped on reopen."""
+
+    def __init__(self, items: AsyncIterator[SourceItem | dict[str, Any]], checkpoint: Any) -> None:
+        self._items = items
+        self._skip = int(checkpoint or 0)
+        self._committed = int(checkpoint or 0)
+        self._position = 0  # items taken from the generator so far
+        self._done = False
+        self._pending: asyncio.Task[SourceItem | dict[str, Any]] | None = None
+
+    async def read(self, max_items: int, max_wait: float) -> list[SourceItem]:
+        batch: list[SourceItem] = []
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + max_wait
+        while len(batch) < max_items and not self._done:
+            if self._pending is None:
+                self._pending = asyncio.ensure_future(anext(self._items))
+            remaining = deadline - loop.time()
+            if batch and remaining <= 0:
+                break
+            done, _ = await asyncio.wait({self._pending}, timeout=max(remaining, 0))
+            if not done:
+                break  # keep the pending read for the next call
+            task, self._pending = self._pending, None
+            try:
+                raw = task.result()
+            except StopAsyncIteration:
+                self._done = True
+                break
+            self._position += 1
+            if self._position <= self._skip:
+                continue  # committed before a restart
+            batch.append(_as_item(raw, self._position))
+        return batch
+
+    async def commit(self, items: list[SourceItem]) -> None:
+        self._committed += len(items)
+
+    def checkpoint(self) -> Any:
+        return self._committed
+
+    @property
+    def exhausted(self) -> bool:
+        return self._done
+
+    async def close(self) -> None:
+        if self._pending is not None:
+            self._pending.cancel()
+            with contextlib.suppress(BaseException):
+                await self._pending
+        closer = getattr(self._items, "aclose", None)
+        if closer is not None:
+            with contextlib.suppress(Exception):
+                await closer()
+
+
+def _as_item(raw: SourceItem | dict[str, Any], position: int) -> SourceItem:
+    if isinstance(raw, SourceItem):
+        return raw
+    if not isinstance(raw, dict):
+        raise TypeError(f"a source yielded {type(raw).__name__}, expected a JSON object")
+    return SourceItem(value=raw, item_id=str(position))
