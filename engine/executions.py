@@ -206,7 +206,7 @@ async def context_of(
 ) -> WorkflowExecutionContext:
     description = await describe(handle, execution_id)
     if description.status is TemporalStatus.RUNNING:
-        if description.history_length <= 2:
+        if description.history_length <= 2 and not _continued(description):
             return await _pending_context(handle, description)
         try:
             with translate_errors(f"execution '{execution_id}'"):
@@ -264,6 +264,12 @@ def outcome_events(outcome: ExecutionOutcome) -> list[WorkflowEvent]:
         lambda node_id: context.node_states.get(node_id, {}).get("result"),
         lambda: context.execution_data.get("results"),
     )
+
+
+def _continued(description: WorkflowExecutionDescription) -> bool:
+    """True for a run that continues an earlier one (its state is in its input: ask it)."""
+    info = description.raw_description.workflow_execution_info
+    return bool(info.first_run_id) and info.first_run_id != description.run_id
 
 
 async def _pending_context(
@@ -398,7 +404,7 @@ async def follow_events(
                 if event.sequence > sequence:
                     yield event
             return
-        if description.history_length > 2:
+        if description.history_length > 2 or _continued(description):
             try:
                 with translate_errors(f"execution '{execution_id}'"):
                     page: EventsPage = await handle.query(

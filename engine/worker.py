@@ -67,7 +67,7 @@ def create_worker(
     max_cached_workflows: int = 1000,
     graceful_shutdown: float = 30.0,
     plugin_threads: int = 32,
-    heartbeat_throttle: float = 2.0,
+    heartbeat_throttle: float = 1.0,
     identity: str | None = None,
 ) -> Worker:
     """A worker hosting the engine's workflows and the node activity.

@@ -15,12 +15,12 @@ each item carries a stable ``item_id`` the engine deduplicates EventDriven event
 sink can be made idempotent by.
 
 The simple way to write one is an async generator; :func:`source_plugin` turns it into a
-source whose checkpoint is the number of items committed (on reopen that many are skipped,
-so the generator must produce the same items in the same order)::
+source whose checkpoint is the number of items committed so far. The generator receives it
+and must start after that many items::
 
     @source_plugin("counter")
     async def counter(config, checkpoint, ctx):
-        for i in range(config["n"]):
+        for i in range(checkpoint or 0, config["n"]):
             yield {"i": i}
 
 Sources that can acknowledge upstream (Redis Streams, NATS JetStream, MQTT) implement the
@@ -152,8 +152,6 @@ class GeneratorSource:
                 self._done = True
                 break
             self._position += 1
-            if self._position <= self._skip:
-                continue  # committed before a restart
             batch.append(_as_item(raw, self._position))
         return batch
 

@@ -209,5 +209,5 @@ async def data_source_stream(
     checkpoint counts the records already taken, so a restart does not repeat them."""
     result = await asyncio.to_thread(data_source_plugin.function, {}, config, ctx)
     assert isinstance(result, dict)
-    for record in result["records"]:
+    for record in result["records"][int(checkpoint or 0) :]:
         yield record

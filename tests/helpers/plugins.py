@@ -115,7 +115,7 @@ def test_registry(side_effects: Path) -> PluginRegistry:
         """Source: {"n": 0}, {"n": 1}, ... up to ``count`` (forever without), ``delay`` apart."""
         count = config.get("count")
         delay = float(config.get("delay", 0))
-        n = 0
+        n = int(checkpoint or 0)
         while count is None or n < int(count):
             if delay:
                 await asyncio.sleep(delay)
