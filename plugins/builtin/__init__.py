@@ -10,33 +10,83 @@ Each module's docstring documents its plugin's config keys, inputs and output ke
 * :mod:`plugins.builtin.csv_processor` (``csv_processor``): summarise a CSV file.
 * :mod:`plugins.builtin.error_handler` (``error_handler``): report and quarantine a failure.
 
-All are synchronous (the engine runs them in a thread), write files atomically, and give the
-same result when retried with the same inputs.
+Stream processors and sinks (Streaming calls them once per micro-batch with lists of items;
+they work the same in the batch modes):
+
+* :mod:`plugins.builtin.data_filter` (``data_filter``): keep the items a CEL condition holds for.
+* :mod:`plugins.builtin.data_transformer` (``data_transformer``): set fields from CEL
+  expressions, drop and rename fields.
+* :mod:`plugins.builtin.database_writer` (``database_writer``): write items to a SQL table
+  (SQLAlchemy), upserting by key for an exactly-once effect.
+
+The function plugins above are all synchronous (the engine runs them in a thread), write
+files atomically, and give the same result when retried with the same inputs.
+
+Sources of the long-running modes (EventDriven events, Streaming items), each documenting its
+delivery semantics and checkpoint format:
+
+* :mod:`plugins.builtin.file_system_monitor` (``file_system_monitor``): files created or
+  changed in a watched directory (a polling drop zone).
+* :mod:`plugins.builtin.jsonl_source` (``jsonl_source``): lines of a JSON Lines file or a
+  directory of them, resumable by byte offset, optionally following.
+* :mod:`plugins.builtin.mqtt_subscriber` (``mqtt_subscriber``): MQTT messages from a
+  persistent session, acknowledged on commit.
+* :mod:`plugins.builtin.redis_stream_source` (``redis_stream_source``): a Redis Stream read
+  through a consumer group, acknowledged on commit.
+* :mod:`plugins.builtin.nats_jetstream_source` (``nats_jetstream_source``): a NATS JetStream
+  stream read with a durable pull consumer, acknowledged on commit.
 """
 
 from plugins._registry import Plugin
+from plugins._source import SourceSpec
 from plugins.builtin.csv_processor import csv_processor_plugin
+from plugins.builtin.data_filter import data_filter_plugin
 from plugins.builtin.data_processor import data_processor_plugin
 from plugins.builtin.data_sink import data_sink_plugin
-from plugins.builtin.data_source import data_source_plugin
+from plugins.builtin.data_source import data_source_plugin, data_source_stream
+from plugins.builtin.data_transformer import data_transformer_plugin
+from plugins.builtin.database_writer import database_writer_plugin
 from plugins.builtin.error_handler import error_handler_plugin
+from plugins.builtin.file_system_monitor import open_file_system_monitor
 from plugins.builtin.file_validator import file_validator_plugin
+from plugins.builtin.jsonl_source import open_jsonl_source
+from plugins.builtin.mqtt_subscriber import open_mqtt_subscriber
+from plugins.builtin.nats_jetstream_source import open_nats_jetstream_source
+from plugins.builtin.redis_stream_source import open_redis_stream_source
 
-BUILTIN_PLUGINS: list[Plugin] = [
+BUILTIN_PLUGINS: list[Plugin | SourceSpec] = [
     data_source_plugin,
+    data_source_stream,
     data_processor_plugin,
     data_sink_plugin,
     file_validator_plugin,
     csv_processor_plugin,
     error_handler_plugin,
+    data_filter_plugin,
+    data_transformer_plugin,
+    database_writer_plugin,
+    open_file_system_monitor,
+    open_jsonl_source,
+    open_mqtt_subscriber,
+    open_redis_stream_source,
+    open_nats_jetstream_source,
 ]
 
 __all__ = [
     "BUILTIN_PLUGINS",
     "csv_processor_plugin",
+    "data_filter_plugin",
     "data_processor_plugin",
     "data_sink_plugin",
     "data_source_plugin",
+    "data_source_stream",
+    "data_transformer_plugin",
+    "database_writer_plugin",
     "error_handler_plugin",
     "file_validator_plugin",
+    "open_file_system_monitor",
+    "open_jsonl_source",
+    "open_mqtt_subscriber",
+    "open_nats_jetstream_source",
+    "open_redis_stream_source",
 ]

@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from engine.errors import PluginError, PluginErrorCode
-from plugins import Plugin, PluginContext, PluginRegistry
+from plugins import Plugin, PluginContext, PluginRegistry, SourceSpec
 from plugins.builtin import (
     BUILTIN_PLUGINS,
     csv_processor_plugin,
@@ -80,14 +80,29 @@ def files_in(directory: Path) -> list[str]:
 def test_builtin_plugins_are_listed_in_order_and_sync() -> None:
     assert [item.plugin_id for item in BUILTIN_PLUGINS] == [
         "data_source",
+        "data_source",  # also a source, for the long-running modes
         "data_processor",
         "data_sink",
         "file_validator",
         "csv_processor",
         "error_handler",
+        "data_filter",
+        "data_transformer",
+        "database_writer",
+        "file_system_monitor",
+        "jsonl_source",
+        "mqtt_subscriber",
+        "redis_stream_source",
+        "nats_jetstream_source",
     ]
-    assert all(not item.is_async and item.description for item in BUILTIN_PLUGINS)
-    assert len(PluginRegistry.with_builtins()) == 6
+    functions = [item for item in BUILTIN_PLUGINS if isinstance(item, Plugin)]
+    sources = [item for item in BUILTIN_PLUGINS if isinstance(item, SourceSpec)]
+    assert len(functions) + len(sources) == len(BUILTIN_PLUGINS)
+    assert all(not item.is_async and item.description for item in functions)
+    assert all(item.description for item in sources)
+    registry = PluginRegistry.with_builtins()
+    assert len(registry) == 14  # ids; data_source names a function and a source
+    assert all(registry.get_source(item.plugin_id) is item for item in sources)
 
 
 # --- data_source ----------------------------------------------------------------------------

@@ -1,0 +1,261 @@
+"""CEL expressions that compute values, for the stream processors.
+
+:mod:`engine.conditions` evaluates boolean conditions inside workflow code. The processors
+(``data_filter``, ``data_transformer``) run in activities and also need expressions whose
+result is a value (``price * quantity``), converted back to plain JSON types. The same
+safety rules apply: CEL has no loops, no I/O and no access to Python objects; item values are
+bound as variables, never pasted into the text; length and nesting are capped before parsing.
+
+Besides CEL's standard functions (``size``, ``contains``, ``startsWith``, ``endsWith``,
+``matches``, ``int``, ``double``, ``string``, ``bool``, ...), cel-python 0.5 lacks the
+strings extension of other CEL implementations, so these are added, with the same names and
+meanings: ``s.lowerAscii()``, ``s.upperAscii()``, ``s.trim()``, ``s.replace(old, new)``,
+``s.split(separator)``, ``list.join(separator)`` (also ``list.join()``), ``s.indexOf(sub)``,
+``s.lastIndexOf(sub)``, ``s.substring(start)`` and ``s.substring(start, end)``.
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import celpy
+from celpy import celtypes
+from celpy.adapter import json_to_cel
+from celpy.celparser import CELParseError
+from celpy.evaluation import CELEvalError
+
+# Importing engine.conditions also quietens celpy's logging of every evaluation error.
+from engine.conditions import MAX_CONDITION_LENGTH, MAX_CONDITION_NESTING
+
+_ENV = celpy.Environment()
+
+
+class ExpressionError(ValueError):
+    """An expression could not be compiled, evaluated, or its result converted to JSON."""
+
+
+@dataclass(frozen=True)
+class Expression:
+    """A compiled CEL expression; :meth:`evaluate` returns a plain JSON value."""
+
+    text: str
+    _program: Any
+
+    def evaluate(self, variables: dict[str, Any]) -> Any:
+        """Evaluate with ``variables`` (JSON values) bound; the result as a JSON value.
+
+        Raises:
+            ExpressionError: unknown variable, type mismatch, division by zero, overflow, or
+                a result JSON cannot hold (NaN, infinity, a type).
+        """
+        try:
+            activation = {key: _to_cel(value) for key, value in variables.items()}
+            result = self._program.evaluate(activation)
+        except CELEvalError as exc:
+            raise ExpressionError(_eval_message(exc, variables)) from None
+        except (TypeError, ValueError, OverflowError, RecursionError) as exc:
+            raise ExpressionError(f"cannot evaluate: {exc}") from None
+        if isinstance(result, CELEvalError):
+            raise ExpressionError(_eval_message(result, variables))
+        return to_json(result)
+
+    def evaluate_bool(self, variables: dict[str, Any]) -> bool:
+        """Evaluate a condition: the result must be a boolean."""
+        result = self.evaluate(variables)
+        if not isinstance(result, bool):
+            kind = "null" if result is None else type(result).__name__
+            raise ExpressionError(f"result is {kind}, not a boolean")
+        return result
+
+
+def compile_expression(text: Any) -> Expression:
+    """Compile a CEL expression.
+
+    Raises:
+        ExpressionError: not a string, empty, too long, nested too deeply, or not valid CEL.
+    """
+    if not isinstance(text, str):
+        raise ExpressionError(f"must be a string, got {type(text).__name__}")
+    if not text.strip():
+        raise ExpressionError("is empty")
+    if len(text) > MAX_CONDITION_LENGTH:
+        raise ExpressionError(
+            f"is {len(text)} characters long; the limit is {MAX_CONDITION_LENGTH}"
+        )
+    depth = _max_nesting(text)
+    if depth > MAX_CONDITION_NESTING:
+        raise ExpressionError(f"nests {depth} levels deep; the limit is {MAX_CONDITION_NESTING}")
+    try:
+        program = _ENV.program(_ENV.compile(text), functions=_FUNCTIONS)
+    except CELParseError as exc:
+        first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else "syntax error"
+        raise ExpressionError(f"is not valid CEL: {first_line}") from None
+    except RecursionError:
+        raise ExpressionError("nests too deeply") from None
+    except Exception as exc:  # the parser raises lark errors of several kinds
+        raise ExpressionError(f"is not valid CEL: {type(exc).__name__}: {exc}") from None
+    return Expression(text=text, _program=program)
+
+
+def to_json(value: Any) -> Any:
+    """A CEL result as plain JSON types: bool, int, float, str, None, list, dict.
+
+    Bytes become base64 text, timestamps RFC 3339 text, durations seconds (``"1.5s"``).
+
+    Raises:
+        ExpressionError: a non-finite double, or a value JSON cannot hold.
+    """
+    if value is None:
+        return None
+    if isinstance(value, bool | celtypes.BoolType):
+        return bool(value)
+    if isinstance(value, celtypes.TimestampType | datetime.datetime):
+        return value.isoformat().replace("+00:00", "Z")
+    if isinstance(value, celtypes.DurationType | datetime.timedelta):
+        return f"{value.total_seconds():g}s"
+    if isinstance(value, int):  # IntType and UintType are ints
+        return int(value)
+    if isinstance(value, float):
+        number = float(value)
+        if not math.isfinite(number):
+            raise ExpressionError(f"result {number!r} is not a JSON number")
+        return number
+    if isinstance(value, str):
+        return str(value)
+    if isinstance(value, bytes):
+        return base64.b64encode(bytes(value)).decode("ascii")
+    if isinstance(value, dict):
+        return {_json_key(key): to_json(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [to_json(item) for item in value]
+    raise ExpressionError(f"result of type {type(value).__name__} cannot be stored as JSON")
+
+
+def _json_key(key: Any) -> str:
+    converted = to_json(key)
+    if isinstance(converted, str):
+        return converted
+    if isinstance(converted, bool):
+        return "true" if converted else "false"
+    return str(converted)
+
+
+def _to_cel(value: Any) -> Any:
+    if isinstance(value, float) and not math.isfinite(value):
+        raise ValueError(f"value {value!r} is not representable")
+    return json_to_cel(value)
+
+
+def _max_nesting(text: str) -> int:
+    depth = deepest = 0
+    for char in text:
+        if char in "([{":
+            depth += 1
+            deepest = max(deepest, depth)
+        elif char in ")]}":
+            depth = max(0, depth - 1)
+    run = longest = 0
+    for char in text:
+        if char in "!-":
+            run += 1
+            longest = max(longest, run)
+        elif not char.isspace():
+            run = 0
+    return max(deepest, longest)
+
+
+def _eval_message(exc: Any, variables: dict[str, Any]) -> str:
+    args: tuple[Any, ...] = tuple(getattr(exc, "args", ()))
+    text = str(args[0]) if args else str(exc)
+    if text.startswith("undeclared reference to"):
+        name = text.split("'")[1] if "'" in text else "?"
+        available = ", ".join(sorted(variables)) or "none"
+        return f"unknown variable or function '{name}' (the item has: {available})"
+    if "no matching overload" in text or text == "no such overload":
+        return "type mismatch: the operator or function does not apply to these value types"
+    if "divide by zero" in text:
+        return "division by zero"
+    if text == "return error for overflow":
+        # cel-python reports every ValueError of a function this way; keep the real reason.
+        cause: tuple[Any, ...] = args[2] if len(args) > 2 and isinstance(args[2], tuple) else ()
+        detail = str(cause[0]) if cause else "overflow"
+        return "integer overflow" if detail == "overflow" else detail[:200]
+    return text.splitlines()[0][:200]
+
+
+# --- the strings extension --------------------------------------------------------------------
+
+
+def _string(value: Any) -> str:
+    if not isinstance(value, str):
+        raise TypeError(f"expected a string, got {type(value).__name__}")
+    return value
+
+
+def _index(value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"expected an int, got {type(value).__name__}")
+    return int(value)
+
+
+def _lower_ascii(text: Any) -> celtypes.StringType:
+    return celtypes.StringType("".join(c.lower() if c.isascii() else c for c in _string(text)))
+
+
+def _upper_ascii(text: Any) -> celtypes.StringType:
+    return celtypes.StringType("".join(c.upper() if c.isascii() else c for c in _string(text)))
+
+
+def _trim(text: Any) -> celtypes.StringType:
+    return celtypes.StringType(_string(text).strip())
+
+
+def _replace(text: Any, old: Any, new: Any) -> celtypes.StringType:
+    return celtypes.StringType(_string(text).replace(_string(old), _string(new)))
+
+
+def _split(text: Any, separator: Any) -> celtypes.ListType:
+    separator = _string(separator)
+    parts = list(_string(text)) if separator == "" else _string(text).split(separator)
+    return celtypes.ListType([celtypes.StringType(part) for part in parts])
+
+
+def _join(items: Any, separator: Any = "") -> celtypes.StringType:
+    if not isinstance(items, list):
+        raise TypeError(f"expected a list, got {type(items).__name__}")
+    return celtypes.StringType(_string(separator).join(_string(item) for item in items))
+
+
+def _index_of(text: Any, sub: Any) -> celtypes.IntType:
+    return celtypes.IntType(_string(text).find(_string(sub)))
+
+
+def _last_index_of(text: Any, sub: Any) -> celtypes.IntType:
+    return celtypes.IntType(_string(text).rfind(_string(sub)))
+
+
+def _substring(text: Any, start: Any, end: Any = None) -> celtypes.StringType:
+    value = _string(text)
+    first = _index(start)
+    last = len(value) if end is None else _index(end)
+    if not 0 <= first <= last <= len(value):
+        raise ValueError(f"substring range [{first}, {last}) is outside 0..{len(value)}")
+    return celtypes.StringType(value[first:last])
+
+
+_FUNCTIONS: dict[str, Callable[..., Any]] = {
+    "lowerAscii": _lower_ascii,
+    "upperAscii": _upper_ascii,
+    "trim": _trim,
+    "replace": _replace,
+    "split": _split,
+    "join": _join,
+    "indexOf": _index_of,
+    "lastIndexOf": _last_index_of,
+    "substring": _substring,
+}

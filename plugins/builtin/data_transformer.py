@@ -1,0 +1,154 @@
+"""``data_transformer``: compute, drop and rename item fields with CEL expressions.
+
+A stream processor (Streaming calls it once per micro-batch) that works the same in the batch
+modes. At least one of ``set``, ``drop`` and ``rename`` should be given; with none, items pass
+through unchanged.
+
+Config (applied in this order):
+    set (object): Map of field name to a CEL expression evaluated per item with the item's
+        keys as variables; the result is stored in the field (added, or replacing the old
+        value), e.g. ``{"total": "price * quantity", "name": "name.upperAscii()"}``. Every
+        expression sees the item as it came in (assignments are simultaneous, so one
+        expression never sees another's result). Results are converted to plain JSON:
+        int, double, string, bool, null, lists and maps (map keys become strings); bytes
+        become base64 text, timestamps RFC 3339 text, durations like ``"1.5s"``.
+        Expressions may use CEL's standard functions (``size``, ``int``, ``double``,
+        ``string``, ``matches``, ``startsWith``, ..., the conditional ``a ? b : c``) and the
+        strings extension (``lowerAscii``, ``upperAscii``, ``trim``, ``replace``, ``split``,
+        ``join``, ``indexOf``, ``lastIndexOf``, ``substring``; see
+        :mod:`plugins.builtin._cel`). Note CEL does not mix int and double in arithmetic
+        (``double(quantity) * 1.5``).
+    drop (list of str): Remove these fields (fields an item lacks are ignored).
+    rename (object): Map of old field name to new; field order is kept.
+    on_error (str): What to do when an expression cannot be evaluated on an item:
+        ``"fail"`` (the default) raises naming the item's index and the field; ``"drop"``
+        drops the item and counts it in ``errors``.
+
+Inputs:
+    ``inputs["records"]`` if it is a list; otherwise every input that is a list of items
+    (Streaming: one per upstream node or port) or an object holding an ``"items"`` or
+    ``"records"`` list (an upstream node's output), concatenated in input order.
+
+Output:
+    ``items`` (the transformed items, in order), ``count`` (how many), ``errors`` (items
+    dropped because an expression failed on them; 0 unless ``on_error`` is ``"drop"``).
+
+Errors:
+    Bad configuration (an expression that is not valid CEL, a non-string field name) is
+    ``InvalidConfiguration`` naming the key. No items in the inputs, an item that is not an
+    object, or an expression failing on an item (``on_error: "fail"``) is
+    ``PluginExecutionFailed``.
+
+Pure function of its inputs: replaying a batch gives the same output.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from plugins._context import PluginContext
+from plugins._registry import plugin
+from plugins.builtin._cel import Expression, ExpressionError, compile_expression
+from plugins.builtin._common import (
+    config_error,
+    data_error,
+    json_type,
+    optional_str_list,
+    optional_str_map,
+)
+from plugins.builtin._streams import collect_items, optional_choice
+
+
+@plugin("data_transformer")
+def data_transformer_plugin(
+    inputs: dict[str, Any], config: dict[str, Any], ctx: PluginContext
+) -> dict[str, Any]:
+    """Set fields from CEL expressions, drop and rename fields (a stream processor).
+
+    Args:
+        inputs: The node's inputs; items are found as the module documentation says.
+        config: ``set``, ``drop``, ``rename``, ``on_error``; see the module documentation.
+        ctx: The call's context.
+
+    Returns:
+        ``{"items": [...], "count": n, "errors": e}``.
+
+    Raises:
+        PluginError: ``InvalidConfiguration`` naming the bad key, or ``PluginExecutionFailed``
+            when there are no items or an expression fails on one.
+    """
+    assignments = _assignments(config)
+    drop = optional_str_list(config, "drop") or []
+    rename = optional_str_map(config, "rename") or {}
+    on_error = optional_choice(config, "on_error", ("fail", "drop"))
+    items = collect_items(inputs)
+
+    out: list[dict[str, Any]] = []
+    errors = 0
+    first_error: str | None = None
+    for index, item in enumerate(items):
+        try:
+            computed = {field: expr.evaluate(item) for field, expr in assignments}
+        except _FieldError as exc:
+            message = f"'set.{exc.field}' ({exc.text!r}) failed on item {index}: {exc.reason}"
+            if on_error == "fail":
+                raise data_error(message, index=index, field=exc.field) from None
+            errors += 1
+            first_error = first_error or message
+            continue
+        result = dict(item)
+        result.update(computed)
+        for field in drop:
+            result.pop(field, None)
+        if rename:
+            result = {rename.get(key, key): value for key, value in result.items()}
+        out.append(result)
+
+    if errors:
+        ctx.logger.warning(
+            "data_transformer.evaluation_errors", errors=errors, first_error=first_error
+        )
+    ctx.logger.debug("data_transformer.done", received=len(items), count=len(out))
+    return {"items": out, "count": len(out), "errors": errors}
+
+
+class _FieldError(Exception):
+    def __init__(self, field: str, text: str, reason: str) -> None:
+        super().__init__(reason)
+        self.field = field
+        self.text = text
+        self.reason = reason
+
+
+class _Assignment:
+    """One ``set`` entry; evaluating it reports which field failed."""
+
+    def __init__(self, field: str, expression: Expression) -> None:
+        self.field = field
+        self.expression = expression
+
+    def evaluate(self, item: dict[str, Any]) -> Any:
+        try:
+            return self.expression.evaluate(item)
+        except ExpressionError as exc:
+            raise _FieldError(self.field, self.expression.text, str(exc)) from None
+
+
+def _assignments(config: dict[str, Any]) -> list[tuple[str, _Assignment]]:
+    value = config.get("set")
+    if value is None:
+        return []
+    if not isinstance(value, dict):
+        raise config_error(
+            "set", f"must be an object mapping fields to CEL, got {json_type(value)}"
+        )
+    assignments: list[tuple[str, _Assignment]] = []
+    for field, text in value.items():
+        if not isinstance(field, str) or not field:
+            raise config_error("set", f"has a field name that is not a string: {field!r}")
+        try:
+            expression = compile_expression(text)
+        except ExpressionError as exc:
+            raise config_error(f"set.{field}", f"{exc}") from None
+        assignments.append((field, _Assignment(field, expression)))
+    return assignments
