@@ -428,6 +428,23 @@ async def _cmd_cancel(args: argparse.Namespace) -> int:
     return 0
 
 
+async def _cmd_send_event(args: argparse.Namespace) -> int:
+    try:
+        payload = json.loads(args.payload)
+    except json.JSONDecodeError as exc:
+        raise PluginError(Code.InvalidInput, f"--payload is not valid JSON: {exc}") from None
+    async with _session(args) as session:
+        event_id = await session.orchestrator.send_event(
+            args.execution_id,
+            args.event_type,
+            payload,
+            event_id=args.event_id,
+            source=args.source,
+        )
+    print(f"sent event {event_id} to {args.execution_id}")
+    return 0
+
+
 async def _cmd_events(args: argparse.Namespace) -> int:
     async with _session(args) as session:
         await _require_worker(session.orchestrator, args.execution_id, pending_ok=True)
@@ -610,6 +627,15 @@ def build_parser() -> argparse.ArgumentParser:
     ):
         sub = command(name, _run_async(handler), help_text)
         sub.add_argument("execution_id")
+
+    sub = command(
+        "send-event", _run_async(_cmd_send_event), "send an event to an EventDriven execution"
+    )
+    sub.add_argument("execution_id")
+    sub.add_argument("event_type")
+    sub.add_argument("--payload", default="{}", help="the event as a JSON object")
+    sub.add_argument("--event-id", default=None, help="deduplication id (default: a new one)")
+    sub.add_argument("--source", default=None, help="the Source node it comes from")
 
     sub = command("events", _run_async(_cmd_events), "print an execution's events until it ends")
     sub.add_argument("execution_id")

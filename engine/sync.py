@@ -187,6 +187,21 @@ class AdvancedPluginOrchestrator:
     def execute_workflow(self, workflow_id: str, input_data: dict[str, Any] | None = None) -> str:
         return self._call(self._api.execute_workflow(workflow_id, input_data))
 
+    def send_event(
+        self,
+        execution_id: str,
+        event_type: str,
+        payload: dict[str, Any] | None = None,
+        *,
+        event_id: str | None = None,
+        source: str | None = None,
+    ) -> str:
+        return self._call(
+            self._api.send_event(
+                execution_id, event_type, payload, event_id=event_id, source=source
+            )
+        )
+
     def cancel_execution(self, execution_id: str) -> None:
         self._call(self._api.cancel_execution(execution_id))
 

@@ -27,26 +27,32 @@ def test_spec_python_example(dev_server: DevServer, task_queue: str, unique) -> 
         workflow.nodes.append(source_node)
 
         orchestrator.register_workflow(workflow)
-        # Streaming executions arrive with the long-running modes; until then the call
-        # answers with the spec's error code.
-        with pytest.raises(engine.sync.PluginError) as info:
-            orchestrator.execute_workflow(workflow_id)
-        assert info.value.code is engine.sync.PluginErrorCode.ExecutionModeNotSupported
+        execution_id = orchestrator.execute_workflow(workflow_id)
+        # --- end of the spec's example: data_source streams its (here: no) records. ---
+        streamed = orchestrator.wait_for_completion(execution_id, timeout=30)
 
-        # The same example in a batch mode runs to the end.
-        workflow.execution_mode = engine.sync.WorkflowExecutionMode.Sequential
+        # With records, the same streaming workflow moves them to its result counters; a
+        # batch version of it returns them.
         source_node.configuration = {"records": [{"id": 1}, {"id": 2}]}
+        orchestrator.update_workflow(workflow)
+        counted = orchestrator.wait_for_completion(
+            orchestrator.execute_workflow(workflow_id), timeout=30
+        )
+        workflow.execution_mode = engine.sync.WorkflowExecutionMode.Sequential
         orchestrator.update_workflow(workflow)
         execution_id = orchestrator.execute_workflow(workflow_id)
         events = [event.type.value for event in orchestrator.events(execution_id)]
         context = orchestrator.wait_for_completion(execution_id, timeout=30)
     finally:
         orchestrator.close()
+    assert streamed.status is engine.sync.WorkflowExecutionStatus.Completed
+    assert counted.status is engine.sync.WorkflowExecutionStatus.Completed
+    assert counted.node_states["source"]["counters"]["items_out"] == 2
     assert events[0] == "workflow_started"
     assert events[-1] == "workflow_completed"
     assert context.status is engine.sync.WorkflowExecutionStatus.Completed
     assert context.execution_data["results"]["source"]["count"] == 2
-    assert context.execution_data["workflow_version"] == 2
+    assert context.execution_data["workflow_version"] == 3
 
 
 def test_errors_and_listing(dev_server: DevServer, task_queue: str, unique) -> None:
