@@ -3,13 +3,15 @@
     python -m tests.replay.record
 
 Runs representative executions and registry changes on a fresh dev server and writes each
-history to ``tests/replay/histories/<name>.json``. Run it when you add a scenario; never to
-"fix" a failing replay test: a replay failure means the change would break runs in flight
-(put the change behind ``workflow.patched`` instead).
+history to ``tests/replay/histories/<name>.json``. By default it records only the scenarios
+that have no history yet: histories recorded by older versions of the engine are the point
+of the replay tests. Never re-record to "fix" a failing replay test: a replay failure means
+the change would break runs in flight (put the change behind ``workflow.patched`` instead).
 """
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import json
 import socket
@@ -26,6 +28,8 @@ from engine.worker import create_worker
 from tests.helpers.builders import chain, edge, node, workflow
 from tests.helpers.plugins import test_registry
 from tests.helpers.waiting import eventually
+from tests.long_running.test_event_driven import _router
+from tests.long_running.test_streaming import _pipeline
 
 HISTORIES = Path(__file__).parent / "histories"
 TASK_QUEUE = "replay-recording"
@@ -106,8 +110,106 @@ async def _until_running(orch: AdvancedPluginOrchestrator, execution_id: str, no
     )
 
 
-async def main() -> None:
+async def _batch(orch: AdvancedPluginOrchestrator, name: str) -> str:
+    definition = _scenarios()[name]
+    await orch.register_workflow(definition)
+    execution_id = await orch.execute_workflow(name, {"scenario": name})
+    if name == "paused_and_resumed":
+        await _until_running(orch, execution_id, "a")
+        await orch.pause_execution(execution_id)
+        await asyncio.sleep(1.5)
+        await orch.resume_execution(execution_id)
+    if name == "cancelled":
+        await _until_running(orch, execution_id, "a")
+        await orch.cancel_execution(execution_id)
+    await orch.wait_for_completion(execution_id, 60)
+    return execution_id
+
+
+async def _registry_entity(orch: AdvancedPluginOrchestrator, name: str) -> str:
+    """A registry entity through its life: register, modify, reject, unregister."""
+    await orch.register_workflow(chain(name, 2))
+    await orch.add_node_to_workflow(name, node("n2"))
+    await orch.add_connection_to_workflow(name, edge("n1", "n2"))
+    try:
+        await orch.add_connection_to_workflow(name, edge("n2", "n0"))
+    except Exception as exc:
+        print(f"rejected as expected: {exc}")
+    await orch.remove_node_from_workflow(name, "n0")
+    await orch.unregister_workflow(name)
+    entity_id = definition_entity_id(name, TASK_QUEUE)
+    await orch.client.get_workflow_handle(entity_id).result()
+    return entity_id
+
+
+async def _event_driven(orch: AdvancedPluginOrchestrator, name: str) -> str:
+    """Events from a client and a finite source, a duplicate, a pause, a new version,
+    cancellation."""
+    definition = _router(name)
+    definition.nodes[0].configuration = {"count": 2}  # the source emits two events itself
+    await orch.register_workflow(definition)
+    execution_id = await orch.execute_workflow(name)
+    for n in (5, 50, 5):
+        await orch.send_event(execution_id, "number", {"n": n}, event_id=f"e{n}")
+    await _processed(orch, execution_id, 4)
+    await orch.pause_execution(execution_id)
+    await orch.resume_execution(execution_id)
+    await orch.add_node_to_workflow(name, node("audit"))
+    await orch.add_connection_to_workflow(name, edge("small", "audit"))
+    await eventually(
+        lambda: orch.get_execution_status(execution_id),
+        lambda c: c.execution_data["workflow_version"] == 3,
+    )
+    await orch.send_event(execution_id, "number", {"n": 7}, event_id="e7")
+    await _processed(orch, execution_id, 5)
+    await orch.cancel_execution(execution_id)
+    await orch.wait_for_completion(execution_id, 60)
+    return execution_id
+
+
+async def _streaming(orch: AdvancedPluginOrchestrator, name: str) -> str:
+    """A stream paused, resumed, redeployed with a filter, then read to its end."""
+    definition = _pipeline(name, 400, delay=0.005, batch_size=20, progress_interval=0.5)
+    await orch.register_workflow(definition)
+    execution_id = await orch.execute_workflow(name)
+    await asyncio.sleep(0.5)
+    await orch.pause_execution(execution_id)
+    await asyncio.sleep(1.0)
+    await orch.resume_execution(execution_id)
+    await asyncio.sleep(0.3)
+    changed = definition.model_copy(deep=True)
+    changed.connections[1] = edge("double", "sink", condition="n % 4 == 0")
+    await orch.update_workflow(changed)
+    await orch.wait_for_completion(execution_id, 60)
+    return execution_id
+
+
+async def _processed(orch: AdvancedPluginOrchestrator, execution_id: str, count: int) -> None:
+    await eventually(
+        lambda: orch.get_execution_status(execution_id),
+        lambda c: c.execution_data.get("events_processed") == count,
+    )
+
+
+RECORDERS = {
+    **dict.fromkeys(_scenarios(), _batch),
+    "registry_entity": _registry_entity,
+    "event_driven": _event_driven,
+    "streaming": _streaming,
+}
+
+
+async def main(names: list[str], force: bool) -> None:
+    """Record the named scenarios (default: those without a history yet)."""
     HISTORIES.mkdir(parents=True, exist_ok=True)
+    wanted = names or [n for n in RECORDERS if not (HISTORIES / f"{n}.json").exists()]
+    if not force:
+        existing = [n for n in wanted if (HISTORIES / f"{n}.json").exists()]
+        if existing:
+            raise SystemExit(f"already recorded (use --force to replace): {', '.join(existing)}")
+    if not wanted:
+        print("every scenario is recorded")
+        return
     with tempfile.TemporaryDirectory() as tmp:
         server = DevServer(Path(tmp) / "server", port=free_port(), ui_port=0).start()
         try:
@@ -116,36 +218,15 @@ async def main() -> None:
             async with create_worker(
                 client, task_queue=TASK_QUEUE, plugins=test_registry(Path(tmp))
             ):
-                for name, definition in _scenarios().items():
-                    await orch.register_workflow(definition)
-                    execution_id = await orch.execute_workflow(name, {"scenario": name})
-                    if name == "paused_and_resumed":
-                        await _until_running(orch, execution_id, "a")
-                        await orch.pause_execution(execution_id)
-                        await asyncio.sleep(1.5)
-                        await orch.resume_execution(execution_id)
-                    if name == "cancelled":
-                        await _until_running(orch, execution_id, "a")
-                        await orch.cancel_execution(execution_id)
-                    await orch.wait_for_completion(execution_id, 60)
-                    await _record(client, execution_id, name)
-                # A registry entity through its life: register, modify, reject, unregister.
-                registry_id = "registry_entity"
-                await orch.register_workflow(chain(registry_id, 2))
-                await orch.add_node_to_workflow(registry_id, node("n2"))
-                await orch.add_connection_to_workflow(registry_id, edge("n1", "n2"))
-                try:
-                    await orch.add_connection_to_workflow(registry_id, edge("n2", "n0"))
-                except Exception as exc:
-                    print(f"rejected as expected: {exc}")
-                await orch.remove_node_from_workflow(registry_id, "n0")
-                await orch.unregister_workflow(registry_id)
-                handle = client.get_workflow_handle(definition_entity_id(registry_id, TASK_QUEUE))
-                await handle.result()
-                await _record(client, definition_entity_id(registry_id, TASK_QUEUE), registry_id)
+                for name in wanted:
+                    await _record(client, await RECORDERS[name](orch, name), name)
         finally:
             server.stop()
 
 
 if __name__ == "__main__":
-    asyncio.run(main())
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("names", nargs="*", help="scenarios to record (default: missing ones)")
+    parser.add_argument("--force", action="store_true", help="replace existing histories")
+    arguments = parser.parse_args()
+    asyncio.run(main(arguments.names, arguments.force))

@@ -25,7 +25,7 @@ HISTORIES = load_histories()
 
 
 def test_histories_are_present() -> None:
-    assert len(HISTORIES) >= 9
+    assert len(HISTORIES) >= 11
 
 
 @pytest.mark.parametrize("history", HISTORIES, ids=lambda h: h.workflow_id)
