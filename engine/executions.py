@@ -16,7 +16,7 @@ from __future__ import annotations
 import contextlib
 import json
 from collections.abc import AsyncGenerator, Iterator
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from temporalio.api.common.v1 import WorkflowExecution
@@ -47,14 +47,20 @@ from engine.contracts import (
     ExecutionOutcome,
 )
 from engine.errors import PluginError, PluginErrorCode
+from engine.event_run import EventRun
 from engine.events import with_results
+from engine.interpreter import Interpreter
+from engine.long_run import LongRun
 from engine.models import (
     PluginWorkflow,
     WorkflowEvent,
     WorkflowEventType,
     WorkflowExecutionContext,
+    WorkflowExecutionMode,
     WorkflowExecutionStatus,
 )
+from engine.stream_run import StreamRun
+from engine.validation import compile_workflow
 
 Code = PluginErrorCode
 _LONG_POLL = timedelta(seconds=30)
@@ -277,29 +283,57 @@ async def _pending_context(
 ) -> WorkflowExecutionContext:
     """A context for a run no worker has picked up yet, from its start event's input."""
     params = await _start_input(handle)
-    definition = params.workflow
-    return WorkflowExecutionContext(
-        execution_id=description.id,
-        workflow_id=definition.workflow_id,
-        status=WorkflowExecutionStatus.Pending,
-        start_time=description.start_time,
-        execution_data={
-            "input_data": params.input_data,
-            "workflow_version": definition.version,
-            "execution_mode": definition.execution_mode.value,
-        },
-        node_states={
-            n.node_id: {
-                "node_id": n.node_id,
-                "plugin_id": n.plugin_id,
-                "status": "pending",
-                "attempts": 0,
-                "started_at": None,
-                "completed_at": None,
-            }
-            for n in definition.nodes
-        },
-    )
+    return initial_context(params, description.id, description.start_time)
+
+
+def initial_context(
+    params: ExecutionInput, execution_id: str, start_time: datetime
+) -> WorkflowExecutionContext:
+    """The context an execution reports before its first step: built by the same pure
+    controller its workflow runs, so it has the same fields, with status Pending."""
+    workflow = params.workflow
+
+    def clock() -> datetime:
+        return start_time
+
+    idle: Any = _runs_nothing
+
+    controller: Interpreter | LongRun
+    if workflow.execution_mode is WorkflowExecutionMode.EventDriven:
+        controller = EventRun(
+            workflow,
+            execution_id=execution_id,
+            state=params.state,
+            runner=idle,
+            watch=idle,
+            clock=clock,
+            should_continue_as_new=lambda: False,
+        )
+    elif workflow.execution_mode is WorkflowExecutionMode.Streaming:
+        controller = StreamRun(
+            workflow,
+            execution_id=execution_id,
+            state=params.state,
+            run_stream=idle,
+            clock=clock,
+            should_continue_as_new=lambda: False,
+        )
+    else:
+        controller = Interpreter(
+            compile_workflow(workflow),
+            execution_id=execution_id,
+            input_data=params.input_data,
+            runner=idle,
+            clock=clock,
+        )
+    context = controller.context()
+    context.status = WorkflowExecutionStatus.Pending
+    context.start_time = context.start_time or start_time
+    return context
+
+
+async def _runs_nothing(*_: Any) -> Any:
+    raise RuntimeError("an initial context runs nothing")
 
 
 async def _start_input(handle: WorkflowHandle[Any, Any]) -> ExecutionInput:

@@ -246,13 +246,6 @@ async def test_blocking_plugin_does_not_stall_heartbeats(
 async def test_execution_errors(
     orchestrator: AdvancedPluginOrchestrator, worker: object, unique
 ) -> None:
-    source = WorkflowNode(node_id="s", plugin_id="data_source", node_type=WorkflowNodeType.Source)
-    for mode in (Mode.EventDriven, Mode.Streaming):
-        definition = workflow(unique(f"mode-{mode.value}"), [source], mode=mode)
-        await orchestrator.register_workflow(definition)
-        with pytest.raises(PluginError) as info:
-            await orchestrator.execute_workflow(definition.workflow_id)
-        assert info.value.code is Code.ExecutionModeNotSupported
     empty = workflow(unique("empty"), [])
     await orchestrator.register_workflow(empty)
     with pytest.raises(PluginError) as info:
