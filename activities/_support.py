@@ -78,7 +78,7 @@ def plugin_context(
 async def invoke(
     plugin: Plugin,
     inputs: dict[str, Any],
-    config: dict[str, Any],
+    config: Any,
     ctx: PluginContext,
     executor: ThreadPoolExecutor,
 ) -> Any:

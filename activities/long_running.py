@@ -170,6 +170,7 @@ class _StreamRun:
         self._execution = owner._client.get_workflow_handle(request.execution_id)
         self._last_report = time.monotonic()
         self._reporting: asyncio.Task[None] | None = None
+        self._configs: dict[str, Any] = {}
 
     def _counters(self, node_id: str) -> NodeCounters:
         counters = self._progress.counters.get(node_id)
@@ -195,6 +196,15 @@ class _StreamRun:
                     non_retryable=True,
                 )
             plugins[step.node_id] = plugin
+            try:
+                self._configs[step.node_id] = plugin.check_config(step.config)
+            except PluginError as exc:
+                raise failure(
+                    f"node '{step.node_id}': {exc.message}",
+                    exc.code.value,
+                    info.attempt,
+                    non_retryable=True,
+                ) from exc
         self._plugins = plugins
         self._contexts = {
             node_id: plugin_context(
@@ -293,7 +303,7 @@ class _StreamRun:
                 output = await invoke(
                     self._plugins[step.node_id],
                     dict(inputs),
-                    step.config,
+                    self._configs[step.node_id],
                     self._contexts[step.node_id],
                     self._owner._executor,
                 )

@@ -69,7 +69,8 @@ class NodeActivities:
         ctx._heartbeat = heartbeats.record
         beating = asyncio.create_task(heartbeats.run(info.heartbeat_timeout))
         try:
-            output = await invoke(plugin, request.inputs, request.config, ctx, self._executor)
+            config = plugin.check_config(request.config)
+            output = await invoke(plugin, request.inputs, config, ctx, self._executor)
         except asyncio.CancelledError:
             ctx._cancelled.set()
             logger.info("node cancelled")

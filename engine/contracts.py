@@ -284,3 +284,52 @@ class LongRunState(_Contract):
 
 
 ExecutionInput.model_rebuild()
+
+
+# -- the plugin catalog -----------------------------------------------------------------------
+
+CATALOG_WORKFLOW = "PluginCatalog"
+PUBLISH_SIGNAL = "publish"
+WITHDRAW_SIGNAL = "withdraw"
+CATALOG_MEMO_KEY = "catalog"
+CATALOG_WORKERS_MEMO_KEY = "workers"
+
+
+def catalog_entity_id(task_queue: str) -> str:
+    """Temporal workflow id of the plugin catalog of a task queue."""
+    return f"plugin-catalog@{task_queue}"
+
+
+class PluginInfo(_Contract):
+    """What a worker says about one plugin id it can run."""
+
+    plugin_id: str
+    description: str = ""
+    function: bool = True  # runs as a node (batch modes, stream processors and sinks)
+    source: bool = False  # opens as a Source of the long-running modes
+    config_schema: dict[str, Any] | None = None  # JSON Schema of the configuration
+    source_config_schema: dict[str, Any] | None = None
+    input_ports: list[str] = Field(default_factory=list)
+    output_ports: list[str] = Field(default_factory=list)
+
+
+class CatalogEntry(_Contract):
+    """Signal ``publish``: one worker's plugins."""
+
+    identity: str
+    plugins: list[PluginInfo] = Field(default_factory=list)
+
+
+def merge(entries: list[CatalogEntry]) -> dict[str, PluginInfo]:
+    """One catalog from every worker's entry; later entries win for the same id."""
+    merged: dict[str, PluginInfo] = {}
+    for entry in entries:
+        for info in entry.plugins:
+            merged[info.plugin_id] = info
+    return dict(sorted(merged.items()))
+
+
+class CatalogState(_Contract):
+    """State of a catalog entity: the latest entry of every worker that published."""
+
+    entries: list[CatalogEntry] = Field(default_factory=list)

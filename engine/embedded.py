@@ -42,12 +42,11 @@ from temporalio.api.enums.v1 import TaskQueueKind, TaskQueueType
 from temporalio.api.taskqueue.v1 import TaskQueue
 from temporalio.api.workflowservice.v1 import DescribeTaskQueueRequest
 from temporalio.client import Client
-from temporalio.worker import Worker
 
 from engine.devserver import DevServer, port_open, stop_detached
 from engine.errors import PluginError, PluginErrorCode
 from engine.executions import translate_errors
-from engine.worker import create_worker
+from engine.worker import EngineWorker, create_worker
 from plugins import PluginRegistry
 
 ENV_DATA_DIR = "ORCHESTRATOR_DATA_DIR"
@@ -268,7 +267,7 @@ async def embedded_worker(
     graceful_shutdown: float = 5.0,
     plugins: PluginRegistry | None = None,
     force: bool = False,
-) -> AsyncIterator[Worker | None]:
+) -> AsyncIterator[EngineWorker | None]:
     """Run a worker in this process for the block, unless another worker polls the queue.
 
     Args:

@@ -89,6 +89,11 @@ def translate_errors(
         raise _from_rpc(exc, subject, not_found) from None
 
 
+def translate_rpc(exc: RPCError, subject: str) -> PluginError:
+    """A Temporal RPC error as a :class:`PluginError` naming ``subject``."""
+    return _from_rpc(exc, subject, Code.ExecutionNotFound)
+
+
 def _from_failure(cause: BaseException | None, subject: str) -> PluginError:
     if isinstance(cause, ApplicationError):
         details = cause.details[0] if cause.details else None

@@ -28,11 +28,13 @@ from temporalio.client import (
 )
 from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
 from temporalio.exceptions import WorkflowAlreadyStartedError
-from temporalio.service import TLSConfig
+from temporalio.service import RPCError, RPCStatusCode, TLSConfig
 
 from engine import executions
+from engine.catalog import check_workflow
 from engine.connection import connect, default_task_queue, with_pydantic_converter
 from engine.contracts import (
+    CATALOG_MEMO_KEY,
     DEFINITION_WORKFLOW,
     EVENTS_SIGNAL,
     EXECUTION_WORKFLOW,
@@ -42,6 +44,8 @@ from engine.contracts import (
     EventsSignal,
     ExecutionInput,
     IncomingEvent,
+    PluginInfo,
+    catalog_entity_id,
     definition_entity_id,
     execution_id_for,
     workflow_id_of_entity,
@@ -55,6 +59,7 @@ from engine.models import (
     WorkflowExecutionContext,
     WorkflowNode,
 )
+from engine.modification import apply_change
 from engine.validation import check_id, validate_workflow
 
 # How long this process trusts its own writes over the visibility store.
@@ -118,6 +123,7 @@ class AdvancedPluginOrchestrator:
             PluginError: a validation code, or ``WorkflowAlreadyExists``.
         """
         validate_workflow(workflow)
+        await self._check_plugins(workflow)
         stored = workflow.model_copy(deep=True, update={"version": 1})
         try:
             with translate_errors(f"workflow '{workflow.workflow_id}'"):
@@ -415,7 +421,29 @@ class AdvancedPluginOrchestrator:
                 PluginErrorCode.WorkflowNotFound, f"no workflow {workflow_id!r}: {reason}"
             )
 
+    async def get_plugin_catalog(self) -> list[PluginInfo]:
+        """What the workers of this task queue can run (empty until one has started)."""
+        handle = self.client.get_workflow_handle(catalog_entity_id(self.task_queue))
+        try:
+            description = await handle.describe()
+        except RPCError as exc:
+            if exc.status is RPCStatusCode.NOT_FOUND:
+                return []
+            raise executions.translate_rpc(exc, f"task queue '{self.task_queue}'") from None
+        catalog: list[PluginInfo] = await description.memo_value(
+            CATALOG_MEMO_KEY, [], type_hint=list[PluginInfo]
+        )
+        return catalog
+
+    async def _check_plugins(self, workflow: PluginWorkflow) -> None:
+        catalog = await self.get_plugin_catalog()
+        if catalog:
+            check_workflow(workflow, {info.plugin_id: info for info in catalog})
+
     async def _modify(self, workflow_id: str, change: DefinitionChange) -> PluginWorkflow:
+        # Check the plugins of the changed definition before asking the registry, which
+        # checks structure again (it cannot see the catalog).
+        await self._check_plugins(apply_change(await self.get_workflow(workflow_id), change))
         result = await self._update_definition(workflow_id, "modify", change)
         assert isinstance(result, PluginWorkflow)
         return result

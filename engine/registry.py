@@ -34,13 +34,22 @@ from temporalio.exceptions import ApplicationError
 
 with workflow.unsafe.imports_passed_through():
     from engine.contracts import (
+        CATALOG_MEMO_KEY,
+        CATALOG_WORKERS_MEMO_KEY,
+        CATALOG_WORKFLOW,
         DEFINITION_CHANGED_SIGNAL,
         DEFINITION_WORKFLOW,
+        PUBLISH_SIGNAL,
         SUBSCRIBE_SIGNAL,
         UNSUBSCRIBE_SIGNAL,
+        WITHDRAW_SIGNAL,
+        CatalogEntry,
+        CatalogState,
         DefinitionChange,
         DefinitionState,
+        PluginInfo,
         Subscription,
+        merge,
     )
     from engine.errors import PluginError, PluginErrorCode
     from engine.models import PluginWorkflow
@@ -135,3 +144,49 @@ class PluginWorkflowDefinition:
                 type=PluginErrorCode.WorkflowNotFound.value,
                 non_retryable=True,
             )
+
+
+@workflow.defn(name=CATALOG_WORKFLOW)
+class PluginCatalog:
+    """The plugins the workers of one task queue offer, kept in the memo for any client.
+
+    Each worker publishes its entry when it starts (signal-with-start) and withdraws it when
+    it stops gracefully; an entry replaces the same worker's earlier one.
+    """
+
+    @workflow.init
+    def __init__(self, state: CatalogState) -> None:
+        self._state = state
+
+    @workflow.run
+    async def run(self, state: CatalogState) -> None:
+        self._publish_memo()
+        await workflow.wait_condition(lambda: workflow.info().is_continue_as_new_suggested())
+        await workflow.wait_condition(workflow.all_handlers_finished)
+        workflow.continue_as_new(self._state)
+
+    @workflow.signal(name=PUBLISH_SIGNAL)
+    def publish(self, entry: CatalogEntry) -> None:
+        """A worker's plugins (replacing what it published before)."""
+        self._state.entries = [e for e in self._state.entries if e.identity != entry.identity]
+        self._state.entries.append(entry)
+        self._publish_memo()
+
+    @workflow.signal(name=WITHDRAW_SIGNAL)
+    def withdraw(self, identity: str) -> None:
+        """A worker stopped."""
+        self._state.entries = [e for e in self._state.entries if e.identity != identity]
+        self._publish_memo()
+
+    @workflow.query
+    def catalog(self) -> list[PluginInfo]:
+        """The merged catalog."""
+        return list(merge(self._state.entries).values())
+
+    def _publish_memo(self) -> None:
+        workflow.upsert_memo(
+            {
+                CATALOG_MEMO_KEY: list(merge(self._state.entries).values()),
+                CATALOG_WORKERS_MEMO_KEY: [entry.identity for entry in self._state.entries],
+            }
+        )

@@ -15,6 +15,7 @@ by another worker).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import signal
 import weakref
 from concurrent.futures import ThreadPoolExecutor
@@ -22,13 +23,24 @@ from datetime import timedelta
 
 import structlog
 from temporalio.client import Client
+from temporalio.common import WorkflowIDConflictPolicy
 from temporalio.worker import Worker
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
 
 from activities import LongRunningActivities, NodeActivities
+from engine.catalog import describe_plugins
 from engine.connection import connect, default_task_queue, with_pydantic_converter
+from engine.contracts import (
+    CATALOG_WORKERS_MEMO_KEY,
+    CATALOG_WORKFLOW,
+    PUBLISH_SIGNAL,
+    WITHDRAW_SIGNAL,
+    CatalogEntry,
+    CatalogState,
+    catalog_entity_id,
+)
 from engine.logging import configure_logging
-from engine.registry import PluginWorkflowDefinition
+from engine.registry import PluginCatalog, PluginWorkflowDefinition
 from engine.workflow import PluginWorkflowExecution
 from plugins import PluginRegistry
 
@@ -69,13 +81,14 @@ def create_worker(
     plugin_threads: int = 32,
     heartbeat_throttle: float = 1.0,
     identity: str | None = None,
-) -> Worker:
-    """A worker hosting the engine's workflows and the node activity.
+) -> EngineWorker:
+    """A worker hosting the engine's workflows and activities, ready for ``async with``.
 
     Args:
         client: Connected client (given the engine's data converter if it lacks it).
         task_queue: Queue to poll; default ``TEMPORAL_TASK_QUEUE`` or ``plugin-orchestrator``.
-        plugins: Plugins this worker can run; default: the built-ins.
+        plugins: Plugins this worker can run; default: the built-ins and the plugins of
+            installed packages (entry points ``orchestrator.plugins``).
         max_concurrent_activities: Node attempts running at once on this worker.
         max_concurrent_workflow_tasks: Workflow tasks at once (SDK default if None).
         max_cached_workflows: Workflow cache size; 0 forces a replay on every task (tests).
@@ -85,14 +98,14 @@ def create_worker(
             this many seconds; a cancellation reaches a plugin within about this time.
         identity: How the worker names itself to Temporal (default: the client's).
     """
-    registry = plugins if plugins is not None else PluginRegistry.with_builtins()
+    registry = plugins if plugins is not None else PluginRegistry.default()
     executor = ThreadPoolExecutor(max_workers=plugin_threads, thread_name_prefix="plugin")
     activities = NodeActivities(registry, executor=executor)
     long_running = LongRunningActivities(registry, with_pydantic_converter(client), executor)
     worker = Worker(
         with_pydantic_converter(client),
         task_queue=task_queue or default_task_queue(),
-        workflows=[PluginWorkflowExecution, PluginWorkflowDefinition],
+        workflows=[PluginWorkflowExecution, PluginWorkflowDefinition, PluginCatalog],
         activities=[
             activities.run_plugin_node,
             long_running.watch_event_source,
@@ -109,7 +122,82 @@ def create_worker(
     )
     # The plugin threads belong to the worker: release them when it goes away.
     weakref.finalize(worker, executor.shutdown, wait=False)
-    return worker
+    return EngineWorker(worker, with_pydantic_converter(client), registry, identity)
+
+
+class EngineWorker:
+    """A Temporal worker that publishes its plugin catalog to its task queue while it runs
+    (:mod:`engine.catalog`). Use it as ``async with`` or ``await worker.run()``."""
+
+    def __init__(
+        self, worker: Worker, client: Client, plugins: PluginRegistry, identity: str | None
+    ) -> None:
+        self.worker = worker
+        self.client = client
+        self.plugins = plugins
+        self.identity = identity or client.identity
+
+    @property
+    def task_queue(self) -> str:
+        return self.worker.task_queue
+
+    async def __aenter__(self) -> EngineWorker:
+        await self.publish()
+        await self.worker.__aenter__()
+        await self._published()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        try:
+            await self.withdraw()
+        finally:
+            await self.worker.__aexit__(*exc)  # type: ignore[arg-type]
+
+    async def run(self) -> None:
+        """Publish the catalog and run until shut down."""
+        await self.publish()
+        try:
+            await self.worker.run()
+        finally:
+            await self.withdraw()
+
+    async def shutdown(self) -> None:
+        await self.worker.shutdown()
+
+    async def publish(self) -> None:
+        """Tell the task queue's catalog which plugins this worker runs."""
+        entry = CatalogEntry(identity=self.identity, plugins=describe_plugins(self.plugins))
+        await self.client.start_workflow(
+            CATALOG_WORKFLOW,
+            CatalogState(),
+            id=catalog_entity_id(self.task_queue),
+            task_queue=self.task_queue,
+            id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
+            start_signal=PUBLISH_SIGNAL,
+            start_signal_args=[entry],
+            static_summary=f"plugin catalog of {self.task_queue}",
+        )
+
+    async def _published(self, timeout: float = 10.0) -> None:
+        """Wait until the catalog lists this worker, so registrations made from here on are
+        checked against its plugins (the catalog entity runs on this very worker)."""
+        handle = self.client.get_workflow_handle(catalog_entity_id(self.task_queue))
+        deadline = asyncio.get_running_loop().time() + timeout
+        while asyncio.get_running_loop().time() < deadline:
+            description = await handle.describe()
+            workers = await description.memo_value(CATALOG_WORKERS_MEMO_KEY, [])
+            if self.identity in workers:
+                return
+            await asyncio.sleep(0.02)
+        log.warning(
+            "the plugin catalog did not list this worker in time", task_queue=self.task_queue
+        )
+
+    async def withdraw(self) -> None:
+        """Take this worker's entry out of the catalog (best effort: it may be gone)."""
+        handle = self.client.get_workflow_handle(catalog_entity_id(self.task_queue))
+        with contextlib.suppress(Exception):
+            await handle.signal(WITHDRAW_SIGNAL, self.identity)
 
 
 async def run_worker(
@@ -140,7 +228,7 @@ async def run_worker(
         "worker started",
         task_queue=worker.task_queue,
         namespace=client.namespace,
-        plugins=(plugins or PluginRegistry.with_builtins()).ids(),
+        plugins=worker.plugins.ids(),
     )
     async with worker:
         await stop.wait()

@@ -1,7 +1,16 @@
 """The plugin interface and the built-in plugins."""
 
 from plugins._context import PluginContext
-from plugins._registry import Plugin, PluginFunction, PluginRegistry, PluginResult, plugin
+from plugins._registry import (
+    ENTRY_POINT_GROUP,
+    NoConfig,
+    Plugin,
+    PluginBase,
+    PluginFunction,
+    PluginRegistry,
+    PluginResult,
+    plugin,
+)
 from plugins._source import (
     GeneratorSource,
     Source,
@@ -12,8 +21,11 @@ from plugins._source import (
 )
 
 __all__ = [
+    "ENTRY_POINT_GROUP",
     "GeneratorSource",
+    "NoConfig",
     "Plugin",
+    "PluginBase",
     "PluginContext",
     "PluginFunction",
     "PluginRegistry",

@@ -1,11 +1,28 @@
 """Plugins and the registry a worker is built with.
 
-A plugin is a callable ``(inputs, config, ctx) -> dict``, async or not, registered under a
-``plugin_id``. Synchronous plugins run in a thread pool so they never stall the worker's event
-loop (heartbeats of other nodes keep flowing). The registry is built explicitly when a worker
-starts; importing a module registers nothing.
+The plugin interface is :class:`PluginBase`: a ``plugin_id``, a pydantic model for the
+configuration (a definition's node ``configuration`` is checked against it, with errors
+naming node and field), optional declared input and output ports, and one async ``run``::
+
+    class Greet(PluginBase):
+        plugin_id = "greet"
+        input_ports = ("person",)
+
+        class Config(BaseModel):
+            greeting: str = "hello"
+
+        async def run(self, inputs, config, ctx):
+            return {"text": f"{config.greeting} {inputs['person']['name']}"}
 
     registry = PluginRegistry.with_builtins()
+    registry.add(Greet())
+
+Plain callables ``(inputs, config, ctx) -> dict``, async or not, keep working (they get the
+configuration as a dict; ``plugin(..., config=Model)`` adds a schema and a check). Synchronous
+plugins run in a thread pool so they never stall the worker's event loop. The registry is
+built explicitly when a worker starts; importing a module registers nothing, and separately
+installed packages add plugins through the ``orchestrator.plugins`` entry point group
+(:meth:`PluginRegistry.discover`).
 
     @registry.plugin("greet")
     async def greet(inputs, config, ctx):
@@ -19,13 +36,20 @@ way; one id may name both a function (batch modes) and a source (long-running mo
 
 from __future__ import annotations
 
+import abc
 import inspect
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
-from typing import Any
+from importlib.metadata import entry_points
+from typing import Any, ClassVar
 
+from pydantic import BaseModel, ConfigDict, ValidationError
+
+from engine.errors import PluginError, PluginErrorCode
 from plugins._context import PluginContext
 from plugins._source import SourceSpec
+
+ENTRY_POINT_GROUP = "orchestrator.plugins"
 
 PluginResult = dict[str, Any]
 PluginFunction = Callable[
@@ -35,32 +59,116 @@ PluginFunction = Callable[
 
 @dataclass(frozen=True)
 class Plugin:
-    """A plugin function with its id and documentation."""
+    """A plugin as the worker runs it: id, callable, documentation, configuration model and
+    declared ports.
+
+    ``passes_model``: the callable receives the validated configuration model (class-based
+    plugins) rather than a dict.
+    """
 
     plugin_id: str
     function: PluginFunction
     description: str = ""
+    config_model: type[BaseModel] | None = None
+    input_ports: tuple[str, ...] = ()
+    output_ports: tuple[str, ...] = ()
+    passes_model: bool = False
 
     @property
     def is_async(self) -> bool:
         call = getattr(self.function, "__call__", None)  # noqa: B004 (async callable objects)
         return inspect.iscoroutinefunction(self.function) or inspect.iscoroutinefunction(call)
 
+    def check_config(self, config: dict[str, Any]) -> Any:
+        """Validate ``config`` against the model (keys it does not declare are ignored: they
+        may be workflow-wide settings); return what the callable receives.
 
-def plugin(plugin_id: str, *, description: str = "") -> Callable[[PluginFunction], Plugin]:
-    """Decorator turning a function into a :class:`Plugin` (it registers nothing)."""
+        Raises:
+            PluginError: ``InvalidConfiguration`` naming every bad field.
+        """
+        if self.config_model is None:
+            return config
+        declared = {k: v for k, v in config.items() if k in self.config_model.model_fields}
+        try:
+            model = self.config_model.model_validate(declared)
+        except ValidationError as exc:
+            raise PluginError(
+                PluginErrorCode.InvalidConfiguration,
+                f"configuration of plugin '{self.plugin_id}': {_describe(exc)}",
+            ) from None
+        return model if self.passes_model else {**config, **model.model_dump(mode="json")}
+
+
+class NoConfig(BaseModel):
+    """The configuration of a plugin that takes none."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+class PluginBase(abc.ABC):
+    """Base class of a plugin: a ``plugin_id``, a ``Config`` model, optional ports, and one
+    async ``run(inputs, config, ctx) -> dict`` (``config`` is a validated ``Config``)."""
+
+    plugin_id: ClassVar[str]
+    description: ClassVar[str] = ""
+    Config: ClassVar[type[BaseModel]] = NoConfig
+    input_ports: ClassVar[tuple[str, ...]] = ()
+    output_ports: ClassVar[tuple[str, ...]] = ()
+
+    @abc.abstractmethod
+    async def run(self, inputs: dict[str, Any], config: Any, ctx: PluginContext) -> dict[str, Any]:
+        """Do the node's work and return a JSON object."""
+
+    def as_plugin(self) -> Plugin:
+        """The :class:`Plugin` the registry keeps for this instance."""
+        doc = self.description or (inspect.getdoc(type(self)) or "").split("\n\n")[0]
+        return Plugin(
+            plugin_id=self.plugin_id,
+            function=self.run,
+            description=doc,
+            config_model=self.Config,
+            input_ports=tuple(self.input_ports),
+            output_ports=tuple(self.output_ports),
+            passes_model=True,
+        )
+
+
+def plugin(
+    plugin_id: str,
+    *,
+    description: str = "",
+    config: type[BaseModel] | None = None,
+    inputs: Iterable[str] = (),
+    outputs: Iterable[str] = (),
+) -> Callable[[PluginFunction], Plugin]:
+    """Decorator turning a function into a :class:`Plugin` (it registers nothing).
+
+    ``config`` is a pydantic model the configuration is checked against (the function still
+    receives a dict); ``inputs``/``outputs`` declare ports.
+    """
 
     def wrap(function: PluginFunction) -> Plugin:
         doc = description or (inspect.getdoc(function) or "").split("\n\n")[0]
-        return Plugin(plugin_id, function, doc)
+        return Plugin(plugin_id, function, doc, config, tuple(inputs), tuple(outputs))
 
     return wrap
+
+
+def _describe(exc: ValidationError) -> str:
+    parts = []
+    for err in exc.errors()[:5]:
+        location = ".".join(str(p) for p in err["loc"]) or "(root)"
+        parts.append(f"{location}: {err['msg']}")
+    return "; ".join(parts)
+
+
+Registrable = Plugin | SourceSpec | PluginBase
 
 
 class PluginRegistry:
     """The plugins one worker can run, by id. Duplicate ids are rejected."""
 
-    def __init__(self, plugins: Iterable[Plugin | SourceSpec] = ()) -> None:
+    def __init__(self, plugins: Iterable[Registrable] = ()) -> None:
         self._plugins: dict[str, Plugin] = {}
         self._sources: dict[str, SourceSpec] = {}
         for item in plugins:
@@ -73,8 +181,54 @@ class PluginRegistry:
 
         return cls(BUILTIN_PLUGINS)
 
-    def add(self, item: Plugin | SourceSpec) -> Plugin | SourceSpec:
-        """Add a :class:`Plugin` or a source. Raises ValueError on a duplicate or empty id."""
+    @classmethod
+    def default(cls) -> PluginRegistry:
+        """The built-ins plus every plugin installed packages offer (entry points)."""
+        registry = cls.with_builtins()
+        registry.discover()
+        return registry
+
+    def discover(self, group: str = ENTRY_POINT_GROUP) -> list[str]:
+        """Add the plugins of installed packages: each entry point of ``group`` names a
+        plugin (:class:`Plugin`, source, :class:`PluginBase` instance or subclass), a list of
+        them, or a function returning either. Returns the ids added.
+
+        Raises:
+            PluginError: ``InvalidConfiguration`` naming an entry point that cannot be loaded
+                or offers something else (a worker should not start half-equipped).
+        """
+        added: list[str] = []
+        for point in sorted(entry_points(group=group), key=lambda p: p.name):
+            try:
+                offered = point.load()
+                if (
+                    callable(offered)
+                    and not isinstance(offered, Plugin | SourceSpec)
+                    and not (isinstance(offered, type) and issubclass(offered, PluginBase))
+                ):
+                    offered = offered()
+                items = offered if isinstance(offered, list | tuple) else [offered]
+                for item in items:
+                    added.append(self.add(item).plugin_id)
+            except PluginError:
+                raise
+            except Exception as exc:
+                raise PluginError(
+                    PluginErrorCode.InvalidConfiguration,
+                    f"entry point '{point.name}' ({point.value}) of group '{group}' cannot be "
+                    f"used: {type(exc).__name__}: {exc}",
+                ) from exc
+        return added
+
+    def add(self, item: Registrable | type[PluginBase]) -> Plugin | SourceSpec:
+        """Add a plugin or a source. Raises ValueError on a duplicate or empty id, TypeError
+        on anything else."""
+        if isinstance(item, type) and issubclass(item, PluginBase):
+            item = item()
+        if isinstance(item, PluginBase):
+            item = item.as_plugin()
+        if not isinstance(item, Plugin | SourceSpec):
+            raise TypeError(f"not a plugin: {item!r}")
         if not item.plugin_id:
             raise ValueError("plugin_id must not be empty")
         table: dict[str, Any] = self._sources if isinstance(item, SourceSpec) else self._plugins
@@ -103,6 +257,14 @@ class PluginRegistry:
             return item
 
         return wrap
+
+    def plugins(self) -> list[Plugin]:
+        """The function plugins, by id."""
+        return [self._plugins[k] for k in sorted(self._plugins)]
+
+    def sources(self) -> list[SourceSpec]:
+        """The sources, by id."""
+        return [self._sources[k] for k in sorted(self._sources)]
 
     def get(self, plugin_id: str) -> Plugin | None:
         """The function plugin with this id (batch modes, stream processors and sinks)."""

@@ -36,6 +36,8 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, Protocol, runtime_checkable
 
+from pydantic import BaseModel
+
 from plugins._context import PluginContext
 
 
@@ -91,9 +93,10 @@ SourceGenerator = Callable[
 
 
 def source_plugin(
-    plugin_id: str, *, description: str = ""
+    plugin_id: str, *, description: str = "", config: type[BaseModel] | None = None
 ) -> Callable[[SourceGenerator | SourceFactory], SourceSpec]:
-    """Decorator: an async generator function, or a factory returning a :class:`Source`."""
+    """Decorator: an async generator function, or a factory returning a :class:`Source`;
+    ``config`` is a pydantic model describing (and checked against) its configuration."""
 
     def wrap(function: SourceGenerator | SourceFactory) -> SourceSpec:
         doc = description or (inspect.getdoc(function) or "").split("\n\n")[0]
@@ -105,19 +108,22 @@ def source_plugin(
             ) -> Source:
                 return GeneratorSource(generator(config, checkpoint, ctx), checkpoint)
 
-            return SourceSpec(plugin_id, open_generator, doc)
-        return SourceSpec(plugin_id, function, doc)  # type: ignore[arg-type]
+            return SourceSpec(plugin_id, open_generator, doc, config)
+        return SourceSpec(plugin_id, function, doc, config)  # type: ignore[arg-type]
 
     return wrap
 
 
 @dataclass(frozen=True)
 class SourceSpec:
-    """A source plugin: its id and how to open it."""
+    """A source plugin: its id, how to open it, and optionally its configuration model and
+    output ports (for the catalog and checks at registration)."""
 
     plugin_id: str
     open: SourceFactory
     description: str = ""
+    config_model: type[BaseModel] | None = None
+    output_ports: tuple[str, ...] = ()
 
 
 class GeneratorSource:

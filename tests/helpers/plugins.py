@@ -10,7 +10,9 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
-from plugins import PluginContext, PluginRegistry, source_plugin
+from pydantic import BaseModel, ConfigDict, Field
+
+from plugins import PluginBase, PluginContext, PluginRegistry, source_plugin
 
 
 def count_file(directory: Path, name: str) -> Path:
@@ -123,7 +125,26 @@ def test_registry(side_effects: Path) -> PluginRegistry:
             n += 1
 
     registry.add(numbers)
+    registry.add(Greet())
     return registry
+
+
+class Greet(PluginBase):
+    """Greets the person in its ``person`` input (a typed, class-based plugin)."""
+
+    plugin_id = "greet"
+    input_ports = ("person",)
+    output_ports = ("text",)
+
+    class Config(BaseModel):
+        model_config = ConfigDict(extra="forbid")
+
+        greeting: str
+        times: int = Field(1, ge=1, le=5)
+
+    async def run(self, inputs: dict[str, Any], config: Any, ctx: PluginContext) -> dict[str, Any]:
+        name = (inputs.get("person") or {}).get("name", "world")
+        return {"text": " ".join([f"{config.greeting} {name}"] * config.times)}
 
 
 def read_jsonl(directory: Path, name: str) -> list[dict[str, Any]]:

@@ -6,6 +6,7 @@ import asyncio
 from pathlib import Path
 
 import pytest
+from temporalio.client import Client
 
 from engine import (
     AdvancedPluginOrchestrator,
@@ -18,6 +19,8 @@ from engine import (
     WorkflowNode,
     WorkflowNodeType,
 )
+from engine.worker import create_worker
+from plugins import PluginRegistry
 from tests.helpers.builders import chain, edge, node, workflow
 from tests.helpers.plugins import read_count
 
@@ -203,7 +206,6 @@ async def test_timeout_fails_the_attempt(
         ("bad_output", {"kind": "set"}, "not JSON"),
         ("bad_output", {"kind": "list"}, "expected a JSON object"),
         ("big_output", {"size": 3_000_000}, "the limit is 1,500,000 bytes"),
-        ("no_such_plugin", {}, "no plugin 'no_such_plugin' is registered"),
     ],
 )
 async def test_bad_output_and_unknown_plugins_fail_once(
@@ -222,10 +224,34 @@ async def test_bad_output_and_unknown_plugins_fail_once(
     assert context.status is Status.Failed
     assert fragment in context.error_messages[0]
     assert context.node_states["n"]["attempts"] == 1
-    if plugin != "no_such_plugin":
-        assert read_count(tmp_path, "n") == 1  # the plugin ran once, not once per attempt
-    else:
-        assert context.node_states["n"]["error"]["type"] == "PluginNotFound"
+    assert read_count(tmp_path, "n") == 1  # the plugin ran once, not once per attempt
+
+
+async def test_unknown_plugins_are_refused_at_registration(
+    orchestrator: AdvancedPluginOrchestrator, worker: object, unique
+) -> None:
+    definition = workflow(unique("unknown"), [node("n", "no_such_plugin")])
+    with pytest.raises(PluginError) as info:
+        await orchestrator.register_workflow(definition)
+    assert info.value.code is Code.PluginNotFound
+    assert "node 'n' uses plugin 'no_such_plugin'" in info.value.message
+
+
+async def test_a_plugin_missing_from_the_worker_fails_once_at_run_time(
+    client: Client, task_queue: str, registry: PluginRegistry, unique
+) -> None:
+    """The fleet changed after registration: the node fails once with PluginNotFound."""
+    orchestrator = AdvancedPluginOrchestrator(client, task_queue=task_queue)
+    definition = workflow(unique("gone"), [node("n", "echo", retry={"max_attempts": 5})])
+    async with create_worker(client, task_queue=task_queue, plugins=registry):
+        await orchestrator.register_workflow(definition)
+    async with create_worker(client, task_queue=task_queue, plugins=PluginRegistry()):
+        execution_id = await orchestrator.execute_workflow(definition.workflow_id)
+        context = await orchestrator.wait_for_completion(execution_id, 30)
+    assert context.status is Status.Failed
+    assert context.node_states["n"]["error"]["type"] == "PluginNotFound"
+    assert context.node_states["n"]["attempts"] == 1
+    assert "no plugin 'echo' is registered" in context.error_messages[0]
 
 
 async def test_blocking_plugin_does_not_stall_heartbeats(

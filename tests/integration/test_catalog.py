@@ -1,0 +1,100 @@
+"""The plugin catalog: workers publish it, registration checks against it."""
+
+from __future__ import annotations
+
+import pytest
+from temporalio.client import Client
+
+from engine import AdvancedPluginOrchestrator, PluginError, PluginErrorCode, WorkflowExecutionStatus
+from engine.worker import create_worker
+from plugins import PluginRegistry
+from tests.helpers.builders import edge, node, workflow
+
+Code = PluginErrorCode
+
+
+async def test_workers_publish_their_catalog(
+    orchestrator: AdvancedPluginOrchestrator, worker: object
+) -> None:
+    catalog = {info.plugin_id: info for info in await orchestrator.get_plugin_catalog()}
+    assert {"data_source", "echo", "greet", "numbers", "file_system_monitor"} <= set(catalog)
+    greet = catalog["greet"]
+    assert greet.input_ports == ["person"]
+    assert greet.output_ports == ["text"]
+    assert greet.config_schema is not None
+    assert greet.config_schema["required"] == ["greeting"]
+    assert catalog["data_source"].function is True
+    assert catalog["data_source"].source is True
+    assert catalog["file_system_monitor"].function is False
+
+
+@pytest.mark.parametrize(
+    ("config", "fragment"),
+    [
+        ({}, "'greeting' is a required property"),
+        ({"greeting": "hi", "times": 9}, "times: 9 is greater than the maximum of 5"),
+        ({"greeting": "hi", "tims": 2}, "'tims' was unexpected"),
+        ({"greeting": 5}, "greeting: 5 is not of type 'string'"),
+    ],
+)
+async def test_bad_configuration_is_refused_at_registration(
+    orchestrator: AdvancedPluginOrchestrator,
+    worker: object,
+    unique,
+    config: dict[str, object],
+    fragment: str,
+) -> None:
+    definition = workflow(unique("typed"), [node("hello", "greet", **config)])
+    with pytest.raises(PluginError) as info:
+        await orchestrator.register_workflow(definition)
+    assert info.value.code is Code.InvalidWorkflowStructure
+    assert "node 'hello' (plugin 'greet') configuration" in info.value.message
+    assert fragment in info.value.message
+
+
+async def test_global_configuration_fills_declared_fields_only(
+    orchestrator: AdvancedPluginOrchestrator, worker: object, unique
+) -> None:
+    definition = workflow(
+        unique("typed-ok"),
+        [node("who", "echo", emit={"name": "ada"}), node("hello", "greet", times=2)],
+        [edge("who", "hello", target_port="person")],
+        greeting="hello",
+        unrelated_setting=1,  # other plugins' settings do not trip greet's strict model
+    )
+    definition.connections[0].source_port = ""
+    await orchestrator.register_workflow(definition)
+    execution_id = await orchestrator.execute_workflow(definition.workflow_id)
+    context = await orchestrator.wait_for_completion(execution_id, 30)
+    assert context.status is WorkflowExecutionStatus.Completed, context.error_messages
+    assert context.execution_data["results"]["hello"] == {"text": "hello ada hello ada"}
+
+
+async def test_modifications_are_checked_too(
+    orchestrator: AdvancedPluginOrchestrator, worker: object, unique
+) -> None:
+    definition = workflow(unique("mod-typed"), [node("a")])
+    await orchestrator.register_workflow(definition)
+    with pytest.raises(PluginError) as info:
+        await orchestrator.add_node_to_workflow(definition.workflow_id, node("b", "missing_plugin"))
+    assert info.value.code is Code.PluginNotFound
+    assert (await orchestrator.get_workflow(definition.workflow_id)).version == 1
+
+
+async def test_a_typed_plugin_checks_its_configuration_at_run_time(
+    client: Client, task_queue: str, registry: PluginRegistry, unique
+) -> None:
+    """Registered before any worker published a catalog: the run fails once, clearly."""
+    orchestrator = AdvancedPluginOrchestrator(client, task_queue=task_queue)
+    definition = workflow(
+        unique("late"), [node("hello", "greet", times=0, retry={"max_attempts": 4})]
+    )
+    await orchestrator.register_workflow(definition)  # no catalog yet: not checked
+    async with create_worker(client, task_queue=task_queue, plugins=registry):
+        execution_id = await orchestrator.execute_workflow(definition.workflow_id)
+        context = await orchestrator.wait_for_completion(execution_id, 30)
+    assert context.status is WorkflowExecutionStatus.Failed
+    error = context.node_states["hello"]["error"]
+    assert error["type"] == "InvalidConfiguration"
+    assert "greeting: Field required" in error["message"]
+    assert context.node_states["hello"]["attempts"] == 1
