@@ -428,6 +428,28 @@ async def _cmd_cancel(args: argparse.Namespace) -> int:
     return 0
 
 
+async def _cmd_plugins(args: argparse.Namespace) -> int:
+    async with _session(args) as session:
+        catalog = await session.orchestrator.get_plugin_catalog()
+    if args.json:
+        print(json.dumps([info.model_dump(mode="json") for info in catalog], indent=2))
+        return 0
+    if not catalog:
+        print(f"no catalog for task queue '{session.orchestrator.task_queue}' yet: start a worker")
+        return 0
+    for info in catalog:
+        kinds = "+".join(k for k, on in (("node", info.function), ("source", info.source)) if on)
+        ports = ""
+        if info.input_ports or info.output_ports:
+            ports = f"  [{', '.join(info.input_ports)} -> {', '.join(info.output_ports)}]"
+        fields = sorted(
+            (info.config_schema or info.source_config_schema or {}).get("properties", {})
+        )
+        config = f"  config: {', '.join(fields)}" if fields else ""
+        print(f"{info.plugin_id:<24} {kinds:<12} {info.description}{ports}{config}")
+    return 0
+
+
 async def _cmd_send_event(args: argparse.Namespace) -> int:
     try:
         payload = json.loads(args.payload)
@@ -627,6 +649,9 @@ def build_parser() -> argparse.ArgumentParser:
     ):
         sub = command(name, _run_async(handler), help_text)
         sub.add_argument("execution_id")
+
+    sub = command("plugins", _run_async(_cmd_plugins), "list the plugins workers offer")
+    sub.add_argument("--json", action="store_true", help="print the catalog as JSON")
 
     sub = command(
         "send-event", _run_async(_cmd_send_event), "send an event to an EventDriven execution"
