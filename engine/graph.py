@@ -36,6 +36,16 @@ class Edge:
         return self.connection.connection_type
 
     @property
+    def on_error(self) -> bool:
+        """An error route: taken when the source fails, carrying its error."""
+        return self.connection.properties.get("on") == "error"
+
+    @property
+    def is_default(self) -> bool:
+        """A Decision's default route: taken when none of the source's conditions is."""
+        return self.connection.properties.get("default") is True
+
+    @property
     def input_key(self) -> str:
         """Where a DataFlow edge lands in the target's ``inputs``: its port or source id."""
         return self.connection.target_port or self.connection.source_node

@@ -298,7 +298,7 @@ class Interpreter:
         except asyncio.CancelledError:
             self._node_cancelled(node_id)
         except NodeFailure as failure:
-            self._node_failed(node_id, failure)
+            self._node_failed(node_id, failure, call.inputs)
         except Exception as exc:  # a bug in the runner: surface it, do not swallow it
             self._internal_error = exc
         else:
@@ -308,6 +308,7 @@ class Interpreter:
                 self._node_failed(
                     node_id,
                     NodeFailure(str(exc), error_type="RoutingError", attempts=success.attempts),
+                    call.inputs,
                 )
             else:
                 self._node_completed(node_id, success, skipped)
@@ -333,34 +334,54 @@ class Interpreter:
         record.completed_at = self._clock()
         record.result = success.output
         self._emit(EventType.node_completed, node_id=node_id)
-        for skipped_id in skipped:
-            self._nodes[skipped_id].status = NodeStatus.skipped
-            self._nodes[skipped_id].completed_at = record.completed_at
-            self._emit(EventType.node_skipped, node_id=skipped_id)
+        self._record_skipped(skipped, record.completed_at)
         self._update_progress()
 
-    def _node_failed(self, node_id: str, failure: NodeFailure) -> None:
-        self._scheduler.fail(node_id)
-        record = self._nodes[node_id]
-        record.status = NodeStatus.failed
-        record.attempts = failure.attempts
-        record.completed_at = self._clock()
-        record.error = {
+    def _node_failed(
+        self, node_id: str, failure: NodeFailure, inputs: dict[str, Any] | None = None
+    ) -> None:
+        node = self.graph.nodes[node_id]
+        error = {
             "type": failure.error_type,
             "message": failure.message,
             "attempts": failure.attempts,
         }
-        plugin_id = self.graph.nodes[node_id].plugin_id
+        try:
+            skipped = self._scheduler.fail(
+                node_id,
+                {**error, "node_id": node_id, "input": inputs or {}},
+                optional=node.configuration.get("optional") is True,
+            )
+        except RoutingError as exc:  # a condition on an error route could not be evaluated
+            skipped = None
+            failure = NodeFailure(str(exc), error_type="RoutingError", attempts=failure.attempts)
+        record = self._nodes[node_id]
+        record.status = NodeStatus.failed
+        record.attempts = failure.attempts
+        record.completed_at = self._clock()
+        record.error = error
         attempts = f"{failure.attempts} attempt{'s' if failure.attempts != 1 else ''}"
         message = (
-            f"node '{node_id}' (plugin '{plugin_id}') failed after {attempts}: "
+            f"node '{node_id}' (plugin '{node.plugin_id}') failed after {attempts}: "
             f"{failure.error_type}: {failure.message}"
         )
+        if skipped is not None:  # handled: an error route or an optional node
+            record.error = {**error, "handled": True}
+            self._emit(EventType.node_failed, node_id=node_id, error=message)
+            self._record_skipped(skipped, record.completed_at)
+            self._update_progress()
+            return
         self._state.error_messages.append(message)
         self._emit(EventType.node_failed, node_id=node_id, error=message)
         self._update_progress()
         if self._failure is None:
             self._failure = message
+
+    def _record_skipped(self, skipped: list[str], at: datetime | None) -> None:
+        for skipped_id in skipped:
+            self._nodes[skipped_id].status = NodeStatus.skipped
+            self._nodes[skipped_id].completed_at = at
+            self._emit(EventType.node_skipped, node_id=skipped_id)
 
     def _node_cancelled(self, node_id: str) -> None:
         self._scheduler.cancel(node_id)

@@ -14,6 +14,9 @@ what the plugin sees:
 ``heartbeat_timeout``
     Seconds without a heartbeat before an attempt counts as lost, e.g. because its worker died
     (default 30). The engine heartbeats for every plugin, so plugins need not.
+``optional``
+    Node only: ``true`` lets the run go on when the node fails for good (see
+    :mod:`engine.scheduler`).
 ``max_parallelism``
     Global only: nodes running at once in Parallel and Conditional mode (1-1000, default 100).
 
@@ -59,7 +62,7 @@ GLOBAL_ONLY_KEYS = frozenset(
         "progress_interval",
     }
 )
-RESERVED_KEYS = frozenset({"retry", "timeout", "heartbeat_timeout"}) | GLOBAL_ONLY_KEYS
+RESERVED_KEYS = frozenset({"retry", "timeout", "heartbeat_timeout", "optional"}) | GLOBAL_ONLY_KEYS
 
 MAX_TIMEOUT_SECONDS = 30 * 24 * 3600.0
 

@@ -14,6 +14,14 @@ Temporal. Rules (the README's "Graph semantics" section says the same):
   queue), so Sequential mode runs a topological order with ties broken by ``nodes`` order.
 * A DataFlow edge with a ``source_port`` carries that key of the source's output; the key
   must be present. Without a port it carries the whole output.
+* A Control edge with ``properties.default`` is taken exactly when none of its source's
+  conditional Control edges is (a Decision's "else").
+* An edge with ``properties.on = "error"`` is an error route: not taken when its source
+  completes; when the source fails, the error routes are taken (carrying the error: type,
+  message, attempts, node, input) and the other edges are not, and the run goes on.
+* A failed node marked ``optional`` lets the run go on as if it had produced nothing: its
+  DataFlow edges are taken but carry nothing (the input is absent), its Dependency and
+  unconditional Control edges are taken, its conditional ones are not.
 """
 
 from __future__ import annotations
@@ -58,6 +66,7 @@ class Scheduler:
         self.graph = graph
         self.status: dict[str, NodeStatus] = dict.fromkeys(graph.nodes, NodeStatus.pending)
         self.outputs: dict[str, dict[str, Any]] = {}
+        self.errors: dict[str, dict[str, Any]] = {}  # errors of failures routed onwards
         self._taken: dict[int, bool] = {}  # edge index -> taken, once resolved
         self._unresolved = {n: len(graph.incoming[n]) for n in graph.nodes}
         self._taken_in = dict.fromkeys(graph.nodes, 0)
@@ -98,8 +107,11 @@ class Scheduler:
             return dict(input_data)
         inputs: dict[str, Any] = {}
         for edge in self.graph.incoming[node_id]:
-            if edge.kind is ConnectionType.DataFlow and self._taken.get(edge.index):
-                inputs[edge.input_key] = self._carried(edge)
+            if edge.kind is not ConnectionType.DataFlow or not self._taken.get(edge.index):
+                continue
+            produced = self.errors if edge.on_error else self.outputs
+            if edge.source in produced:  # a failed optional node produced nothing
+                inputs[edge.input_key] = self._carried(edge, produced[edge.source])
         return inputs
 
     def results(self) -> dict[str, dict[str, Any]]:
@@ -128,18 +140,47 @@ class Scheduler:
             RoutingError: a condition failed to evaluate or a port is missing from the
                 output; the node's status is left running so the caller can fail it.
         """
+        outgoing = self.graph.outgoing[node_id]
         decisions = [
-            (edge, self._edge_taken(edge, output)) for edge in self.graph.outgoing[node_id]
+            (edge, False if edge.on_error else self._edge_taken(edge, output))
+            for edge in outgoing
+            if not edge.is_default
         ]
+        matched = any(taken for edge, taken in decisions if edge.condition is not None)
+        decisions += [(edge, not matched) for edge in outgoing if edge.is_default]
         self._set(node_id, NodeStatus.completed)
         self.outputs[node_id] = output
-        skipped: list[str] = []
-        for edge, taken in decisions:
-            self._resolve(edge, taken, skipped)
-        return skipped
+        return self._resolve_all(decisions)
 
-    def fail(self, node_id: str) -> None:
+    def fail(
+        self, node_id: str, error: dict[str, Any] | None = None, *, optional: bool = False
+    ) -> list[str] | None:
+        """Record a failure.
+
+        Returns:
+            None if the failure fails the run; otherwise (the node has error routes or is
+            optional) the nodes skipped as a consequence, and the run goes on.
+
+        Raises:
+            RoutingError: a condition on an error route failed to evaluate.
+        """
+        outgoing = self.graph.outgoing[node_id]
+        routes = [edge for edge in outgoing if edge.on_error]
         self._set(node_id, NodeStatus.failed)
+        if not routes and not optional:
+            return None
+        payload = error or {}
+        self.errors[node_id] = payload
+        decisions = []
+        for edge in outgoing:
+            if edge.on_error:
+                taken = self._edge_taken(edge, payload)
+            elif routes:
+                taken = False
+            else:  # optional: on as if it produced nothing
+                taken = edge.condition is None and not edge.is_default
+            decisions.append((edge, taken))
+        return self._resolve_all(decisions)
 
     def cancel(self, node_id: str) -> None:
         self._set(node_id, NodeStatus.cancelled)
@@ -171,6 +212,12 @@ class Scheduler:
                 f"failed on the output of node '{edge.source}': {exc}"
             ) from None
 
+    def _resolve_all(self, decisions: list[tuple[Edge, bool]]) -> list[str]:
+        skipped: list[str] = []
+        for edge, taken in decisions:
+            self._resolve(edge, taken, skipped)
+        return skipped
+
     def _resolve(self, edge: Edge, taken: bool, skipped: list[str]) -> None:
         # Worklist instead of recursion: skip chains can be as long as the graph.
         work = [(edge, taken)]
@@ -197,7 +244,6 @@ class Scheduler:
             self._finished += 1
         self.status[node_id] = status
 
-    def _carried(self, edge: Edge) -> Any:
-        output = self.outputs[edge.source]
+    def _carried(self, edge: Edge, produced: dict[str, Any]) -> Any:
         port = edge.connection.source_port
-        return output[port] if port else output
+        return produced[port] if port else produced

@@ -256,6 +256,26 @@ def _check_connection(
         ok = False
     seen_edges.add(identity)
 
+    route = conn.properties.get("on", "success")
+    if route not in ("success", "error"):
+        add(
+            Code.InvalidConnection,
+            f"{label}: properties.on must be 'success' or 'error', got {route!r}",
+        )
+        ok = False
+    if "default" in conn.properties:
+        if (
+            conn.properties["default"] is not True
+            or conn.connection_type is not ConnectionType.Control
+        ):
+            add(
+                Code.InvalidConnection,
+                f"{label}: properties.default must be true, on a Control connection",
+            )
+            ok = False
+        elif "condition" in conn.properties:
+            add(Code.InvalidConnection, f"{label}: a default connection has no condition")
+            ok = False
     condition: Condition | None = None
     if "condition" in conn.properties:
         if conn.connection_type is not ConnectionType.Control:

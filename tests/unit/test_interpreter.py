@@ -350,3 +350,67 @@ async def test_large_graph_plans_quickly() -> None:
     assert interpreter.status is Status.Completed
     assert len(runner.calls) == 2000
     assert time.perf_counter() - started < 10
+
+
+async def test_decision_default_route_is_taken_when_no_condition_matches() -> None:
+    def decision(kind: str) -> PluginWorkflow:
+        default = edge("route", "other")
+        default.connection_type = Kind.Control
+        default.properties = {"default": True}
+        return workflow(
+            "w",
+            [node("route"), node("a"), node("b"), node("other")],
+            [
+                edge("route", "a", condition="kind == 'a'"),
+                edge("route", "b", condition="kind == 'b'"),
+                default,
+            ],
+        )
+
+    for kind, expected in (("a", ["route", "a"]), ("b", ["route", "b"]), ("z", ["route", "other"])):
+        _, runner = await _run(decision(kind), FakeRunner(outputs={"route": {"kind": kind}}))
+        assert runner.order == expected
+
+
+async def test_error_routes_carry_the_error_and_the_run_goes_on() -> None:
+    handler = edge("risky", "handler")
+    handler.properties = {"on": "error"}
+    definition = workflow(
+        "w",
+        [node("start"), node("risky"), node("next"), node("handler")],
+        [edge("start", "risky"), edge("risky", "next"), handler],
+    )
+    interpreter, runner = await _run(definition, FakeRunner(fail={"risky"}))
+    assert interpreter.status is Status.Completed
+    assert runner.order == ["start", "risky", "handler"]
+    states = _states(interpreter)
+    assert states["risky"] == "failed"
+    assert states["next"] == "skipped"
+    error = runner.calls[-1].inputs["risky"]
+    assert error["type"] == "ValueError"
+    assert error["message"] == "boom"
+    assert error["attempts"] == 3
+    assert error["node_id"] == "risky"
+    assert error["input"] == {"start": {"from": "start"}}
+    assert interpreter.context().node_states["risky"]["error"]["handled"] is True
+    assert interpreter.context().error_messages == []
+    # When the node succeeds, the error route is not taken.
+    _, runner = await _run(definition)
+    assert runner.order == ["start", "risky", "next"]
+
+
+async def test_an_optional_node_failing_lets_the_run_go_on() -> None:
+    definition = workflow(
+        "w",
+        [node("a"), node("enrich", optional=True), node("store")],
+        [
+            edge("a", "enrich"),
+            edge("enrich", "store", target_port="extra"),
+            edge("a", "store", target_port="base"),
+        ],
+    )
+    interpreter, runner = await _run(definition, FakeRunner(fail={"enrich"}))
+    assert interpreter.status is Status.Completed
+    assert runner.order == ["a", "enrich", "store"]
+    assert runner.calls[-1].inputs == {"base": {"from": "a"}}  # nothing from the failed node
+    assert runner.calls[1].config == {}  # 'optional' is the engine's, not the plugin's
