@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 import jsonschema
 
 from engine.contracts import PluginInfo
+from engine.engine_nodes import is_engine_node
 from engine.errors import PluginError, PluginErrorCode
 from engine.models import PluginWorkflow, WorkflowExecutionMode, WorkflowNodeType
 from engine.options import RESERVED_KEYS
@@ -69,6 +70,8 @@ def check_workflow(workflow: PluginWorkflow, catalog: dict[str, PluginInfo]) -> 
         WorkflowExecutionMode.Streaming,
     )
     for node in workflow.nodes:
+        if is_engine_node(node.plugin_id):
+            continue  # run by the engine itself; validation checks their configuration
         info = catalog.get(node.plugin_id)
         as_source = long_running and node.node_type is WorkflowNodeType.Source
         if info is None or (as_source and not info.source) or (not as_source and not info.function):

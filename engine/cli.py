@@ -428,6 +428,25 @@ async def _cmd_cancel(args: argparse.Namespace) -> int:
     return 0
 
 
+async def _cmd_approve(args: argparse.Namespace) -> int:
+    try:
+        data = json.loads(args.data)
+    except json.JSONDecodeError as exc:
+        raise PluginError(Code.InvalidInput, f"--data is not valid JSON: {exc}") from None
+    async with _session(args) as session:
+        await _require_worker(session.orchestrator, args.execution_id, pending_ok=False)
+        await session.orchestrator.approve_node(
+            args.execution_id,
+            args.node_id,
+            not args.reject,
+            by=args.by,
+            comment=args.comment,
+            data=data,
+        )
+    print(f"{'rejected' if args.reject else 'approved'} {args.node_id} of {args.execution_id}")
+    return 0
+
+
 async def _cmd_plugins(args: argparse.Namespace) -> int:
     async with _session(args) as session:
         catalog = await session.orchestrator.get_plugin_catalog()
@@ -649,6 +668,14 @@ def build_parser() -> argparse.ArgumentParser:
     ):
         sub = command(name, _run_async(handler), help_text)
         sub.add_argument("execution_id")
+
+    sub = command("approve", _run_async(_cmd_approve), "decide for a node waiting in approval")
+    sub.add_argument("execution_id")
+    sub.add_argument("node_id", help="the node (node#pass in an EventDriven execution)")
+    sub.add_argument("--reject", action="store_true", help="reject instead of approving")
+    sub.add_argument("--by", default=os.environ.get("USER", ""), help="who decides")
+    sub.add_argument("--comment", default="")
+    sub.add_argument("--data", default="{}", help="a JSON object handed to the next nodes")
 
     sub = command("plugins", _run_async(_cmd_plugins), "list the plugins workers offer")
     sub.add_argument("--json", action="store_true", help="print the catalog as JSON")

@@ -70,6 +70,8 @@ class ExecutionInput(_Contract):
     workflow: PluginWorkflow
     input_data: dict[str, Any] = Field(default_factory=dict)
     state: LongRunState | None = None
+    # Definitions of the workflows its ``subworkflow`` nodes run (resolved at start).
+    subworkflows: dict[str, PluginWorkflow] = Field(default_factory=dict)
 
     @field_serializer("workflow")
     def _compact_workflow(self, workflow: PluginWorkflow) -> dict[str, Any]:
@@ -120,6 +122,16 @@ class NodeActivityResult(_Contract):
 
     output: dict[str, Any]
     attempt: int = 1
+
+
+class ApprovalDecision(_Contract):
+    """Update ``decide``: a person's decision for a node waiting in ``approval``."""
+
+    node_id: str  # the node, or node#pass in an EventDriven execution
+    approved: bool
+    by: str = ""
+    comment: str = ""
+    data: dict[str, Any] = Field(default_factory=dict)
 
 
 class DefinitionState(_Contract):

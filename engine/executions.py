@@ -196,19 +196,25 @@ def status_name(status: TemporalStatus | None) -> str:
     return status.name.lower() if status is not None else "unknown"
 
 
-async def update_execution(handle: WorkflowHandle[Any, Any], execution_id: str, name: str) -> None:
+async def update_execution(
+    handle: WorkflowHandle[Any, Any], execution_id: str, name: str, arg: Any = None
+) -> None:
     subject = f"execution '{execution_id}'"
     try:
         with translate_errors(subject):
-            await handle.execute_update(name)
+            if arg is None:
+                await handle.execute_update(name)
+            else:
+                await handle.execute_update(name, arg)
     except PluginError as exc:
         if exc.code is not Code.ExecutionNotFound:
             raise
         # An update on an ended run is refused as "not found": tell the two cases apart.
         description = await describe(handle, execution_id)
+        action = "approve" if name == "decide" else name
         raise PluginError(
             Code.InvalidState,
-            f"cannot {name} {subject}: it has ended ({status_name(description.status)})",
+            f"cannot {action} {subject}: it has ended ({status_name(description.status)})",
         ) from None
 
 

@@ -39,6 +39,7 @@ from engine.contracts import (
     EVENTS_SIGNAL,
     EXECUTION_WORKFLOW,
     MAX_INPUT_BYTES,
+    ApprovalDecision,
     DefinitionChange,
     DefinitionState,
     EventsSignal,
@@ -50,6 +51,7 @@ from engine.contracts import (
     execution_id_for,
     workflow_id_of_entity,
 )
+from engine.engine_nodes import SUBWORKFLOW
 from engine.errors import PluginError, PluginErrorCode
 from engine.executions import translate_errors
 from engine.models import (
@@ -57,6 +59,7 @@ from engine.models import (
     WorkflowConnection,
     WorkflowEvent,
     WorkflowExecutionContext,
+    WorkflowExecutionMode,
     WorkflowNode,
 )
 from engine.modification import apply_change
@@ -66,6 +69,11 @@ from engine.validation import check_id, validate_workflow
 _OVERLAY_SECONDS = 30.0
 
 _MAX_EVENT_BYTES = 256 * 1024
+_BATCH_MODES = (
+    WorkflowExecutionMode.Sequential,
+    WorkflowExecutionMode.Parallel,
+    WorkflowExecutionMode.Conditional,
+)
 
 
 class AdvancedPluginOrchestrator:
@@ -226,7 +234,9 @@ class AdvancedPluginOrchestrator:
             )
         execution_id = execution_id_for(workflow_id, uuid.uuid4().hex[:16])
         params = ExecutionInput(
-            workflow=definition, input_data=executions.json_object(input_data, MAX_INPUT_BYTES)
+            workflow=definition,
+            input_data=executions.json_object(input_data, MAX_INPUT_BYTES),
+            subworkflows=await self._subworkflows(definition),
         )
         with translate_errors(f"workflow '{workflow_id}'"):
             await self.client.start_workflow(
@@ -289,6 +299,34 @@ class AdvancedPluginOrchestrator:
         with translate_errors(f"execution '{execution_id}'"):
             await handle.signal(EVENTS_SIGNAL, EventsSignal(events=[event]))
         return event.event_id
+
+    async def approve_node(
+        self,
+        execution_id: str,
+        node_id: str,
+        approved: bool = True,
+        *,
+        by: str = "",
+        comment: str = "",
+        data: dict[str, Any] | None = None,
+    ) -> None:
+        """Decide for a node waiting in ``approval`` (``node#pass`` in an EventDriven run
+        where several passes wait at the same node).
+
+        Raises:
+            PluginError: ``ExecutionNotFound``; ``InvalidState`` if the node is not waiting
+                (or the execution has ended).
+        """
+        decision = ApprovalDecision(
+            node_id=node_id,
+            approved=approved,
+            by=by,
+            comment=comment,
+            data=executions.json_object(data, _MAX_EVENT_BYTES),
+        )
+        await executions.update_execution(
+            self._execution(execution_id), execution_id, "decide", decision
+        )
 
     async def cancel_execution(self, execution_id: str) -> None:
         """Request cancellation: running nodes are cancelled, the run ends ``Cancelled``.
@@ -420,6 +458,42 @@ class AdvancedPluginOrchestrator:
             raise PluginError(
                 PluginErrorCode.WorkflowNotFound, f"no workflow {workflow_id!r}: {reason}"
             )
+
+    async def _subworkflows(self, definition: PluginWorkflow) -> dict[str, PluginWorkflow]:
+        """The current definitions of every workflow the definition's ``subworkflow`` nodes
+        run, transitively (snapshots, like the definition itself).
+
+        Raises:
+            PluginError: ``WorkflowNotFound``; ``CircularDependency`` when workflows run each
+                other; ``ExecutionModeNotSupported`` for a long-running child.
+        """
+        found: dict[str, PluginWorkflow] = {}
+
+        async def visit(parent: PluginWorkflow, path: list[str]) -> None:
+            for node in parent.nodes:
+                if node.plugin_id != SUBWORKFLOW:
+                    continue
+                child_id = str(node.configuration.get("workflow_id", ""))
+                if child_id in path:
+                    raise PluginError(
+                        PluginErrorCode.CircularDependency,
+                        f"workflows run each other: {' -> '.join([*path, child_id])}",
+                    )
+                if child_id in found:
+                    continue
+                child = await self.get_workflow(child_id)
+                if child.execution_mode not in _BATCH_MODES:
+                    raise PluginError(
+                        PluginErrorCode.ExecutionModeNotSupported,
+                        f"node '{node.node_id}' of workflow '{parent.workflow_id}' runs "
+                        f"'{child_id}', which is {child.execution_mode.name}: a subworkflow "
+                        "must end, so it runs in a batch mode",
+                    )
+                found[child_id] = child
+                await visit(child, [*path, child_id])
+
+        await visit(definition, [definition.workflow_id])
+        return found
 
     async def get_plugin_catalog(self) -> list[PluginInfo]:
         """What the workers of this task queue can run (empty until one has started)."""

@@ -202,6 +202,22 @@ class AdvancedPluginOrchestrator:
             )
         )
 
+    def approve_node(
+        self,
+        execution_id: str,
+        node_id: str,
+        approved: bool = True,
+        *,
+        by: str = "",
+        comment: str = "",
+        data: dict[str, Any] | None = None,
+    ) -> None:
+        self._call(
+            self._api.approve_node(
+                execution_id, node_id, approved, by=by, comment=comment, data=data
+            )
+        )
+
     def cancel_execution(self, execution_id: str) -> None:
         self._call(self._api.cancel_execution(execution_id))
 

@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from engine.conditions import Condition, ConditionError, compile_condition
+from engine.engine_nodes import ENGINE_NODE_MODELS, is_engine_node, parse_config
 from engine.errors import PluginError, PluginErrorCode
 from engine.graph import ORDERING_KINDS, Edge, Graph
 from engine.models import (
@@ -39,7 +40,7 @@ from engine.models import (
     WorkflowNode,
     WorkflowNodeType,
 )
-from engine.options import GLOBAL_ONLY_KEYS, global_options, node_options
+from engine.options import GLOBAL_ONLY_KEYS, RESERVED_KEYS, global_options, node_options
 
 MAX_NODES = 10_000
 MAX_CONNECTIONS = 50_000
@@ -192,6 +193,20 @@ def _check_node(index: int, node: WorkflowNode, graph: Graph, add: _Add) -> None
         node_options(graph.workflow.global_configuration, node.configuration)
     except ValueError as exc:
         add(Code.InvalidWorkflowStructure, f"{where} configuration: {exc}")
+    if is_engine_node(node.plugin_id):
+        own = {k: v for k, v in node.configuration.items() if k not in RESERVED_KEYS}
+        model = ENGINE_NODE_MODELS[node.plugin_id]
+        unknown = sorted(set(own) - set(model.model_fields))
+        if unknown:
+            add(
+                Code.InvalidWorkflowStructure,
+                f"{where} ({node.plugin_id}) configuration: unknown field(s) {', '.join(unknown)}",
+            )
+        else:
+            try:
+                parse_config(node.plugin_id, node.node_id, node.configuration)
+            except PluginError as exc:
+                add(Code.InvalidWorkflowStructure, exc.message)
 
 
 def _check_connection(

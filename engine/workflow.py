@@ -24,6 +24,7 @@ for Streaming:
 from __future__ import annotations
 
 import asyncio
+import builtins
 import json
 from datetime import timedelta
 from typing import Any
@@ -34,6 +35,7 @@ from temporalio.exceptions import (
     ActivityError,
     ApplicationError,
     CancelledError,
+    ChildWorkflowError,
     RetryState,
     TimeoutError,
 )
@@ -51,6 +53,7 @@ with workflow.unsafe.imports_passed_through():
         SUBSCRIBE_SIGNAL,
         UNSUBSCRIBE_SIGNAL,
         WATCH_SOURCE_ACTIVITY,
+        ApprovalDecision,
         EventsPage,
         EventsSignal,
         ExecutionInput,
@@ -63,6 +66,17 @@ with workflow.unsafe.imports_passed_through():
         Subscription,
         WatchSourceInput,
         definition_entity_id,
+    )
+    from engine.engine_nodes import (
+        AGGREGATE,
+        APPROVAL,
+        SUBWORKFLOW,
+        WAIT,
+        ApprovalConfig,
+        SubworkflowConfig,
+        aggregate,
+        is_engine_node,
+        parse_config,
     )
     from engine.errors import PluginError, PluginErrorCode
     from engine.event_run import EventRun
@@ -102,6 +116,9 @@ class PluginWorkflowExecution:
         self._long: LongRun | None = None
         self._setup_error: PluginError | None = None
         self._activity_ids = 0
+        self._approvals: dict[str, ApprovalDecision | None] = {}  # key -> decision once made
+        self._children: dict[str, str] = {}  # node key -> child execution id
+        self._subworkflows = params.subworkflows
         execution_id = workflow.info().workflow_id
         try:
             graph = compile_workflow(params.workflow)
@@ -217,7 +234,43 @@ class PluginWorkflowExecution:
     @workflow.query
     def status(self) -> WorkflowExecutionContext:
         """The execution context as of now."""
-        return self._require().context()
+        context = self._require().context()
+        waiting = sorted(key for key, decision in self._approvals.items() if decision is None)
+        if waiting:
+            context.execution_data["awaiting_approval"] = waiting
+        for key, child in self._children.items():
+            state = context.node_states.get(key.split("#")[0])
+            if state is not None:
+                state["child_execution_id"] = child
+        return context
+
+    @workflow.update
+    def decide(self, decision: ApprovalDecision) -> None:
+        """A person's decision for a node waiting in ``approval``."""
+        self._approvals[self._approval_key(decision.node_id)] = decision
+
+    @decide.validator
+    def _validate_decide(self, decision: ApprovalDecision) -> None:
+        self._approval_key(decision.node_id)
+
+    def _approval_key(self, node_id: str) -> str:
+        waiting = [
+            key
+            for key, decision in self._approvals.items()
+            if decision is None and (key == node_id or key.split("#")[0] == node_id)
+        ]
+        if len(waiting) != 1:
+            reason = (
+                "is not waiting for approval"
+                if not waiting
+                else f"waits in {len(waiting)} passes; name one as node#pass: {', '.join(waiting)}"
+            )
+            raise ApplicationError(
+                f"node '{node_id}' of execution '{workflow.info().workflow_id}' {reason}",
+                type=PluginErrorCode.InvalidState.value,
+                non_retryable=True,
+            )
+        return waiting[0]
 
     @workflow.query
     def events(self, after: int) -> EventsPage:
@@ -339,6 +392,8 @@ class PluginWorkflowExecution:
             raise ApplicationError(exc.message, type=exc.code.value, non_retryable=True) from None
 
     async def _run_node(self, call: NodeCall) -> NodeSuccess:
+        if is_engine_node(call.plugin_id):
+            return await self._engine_node(call)
         request = NodeActivityInput(
             execution_id=call.execution_id,
             workflow_id=call.workflow_id,
@@ -378,6 +433,117 @@ class PluginWorkflowExecution:
                 raise asyncio.CancelledError() from None
             raise _node_failure(err, options) from None
         return NodeSuccess(output=result.output, attempts=result.attempt)
+
+    # -- nodes the engine runs itself (engine.engine_nodes) --------------------------------
+
+    async def _engine_node(self, call: NodeCall) -> NodeSuccess:
+        try:
+            config = parse_config(call.plugin_id, call.node_id, call.config)
+        except PluginError as exc:
+            raise _config_failure(exc) from None
+        key = f"{call.node_id}#{call.pass_id}" if call.pass_id else call.node_id
+        if call.plugin_id == AGGREGATE:
+            return NodeSuccess(aggregate(call.inputs, config))
+        if call.plugin_id == WAIT:
+            seconds = (
+                config.seconds
+                if config.seconds is not None
+                else (config.until - workflow.now()).total_seconds()
+            )
+            await workflow.sleep(max(0.0, seconds))
+            return NodeSuccess(
+                {"waited_seconds": max(0.0, seconds), "until": workflow.now().isoformat()}
+            )
+        if call.plugin_id == APPROVAL:
+            return await self._approval(key, config)
+        if call.plugin_id == SUBWORKFLOW:
+            return await self._subworkflow(key, call, config)
+        raise NodeFailure(
+            f"node '{call.node_id}': '{call.plugin_id}' runs as a Splitter's map, not alone",
+            error_type=PluginErrorCode.InvalidWorkflowStructure.value,
+        )
+
+    async def _approval(self, key: str, config: ApprovalConfig) -> NodeSuccess:
+        self._approvals[key] = None
+        try:
+            await workflow.wait_condition(
+                lambda: self._approvals[key] is not None, timeout=config.expires_after
+            )
+        except builtins.TimeoutError:
+            if config.on_timeout == "fail":
+                raise NodeFailure(
+                    f"nobody decided within {config.expires_after:g}s", error_type="ApprovalTimeout"
+                ) from None
+            return NodeSuccess(
+                {
+                    "approved": config.on_timeout == "approve",
+                    "timed_out": True,
+                    "by": "",
+                    "comment": "",
+                    "data": {},
+                }
+            )
+        finally:
+            decision = self._approvals.pop(key, None)
+        assert decision is not None
+        return NodeSuccess(
+            {
+                "approved": decision.approved,
+                "timed_out": False,
+                "by": decision.by,
+                "comment": decision.comment,
+                "data": decision.data,
+            }
+        )
+
+    async def _subworkflow(
+        self, key: str, call: NodeCall, config: SubworkflowConfig
+    ) -> NodeSuccess:
+        definition = self._subworkflows.get(config.workflow_id)
+        if definition is None:
+            raise NodeFailure(
+                f"node '{call.node_id}': workflow '{config.workflow_id}' was not registered when "
+                "this execution started",
+                error_type=PluginErrorCode.WorkflowNotFound.value,
+            )
+        child_id = f"{workflow.info().workflow_id}/{key}"
+        self._children[key] = child_id
+        try:
+            outcome = await workflow.execute_child_workflow(
+                EXECUTION_WORKFLOW,
+                ExecutionInput(
+                    workflow=definition, input_data=call.inputs, subworkflows=self._subworkflows
+                ),
+                id=child_id,
+                result_type=ExecutionOutcome,
+                parent_close_policy=workflow.ParentClosePolicy.REQUEST_CANCEL,
+                cancellation_type=workflow.ChildWorkflowCancellationType.WAIT_CANCELLATION_COMPLETED,
+                memo={
+                    "workflow_id": definition.workflow_id,
+                    "workflow_version": definition.version,
+                    "execution_mode": definition.execution_mode.value,
+                    "parent_execution_id": workflow.info().workflow_id,
+                },
+                static_summary=(
+                    f"{definition.workflow_id} (v{definition.version}) for node {call.node_id}"
+                ),
+            )
+        except ChildWorkflowError as err:
+            if isinstance(err.cause, CancelledError):
+                raise asyncio.CancelledError() from None
+            cause = err.cause
+            message = cause.message if isinstance(cause, ApplicationError) else str(cause)
+            raise NodeFailure(
+                f"child execution '{child_id}' failed: {message}",
+                error_type=PluginErrorCode.ExecutionFailed.value,
+            ) from None
+        return NodeSuccess(
+            {"results": outcome.context.execution_data.get("results", {}), "execution_id": child_id}
+        )
+
+
+def _config_failure(exc: PluginError) -> NodeFailure:
+    return NodeFailure(exc.message, error_type=exc.code.value, attempts=1)
 
 
 def _end(status: Status, outcome: ExecutionOutcome) -> ExecutionOutcome:

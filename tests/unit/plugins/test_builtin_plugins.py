@@ -43,7 +43,8 @@ def make_ctx(node_id: str = "n") -> PluginContext:
 
 
 def run(plugin: Plugin, inputs: dict[str, Any], config: dict[str, Any]) -> dict[str, Any]:
-    result = plugin.function(inputs, config, make_ctx())
+    # As the engine calls it: the configuration checked by the plugin's model first.
+    result = plugin.function(inputs, plugin.check_config(config), make_ctx())
     assert isinstance(result, dict)
     # Every output must be strict JSON (no NaN, no non-string keys, no custom objects).
     assert json.loads(json.dumps(result, allow_nan=False)) == result

@@ -35,7 +35,8 @@ def make_ctx(node_id: str = "n") -> PluginContext:
 
 
 def run(plugin: Plugin, inputs: dict[str, Any], config: dict[str, Any]) -> dict[str, Any]:
-    result = plugin.function(inputs, config, make_ctx())
+    # As the engine calls it: the configuration checked by the plugin's model first.
+    result = plugin.function(inputs, plugin.check_config(config), make_ctx())
     assert isinstance(result, dict)
     assert json.loads(json.dumps(result, allow_nan=False)) == result
     return result
@@ -48,6 +49,8 @@ def plugin_error(plugin: Plugin, inputs: dict[str, Any], config: dict[str, Any])
 
 
 async def open_source(spec: SourceSpec, config: dict[str, Any], checkpoint: Any = None) -> Source:
+    if spec.config_model is not None:  # the configuration the catalog would accept
+        spec.config_model.model_validate(config)
     source = await spec.open(config, checkpoint, make_ctx())
     assert isinstance(source, Source)
     return source
