@@ -80,7 +80,7 @@ from engine.devserver import DevServer, free_port
 from engine.interpreter import Interpreter, NodeCall, NodeSuccess
 from engine.scheduler import Scheduler
 from engine.validation import compile_workflow, validate_workflow
-from engine.worker import create_worker, workflow_runner
+from engine.worker import EngineWorker, create_worker, workflow_runner
 from engine.workflow import _fit
 from plugins import PluginRegistry
 
@@ -357,7 +357,7 @@ def _baseline_worker(client: Client, task_queue: str) -> Worker:
     )
 
 
-def _engine_worker(client: Client, task_queue: str) -> Worker:
+def _engine_worker(client: Client, task_queue: str) -> EngineWorker:
     registry = PluginRegistry()
     registry.register("noop", noop, description="returns {'ok': True}")
     return create_worker(

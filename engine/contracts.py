@@ -63,6 +63,17 @@ class _Contract(BaseModel):
     model_config = ConfigDict(extra="ignore")
 
 
+class MapShard(_Contract):
+    """A shard of a large Splitter map, run as a child execution: ``items`` are the map's
+    items from ``offset`` on."""
+
+    splitter: str
+    items: list[Any]
+    offset: int = 0
+    max_concurrency: int = 50
+    pass_id: int = 0
+
+
 class ExecutionInput(_Contract):
     """Start argument of the execution workflow: the definition snapshot and the input, and
     for a long-running execution continuing as new, the state it carries."""
@@ -72,6 +83,8 @@ class ExecutionInput(_Contract):
     state: LongRunState | None = None
     # Definitions of the workflows its ``subworkflow`` nodes run (resolved at start).
     subworkflows: dict[str, PluginWorkflow] = Field(default_factory=dict)
+    # Set when this execution is a shard of a parent's Splitter map.
+    map_shard: MapShard | None = None
 
     @field_serializer("workflow")
     def _compact_workflow(self, workflow: PluginWorkflow) -> dict[str, Any]:
@@ -198,6 +211,14 @@ class IncomingEvent(_Contract):
     payload: dict[str, Any] = Field(default_factory=dict)
     source: str = ""  # the Source node it comes from (a client may name one)
     redelivered: bool = False
+
+
+class Admission(_Contract):
+    """Answer of the ``admission`` query: may a client send events now?"""
+
+    accepting: bool
+    queued: int = 0
+    reason: str = ""
 
 
 class EventsSignal(_Contract):

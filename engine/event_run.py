@@ -26,7 +26,7 @@ from collections.abc import Callable, Coroutine
 from datetime import datetime
 from typing import Any, Protocol
 
-from engine.contracts import IncomingEvent, LongRunState, NodeCounters
+from engine.contracts import Admission, IncomingEvent, LongRunState, NodeCounters
 from engine.errors import PluginError, PluginErrorCode
 from engine.graph import Graph
 from engine.interpreter import Interpreter, NodeRunner
@@ -105,6 +105,22 @@ class EventRun(LongRun):
                 details={"event_id": event.event_id, "event_type": event.event_type},
             )
         self._wake.set()
+
+    def admission(self, history_length: int) -> Admission:
+        """Whether a client should send events now: not while the queue is full or the run is
+        long past the point where it should have continued as new (signals arriving without
+        pause can hold a continue-as-new back; senders wait instead)."""
+        queued = len(self.state.queue)
+        if queued >= MAX_QUEUED_EVENTS:
+            return Admission(accepting=False, queued=queued, reason=f"{queued} events wait")
+        budget = self._options.max_history_events
+        if history_length > budget + budget // 4:
+            return Admission(
+                accepting=False,
+                queued=queued,
+                reason=f"continuing as new ({history_length} history events)",
+            )
+        return Admission(accepting=self._status is not Status.Cancelled, queued=queued)
 
     def record_checkpoint(self, node_id: str, checkpoint: Any) -> None:
         self.state.checkpoints[node_id] = checkpoint

@@ -13,6 +13,7 @@ The orchestrator's methods are thin; the Temporal details live here:
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 from collections.abc import AsyncGenerator, Iterator
@@ -41,6 +42,7 @@ from temporalio.service import RPCError, RPCStatusCode
 
 from engine.contracts import (
     EXECUTION_WORKFLOW,
+    Admission,
     DefinitionChange,
     EventsPage,
     ExecutionInput,
@@ -216,6 +218,34 @@ async def update_execution(
             Code.InvalidState,
             f"cannot {action} {subject}: it has ended ({status_name(description.status)})",
         ) from None
+
+
+async def wait_for_admission(
+    handle: WorkflowHandle[Any, Any], execution_id: str, timeout: float, query_timeout: timedelta
+) -> None:
+    """Wait until an EventDriven execution accepts events (see ``EventRun.admission``).
+
+    Raises:
+        PluginError: ``Timeout`` if it stays busy for ``timeout`` seconds.
+    """
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    delay = 0.05
+    while True:
+        with translate_errors(f"execution '{execution_id}'"):
+            admission: Admission = await handle.query(
+                "admission", result_type=Admission, rpc_timeout=query_timeout
+            )
+        if admission.accepting:
+            return
+        if loop.time() + delay > deadline:
+            raise PluginError(
+                Code.Timeout,
+                f"execution '{execution_id}' did not accept events within {timeout:g}s: "
+                f"{admission.reason or 'it is not running'}",
+            )
+        await asyncio.sleep(delay)
+        delay = min(delay * 2, 2.0)
 
 
 async def context_of(

@@ -28,6 +28,7 @@ from typing import Any, Protocol
 from engine.errors import PluginError, PluginErrorCode
 from engine.events import with_results
 from engine.graph import Graph
+from engine.map_node import map_plan
 from engine.models import (
     PluginWorkflow,
     WorkflowEvent,
@@ -56,14 +57,21 @@ class NodeCall:
     config: dict[str, Any]
     options: NodeOptions
     pass_id: int = 0  # EventDriven: the event's pass (node ids repeat across passes)
+    item_key: str = ""  # Splitter maps: "splitter:index" of the item (node ids repeat too)
 
 
 @dataclass(frozen=True, slots=True)
 class NodeSuccess:
-    """A node's output and the attempt that produced it."""
+    """A node's output and the attempt that produced it.
+
+    A Splitter's success also carries its map's end: the aggregator's output and, per body
+    node, how often it ran (the interpreter records them all at once).
+    """
 
     output: dict[str, Any]
     attempts: int = 1
+    aggregated: dict[str, Any] | None = None
+    body_counts: dict[str, dict[str, int]] | None = None
 
 
 class NodeFailure(Exception):
@@ -139,6 +147,7 @@ class Interpreter:
         clock: Callable[[], datetime],
         completed: dict[str, dict[str, Any]] | None = None,
         pass_id: int = 0,
+        item_key: str = "",
         emit: EventSink | None = None,
     ) -> None:
         """Args:
@@ -174,6 +183,8 @@ class Interpreter:
         for node_id, output in (completed or {}).items():
             self._nodes[node_id] = _NodeRecord(status=NodeStatus.completed, result=output)
         self._pass_id = pass_id
+        self._item_key = item_key
+        self._quiet = bool(pass_id or item_key)  # a pass or a map item: no run-level events
         self._sink = emit
         self._state = _RunState()
         self._paused = False
@@ -222,7 +233,7 @@ class Interpreter:
         """Run to a final status and return it (Completed, Failed or Cancelled)."""
         self._state.status = Status.Running
         self._state.start_time = self._clock()
-        if not self._pass_id:
+        if not self._quiet:
             self._emit(EventType.workflow_started)
         for node_id, status in self._scheduler.status.items():
             if status is NodeStatus.skipped and self._nodes[node_id].status is NodeStatus.pending:
@@ -281,6 +292,7 @@ class Interpreter:
             config=plugin_config(global_config, node.configuration),
             options=self._options(node_id),
             pass_id=self._pass_id,
+            item_key=self._item_key,
         )
 
     def _options(self, node_id: str) -> NodeOptions:
@@ -303,7 +315,10 @@ class Interpreter:
             self._internal_error = exc
         else:
             try:
-                skipped = self._scheduler.complete(node_id, success.output)
+                if success.aggregated is not None:
+                    skipped = self._complete_map(node_id, success)
+                else:
+                    skipped = self._scheduler.complete(node_id, success.output)
             except RoutingError as exc:
                 self._node_failed(
                     node_id,
@@ -326,6 +341,29 @@ class Interpreter:
             self._nodes[node_id].status = NodeStatus.cancelled
 
     # -- recording -----------------------------------------------------------------------
+
+    def _complete_map(self, node_id: str, success: NodeSuccess) -> list[str]:
+        """A Splitter finished its map: its body and aggregator are done at once."""
+        plan = map_plan(self.workflow, node_id)
+        assert success.aggregated is not None
+        skipped = self._scheduler.complete_map(
+            node_id, success.output, plan.body, plan.aggregator, success.aggregated
+        )
+        now = self._clock()
+        for body_id in plan.body:
+            record = self._nodes[body_id]
+            record.status = NodeStatus.completed
+            record.started_at = record.completed_at = now
+            record.result = (success.body_counts or {}).get(body_id, {})
+            record.attempts = int(record.result.get("runs", 0))
+            self._emit(EventType.node_completed, node_id=body_id)
+        record = self._nodes[plan.aggregator]
+        record.status = NodeStatus.completed
+        record.started_at = record.completed_at = now
+        record.attempts = 1
+        record.result = success.aggregated
+        self._emit(EventType.node_completed, node_id=plan.aggregator)
+        return skipped
 
     def _node_completed(self, node_id: str, success: NodeSuccess, skipped: list[str]) -> None:
         record = self._nodes[node_id]
@@ -399,8 +437,8 @@ class Interpreter:
     def _finish(self, status: Status) -> None:
         self._state.status = status
         self._state.end_time = self._clock()
-        if self._pass_id:
-            return  # the pass's execution reports the outcome
+        if self._quiet:
+            return  # the pass's (or map's) execution reports the outcome
         if status is Status.Completed:
             self._emit(EventType.workflow_completed, progress=self._state.progress)
         elif status is Status.Failed:

@@ -28,7 +28,7 @@ EventType = WorkflowEventType
 
 # Events a long-running execution keeps (and carries across continue-as-new); older ones
 # are dropped from the log, sequence numbers keep counting.
-MAX_KEPT_EVENTS = 1000
+MAX_KEPT_EVENTS = 500
 # Results larger than this are not copied into events (the counters keep the last one).
 MAX_EVENT_RESULT_BYTES = 8192
 

@@ -26,7 +26,7 @@ Global only, for the long-running modes:
     EventDriven passes running at once (1-1000, default 10); later events wait in order.
 ``events_per_run``
     EventDriven: events one Temporal run takes before it continues as new (100-9000,
-    default 2000; Temporal caps signals per run at 10,000).
+    default 1000; Temporal caps signals per run at 10,000).
 ``max_history_events``
     History length past which a long-running execution continues as new (1000-40000, default
     8000; it also does when Temporal suggests it).
@@ -96,7 +96,7 @@ class GlobalOptions(BaseModel):
 
     max_parallelism: int = Field(100, ge=1, le=1000)
     max_concurrent_events: int = Field(10, ge=1, le=1000)
-    events_per_run: int = Field(2000, ge=100, le=9000)
+    events_per_run: int = Field(1000, ge=100, le=9000)
     max_history_events: int = Field(8000, ge=1000, le=40000)
     batch_size: int = Field(500, ge=1, le=10000)
     batch_max_wait: float = Field(0.5, ge=0.01, le=60)

@@ -266,18 +266,34 @@ class AdvancedPluginOrchestrator:
         *,
         event_id: str | None = None,
         source: str | None = None,
+        timeout: float = 60.0,
     ) -> str:
         """Send an event to a running EventDriven execution; return its event id.
 
         The event enters as if ``source`` (a Source node; default: the first) had produced
         it, and runs one pass. Events are deduplicated by ``event_id``: give one to make a
-        retried call safe (default: a new id).
+        retried call safe (default: a new id). While the execution's queue is full, or it is
+        continuing as new, the call waits (up to ``timeout`` seconds) instead of piling up.
 
         Raises:
             PluginError: ``ExecutionNotFound``; ``InvalidState`` if the execution is not a
                 running EventDriven one; ``InvalidInput`` for a payload that is not a JSON
-                object of at most 256 KB.
+                object of at most 256 KB; ``Timeout`` if it stays busy.
         """
+        event = IncomingEvent(
+            event_id=event_id or uuid.uuid4().hex,
+            event_type=event_type,
+            payload=executions.json_object(payload, _MAX_EVENT_BYTES),
+            source=source or "",
+        )
+        await self.send_events(execution_id, [event], timeout=timeout)
+        return event.event_id
+
+    async def send_events(
+        self, execution_id: str, events: list[IncomingEvent], *, timeout: float = 60.0
+    ) -> None:
+        """Send several events at once (one signal per 100), in order; see
+        :meth:`send_event`."""
         handle = self._execution(execution_id)
         description = await executions.describe(handle, execution_id)
         memo = await description.memo()
@@ -290,15 +306,10 @@ class AdvancedPluginOrchestrator:
                 f"{mode or 'an execution'} and {state}; events go to running EventDriven "
                 "executions",
             )
-        event = IncomingEvent(
-            event_id=event_id or uuid.uuid4().hex,
-            event_type=event_type,
-            payload=executions.json_object(payload, _MAX_EVENT_BYTES),
-            source=source or "",
-        )
-        with translate_errors(f"execution '{execution_id}'"):
-            await handle.signal(EVENTS_SIGNAL, EventsSignal(events=[event]))
-        return event.event_id
+        for start in range(0, len(events), 100):
+            await executions.wait_for_admission(handle, execution_id, timeout, self.query_timeout)
+            with translate_errors(f"execution '{execution_id}'"):
+                await handle.signal(EVENTS_SIGNAL, EventsSignal(events=events[start : start + 100]))
 
     async def approve_node(
         self,

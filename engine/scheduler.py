@@ -152,6 +152,21 @@ class Scheduler:
         self.outputs[node_id] = output
         return self._resolve_all(decisions)
 
+    def complete_map(
+        self,
+        splitter: str,
+        output: dict[str, Any],
+        body: list[str],
+        aggregator: str,
+        aggregated: dict[str, Any],
+    ) -> list[str]:
+        """A Splitter ran its whole map: its body and its aggregator are complete too, and
+        the aggregator's outgoing edges resolve with ``aggregated``."""
+        for node_id in [*body, aggregator]:
+            self._set(node_id, NodeStatus.completed)
+        skipped = self.complete(splitter, output)  # edges into the map: targets are done
+        return skipped + self.complete(aggregator, aggregated)
+
     def fail(
         self, node_id: str, error: dict[str, Any] | None = None, *, optional: bool = False
     ) -> list[str] | None:

@@ -32,6 +32,7 @@ from engine.conditions import Condition, ConditionError, compile_condition
 from engine.engine_nodes import ENGINE_NODE_MODELS, is_engine_node, parse_config
 from engine.errors import PluginError, PluginErrorCode
 from engine.graph import ORDERING_KINDS, Edge, Graph
+from engine.map_node import map_problems
 from engine.models import (
     ConnectionType,
     PluginWorkflow,
@@ -73,14 +74,17 @@ def validate_workflow(workflow: PluginWorkflow) -> None:
     compile_workflow(workflow)
 
 
-def compile_workflow(workflow: PluginWorkflow) -> Graph:
+def compile_workflow(workflow: PluginWorkflow, *, check_maps: bool = True) -> Graph:
     """Validate a definition and compile it for the scheduler.
+
+    ``check_maps=False`` compiles one item's graph of a Splitter map (its splitter and
+    body, without the aggregator that ends the map).
 
     Raises:
         PluginError: as :func:`validate_workflow`.
     """
     problems: list[Problem] = []
-    graph = _build(workflow, problems)
+    graph = _build(workflow, problems, check_maps)
     if not problems:
         _check_cycles(graph, problems)
     if not problems:
@@ -112,7 +116,7 @@ def check_id(kind: str, value: str) -> str | None:
     return None
 
 
-def _build(workflow: PluginWorkflow, problems: list[Problem]) -> Graph:
+def _build(workflow: PluginWorkflow, problems: list[Problem], check_maps: bool = True) -> Graph:
     def add(code: PluginErrorCode, message: str) -> None:
         problems.append(Problem(code, message))
 
@@ -162,6 +166,8 @@ def _build(workflow: PluginWorkflow, problems: list[Problem]) -> Graph:
             graph.incoming[edge.target].append(edge)
 
     _check_mode(workflow, graph, add)
+    if check_maps and not problems:
+        _check_maps(workflow, add)
     return graph
 
 
@@ -307,6 +313,11 @@ def _check_connection(
                 add(Code.InvalidConnection, f"{label}: condition {exc}")
                 ok = False
     return Edge(index, conn, condition) if ok else None
+
+
+def _check_maps(workflow: PluginWorkflow, add: _Add) -> None:
+    for problem in map_problems(workflow):
+        add(Code.InvalidWorkflowStructure, problem)
 
 
 def _check_mode(workflow: PluginWorkflow, graph: Graph, add: _Add) -> None:

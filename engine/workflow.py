@@ -53,11 +53,13 @@ with workflow.unsafe.imports_passed_through():
         SUBSCRIBE_SIGNAL,
         UNSUBSCRIBE_SIGNAL,
         WATCH_SOURCE_ACTIVITY,
+        Admission,
         ApprovalDecision,
         EventsPage,
         EventsSignal,
         ExecutionInput,
         ExecutionOutcome,
+        MapShard,
         NodeActivityInput,
         NodeActivityResult,
         SourceCheckpoint,
@@ -70,9 +72,11 @@ with workflow.unsafe.imports_passed_through():
     from engine.engine_nodes import (
         AGGREGATE,
         APPROVAL,
+        SPLIT,
         SUBWORKFLOW,
         WAIT,
         ApprovalConfig,
+        SplitConfig,
         SubworkflowConfig,
         aggregate,
         is_engine_node,
@@ -82,6 +86,14 @@ with workflow.unsafe.imports_passed_through():
     from engine.event_run import EventRun
     from engine.interpreter import Interpreter, NodeCall, NodeFailure, NodeSuccess
     from engine.long_run import ContinueAsNew, LongRun
+    from engine.map_node import (
+        MapOutcome,
+        MapPlan,
+        aggregate_items,
+        map_plan,
+        pick_items,
+        run_map_items,
+    )
     from engine.models import (
         PluginWorkflow,
         WorkflowExecutionContext,
@@ -119,11 +131,15 @@ class PluginWorkflowExecution:
         self._approvals: dict[str, ApprovalDecision | None] = {}  # key -> decision once made
         self._children: dict[str, str] = {}  # node key -> child execution id
         self._subworkflows = params.subworkflows
+        self._definition = params.workflow
         execution_id = workflow.info().workflow_id
+        self._shard = params.map_shard
         try:
             graph = compile_workflow(params.workflow)
             mode = params.workflow.execution_mode
-            if mode is WorkflowExecutionMode.EventDriven:
+            if self._shard is not None:
+                pass  # a shard of a parent's map: run() runs its items
+            elif mode is WorkflowExecutionMode.EventDriven:
                 self._long = EventRun(
                     params.workflow,
                     execution_id=execution_id,
@@ -155,6 +171,8 @@ class PluginWorkflowExecution:
 
     @workflow.run
     async def run(self, params: ExecutionInput) -> ExecutionOutcome:
+        if self._shard is not None and self._setup_error is None:
+            return await self._run_shard(params.workflow, self._shard)
         if self._long is not None:
             return await self._run_long(params, self._long)
         if self._interpreter is None:
@@ -234,6 +252,19 @@ class PluginWorkflowExecution:
     @workflow.query
     def status(self) -> WorkflowExecutionContext:
         """The execution context as of now."""
+        if self._shard is not None:
+            return WorkflowExecutionContext(
+                execution_id=workflow.info().workflow_id,
+                workflow_id=self._definition.workflow_id,
+                status=Status.Running,
+                execution_data={
+                    "map_shard": {
+                        "splitter": self._shard.splitter,
+                        "offset": self._shard.offset,
+                        "items": len(self._shard.items),
+                    }
+                },
+            )
         context = self._require().context()
         waiting = sorted(key for key, decision in self._approvals.items() if decision is None)
         if waiting:
@@ -282,6 +313,13 @@ class PluginWorkflowExecution:
         interpreter = self._require()
         assert isinstance(interpreter, Interpreter)
         return EventsPage(events=interpreter.events(after), last_sequence=interpreter.event_count)
+
+    @workflow.query
+    def admission(self) -> Admission:
+        """Whether clients may send events now (EventDriven executions)."""
+        if isinstance(self._long, EventRun):
+            return self._long.admission(workflow.info().get_current_history_length())
+        return Admission(accepting=False, reason="not an EventDriven execution")
 
     @workflow.signal(name=EVENTS_SIGNAL)
     def receive_events(self, signal: EventsSignal) -> None:
@@ -415,6 +453,9 @@ class PluginWorkflowExecution:
         name = f" {call.node_name}" if call.node_name else ""
         activity_id = f"{call.node_id}#{call.pass_id}" if call.pass_id else call.node_id
         event = f" (event #{call.pass_id})" if call.pass_id else ""
+        if call.item_key:
+            activity_id += f"[{call.item_key}]"
+            event += f" (item {call.item_key.rsplit(':', 1)[-1]})"
         try:
             result = await workflow.execute_activity(
                 NODE_ACTIVITY,
@@ -437,10 +478,14 @@ class PluginWorkflowExecution:
     # -- nodes the engine runs itself (engine.engine_nodes) --------------------------------
 
     async def _engine_node(self, call: NodeCall) -> NodeSuccess:
+        # A PluginError here is the node's failure, never the workflow task's.
         try:
-            config = parse_config(call.plugin_id, call.node_id, call.config)
+            return await self._engine_node_unchecked(call)
         except PluginError as exc:
             raise _config_failure(exc) from None
+
+    async def _engine_node_unchecked(self, call: NodeCall) -> NodeSuccess:
+        config = parse_config(call.plugin_id, call.node_id, call.config)
         key = f"{call.node_id}#{call.pass_id}" if call.pass_id else call.node_id
         if call.plugin_id == AGGREGATE:
             return NodeSuccess(aggregate(call.inputs, config))
@@ -458,6 +503,8 @@ class PluginWorkflowExecution:
             return await self._approval(key, config)
         if call.plugin_id == SUBWORKFLOW:
             return await self._subworkflow(key, call, config)
+        if call.plugin_id == SPLIT:
+            return await self._map(call, config)
         raise NodeFailure(
             f"node '{call.node_id}': '{call.plugin_id}' runs as a Splitter's map, not alone",
             error_type=PluginErrorCode.InvalidWorkflowStructure.value,
@@ -495,6 +542,123 @@ class PluginWorkflowExecution:
                 "data": decision.data,
             }
         )
+
+    def _current_definition(self) -> PluginWorkflow:
+        return self._long.workflow if self._long is not None else self._definition
+
+    async def _map(self, call: NodeCall, config: SplitConfig) -> NodeSuccess:
+        plan = map_plan(self._current_definition(), call.node_id)
+        items = pick_items(call.node_id, call.inputs, config.items)
+        if len(items) <= config.shard_size:
+            outcome = await run_map_items(
+                plan,
+                items,
+                offset=0,
+                execution_id=workflow.info().workflow_id,
+                runner=self._run_node,
+                clock=workflow.now,
+                max_concurrency=config.max_concurrency,
+                pass_id=call.pass_id,
+            )
+        else:
+            outcome = await self._map_in_shards(plan, items, config, call)
+        if outcome.failed > config.max_failures:
+            first = outcome.errors[0]
+            raise NodeFailure(
+                f"{outcome.failed} of {len(items)} items failed (tolerated: "
+                f"{config.max_failures}); item {first['index']}: {first['error']}",
+                error_type="MapFailed",
+            )
+        aggregator = self._current_definition().node(plan.aggregator)
+        assert aggregator is not None
+        strategy = parse_config(AGGREGATE, plan.aggregator, aggregator.configuration).strategy
+        return NodeSuccess(
+            {"count": len(items), "failed": outcome.failed, "errors": outcome.errors[:100]},
+            aggregated=aggregate_items(outcome.results, strategy),
+            body_counts=outcome.counts,
+        )
+
+    async def _map_in_shards(
+        self, plan: MapPlan, items: list[Any], config: SplitConfig, call: NodeCall
+    ) -> MapOutcome:
+        """Each shard of ``shard_size`` items runs as a child execution; as many shards run
+        at once as ``max_concurrency`` items allow."""
+        per_shard = min(config.max_concurrency, config.shard_size)
+        slots = asyncio.Semaphore(max(1, config.max_concurrency // per_shard))
+        base = f"{workflow.info().workflow_id}/{call.node_id}"
+        if call.pass_id:
+            base += f"#{call.pass_id}"
+
+        async def shard(offset: int) -> MapOutcome:
+            chunk = items[offset : offset + config.shard_size]
+            last = offset + len(chunk) - 1
+            async with slots:
+                outcome = await workflow.execute_child_workflow(
+                    EXECUTION_WORKFLOW,
+                    ExecutionInput(
+                        workflow=self._current_definition(),
+                        subworkflows=self._subworkflows,
+                        map_shard=MapShard(
+                            splitter=plan.splitter,
+                            items=chunk,
+                            offset=offset,
+                            max_concurrency=per_shard,
+                        ),
+                    ),
+                    id=f"{base}-items-{offset}-{last}",
+                    result_type=ExecutionOutcome,
+                    parent_close_policy=workflow.ParentClosePolicy.REQUEST_CANCEL,
+                    cancellation_type=workflow.ChildWorkflowCancellationType.WAIT_CANCELLATION_COMPLETED,
+                    static_summary=f"items {offset}-{last} of map {call.node_id}",
+                )
+            data = outcome.context.execution_data["map"]
+            return MapOutcome(data["results"], data["errors"], data["counts"])
+
+        shards = await asyncio.gather(
+            *(shard(offset) for offset in range(0, len(items), config.shard_size))
+        )
+        counts: dict[str, dict[str, int]] = {}
+        for part in shards:
+            for node_id, node_counts in part.counts.items():
+                total = counts.setdefault(node_id, dict.fromkeys(node_counts, 0))
+                for name, value in node_counts.items():
+                    total[name] = total.get(name, 0) + value
+        return MapOutcome(
+            [result for part in shards for result in part.results],
+            [error for part in shards for error in part.errors],
+            counts,
+        )
+
+    async def _run_shard(self, definition: PluginWorkflow, shard: MapShard) -> ExecutionOutcome:
+        """This execution is one shard of a parent's map: run its items, return results."""
+        started = workflow.now()
+        outcome = await run_map_items(
+            map_plan(definition, shard.splitter),
+            shard.items,
+            offset=shard.offset,
+            execution_id=workflow.info().workflow_id,
+            runner=self._run_node,
+            clock=workflow.now,
+            max_concurrency=shard.max_concurrency,
+            pass_id=shard.pass_id,
+        )
+        await workflow.wait_condition(workflow.all_handlers_finished)
+        context = WorkflowExecutionContext(
+            execution_id=workflow.info().workflow_id,
+            workflow_id=definition.workflow_id,
+            status=Status.Completed,
+            start_time=started,
+            end_time=workflow.now(),
+            progress=1.0,
+            execution_data={
+                "map": {
+                    "results": outcome.results,
+                    "errors": outcome.errors,
+                    "counts": outcome.counts,
+                }
+            },
+        )
+        return ExecutionOutcome(context=context)
 
     async def _subworkflow(
         self, key: str, call: NodeCall, config: SubworkflowConfig

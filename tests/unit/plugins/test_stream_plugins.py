@@ -228,8 +228,8 @@ async def test_monitor_rejects_bad_config(tmp_path: Path, config: dict[str, Any]
         name: str(regular) if value == "FILE" else str(tmp_path) if value == "DIR" else value
         for name, value in config.items()
     }
-    with pytest.raises(PluginError) as info:
-        await open_source(open_file_system_monitor, replaced)
+    with pytest.raises(PluginError) as info:  # the source's own checks, without the model's
+        await open_file_system_monitor.open(replaced, None, make_ctx())
     assert info.value.code is PluginErrorCode.InvalidConfiguration
     assert f"'{key}'" in info.value.message
 
