@@ -428,6 +428,24 @@ async def _cmd_cancel(args: argparse.Namespace) -> int:
     return 0
 
 
+async def _cmd_retry(args: argparse.Namespace) -> int:
+    async with _session(args) as session:
+        execution_id = await session.orchestrator.retry_execution(args.execution_id)
+    print(f"retrying {execution_id} from where it stopped")
+    return 0
+
+
+async def _cmd_skip(args: argparse.Namespace) -> int:
+    try:
+        output = json.loads(args.output)
+    except json.JSONDecodeError as exc:
+        raise PluginError(Code.InvalidInput, f"--output is not valid JSON: {exc}") from None
+    async with _session(args) as session:
+        await session.orchestrator.skip_node(args.execution_id, args.node_id, output)
+    print(f"node {args.node_id} of {args.execution_id} completes with the given output")
+    return 0
+
+
 async def _cmd_approve(args: argparse.Namespace) -> int:
     try:
         data = json.loads(args.data)
@@ -668,6 +686,16 @@ def build_parser() -> argparse.ArgumentParser:
     ):
         sub = command(name, _run_async(handler), help_text)
         sub.add_argument("execution_id")
+
+    sub = command(
+        "retry", _run_async(_cmd_retry), "run a failed execution again from its failed node"
+    )
+    sub.add_argument("execution_id")
+
+    sub = command("skip", _run_async(_cmd_skip), "complete a node with a given output")
+    sub.add_argument("execution_id")
+    sub.add_argument("node_id")
+    sub.add_argument("--output", default="{}", help="the node's output, a JSON object")
 
     sub = command("approve", _run_async(_cmd_approve), "decide for a node waiting in approval")
     sub.add_argument("execution_id")

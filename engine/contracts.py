@@ -85,6 +85,8 @@ class ExecutionInput(_Contract):
     subworkflows: dict[str, PluginWorkflow] = Field(default_factory=dict)
     # Set when this execution is a shard of a parent's Splitter map.
     map_shard: MapShard | None = None
+    # A retry of a failed run: nodes that had completed, with their outputs, are not run again.
+    completed: dict[str, dict[str, Any]] = Field(default_factory=dict)
 
     @field_serializer("workflow")
     def _compact_workflow(self, workflow: PluginWorkflow) -> dict[str, Any]:
@@ -135,6 +137,13 @@ class NodeActivityResult(_Contract):
 
     output: dict[str, Any]
     attempt: int = 1
+
+
+class SkipNode(_Contract):
+    """Update ``skip_node``: complete a node with this output instead of running it."""
+
+    node_id: str
+    output: dict[str, Any] = Field(default_factory=dict)
 
 
 class ApprovalDecision(_Contract):

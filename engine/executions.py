@@ -323,7 +323,7 @@ async def _pending_context(
     handle: WorkflowHandle[Any, Any], description: WorkflowExecutionDescription
 ) -> WorkflowExecutionContext:
     """A context for a run no worker has picked up yet, from its start event's input."""
-    params = await _start_input(handle)
+    params = await start_input(handle)
     return initial_context(params, description.id, description.start_time)
 
 
@@ -377,7 +377,8 @@ async def _runs_nothing(*_: Any) -> Any:
     raise RuntimeError("an initial context runs nothing")
 
 
-async def _start_input(handle: WorkflowHandle[Any, Any]) -> ExecutionInput:
+async def start_input(handle: WorkflowHandle[Any, Any]) -> ExecutionInput:
+    """The start argument of the execution's latest run."""
     with translate_errors(f"execution '{handle.id}'"):
         async for event in handle.fetch_history_events(page_size=1):
             payloads = event.workflow_execution_started_event_attributes.input.payloads

@@ -107,6 +107,7 @@ class _NodeRecord:
     completed_at: datetime | None = None
     result: dict[str, Any] | None = None
     error: dict[str, Any] | None = None
+    skipped_by_operator: bool = False
 
     def as_dict(self, node_id: str, plugin_id: str) -> dict[str, Any]:
         data: dict[str, Any] = {
@@ -121,6 +122,8 @@ class _NodeRecord:
             data["result"] = self.result
         if self.error is not None:
             data["error"] = self.error
+        if self.skipped_by_operator:
+            data["skipped_by_operator"] = True
         return data
 
 
@@ -193,6 +196,7 @@ class Interpreter:
         self._internal_error: BaseException | None = None
         self._wake = asyncio.Event()
         self._node_options: dict[str, NodeOptions] = {}
+        self._overrides: dict[str, dict[str, Any]] = {}  # node -> output given by an operator
         sequential = workflow.execution_mode is WorkflowExecutionMode.Sequential
         self._limit = (
             1 if sequential else global_options(workflow.global_configuration).max_parallelism
@@ -220,6 +224,43 @@ class Interpreter:
         self._state.status = Status.Running
         self._emit(EventType.workflow_resumed)
         self._wake.set()
+
+    def node_status(self, node_id: str) -> str | None:
+        record = self._nodes.get(node_id)
+        return record.status.value if record is not None else None
+
+    def skip_node(self, node_id: str, output: dict[str, Any]) -> None:
+        """Complete a node that has not finished with ``output`` instead of running it (a
+        running node is cancelled and completes with it).
+
+        Raises:
+            PluginError: ``NodeNotFound``; ``InvalidState`` if the node has finished or the
+                run is not running or paused.
+        """
+        self.check_skip(node_id)
+        self._overrides[node_id] = output
+        task = self._tasks.get(node_id)
+        if task is not None:
+            task.cancel()
+        self._wake.set()
+
+    def check_skip(self, node_id: str) -> None:
+        """Raise the reason ``node_id`` cannot be skipped now, if any (changes nothing)."""
+        record = self._nodes.get(node_id)
+        if record is None:
+            raise PluginError(
+                PluginErrorCode.NodeNotFound,
+                f"execution '{self.execution_id}' has no node '{node_id}'",
+            )
+        if self._state.status not in (Status.Running, Status.Paused) or record.status not in (
+            NodeStatus.pending,
+            NodeStatus.running,
+        ):
+            raise PluginError(
+                PluginErrorCode.InvalidState,
+                f"cannot skip node '{node_id}' of execution '{self.execution_id}': the node is "
+                f"{record.status.value} and the execution {self._state.status.value}",
+            )
 
     def check_transition(self, action: str) -> None:
         """Raise ``PluginError(InvalidState)`` if ``action`` ("pause"/"resume") is invalid now."""
@@ -306,30 +347,43 @@ class Interpreter:
     async def _run_node(self, call: NodeCall) -> None:
         node_id = call.node_id
         try:
-            success = await self._runner(call)
+            override = self._overrides.get(node_id)
+            success = (
+                NodeSuccess(override, attempts=0)
+                if override is not None
+                else (await self._runner(call))
+            )
         except asyncio.CancelledError:
-            self._node_cancelled(node_id)
+            override = self._overrides.get(node_id)
+            if override is None:
+                self._node_cancelled(node_id)
+                return
+            success = NodeSuccess(override, attempts=0)  # skipped by an operator while running
+            self._finish_node(node_id, call, success)
         except NodeFailure as failure:
             self._node_failed(node_id, failure, call.inputs)
         except Exception as exc:  # a bug in the runner: surface it, do not swallow it
             self._internal_error = exc
         else:
-            try:
-                if success.aggregated is not None:
-                    skipped = self._complete_map(node_id, success)
-                else:
-                    skipped = self._scheduler.complete(node_id, success.output)
-            except RoutingError as exc:
-                self._node_failed(
-                    node_id,
-                    NodeFailure(str(exc), error_type="RoutingError", attempts=success.attempts),
-                    call.inputs,
-                )
-            else:
-                self._node_completed(node_id, success, skipped)
+            self._finish_node(node_id, call, success)
         finally:
             self._tasks.pop(node_id, None)
             self._wake.set()
+
+    def _finish_node(self, node_id: str, call: NodeCall, success: NodeSuccess) -> None:
+        try:
+            if success.aggregated is not None:
+                skipped = self._complete_map(node_id, success)
+            else:
+                skipped = self._scheduler.complete(node_id, success.output)
+        except RoutingError as exc:
+            self._node_failed(
+                node_id,
+                NodeFailure(str(exc), error_type="RoutingError", attempts=success.attempts),
+                call.inputs,
+            )
+        else:
+            self._node_completed(node_id, success, skipped)
 
     async def _stop_running(self) -> None:
         tasks = list(self._tasks.values())
@@ -368,6 +422,7 @@ class Interpreter:
     def _node_completed(self, node_id: str, success: NodeSuccess, skipped: list[str]) -> None:
         record = self._nodes[node_id]
         record.status = NodeStatus.completed
+        record.skipped_by_operator = node_id in self._overrides
         record.attempts = success.attempts
         record.completed_at = self._clock()
         record.result = success.output

@@ -44,8 +44,10 @@ from engine.contracts import (
     DefinitionState,
     EventsSignal,
     ExecutionInput,
+    ExecutionOutcome,
     IncomingEvent,
     PluginInfo,
+    SkipNode,
     catalog_entity_id,
     definition_entity_id,
     execution_id_for,
@@ -310,6 +312,110 @@ class AdvancedPluginOrchestrator:
             await executions.wait_for_admission(handle, execution_id, timeout, self.query_timeout)
             with translate_errors(f"execution '{execution_id}'"):
                 await handle.signal(EVENTS_SIGNAL, EventsSignal(events=events[start : start + 100]))
+
+    async def retry_execution(self, execution_id: str) -> str:
+        """Run a failed (or cancelled) batch execution again from where it stopped: nodes
+        that completed keep their results and do not run again; the failed node and what
+        follows it run. The execution keeps its id (a new Temporal run of it).
+
+        Raises:
+            PluginError: ``ExecutionNotFound``; ``InvalidState`` unless it ended failed or
+                cancelled, or its results were too large to keep.
+        """
+        handle = self._execution(execution_id)
+        description = await executions.describe(handle, execution_id)
+        if description.status not in (TemporalStatus.FAILED, TemporalStatus.CANCELED):
+            raise PluginError(
+                PluginErrorCode.InvalidState,
+                f"cannot retry execution '{execution_id}': it is "
+                f"{executions.status_name(description.status)}; only failed or cancelled "
+                "executions are retried",
+            )
+        outcome = await executions.outcome_of(handle, description)
+        return await self._restart(execution_id, handle, outcome, {})
+
+    async def skip_node(
+        self, execution_id: str, node_id: str, output: dict[str, Any] | None = None
+    ) -> None:
+        """Complete a node with ``output`` instead of running it (or running it again).
+
+        A running or paused batch execution completes the node with it (a running node is
+        cancelled first). A failed or cancelled one is retried with the node completed with
+        it (see :meth:`retry_execution`).
+
+        Raises:
+            PluginError: ``ExecutionNotFound``, ``NodeNotFound``; ``InvalidState`` if the
+                node has already finished or the execution cannot take it.
+        """
+        data = executions.json_object(output, MAX_INPUT_BYTES)
+        handle = self._execution(execution_id)
+        description = await executions.describe(handle, execution_id)
+        if description.status is TemporalStatus.RUNNING:
+            await executions.update_execution(
+                handle, execution_id, "skip_node", SkipNode(node_id=node_id, output=data)
+            )
+            return
+        if description.status not in (TemporalStatus.FAILED, TemporalStatus.CANCELED):
+            raise PluginError(
+                PluginErrorCode.InvalidState,
+                f"cannot skip node '{node_id}' of execution '{execution_id}': it is "
+                f"{executions.status_name(description.status)}",
+            )
+        outcome = await executions.outcome_of(handle, description)
+        if node_id not in outcome.context.node_states:
+            raise PluginError(
+                PluginErrorCode.NodeNotFound,
+                f"execution '{execution_id}' has no node '{node_id}'",
+            )
+        await self._restart(execution_id, handle, outcome, {node_id: data})
+
+    async def _restart(
+        self,
+        execution_id: str,
+        handle: Any,
+        outcome: ExecutionOutcome,
+        given: dict[str, dict[str, Any]],
+    ) -> str:
+        if outcome.truncated:
+            raise PluginError(
+                PluginErrorCode.InvalidState,
+                f"cannot retry execution '{execution_id}': its node results were too large "
+                "to keep with it",
+            )
+        params = await executions.start_input(handle)
+        if params.workflow.execution_mode not in _BATCH_MODES:
+            raise PluginError(
+                PluginErrorCode.InvalidState,
+                f"cannot retry execution '{execution_id}': only batch executions are retried "
+                "(an EventDriven or Streaming one is started again with execute_workflow)",
+            )
+        completed = {
+            node_id: state["result"]
+            for node_id, state in outcome.context.node_states.items()
+            if state.get("status") == "completed" and "result" in state
+        }
+        completed.update(given)
+        retry = params.model_copy(update={"completed": completed, "state": None})
+        with translate_errors(f"execution '{execution_id}'"):
+            await self.client.start_workflow(
+                EXECUTION_WORKFLOW,
+                retry,
+                id=execution_id,
+                task_queue=self.task_queue,
+                id_reuse_policy=WorkflowIDReusePolicy.ALLOW_DUPLICATE,
+                id_conflict_policy=WorkflowIDConflictPolicy.FAIL,
+                memo={
+                    "workflow_id": params.workflow.workflow_id,
+                    "workflow_version": params.workflow.version,
+                    "execution_mode": params.workflow.execution_mode.value,
+                    "retry_of_completed_nodes": sorted(completed),
+                },
+                static_summary=(
+                    f"retry of {params.workflow.name or params.workflow.workflow_id} "
+                    f"(v{params.workflow.version}): {len(completed)} nodes kept"
+                ),
+            )
+        return execution_id
 
     async def approve_node(
         self,

@@ -76,6 +76,8 @@ class Scheduler:
         for node_id in graph.nodes:
             if self._unresolved[node_id] == 0 and node_id not in done:
                 heapq.heappush(self._ready, graph.position[node_id])
+        for node_id in done:  # all done first, so none of them is made ready by another
+            self._set(node_id, NodeStatus.completed)
         for node_id, output in done.items():
             self.complete(node_id, output)
 

@@ -202,6 +202,14 @@ class AdvancedPluginOrchestrator:
             )
         )
 
+    def retry_execution(self, execution_id: str) -> str:
+        return self._call(self._api.retry_execution(execution_id))
+
+    def skip_node(
+        self, execution_id: str, node_id: str, output: dict[str, Any] | None = None
+    ) -> None:
+        self._call(self._api.skip_node(execution_id, node_id, output))
+
     def approve_node(
         self,
         execution_id: str,

@@ -62,6 +62,7 @@ with workflow.unsafe.imports_passed_through():
         MapShard,
         NodeActivityInput,
         NodeActivityResult,
+        SkipNode,
         SourceCheckpoint,
         StreamProgress,
         StreamRunInput,
@@ -165,6 +166,7 @@ class PluginWorkflowExecution:
                     input_data=params.input_data,
                     runner=self._run_node,
                     clock=workflow.now,
+                    completed=params.completed or None,
                 )
         except PluginError as exc:
             self._setup_error = exc
@@ -274,6 +276,25 @@ class PluginWorkflowExecution:
             if state is not None:
                 state["child_execution_id"] = child
         return context
+
+    @workflow.update
+    def skip_node(self, request: SkipNode) -> None:
+        """Complete a node with a given output instead of running it (batch modes)."""
+        assert isinstance(self._interpreter, Interpreter)
+        self._interpreter.skip_node(request.node_id, request.output)
+
+    @skip_node.validator
+    def _validate_skip_node(self, request: SkipNode) -> None:
+        if not isinstance(self._interpreter, Interpreter):
+            raise ApplicationError(
+                "only executions of batch modes can skip a node",
+                type=PluginErrorCode.InvalidState.value,
+                non_retryable=True,
+            )
+        try:
+            self._interpreter.check_skip(request.node_id)
+        except PluginError as exc:
+            raise ApplicationError(exc.message, type=exc.code.value, non_retryable=True) from None
 
     @workflow.update
     def decide(self, decision: ApprovalDecision) -> None:
