@@ -9,9 +9,12 @@ Every node of every workflow runs through :meth:`NodeActivities.run_plugin_node`
   heartbeats itself;
 * runs async plugins on the event loop and synchronous ones in a thread pool, so a blocking
   plugin never stalls other nodes' heartbeats;
-* checks the output before returning it: it must be a JSON object and small enough for a
-  Temporal payload. Both checks fail the node once, non-retryably, instead of letting the SDK
-  turn them into retryable errors that re-run the plugin on every attempt;
+* resolves blob references in the inputs and moves large output values to the blob store
+  (:mod:`engine.blobs`), so no payload comes near Temporal's 2 MB limit;
+* checks the output before returning it: it must be a JSON object (and, with its large
+  values offloaded, small enough for a payload). Failing checks fail the node once,
+  non-retryably, instead of letting the SDK turn them into retryable errors that re-run the
+  plugin on every attempt;
 * maps exceptions to ``ApplicationError`` with a stable ``type``: the ``PluginErrorCode`` for a
   ``PluginError``, else the exception's class name (which ``retry.non_retryable_errors`` can
   name).
@@ -29,6 +32,7 @@ from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from activities._support import TERMINAL_CODES, Heartbeats, failure, invoke, plugin_context
+from engine.blobs import BlobStore, blob_threshold, is_ref
 from engine.contracts import MAX_PAYLOAD_BYTES, NODE_ACTIVITY, NodeActivityInput, NodeActivityResult
 from engine.errors import PluginError, PluginErrorCode
 from plugins import PluginRegistry
@@ -39,9 +43,17 @@ log = structlog.get_logger("activities.node")
 class NodeActivities:
     """Activities bound to one worker's plugin registry."""
 
-    def __init__(self, plugins: PluginRegistry, *, executor: ThreadPoolExecutor | None = None):
+    def __init__(
+        self,
+        plugins: PluginRegistry,
+        *,
+        executor: ThreadPoolExecutor | None = None,
+        blobs: BlobStore | None = None,
+    ):
         self._plugins = plugins
         self._executor = executor or ThreadPoolExecutor(max_workers=32, thread_name_prefix="plugin")
+        self._blobs = blobs or BlobStore.from_env()
+        self._threshold = blob_threshold()
 
     @activity.defn(name=NODE_ACTIVITY)
     async def run_plugin_node(self, request: NodeActivityInput) -> NodeActivityResult:
@@ -70,7 +82,10 @@ class NodeActivities:
         beating = asyncio.create_task(heartbeats.run(info.heartbeat_timeout))
         try:
             config = plugin.check_config(request.config)
-            output = await invoke(plugin, request.inputs, config, ctx, self._executor)
+            inputs = request.inputs
+            if _has_refs(inputs):
+                inputs = await asyncio.to_thread(self._blobs.resolve, inputs)
+            output = await invoke(plugin, inputs, config, ctx, self._executor)
         except asyncio.CancelledError:
             ctx._cancelled.set()
             logger.info("node cancelled")
@@ -89,29 +104,41 @@ class NodeActivities:
         finally:
             beating.cancel()
         try:
-            checked = _checked_output(request, output)
+            checked = await asyncio.to_thread(self._checked_output, request, output)
         except ApplicationError as exc:
             logger.warning("node output rejected", error=exc.message)
             raise
         return NodeActivityResult(output=checked, attempt=info.attempt)
 
+    def _checked_output(self, request: NodeActivityInput, output: Any) -> dict[str, Any]:
+        where = f"node '{request.node_id}' (plugin '{request.plugin_id}')"
+        if not isinstance(output, dict):
+            raise _invalid_output(
+                f"{where} returned {type(output).__name__}, expected a JSON object"
+            )
+        try:
+            encoded = json.dumps(output, allow_nan=False, separators=(",", ":"))
+        except (TypeError, ValueError) as exc:
+            raise _invalid_output(f"{where} returned a value that is not JSON: {exc}") from None
+        # The JSON form is what is recorded: exactly what downstream nodes will see.
+        normalized: dict[str, Any] = json.loads(encoded)
+        if len(encoded) <= self._threshold:
+            return normalized
+        try:
+            return self._blobs.offload(
+                request.execution_id, normalized, self._threshold, MAX_PAYLOAD_BYTES
+            )
+        except ValueError as exc:
+            raise _invalid_output(f"{where}: {exc}") from None
 
-def _checked_output(request: NodeActivityInput, output: Any) -> dict[str, Any]:
-    where = f"node '{request.node_id}' (plugin '{request.plugin_id}')"
-    if not isinstance(output, dict):
-        raise _invalid_output(f"{where} returned {type(output).__name__}, expected a JSON object")
-    try:
-        encoded = json.dumps(output, allow_nan=False, separators=(",", ":"))
-    except (TypeError, ValueError) as exc:
-        raise _invalid_output(f"{where} returned a value that is not JSON: {exc}") from None
-    if len(encoded) > MAX_PAYLOAD_BYTES:
-        raise _invalid_output(
-            f"{where} returned {len(encoded):,} bytes of JSON; the limit is "
-            f"{MAX_PAYLOAD_BYTES:,} bytes (Temporal rejects payloads over 2 MB)"
-        )
-    # Return the JSON form, so what is recorded is exactly what downstream nodes will see.
-    normalized: dict[str, Any] = json.loads(encoded)
-    return normalized
+
+def _has_refs(value: Any, depth: int = 0) -> bool:
+    if is_ref(value):
+        return True
+    if depth >= 3 or not isinstance(value, dict | list):
+        return False
+    items = value.values() if isinstance(value, dict) else value
+    return any(_has_refs(item, depth + 1) for item in items)
 
 
 def _invalid_output(message: str) -> ApplicationError:

@@ -428,6 +428,15 @@ async def _cmd_cancel(args: argparse.Namespace) -> int:
     return 0
 
 
+async def _cmd_blobs_gc(args: argparse.Namespace) -> int:
+    async with _session(args) as session:
+        removed = await session.orchestrator.collect_blobs(older_than=args.older_than_days * 86400)
+    for execution_id in removed:
+        print(f"removed the blobs of {execution_id}")
+    print(f"{len(removed)} executions' blobs removed from {session.orchestrator.blobs.root}")
+    return 0
+
+
 async def _cmd_retry(args: argparse.Namespace) -> int:
     async with _session(args) as session:
         execution_id = await session.orchestrator.retry_execution(args.execution_id)
@@ -686,6 +695,15 @@ def build_parser() -> argparse.ArgumentParser:
     ):
         sub = command(name, _run_async(handler), help_text)
         sub.add_argument("execution_id")
+
+    sub = command(
+        "blobs-gc",
+        _run_async(_cmd_blobs_gc),
+        "remove the large-output blobs of executions that have ended",
+    )
+    sub.add_argument(
+        "--older-than-days", type=float, default=7.0, help="keep blobs newer than this"
+    )
 
     sub = command(
         "retry", _run_async(_cmd_retry), "run a failed execution again from its failed node"

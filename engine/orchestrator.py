@@ -31,6 +31,7 @@ from temporalio.exceptions import WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode, TLSConfig
 
 from engine import executions
+from engine.blobs import BlobStore, is_ref
 from engine.catalog import check_workflow
 from engine.connection import connect, default_task_queue, with_pydantic_converter
 from engine.contracts import (
@@ -104,6 +105,7 @@ class AdvancedPluginOrchestrator:
                 f"task queue {self.task_queue[:100]!r} must be 1-200 characters without quotes",
             )
         self.query_timeout = timedelta(seconds=query_timeout)
+        self.blobs = BlobStore.from_env()
         self._recent_definitions: dict[str, tuple[bool, float]] = {}
         self._recent_executions: dict[str, float] = {}
 
@@ -552,6 +554,43 @@ class AdvancedPluginOrchestrator:
         if outcome is not None:
             return outcome.context
         return await executions.context_of(handle, execution_id, self.query_timeout)
+
+    async def read_blob(self, ref: dict[str, Any]) -> Any:
+        """The value a blob reference in a result stands for (see :mod:`engine.blobs`).
+
+        Raises:
+            PluginError: ``InvalidInput`` for something that is not a reference;
+                ``ExecutionNotFound`` if the blob is gone (collected, or in another
+                machine's store).
+        """
+        if not is_ref(ref):
+            raise PluginError(PluginErrorCode.InvalidInput, "not a blob reference")
+        try:
+            return await asyncio.to_thread(self.blobs.get, ref)
+        except FileNotFoundError:
+            raise PluginError(
+                PluginErrorCode.ExecutionNotFound,
+                f"blob {ref['$blob']} of execution '{ref.get('execution_id', '')}' is not in "
+                f"the blob store at {self.blobs.root}",
+            ) from None
+
+    async def collect_blobs(self, older_than: float = 7 * 24 * 3600.0) -> list[str]:
+        """Remove the blobs of executions that ended, and whose blobs were last written more
+        than ``older_than`` seconds ago; return those executions' ids."""
+        removed = []
+        cutoff = time.time() - older_than
+        for execution_id, directory, modified in await asyncio.to_thread(self.blobs.executions):
+            if modified > cutoff:
+                continue
+            try:
+                description = await executions.describe(self._execution(execution_id), execution_id)
+                ended = description.status is not TemporalStatus.RUNNING
+            except PluginError as exc:
+                ended = exc.code is PluginErrorCode.ExecutionNotFound  # gone from Temporal
+            if ended:
+                await asyncio.to_thread(self.blobs.remove, directory)
+                removed.append(execution_id)
+        return removed
 
     def events(self, execution_id: str, *, after: int = 0) -> AsyncGenerator[WorkflowEvent, None]:
         """The execution's events in order, from sequence ``after + 1``, ending after the

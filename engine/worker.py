@@ -28,6 +28,7 @@ from temporalio.worker import Worker
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
 
 from activities import LongRunningActivities, NodeActivities
+from engine.blobs import BlobStore
 from engine.catalog import describe_plugins
 from engine.connection import connect, default_task_queue, with_pydantic_converter
 from engine.contracts import (
@@ -81,6 +82,7 @@ def create_worker(
     plugin_threads: int = 32,
     heartbeat_throttle: float = 1.0,
     identity: str | None = None,
+    blob_store: BlobStore | None = None,
 ) -> EngineWorker:
     """A worker hosting the engine's workflows and activities, ready for ``async with``.
 
@@ -97,10 +99,12 @@ def create_worker(
         heartbeat_throttle: At most one heartbeat per running node reaches the server in
             this many seconds; a cancellation reaches a plugin within about this time.
         identity: How the worker names itself to Temporal (default: the client's).
+        blob_store: Where large outputs go (default: ``ORCHESTRATOR_BLOB_STORE``, else the
+            data directory's ``blobs``).
     """
     registry = plugins if plugins is not None else PluginRegistry.default()
     executor = ThreadPoolExecutor(max_workers=plugin_threads, thread_name_prefix="plugin")
-    activities = NodeActivities(registry, executor=executor)
+    activities = NodeActivities(registry, executor=executor, blobs=blob_store)
     long_running = LongRunningActivities(registry, with_pydantic_converter(client), executor)
     worker = Worker(
         with_pydantic_converter(client),

@@ -6,6 +6,7 @@ on free ports with its SQLite file in a temporary directory. Nothing about Tempo
 
 from __future__ import annotations
 
+import os
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
@@ -21,6 +22,19 @@ from engine.devserver import DevServer, free_port
 from engine.worker import create_worker
 from plugins import PluginRegistry
 from tests.helpers.plugins import test_registry
+
+
+@pytest.fixture(name="blob_store", scope="session", autouse=True)
+def fixture_blob_store(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """Large outputs of every test (and worker processes it starts) go to a temporary store."""
+    root = tmp_path_factory.mktemp("blobs")
+    previous = os.environ.get("ORCHESTRATOR_BLOB_STORE")
+    os.environ["ORCHESTRATOR_BLOB_STORE"] = str(root)
+    yield root
+    if previous is None:
+        os.environ.pop("ORCHESTRATOR_BLOB_STORE", None)
+    else:
+        os.environ["ORCHESTRATOR_BLOB_STORE"] = previous
 
 
 @pytest.fixture(name="dev_server", scope="session")

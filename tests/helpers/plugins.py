@@ -91,6 +91,23 @@ def test_registry(side_effects: Path) -> PluginRegistry:
         _append(side_effects, ctx.node_id, ctx.attempt)
         return {"blob": "x" * int(config.get("size", 3_000_000))}
 
+    @registry.plugin("measure")
+    def measure(
+        inputs: dict[str, Any], config: dict[str, Any], ctx: PluginContext
+    ) -> dict[str, Any]:
+        """The length and hash of every string it finds one level into its inputs."""
+        import hashlib
+
+        found = {}
+        for key, value in inputs.items():
+            for inner_key, inner in value.items() if isinstance(value, dict) else []:
+                if isinstance(inner, str):
+                    found[f"{key}.{inner_key}"] = {
+                        "length": len(inner),
+                        "sha256": hashlib.sha256(inner.encode()).hexdigest(),
+                    }
+        return found
+
     @registry.plugin("double")
     async def double(
         inputs: dict[str, Any], config: dict[str, Any], ctx: PluginContext
