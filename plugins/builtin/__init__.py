@@ -19,8 +19,21 @@ they work the same in the batch modes):
 * :mod:`plugins.builtin.database_writer` (``database_writer``): write items to a SQL table
   (SQLAlchemy), upserting by key for an exactly-once effect.
 
-The function plugins above are all synchronous (the engine runs them in a thread), write
-files atomically, and give the same result when retried with the same inputs.
+Integration and reshaping:
+
+* :mod:`plugins.builtin.http_request` (``http_request``): call an HTTP(S) endpoint (httpx),
+  retrying 5xx answers and failed connections within the attempt. Asynchronous.
+* :mod:`plugins.builtin.json_transform` (``json_transform``): reshape the inputs with
+  JMESPath expressions.
+
+The function plugins above are synchronous (the engine runs them in a thread) except
+``http_request``, which runs on the worker's event loop. The file writers write atomically,
+and every plugin but ``http_request`` (whose effect is the remote endpoint's) gives the same
+result when retried with the same inputs.
+
+Every built-in declares a configuration model (:mod:`plugins.builtin._models`): the engine
+checks a node's configuration against it when the node runs, and its JSON Schema in the
+worker's plugin catalog is what registration checks node configurations against.
 
 Sources of the long-running modes (EventDriven events, Streaming items), each documenting its
 delivery semantics and checkpoint format:
@@ -35,6 +48,9 @@ delivery semantics and checkpoint format:
   through a consumer group, acknowledged on commit.
 * :mod:`plugins.builtin.nats_jetstream_source` (``nats_jetstream_source``): a NATS JetStream
   stream read with a durable pull consumer, acknowledged on commit.
+* :mod:`plugins.builtin.kafka_consumer` (``kafka_consumer``): Kafka topics read through a
+  consumer group (aiokafka), offsets committed on commit. Not tested against a broker here;
+  see its module documentation.
 """
 
 from plugins._registry import Plugin
@@ -49,7 +65,10 @@ from plugins.builtin.database_writer import database_writer_plugin
 from plugins.builtin.error_handler import error_handler_plugin
 from plugins.builtin.file_system_monitor import open_file_system_monitor
 from plugins.builtin.file_validator import file_validator_plugin
+from plugins.builtin.http_request import http_request_plugin
+from plugins.builtin.json_transform import json_transform_plugin
 from plugins.builtin.jsonl_source import open_jsonl_source
+from plugins.builtin.kafka_consumer import open_kafka_consumer
 from plugins.builtin.mqtt_subscriber import open_mqtt_subscriber
 from plugins.builtin.nats_jetstream_source import open_nats_jetstream_source
 from plugins.builtin.redis_stream_source import open_redis_stream_source
@@ -65,11 +84,14 @@ BUILTIN_PLUGINS: list[Plugin | SourceSpec] = [
     data_filter_plugin,
     data_transformer_plugin,
     database_writer_plugin,
+    http_request_plugin,
+    json_transform_plugin,
     open_file_system_monitor,
     open_jsonl_source,
     open_mqtt_subscriber,
     open_redis_stream_source,
     open_nats_jetstream_source,
+    open_kafka_consumer,
 ]
 
 __all__ = [
@@ -84,8 +106,11 @@ __all__ = [
     "database_writer_plugin",
     "error_handler_plugin",
     "file_validator_plugin",
+    "http_request_plugin",
+    "json_transform_plugin",
     "open_file_system_monitor",
     "open_jsonl_source",
+    "open_kafka_consumer",
     "open_mqtt_subscriber",
     "open_nats_jetstream_source",
     "open_redis_stream_source",

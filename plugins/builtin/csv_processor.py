@@ -41,6 +41,8 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
+from pydantic import Field
+
 from plugins._context import PluginContext
 from plugins._registry import plugin
 from plugins.builtin._common import (
@@ -52,6 +54,7 @@ from plugins.builtin._common import (
     optional_str,
     read_csv_rows,
 )
+from plugins.builtin._models import DELIMITER_DESCRIPTION, Delimiter, NonEmptyStr, PluginConfig
 
 _NUMBER = re.compile(r"[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][+-]?[0-9]+)?")
 _INTEGER = re.compile(r"[+-]?[0-9]+")
@@ -105,7 +108,21 @@ class _Column:
         }
 
 
-@plugin("csv_processor")
+class CsvProcessorConfig(PluginConfig):
+    """Configuration of ``csv_processor`` (all optional)."""
+
+    path: NonEmptyStr | None = Field(
+        None,
+        description="The CSV file; default: input 'path', 'file_path', or the 'path' of an "
+        "upstream output.",
+    )
+    delimiter: Delimiter = Field(",", description=DELIMITER_DESCRIPTION)
+    output_dir: NonEmptyStr | None = Field(
+        None, description="Also write the summary to <output_dir>/<file stem>.summary.json."
+    )
+
+
+@plugin("csv_processor", config=CsvProcessorConfig)
 def csv_processor_plugin(
     inputs: dict[str, Any], config: dict[str, Any], ctx: PluginContext
 ) -> dict[str, Any]:

@@ -36,16 +36,33 @@ Pure function of its inputs: replaying a batch gives the same output.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
+
+from pydantic import Field
 
 from plugins._context import PluginContext
 from plugins._registry import plugin
 from plugins.builtin._cel import Expression, ExpressionError, compile_expression
 from plugins.builtin._common import config_error, data_error, required_str
+from plugins.builtin._models import NonEmptyStr, PluginConfig
 from plugins.builtin._streams import collect_items, optional_choice
 
 
-@plugin("data_filter")
+class DataFilterConfig(PluginConfig):
+    """Configuration of ``data_filter``."""
+
+    condition: NonEmptyStr = Field(
+        description="CEL condition per item (its keys are the variables); items it is true "
+        "for are kept, e.g. \"amount > 10 && status == 'ok'\"."
+    )
+    on_error: Literal["drop", "fail"] = Field(
+        "drop",
+        description="An item the condition cannot be evaluated on: 'drop' it (counted in "
+        "'errors') or 'fail' the call.",
+    )
+
+
+@plugin("data_filter", config=DataFilterConfig)
 def data_filter_plugin(
     inputs: dict[str, Any], config: dict[str, Any], ctx: PluginContext
 ) -> dict[str, Any]:

@@ -33,6 +33,8 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from pydantic import Field
+
 from engine.conditions import Condition, ConditionError, compile_condition
 from plugins._context import PluginContext
 from plugins._registry import plugin
@@ -46,9 +48,32 @@ from plugins.builtin._common import (
     optional_str_list,
     optional_str_map,
 )
+from plugins.builtin._models import NonEmptyStr, NonNegativeInt, PluginConfig
 
 
-@plugin("data_processor")
+class DataProcessorConfig(PluginConfig):
+    """Configuration of ``data_processor`` (steps applied in the order of the fields)."""
+
+    filter: NonEmptyStr | None = Field(
+        None,
+        description="CEL condition per record (its keys are the variables); records it is "
+        'true for are kept, e.g. "int(age) >= 30".',
+    )
+    select: list[NonEmptyStr] | None = Field(
+        None, description="Keep only these fields, in this order."
+    )
+    rename: dict[str, NonEmptyStr] | None = Field(None, description="Map of old field name to new.")
+    uppercase: list[NonEmptyStr] | None = Field(
+        None, description="Upper-case these string fields (names after 'rename')."
+    )
+    sort_by: NonEmptyStr | None = Field(
+        None, description="Sort by this field (stable; records lacking it go last)."
+    )
+    descending: bool = Field(False, description="Sort descending (only with 'sort_by').")
+    limit: NonNegativeInt | None = Field(None, description="Keep at most this many records.")
+
+
+@plugin("data_processor", config=DataProcessorConfig)
 def data_processor_plugin(
     inputs: dict[str, Any], config: dict[str, Any], ctx: PluginContext
 ) -> dict[str, Any]:

@@ -34,6 +34,8 @@ import json
 from pathlib import Path
 from typing import Any
 
+from pydantic import Field
+
 from plugins._context import PluginContext
 from plugins._registry import plugin
 from plugins.builtin._common import (
@@ -47,9 +49,30 @@ from plugins.builtin._common import (
     required_str,
     sha256_hex,
 )
+from plugins.builtin._models import (
+    DELIMITER_DESCRIPTION,
+    Delimiter,
+    NonEmptyStr,
+    PluginConfig,
+    RecordFormat,
+)
 
 
-@plugin("data_sink")
+class DataSinkConfig(PluginConfig):
+    """Configuration of ``data_sink``."""
+
+    path: NonEmptyStr = Field(
+        description="The file to write (replaced atomically; parent directories are created)."
+    )
+    format: RecordFormat | None = Field(
+        None,
+        description="'json', 'jsonl' or 'csv'; default from the extension (.json, "
+        ".jsonl/.ndjson, .csv).",
+    )
+    delimiter: Delimiter = Field(",", description=DELIMITER_DESCRIPTION)
+
+
+@plugin("data_sink", config=DataSinkConfig)
 def data_sink_plugin(
     inputs: dict[str, Any], config: dict[str, Any], ctx: PluginContext
 ) -> dict[str, Any]:

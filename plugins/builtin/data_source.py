@@ -37,6 +37,8 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
+from pydantic import Field
+
 from plugins._context import PluginContext
 from plugins._registry import plugin
 from plugins._source import source_plugin
@@ -53,9 +55,35 @@ from plugins.builtin._common import (
     optional_str,
     read_csv_rows,
 )
+from plugins.builtin._models import (
+    DELIMITER_DESCRIPTION,
+    Delimiter,
+    NonEmptyStr,
+    NonNegativeInt,
+    PluginConfig,
+    RecordFormat,
+)
 
 
-@plugin("data_source")
+class DataSourceConfig(PluginConfig):
+    """Configuration of ``data_source`` (the function and the source)."""
+
+    path: NonEmptyStr | None = Field(
+        None,
+        description="A .json, .jsonl/.ndjson or .csv file to read records from; wins over "
+        "'records'.",
+    )
+    format: RecordFormat | None = Field(
+        None, description="The file's format; overrides the extension."
+    )
+    delimiter: Delimiter = Field(",", description=DELIMITER_DESCRIPTION)
+    records: list[dict[str, Any]] | None = Field(
+        None, description="Inline records (objects), used when 'path' is not set."
+    )
+    limit: NonNegativeInt | None = Field(None, description="Keep at most this many records.")
+
+
+@plugin("data_source", config=DataSourceConfig)
 def data_source_plugin(
     inputs: dict[str, Any], config: dict[str, Any], ctx: PluginContext
 ) -> dict[str, Any]:
@@ -200,7 +228,7 @@ def _read_csv(path: Path, delimiter: str) -> list[dict[str, Any]]:
     return records
 
 
-@source_plugin("data_source")
+@source_plugin("data_source", config=DataSourceConfig)
 async def data_source_stream(
     config: dict[str, Any], checkpoint: Any, ctx: PluginContext
 ) -> AsyncIterator[dict[str, Any]]:

@@ -44,7 +44,9 @@ Pure function of its inputs: replaying a batch gives the same output.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
+
+from pydantic import Field
 
 from plugins._context import PluginContext
 from plugins._registry import plugin
@@ -56,10 +58,28 @@ from plugins.builtin._common import (
     optional_str_list,
     optional_str_map,
 )
+from plugins.builtin._models import NonEmptyStr, PluginConfig
 from plugins.builtin._streams import collect_items, optional_choice
 
 
-@plugin("data_transformer")
+class DataTransformerConfig(PluginConfig):
+    """Configuration of ``data_transformer`` (applied in the order of the fields)."""
+
+    set: dict[NonEmptyStr, NonEmptyStr] | None = Field(
+        None,
+        description="Map of field name to a CEL expression over the item's fields, e.g. "
+        '{"total": "price * quantity"}.',
+    )
+    drop: list[NonEmptyStr] | None = Field(None, description="Remove these fields.")
+    rename: dict[str, NonEmptyStr] | None = Field(None, description="Map of old field name to new.")
+    on_error: Literal["fail", "drop"] = Field(
+        "fail",
+        description="An expression that cannot be evaluated on an item: 'fail' the call or "
+        "'drop' the item (counted in 'errors').",
+    )
+
+
+@plugin("data_transformer", config=DataTransformerConfig)
 def data_transformer_plugin(
     inputs: dict[str, Any], config: dict[str, Any], ctx: PluginContext
 ) -> dict[str, Any]:

@@ -57,9 +57,10 @@ from __future__ import annotations
 import json
 import re
 import threading
-from typing import Any
+from typing import Annotated, Any
 
 import sqlalchemy as sa
+from pydantic import Field, StringConstraints, field_validator
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import (
@@ -83,18 +84,58 @@ from plugins.builtin._common import (
     optional_str_list,
     required_str,
 )
+from plugins.builtin._models import NonEmptyStr, PluginConfig
 from plugins.builtin._streams import collect_items
 
 DEFAULT_URL = "sqlite:///orchestrator.db"
 _IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
 _UPSERT_DIALECTS = ("sqlite", "postgresql")
 
+#: A plain SQL identifier (for the JSON Schema; the same rule as ``_IDENTIFIER``).
+Identifier = Annotated[str, StringConstraints(pattern=r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")]
+
+
+class DatabaseWriterConfig(PluginConfig):
+    """Configuration of ``database_writer``."""
+
+    url: NonEmptyStr = Field(
+        DEFAULT_URL,
+        description="SQLAlchemy database URL, e.g. postgresql+psycopg://user@127.0.0.1:5432/db.",
+    )
+    table: Identifier = Field(
+        description="The table: letters, digits and _, not starting with a digit, at most 63."
+    )
+    key: (
+        Identifier
+        | Annotated[list[Identifier], Field(min_length=1, json_schema_extra={"uniqueItems": True})]
+        | None
+    ) = Field(
+        None,
+        description="Key column(s): items are upserted by key (an exactly-once effect); "
+        "without it they are appended.",
+    )
+    columns: list[NonEmptyStr] | None = Field(
+        None, description="The columns to write, in order (default: the items' fields)."
+    )
+    create_table: bool = Field(
+        True, description="Create the table when missing, with types inferred from the batch."
+    )
+    add_columns: bool = Field(True, description="Add columns a batch brings and the table lacks.")
+
+    @field_validator("key")
+    @classmethod
+    def _distinct_keys(cls, value: str | list[str] | None) -> str | list[str] | None:
+        if isinstance(value, list) and len(set(value)) != len(value):
+            raise ValueError(f"names a column twice: {value}")
+        return value
+
+
 _engines: dict[str, Engine] = {}
 _tables: dict[tuple[str, str], sa.Table] = {}
 _lock = threading.Lock()
 
 
-@plugin("database_writer")
+@plugin("database_writer", config=DatabaseWriterConfig)
 def database_writer_plugin(
     inputs: dict[str, Any], config: dict[str, Any], ctx: PluginContext
 ) -> dict[str, Any]:

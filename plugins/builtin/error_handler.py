@@ -42,6 +42,8 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from pydantic import Field
+
 from engine.errors import PluginError
 from plugins._context import PluginContext
 from plugins._registry import plugin
@@ -56,9 +58,27 @@ from plugins.builtin._common import (
     safe_file_stem,
     sha256_hex,
 )
+from plugins.builtin._models import NonEmptyStr, PluginConfig
 
 
-@plugin("error_handler")
+class ErrorHandlerConfig(PluginConfig):
+    """Configuration of ``error_handler``."""
+
+    report_dir: NonEmptyStr = Field(description="Directory for error reports (created if missing).")
+    quarantine_dir: NonEmptyStr | None = Field(
+        None, description="Move the source file (if any) into this directory."
+    )
+    reason: NonEmptyStr | None = Field(
+        None, description="Why the item failed; default: the inputs' 'errors' list joined."
+    )
+    path: NonEmptyStr | None = Field(
+        None,
+        description="The source file; default: input 'path', 'file_path', or the 'path' of "
+        "an upstream output.",
+    )
+
+
+@plugin("error_handler", config=ErrorHandlerConfig)
 def error_handler_plugin(
     inputs: dict[str, Any], config: dict[str, Any], ctx: PluginContext
 ) -> dict[str, Any]:

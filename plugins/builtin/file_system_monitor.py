@@ -60,9 +60,17 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from pydantic import Field
+
 from plugins._context import PluginContext
 from plugins._source import Source, SourceItem, source_plugin
 from plugins.builtin._common import config_error, json_type, optional_bool, required_str
+from plugins.builtin._models import (
+    NonEmptyStr,
+    NonNegativeSeconds,
+    PluginConfig,
+    PositiveSeconds,
+)
 from plugins.builtin._streams import optional_number
 
 #: A file's state: (size in bytes, modification time in nanoseconds).
@@ -81,7 +89,28 @@ class _Settings:
     include_existing: bool
 
 
-@source_plugin("file_system_monitor")
+class FileSystemMonitorConfig(PluginConfig):
+    """Configuration of the ``file_system_monitor`` source."""
+
+    watch_path: NonEmptyStr = Field(
+        description="The directory to watch (waited for if only its parent exists yet)."
+    )
+    file_pattern: NonEmptyStr = Field(
+        "*",
+        description="fnmatch glob the file name must match; with a '/' it is matched against "
+        "the path relative to watch_path.",
+    )
+    recursive: bool = Field(False, description="Watch subdirectories too.")
+    poll_interval: PositiveSeconds = Field(0.5, description="Seconds between scans.")
+    settle_seconds: NonNegativeSeconds = Field(
+        0.2, description="Seconds a file must stay unchanged before it is emitted."
+    )
+    include_existing: bool = Field(
+        True, description="On the first start, files already present are events too."
+    )
+
+
+@source_plugin("file_system_monitor", config=FileSystemMonitorConfig)
 async def open_file_system_monitor(
     config: dict[str, Any], checkpoint: Any, ctx: PluginContext
 ) -> Source:

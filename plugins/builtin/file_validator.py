@@ -41,6 +41,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from pydantic import Field
+
 from plugins._context import PluginContext
 from plugins._registry import plugin
 from plugins.builtin._common import (
@@ -50,6 +52,13 @@ from plugins.builtin._common import (
     optional_int,
     optional_str_list,
     utf8_error_line,
+)
+from plugins.builtin._models import (
+    DELIMITER_DESCRIPTION,
+    Delimiter,
+    NonEmptyStr,
+    NonNegativeInt,
+    PluginConfig,
 )
 
 MAX_ROW_ERRORS = 10
@@ -62,7 +71,26 @@ class _Checks:
     min_rows: int | None
 
 
-@plugin("file_validator")
+class FileValidatorConfig(PluginConfig):
+    """Configuration of ``file_validator`` (all optional)."""
+
+    path: NonEmptyStr | None = Field(
+        None,
+        description="The file; default: input 'path', 'file_path', or the 'path' of an "
+        "upstream output.",
+    )
+    extensions: list[NonEmptyStr] | None = Field(
+        None, description='Allowed extensions, e.g. [".csv"] (case-insensitive; dot optional).'
+    )
+    max_bytes: NonNegativeInt | None = Field(None, description="Largest allowed size in bytes.")
+    required_columns: list[NonEmptyStr] | None = Field(
+        None, description="Columns the CSV header must contain."
+    )
+    min_rows: NonNegativeInt | None = Field(None, description="Fewest CSV data rows.")
+    delimiter: Delimiter = Field(",", description=DELIMITER_DESCRIPTION)
+
+
+@plugin("file_validator", config=FileValidatorConfig)
 def file_validator_plugin(
     inputs: dict[str, Any], config: dict[str, Any], ctx: PluginContext
 ) -> dict[str, Any]:

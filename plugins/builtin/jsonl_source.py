@@ -39,6 +39,8 @@ import os
 from pathlib import Path
 from typing import IO, Any
 
+from pydantic import Field
+
 from plugins._context import PluginContext
 from plugins._source import Source, SourceItem, source_plugin
 from plugins.builtin._common import (
@@ -48,12 +50,27 @@ from plugins.builtin._common import (
     optional_bool,
     required_str,
 )
+from plugins.builtin._models import NonEmptyStr, PluginConfig, PositiveSeconds
 from plugins.builtin._streams import optional_number
 
 SUFFIX = ".jsonl"
 
 
-@source_plugin("jsonl_source")
+class JsonlSourceConfig(PluginConfig):
+    """Configuration of the ``jsonl_source`` source."""
+
+    path: NonEmptyStr = Field(
+        description="A JSON Lines file, or a directory whose *.jsonl files are read in name order."
+    )
+    follow: bool = Field(
+        False, description="Keep waiting for more lines (and new files) at the end."
+    )
+    poll_interval: PositiveSeconds = Field(
+        0.2, description="Seconds between looks for new data in follow mode."
+    )
+
+
+@source_plugin("jsonl_source", config=JsonlSourceConfig)
 async def open_jsonl_source(config: dict[str, Any], checkpoint: Any, ctx: PluginContext) -> Source:
     """Items from a JSON Lines file or a directory of them, resumable by byte offset."""
     configured = required_str(config, "path")

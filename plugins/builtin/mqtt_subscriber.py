@@ -64,6 +64,7 @@ from typing import Any
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode
 from paho.mqtt.reasoncodes import ReasonCode
+from pydantic import ConfigDict, Field, model_validator
 
 from plugins._context import PluginContext
 from plugins._source import Source, SourceItem, source_plugin
@@ -74,6 +75,7 @@ from plugins.builtin._common import (
     optional_str,
     optional_str_list,
 )
+from plugins.builtin._models import NonEmptyStr, PluginConfig, PositiveSeconds
 from plugins.builtin._streams import decode_payload, derived_name, optional_number
 
 DEFAULT_HOST = "127.0.0.1"
@@ -81,7 +83,40 @@ DEFAULT_PORT = 1883
 MAX_CLIENT_ID = 23
 
 
-@source_plugin("mqtt_subscriber")
+class MqttSubscriberConfig(PluginConfig):
+    """Configuration of the ``mqtt_subscriber`` source."""
+
+    model_config = ConfigDict(json_schema_extra={"dependentRequired": {"password": ["username"]}})
+
+    host: NonEmptyStr = Field(DEFAULT_HOST, description="Broker host.")
+    port: int = Field(DEFAULT_PORT, ge=1, le=65535, description="Broker port.")
+    topics: list[NonEmptyStr] = Field(
+        min_length=1, description="Topic filters to subscribe to (wildcards + and # allowed)."
+    )
+    qos: int = Field(
+        1, ge=0, le=2, description="Subscription QoS: 1 for at-least-once (2 is not; 0 at most)."
+    )
+    client_id: NonEmptyStr | None = Field(
+        None,
+        description="MQTT client id naming the persistent session (default derived from the "
+        "workflow and node ids).",
+    )
+    username: NonEmptyStr | None = Field(None, description="User name.")
+    password: NonEmptyStr | None = Field(None, description="Password (needs 'username').")
+    tls: bool = Field(False, description="Connect with TLS using the system's trust store.")
+    keepalive: int = Field(60, ge=5, description="Seconds between keep-alive pings.")
+    connect_timeout: PositiveSeconds = Field(
+        10.0, description="Seconds to wait for the broker's CONNACK and SUBACK."
+    )
+
+    @model_validator(mode="after")
+    def _password_needs_username(self) -> MqttSubscriberConfig:
+        if self.password is not None and self.username is None:
+            raise ValueError("'password' needs a 'username'")
+        return self
+
+
+@source_plugin("mqtt_subscriber", config=MqttSubscriberConfig)
 async def open_mqtt_subscriber(
     config: dict[str, Any], checkpoint: Any, ctx: PluginContext
 ) -> Source:

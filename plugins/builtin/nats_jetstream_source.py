@@ -39,7 +39,7 @@ Connection failures raise ``ConnectionError`` (retryable) naming the servers.
 from __future__ import annotations
 
 import contextlib
-from typing import Any
+from typing import Annotated, Any
 
 import nats
 import nats.errors
@@ -48,6 +48,7 @@ from nats.aio.client import Client as NatsClient
 from nats.aio.msg import Msg
 from nats.js.api import AckPolicy, ConsumerConfig
 from nats.js.client import JetStreamContext
+from pydantic import Field
 
 from plugins._context import PluginContext
 from plugins._source import Source, SourceItem, source_plugin
@@ -58,6 +59,7 @@ from plugins.builtin._common import (
     optional_str,
     required_str,
 )
+from plugins.builtin._models import NonEmptyStr, PluginConfig, PositiveSeconds
 from plugins.builtin._streams import decode_payload, derived_name, optional_number
 
 DEFAULT_SERVERS = ["nats://127.0.0.1:4222"]
@@ -67,7 +69,32 @@ RECONNECT_ATTEMPTS = 3
 RECONNECT_WAIT = 0.5
 
 
-@source_plugin("nats_jetstream_source")
+class NatsJetStreamSourceConfig(PluginConfig):
+    """Configuration of the ``nats_jetstream_source`` source."""
+
+    servers: NonEmptyStr | Annotated[list[NonEmptyStr], Field(min_length=1)] = Field(
+        default_factory=lambda: list(DEFAULT_SERVERS), description="NATS server URL(s)."
+    )
+    stream: NonEmptyStr = Field(description="The JetStream stream name.")
+    subject: NonEmptyStr = Field(description="The subject (filter) to consume; wildcards allowed.")
+    durable: NonEmptyStr | None = Field(
+        None, description="The durable consumer's name (default derived from workflow and node)."
+    )
+    create_stream: bool = Field(
+        True, description="Create the stream, capturing 'subject', if it does not exist."
+    )
+    ack_wait: PositiveSeconds = Field(
+        30.0, description="Seconds before an unacknowledged message is delivered again."
+    )
+    connect_timeout: PositiveSeconds = Field(
+        5.0, description="Seconds to wait for one connection attempt (whole seconds)."
+    )
+    stop_when_empty: bool = Field(
+        False, description="Be exhausted once a fetch returns nothing (finite runs)."
+    )
+
+
+@source_plugin("nats_jetstream_source", config=NatsJetStreamSourceConfig)
 async def open_nats_jetstream_source(
     config: dict[str, Any], checkpoint: Any, ctx: PluginContext
 ) -> Source:

@@ -43,6 +43,7 @@ import json
 from typing import Any
 
 import redis.asyncio as aioredis
+from pydantic import Field
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
@@ -50,12 +51,39 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 from plugins._context import PluginContext
 from plugins._source import Source, SourceItem, source_plugin
 from plugins.builtin._common import optional_bool, optional_str, required_str
+from plugins.builtin._models import NonEmptyStr, PluginConfig
 from plugins.builtin._streams import derived_name, redact_url
 
 DEFAULT_URL = "redis://127.0.0.1:6379/0"
 
 
-@source_plugin("redis_stream_source")
+class RedisStreamSourceConfig(PluginConfig):
+    """Configuration of the ``redis_stream_source`` source."""
+
+    url: NonEmptyStr = Field(
+        DEFAULT_URL, description="Redis URL (rediss:// for TLS; redis://:password@host:port/db)."
+    )
+    stream: NonEmptyStr = Field(description="The stream key.")
+    group: NonEmptyStr | None = Field(
+        None, description="The consumer group (default derived from the workflow id)."
+    )
+    consumer: NonEmptyStr | None = Field(
+        None, description="This reader's consumer name (default derived from the node id)."
+    )
+    create_group: bool = Field(
+        True, description="Create the group (and the stream) if it does not exist."
+    )
+    start_id: NonEmptyStr = Field(
+        "0",
+        description="Where a new group starts: '0' (every entry), '$' (only new ones) or an "
+        "entry id.",
+    )
+    stop_when_empty: bool = Field(
+        False, description="Be exhausted once a read finds nothing (finite runs)."
+    )
+
+
+@source_plugin("redis_stream_source", config=RedisStreamSourceConfig)
 async def open_redis_stream_source(
     config: dict[str, Any], checkpoint: Any, ctx: PluginContext
 ) -> Source:

@@ -1,0 +1,51 @@
+"""Building blocks of the built-in plugins' configuration models.
+
+Every built-in declares a pydantic model of its configuration. The engine checks a function
+node's configuration against it when the node runs (keys the model does not declare are
+ignored there, as they may be workflow-wide settings), and its JSON Schema is published in the
+worker's plugin catalog, where registering a workflow checks every node's configuration
+against it: an unknown key (``extra="forbid"``), a wrong type or an out-of-range value is
+refused with a message naming node and field.
+
+The models are strict: no type coercion (``"5"`` is not an integer, ``1`` is not ``true``),
+so a model and its JSON Schema accept the same configurations; the few rules that span
+fields (``mqtt_subscriber``'s password needs a user name, ``http_request`` takes one body,
+``json_transform`` one of ``mapping`` and ``expression``) are written into the schema too.
+The plugins keep their own checks of the dict they receive (defence in depth: a function
+can be called directly, and sources get their configuration unchecked by the model at run
+time).
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+
+
+class PluginConfig(BaseModel):
+    """Base of the built-ins' configuration models: unknown keys and coercion refused."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+
+#: A string with at least one character.
+NonEmptyStr = Annotated[str, StringConstraints(min_length=1)]
+
+#: A one-character CSV delimiter other than a quote or a line break.
+Delimiter = Annotated[str, StringConstraints(min_length=1, max_length=1, pattern=r'^[^"\r\n]$')]
+
+#: A record file format.
+RecordFormat = Literal["json", "jsonl", "csv"]
+
+#: An integer >= 0.
+NonNegativeInt = Annotated[int, Field(ge=0)]
+
+#: A finite number > 0 (seconds).
+PositiveSeconds = Annotated[float, Field(gt=0, allow_inf_nan=False)]
+
+#: A finite number >= 0 (seconds).
+NonNegativeSeconds = Annotated[float, Field(ge=0, allow_inf_nan=False)]
+
+
+DELIMITER_DESCRIPTION = "CSV delimiter: one character other than a quote or a line break."

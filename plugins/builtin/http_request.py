@@ -1,0 +1,516 @@
+"""``http_request``: call an HTTP(S) endpoint and return its status, headers and body.
+
+Asynchronous (``httpx.AsyncClient``): it runs on the worker's event loop, not in a thread,
+and is cancelled promptly when the node is.
+
+Config:
+    url (str, required): An ``http://`` or ``https://`` URL (other schemes are refused).
+    method (str): ``GET`` (the default), ``POST``, ``PUT``, ``PATCH``, ``DELETE`` or ``HEAD``.
+    headers (object): Request headers, name to string value.
+    query (object): Query parameters, name to a string, number or boolean (``true`` /
+        ``false``), or a list of them for a repeated parameter; added to any query the URL
+        already has.
+    json (object or array): A JSON request body (``Content-Type: application/json``).
+    body_from_input (str): The name of an input whose value is sent as the JSON body
+        instead (e.g. an upstream node's id). Not together with ``json``.
+    request_timeout (number > 0): Seconds one try may take in all: connecting, sending and
+        reading the whole response (default 30). This is not the engine's reserved node
+        ``timeout``, which bounds the whole attempt, the retries below included.
+    retries (int 0-10): Further tries, within the attempt, when the connection fails or times
+        out or the server answers 5xx, 408 or 429 (default 2). A try is repeated as it was,
+        so a POST may reach the server more than once: as with the engine's own retries,
+        endpoints with side effects should be idempotent.
+    retry_backoff (number >= 0): Seconds before the first of those retries, doubled for
+        each next one (default 0.5).
+    expect_status (list of int 100-599): The statuses that count as success (default: any
+        2xx). A status listed here is a success even when it is 4xx or 5xx.
+    max_response_bytes (int 1 - 1,500,000): The largest response body accepted, after
+        content decoding (default 1,000,000). A larger body is an error: node outputs travel
+        through Temporal, and the engine refuses outputs over 1,500,000 bytes of JSON.
+    follow_redirects (bool): Follow redirects, at most 20 (default true). When false a 3xx
+        answer is judged by ``expect_status`` like any other status.
+
+Inputs:
+    Only with ``body_from_input``: the named input is the request body.
+
+Output:
+    ``status`` (int), ``headers`` (object: lower-case names; repeated headers joined with
+    ``", "``), ``url`` (the final URL, after redirects), ``elapsed_ms`` (the successful
+    try, in milliseconds), and the body as exactly one of: ``json`` (the parsed body, when
+    the response's content type is ``application/json`` or ``*+json`` and it parses),
+    ``text`` (the body decoded with the response's charset, default UTF-8; ``""`` for an
+    empty body or ``HEAD``) or ``base64`` (a body that is not text in that charset).
+
+URLs (with any password replaced by ``***``) appear in error messages and logs: pass
+secrets in ``headers``, not in the URL's query.
+
+Errors:
+    Bad configuration is ``InvalidConfiguration`` naming the key. A status that is not
+    expected and not retried (a 4xx other than 408 and 429, an unfollowed 3xx, a 1xx) is
+    ``PluginExecutionFailed`` naming the URL and the status (not retried: the request is
+    wrong). So is a response body over ``max_response_bytes``, too many redirects, and
+    a missing ``body_from_input`` input. When the retries above are used up, the last
+    failure is raised as an ordinary exception, so the engine's retry policy applies:
+    ``HttpServerError`` for a 5xx, 408 or 429, ``TimeoutError`` for a try that took longer
+    than ``request_timeout``, ``ConnectionError`` for a connection that failed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import codecs
+import re
+import time
+import warnings
+from dataclasses import dataclass
+from typing import Annotated, Any, Literal
+
+import httpx
+from pydantic import ConfigDict, Field, StringConstraints, model_validator
+
+from engine.contracts import MAX_PAYLOAD_BYTES
+from engine.errors import PluginError, PluginErrorCode
+from plugins._context import PluginContext
+from plugins._registry import plugin
+from plugins.builtin._common import (
+    config_error,
+    data_error,
+    json_type,
+    loads_strict,
+    optional_bool,
+    optional_int,
+    optional_str,
+    required_str,
+)
+from plugins.builtin._models import NonEmptyStr, NonNegativeSeconds, PluginConfig, PositiveSeconds
+from plugins.builtin._streams import optional_choice, optional_number, redact_url
+
+METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE", "HEAD")
+#: 4xx answers that mean "try again later" rather than "the request is wrong".
+RETRYABLE_CLIENT_STATUSES = frozenset({408, 429})
+MAX_RETRIES = 10
+MAX_REDIRECTS = 20
+#: How much of an unexpected answer's body goes into the error message.
+ERROR_SNIPPET_BYTES = 300
+
+_HEADER_NAME = re.compile(r"^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$")
+_URL_PATTERN = r"^https?://[^\s/?#]+([/?#]\S*)?$"
+
+QueryScalar = str | int | float | bool
+StatusCode = Annotated[int, Field(ge=100, le=599)]
+
+
+# The configuration key is "json" (httpx's name for a JSON body). The field shadows pydantic's
+# deprecated ``BaseModel.json()`` method, which nothing calls on this model; pydantic warns.
+with warnings.catch_warnings():
+    warnings.filterwarnings("ignore", message='Field name "json"', category=UserWarning)
+
+    class HttpRequestConfig(PluginConfig):
+        """Configuration of ``http_request``."""
+
+        model_config = ConfigDict(
+            json_schema_extra={  # not 'json' and 'body_from_input' together
+                "not": {
+                    "required": ["json", "body_from_input"],
+                    "properties": {
+                        "json": {"type": ["object", "array"]},
+                        "body_from_input": {"type": "string"},
+                    },
+                }
+            }
+        )
+
+        url: Annotated[str, StringConstraints(pattern=_URL_PATTERN)] = Field(
+            description="The http:// or https:// URL to call."
+        )
+        method: Literal["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD"] = Field(
+            "GET", description="The HTTP method."
+        )
+        headers: dict[NonEmptyStr, str] | None = Field(None, description="Request headers.")
+        query: dict[NonEmptyStr, QueryScalar | list[QueryScalar]] | None = Field(
+            None, description="Query parameters (a list repeats the parameter)."
+        )
+        json: dict[str, Any] | list[Any] | None = Field(  # type: ignore[assignment]
+            None, description="A JSON request body (object or array)."
+        )
+        body_from_input: NonEmptyStr | None = Field(
+            None, description="Send this input's value as the JSON body (not with 'json')."
+        )
+        request_timeout: PositiveSeconds = Field(
+            30.0, description="Seconds one try may take in all (not the engine's node 'timeout')."
+        )
+        retries: int = Field(
+            2,
+            ge=0,
+            le=MAX_RETRIES,
+            description="Further tries on a 5xx, 408 or 429 answer or a failed connection.",
+        )
+        retry_backoff: NonNegativeSeconds = Field(
+            0.5, description="Seconds before the first retry; doubled for each next one."
+        )
+        expect_status: Annotated[list[StatusCode], Field(min_length=1)] | None = Field(
+            None, description="Statuses that count as success (default: any 2xx)."
+        )
+        max_response_bytes: int = Field(
+            1_000_000,
+            ge=1,
+            le=MAX_PAYLOAD_BYTES,
+            description="The largest response body accepted; larger is an error.",
+        )
+        follow_redirects: bool = Field(True, description="Follow redirects (at most 20).")
+
+        @model_validator(mode="after")
+        def _one_body(self) -> HttpRequestConfig:
+            if self.json is not None and self.body_from_input is not None:
+                raise ValueError("give 'json' or 'body_from_input', not both")
+            return self
+
+
+class HttpServerError(Exception):
+    """The server kept answering 5xx, 408 or 429 through every retry (retryable)."""
+
+
+@dataclass(frozen=True)
+class _Request:
+    url: str
+    method: str
+    headers: dict[str, str]
+    query: dict[str, Any]
+    body: Any
+    has_body: bool
+    timeout: float
+    retries: int
+    backoff: float
+    expect: frozenset[int] | None
+    max_bytes: int
+    follow_redirects: bool
+
+    @property
+    def where(self) -> str:
+        return f"{self.method} {redact_url(self.url)}"
+
+    def expected(self, status: int) -> bool:
+        return status in self.expect if self.expect is not None else 200 <= status <= 299
+
+
+@dataclass(frozen=True)
+class _Response:
+    status: int
+    reason: str
+    headers: httpx.Headers
+    url: str
+    content: bytes
+
+
+class _TooLarge(Exception):
+    def __init__(self, size: int) -> None:
+        super().__init__(size)
+        self.size = size
+
+
+@plugin("http_request", config=HttpRequestConfig)
+async def http_request_plugin(
+    inputs: dict[str, Any], config: dict[str, Any], ctx: PluginContext
+) -> dict[str, Any]:
+    """Call an HTTP(S) endpoint; return status, headers and the (JSON or text) body.
+
+    Args:
+        inputs: The node's inputs; only used with ``body_from_input``.
+        config: See the module documentation.
+        ctx: The call's context.
+
+    Returns:
+        ``{"status", "headers", "url", "elapsed_ms"}`` plus one of ``"json"``, ``"text"``,
+        ``"base64"``.
+
+    Raises:
+        PluginError: ``InvalidConfiguration`` naming the bad key; ``PluginExecutionFailed``
+            for an unexpected, non-retryable status, a too large body or too many redirects.
+        HttpServerError: 5xx, 408 or 429 after every retry.
+        TimeoutError: The last try took longer than ``request_timeout``.
+        ConnectionError: The last try could not connect or lost the connection.
+    """
+    request = _request(inputs, config)
+    timeout = httpx.Timeout(request.timeout)
+    async with httpx.AsyncClient(
+        timeout=timeout, follow_redirects=request.follow_redirects, max_redirects=MAX_REDIRECTS
+    ) as client:
+        failure: Exception | None = None
+        for number in range(request.retries + 1):
+            if number:
+                delay = request.backoff * 2 ** (number - 1)
+                ctx.logger.warning(
+                    "http_request.retrying",
+                    request=request.where,
+                    error=str(failure),
+                    retry=number,
+                    delay=delay,
+                )
+                await asyncio.sleep(delay)
+            started = time.monotonic()
+            try:
+                async with asyncio.timeout(request.timeout):
+                    response = await _send(client, request)
+            except TimeoutError:
+                failure = TimeoutError(
+                    f"{request.where}: no complete response within {request.timeout:g} s"
+                )
+                continue
+            except httpx.TimeoutException as exc:
+                failure = TimeoutError(f"{request.where}: timed out: {_describe(exc)}")
+                continue
+            except httpx.TransportError as exc:
+                failure = ConnectionError(f"{request.where}: {_describe(exc)}")
+                continue
+            except httpx.TooManyRedirects:
+                raise data_error(
+                    f"{request.where}: more than {MAX_REDIRECTS} redirects",
+                    url=redact_url(request.url),
+                ) from None
+            except _TooLarge as exc:
+                raise data_error(
+                    f"{request.where}: the response body ({exc.size:,} bytes or more) is "
+                    f"larger than max_response_bytes ({request.max_bytes:,} bytes)",
+                    url=redact_url(request.url),
+                ) from None
+            elapsed_ms = round((time.monotonic() - started) * 1000, 3)
+            if request.expected(response.status):
+                ctx.logger.info(
+                    "http_request.done",
+                    request=request.where,
+                    status=response.status,
+                    elapsed_ms=elapsed_ms,
+                    tries=number + 1,
+                )
+                return _output(response, elapsed_ms)
+            summary = _status_summary(request, response)
+            if response.status >= 500 or response.status in RETRYABLE_CLIENT_STATUSES:
+                failure = HttpServerError(summary)
+                continue
+            raise PluginError(
+                PluginErrorCode.PluginExecutionFailed,
+                summary,
+                {"url": redact_url(request.url), "status": response.status},
+            )
+    assert failure is not None
+    raise failure
+
+
+async def _send(client: httpx.AsyncClient, request: _Request) -> _Response:
+    """One try: send, then read the body (all of it when the status is expected, a snippet
+    otherwise)."""
+    url = httpx.URL(request.url)
+    if request.query:
+        url = url.copy_merge_params(request.query)  # ``params=`` would replace the URL's query
+    outgoing = client.build_request(
+        request.method,
+        url,
+        headers=request.headers,
+        json=request.body if request.has_body else None,
+    )
+    response = await client.send(outgoing, stream=True)
+    try:
+        wanted = request.expected(response.status_code)
+        limit = request.max_bytes if wanted else ERROR_SNIPPET_BYTES
+        declared = response.headers.get("content-length", "")
+        if (
+            wanted
+            and request.method != "HEAD"  # a HEAD answer's length is the GET body's
+            and declared.isdigit()
+            and int(declared) > limit
+            and "content-encoding" not in response.headers
+        ):
+            raise _TooLarge(int(declared))
+        chunks: list[bytes] = []
+        size = 0
+        async for chunk in response.aiter_bytes():
+            chunks.append(chunk)
+            size += len(chunk)
+            if size > limit:
+                if wanted:
+                    raise _TooLarge(size)
+                break
+        content = b"".join(chunks)[:limit]
+    finally:
+        await response.aclose()
+    return _Response(
+        status=response.status_code,
+        reason=response.reason_phrase,
+        headers=response.headers,
+        url=str(response.url),
+        content=content,
+    )
+
+
+def _output(response: _Response, elapsed_ms: float) -> dict[str, Any]:
+    headers: dict[str, str] = {}
+    for name, value in response.headers.multi_items():
+        key = name.lower()
+        headers[key] = f"{headers[key]}, {value}" if key in headers else value
+    output: dict[str, Any] = {
+        "status": response.status,
+        "headers": headers,
+        "url": redact_url(response.url),
+        "elapsed_ms": elapsed_ms,
+    }
+    output.update(decode_body(response.content, response.headers.get("content-type", "")))
+    return output
+
+
+def decode_body(content: bytes, content_type: str) -> dict[str, Any]:
+    """A response body as ``{"json": value}``, ``{"text": str}`` or ``{"base64": str}``.
+
+    JSON when the media type is ``application/json`` or ``*+json`` and the body parses as
+    strict JSON; otherwise text in the declared charset (UTF-8 by default) when it decodes
+    (an empty body, as for ``HEAD``, is ``""``); otherwise base64.
+    """
+    media_type, _, parameters = content_type.partition(";")
+    media_type = media_type.strip().lower()
+    charset = "utf-8"
+    for parameter in parameters.split(";"):
+        name, _, value = parameter.partition("=")
+        if name.strip().lower() == "charset" and value.strip():
+            charset = value.strip().strip('"').lower()
+    try:
+        codecs.lookup(charset)
+    except LookupError:
+        charset = "utf-8"
+    try:
+        text = content.decode(charset)
+    except UnicodeDecodeError:
+        return {"base64": base64.b64encode(content).decode("ascii")}
+    if media_type == "application/json" or media_type.endswith("+json"):
+        try:
+            return {"json": loads_strict(text)}
+        except ValueError:
+            pass  # declared JSON but is not: hand over the text
+    return {"text": text}
+
+
+def _status_summary(request: _Request, response: _Response) -> str:
+    snippet = response.content[:ERROR_SNIPPET_BYTES].decode("utf-8", errors="replace").strip()
+    detail = f": {snippet}" if snippet else ""
+    reason = f" {response.reason}" if response.reason else ""
+    return f"{request.where} answered {response.status}{reason}{detail}"
+
+
+def _describe(exc: Exception) -> str:
+    return f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+
+
+# --- configuration ----------------------------------------------------------------------------
+
+
+def _request(inputs: dict[str, Any], config: dict[str, Any]) -> _Request:
+    url = required_str(config, "url")
+    try:
+        parsed = httpx.URL(url)
+    except httpx.InvalidURL as exc:
+        raise config_error("url", f"is not a valid URL: {exc}") from None
+    if parsed.scheme not in ("http", "https") or not parsed.host:
+        raise config_error("url", f"must be an http:// or https:// URL, got {redact_url(url)!r}")
+    method = optional_choice(config, "method", METHODS)
+    headers = _headers(config)
+    query = _query(config)
+    body_input = optional_str(config, "body_from_input")
+    has_body = False
+    body: Any = None
+    if config.get("json") is not None:
+        if body_input is not None:
+            raise config_error("body_from_input", "cannot be used together with 'json'")
+        body = config["json"]
+        if not isinstance(body, dict | list):
+            raise config_error("json", f"must be an object or an array, got {json_type(body)}")
+        has_body = True
+    elif body_input is not None:
+        if body_input not in inputs:
+            available = ", ".join(sorted(inputs)) or "none"
+            raise data_error(
+                f"input '{body_input}' named by 'body_from_input' is missing (inputs: {available})",
+                input=body_input,
+            )
+        body = inputs[body_input]
+        has_body = True
+    retries = optional_int(config, "retries")
+    if retries is not None and retries > MAX_RETRIES:
+        raise config_error("retries", f"must be <= {MAX_RETRIES}, got {retries}")
+    max_bytes = optional_int(config, "max_response_bytes", minimum=1)
+    if max_bytes is not None and max_bytes > MAX_PAYLOAD_BYTES:
+        raise config_error(
+            "max_response_bytes",
+            f"must be <= {MAX_PAYLOAD_BYTES} (the engine's payload limit), got {max_bytes}",
+        )
+    return _Request(
+        url=url,
+        method=method,
+        headers=headers,
+        query=query,
+        body=body,
+        has_body=has_body,
+        timeout=optional_number(config, "request_timeout", 30.0, exclusive=True),
+        retries=2 if retries is None else retries,
+        backoff=optional_number(config, "retry_backoff", 0.5),
+        expect=_expect_status(config),
+        max_bytes=1_000_000 if max_bytes is None else max_bytes,
+        follow_redirects=optional_bool(config, "follow_redirects", default=True),
+    )
+
+
+def _headers(config: dict[str, Any]) -> dict[str, str]:
+    value = config.get("headers")
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise config_error(
+            "headers", f"must be an object of names to strings, got {json_type(value)}"
+        )
+    for name, text in value.items():
+        if not isinstance(name, str) or not _HEADER_NAME.match(name):
+            raise config_error("headers", f"has an invalid header name {name!r}")
+        if not isinstance(text, str):
+            raise config_error(
+                "headers", f"value of '{name}' must be a string, got {json_type(text)}"
+            )
+        if "\r" in text or "\n" in text or "\0" in text:
+            raise config_error("headers", f"value of '{name}' must not hold line breaks")
+    return dict(value)
+
+
+def _query(config: dict[str, Any]) -> dict[str, Any]:
+    value = config.get("query")
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise config_error("query", f"must be an object of names to values, got {json_type(value)}")
+    query: dict[str, Any] = {}
+    for name, item in value.items():
+        values = item if isinstance(item, list) else [item]
+        texts: list[str] = []
+        for scalar in values:
+            if isinstance(scalar, bool):
+                texts.append("true" if scalar else "false")
+            elif isinstance(scalar, str | int | float):
+                texts.append(str(scalar))
+            else:
+                raise config_error(
+                    "query",
+                    f"value of '{name}' must be a string, number or boolean (or a list of "
+                    f"them), got {json_type(scalar)}",
+                )
+        query[name] = texts if isinstance(item, list) else texts[0]
+    return query
+
+
+def _expect_status(config: dict[str, Any]) -> frozenset[int] | None:
+    value = config.get("expect_status")
+    if value is None:
+        return None
+    if not isinstance(value, list) or not value:
+        raise config_error(
+            "expect_status", f"must be a non-empty list of status codes, got {value!r}"
+        )
+    for code in value:
+        if isinstance(code, bool) or not isinstance(code, int) or not 100 <= code <= 599:
+            raise config_error("expect_status", f"must hold status codes 100-599, got {code!r}")
+    return frozenset(value)
