@@ -28,6 +28,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import structlog
+from pydantic import ValidationError
 from temporalio import activity
 from temporalio.client import Client
 
@@ -171,6 +172,7 @@ class _StreamRun:
         self._last_report = time.monotonic()
         self._reporting: asyncio.Task[None] | None = None
         self._configs: dict[str, Any] = {}
+        self._source_lock = asyncio.Lock()
 
     def _counters(self, node_id: str) -> NodeCounters:
         counters = self._progress.counters.get(node_id)
@@ -225,6 +227,12 @@ class _StreamRun:
         pump = asyncio.create_task(self._pump(source))
         ctx.logger.info("stream started", checkpoint=self._progress.checkpoint)
         try:
+            # The pump ends when the reader has put its last batch; a reader that fails
+            # (a broken connection) must not leave the pump waiting for batches forever.
+            await asyncio.wait({pump, reader}, return_when=asyncio.FIRST_EXCEPTION)
+            broken = reader.exception() if reader.done() and not reader.cancelled() else None
+            if broken is not None:
+                raise broken
             await asyncio.shield(pump)
             await reader
             self._progress.exhausted = True
@@ -265,7 +273,8 @@ class _StreamRun:
     async def _read(self, source: Source) -> None:
         """Fill the queue with micro-batches; blocks while it is full (back-pressure)."""
         while not source.exhausted:
-            items = await source.read(self._settings.batch_size, self._settings.batch_max_wait)
+            async with self._source_lock:  # a source is never called concurrently
+                items = await source.read(self._settings.batch_size, self._settings.batch_max_wait)
             if items:
                 await self._queue.put(items)
         await self._queue.put(None)
@@ -277,8 +286,9 @@ class _StreamRun:
             if batch is None:
                 return
             await self._process([item.value for item in batch])
-            await source.commit(batch)
-            self._progress.checkpoint = source.checkpoint()
+            async with self._source_lock:
+                await source.commit(batch)
+                self._progress.checkpoint = source.checkpoint()
             self._heartbeats.record(self._progress)
 
     async def _process(self, values: list[dict[str, Any]]) -> None:
@@ -348,6 +358,16 @@ async def _open(
     spec: SourceSpec, config: dict[str, Any], checkpoint: Any, ctx: Any, node_id: str
 ) -> Source:
     try:
+        if spec.config_model is not None:
+            declared = {k: v for k, v in config.items() if k in spec.config_model.model_fields}
+            try:
+                spec.config_model.model_validate(declared)
+            except ValidationError as exc:
+                raise PluginError(
+                    PluginErrorCode.InvalidConfiguration,
+                    f"configuration of source '{spec.plugin_id}': {exc.errors()[0]['msg']} "
+                    f"({'.'.join(str(p) for p in exc.errors()[0]['loc'])})",
+                ) from None
         return await spec.open(config, checkpoint, ctx)
     except PluginError as exc:
         raise failure(

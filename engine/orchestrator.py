@@ -522,16 +522,19 @@ class AdvancedPluginOrchestrator:
             f"AND TaskQueue = '{self.task_queue}'"
         )
         active = [execution.id async for execution in self._list(query)]
+        # Visibility lags a moment behind; what this process started recently is checked
+        # directly, so it reads its own writes.
         now = time.monotonic()
-        recent = [
-            execution_id
-            for execution_id, at in self._recent_executions.items()
-            if now - at < _OVERLAY_SECONDS and execution_id not in active
-        ]
-        for execution_id in recent:
+        for execution_id, at in list(self._recent_executions.items()):
+            if now - at >= _OVERLAY_SECONDS:
+                del self._recent_executions[execution_id]
+                continue
             description = await executions.describe(self._execution(execution_id), execution_id)
-            if description.status is TemporalStatus.RUNNING:
+            running = description.status is TemporalStatus.RUNNING
+            if running and execution_id not in active:
                 active.insert(0, execution_id)
+            elif not running and execution_id in active:
+                active.remove(execution_id)
         return active
 
     async def wait_for_completion(

@@ -54,6 +54,7 @@ Errors:
 
 from __future__ import annotations
 
+import atexit
 import json
 import re
 import threading
@@ -131,6 +132,17 @@ class DatabaseWriterConfig(PluginConfig):
 
 
 _engines: dict[str, Engine] = {}
+
+
+def dispose_engines() -> None:
+    """Close every cached connection pool (at interpreter exit, and in tests)."""
+    with _lock:
+        for engine in _engines.values():
+            engine.dispose()
+        _engines.clear()
+
+
+atexit.register(dispose_engines)
 _tables: dict[tuple[str, str], sa.Table] = {}
 _lock = threading.Lock()
 
