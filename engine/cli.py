@@ -433,7 +433,7 @@ async def _cmd_blobs_gc(args: argparse.Namespace) -> int:
         removed = await session.orchestrator.collect_blobs(older_than=args.older_than_days * 86400)
     for execution_id in removed:
         print(f"removed the blobs of {execution_id}")
-    print(f"{len(removed)} executions' blobs removed from {session.orchestrator.blobs.root}")
+    print(f"{len(removed)} executions' blobs removed from {session.orchestrator.blobs.location}")
     return 0
 
 

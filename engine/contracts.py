@@ -182,6 +182,8 @@ class DefinitionChange(_Contract):
 WATCH_SOURCE_ACTIVITY = "watch_event_source"
 RUN_STREAM_ACTIVITY = "run_stream"
 EVENTS_SIGNAL = "events"
+SUBMIT_EVENTS_UPDATE = "submit_events"
+BUSY = "Busy"  # error type of a refused submit_events: try again shortly
 SOURCE_CHECKPOINT_SIGNAL = "source_checkpoint"
 STREAM_PROGRESS_SIGNAL = "stream_progress"
 DEFINITION_CHANGED_SIGNAL = "definition_changed"

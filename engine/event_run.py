@@ -111,6 +111,8 @@ class EventRun(LongRun):
         long past the point where it should have continued as new (signals arriving without
         pause can hold a continue-as-new back; senders wait instead)."""
         queued = len(self.state.queue)
+        if self._draining:
+            return Admission(accepting=False, queued=queued, reason="continuing as new")
         if queued >= MAX_QUEUED_EVENTS:
             return Admission(accepting=False, queued=queued, reason=f"{queued} events wait")
         budget = self._options.max_history_events

@@ -31,6 +31,7 @@ from temporalio.client import (
     WorkflowQueryFailedError,
     WorkflowQueryRejectedError,
     WorkflowUpdateFailedError,
+    WorkflowUpdateRPCTimeoutOrCancelledError,
 )
 from temporalio.client import (
     WorkflowExecutionStatus as TemporalStatus,
@@ -41,10 +42,12 @@ from temporalio.exceptions import ApplicationError
 from temporalio.service import RPCError, RPCStatusCode
 
 from engine.contracts import (
+    BUSY,
     EXECUTION_WORKFLOW,
-    Admission,
+    SUBMIT_EVENTS_UPDATE,
     DefinitionChange,
     EventsPage,
+    EventsSignal,
     ExecutionInput,
     ExecutionOutcome,
 )
@@ -220,29 +223,45 @@ async def update_execution(
         ) from None
 
 
-async def wait_for_admission(
-    handle: WorkflowHandle[Any, Any], execution_id: str, timeout: float, query_timeout: timedelta
+async def submit_events(
+    handle: WorkflowHandle[Any, Any], execution_id: str, batch: EventsSignal, timeout: float
 ) -> None:
-    """Wait until an EventDriven execution accepts events (see ``EventRun.admission``).
+    """Deliver events with the ``submit_events`` update, waiting (with backoff, up to
+    ``timeout`` seconds) while the execution is busy: its validator refuses events, writing
+    nothing to history, while the queue is full or the run is continuing as new, so bursts
+    of clients cannot grow a history without bound.
 
     Raises:
-        PluginError: ``Timeout`` if it stays busy for ``timeout`` seconds.
+        PluginError: ``InvalidState`` if it is not a running EventDriven execution;
+            ``Timeout`` if it stays busy.
     """
     loop = asyncio.get_running_loop()
     deadline = loop.time() + timeout
     delay = 0.05
+    reason = ""
     while True:
-        with translate_errors(f"execution '{execution_id}'"):
-            admission: Admission = await handle.query(
-                "admission", result_type=Admission, rpc_timeout=query_timeout
-            )
-        if admission.accepting:
+        try:
+            await handle.execute_update(SUBMIT_EVENTS_UPDATE, batch)
             return
+        except WorkflowUpdateFailedError as exc:
+            cause = exc.cause
+            if not (isinstance(cause, ApplicationError) and cause.type == BUSY):
+                raise _from_failure(cause, f"execution '{execution_id}'") from None
+            reason = cause.message
+        except RPCError as exc:
+            # Too many updates in flight, or the run closed (continued as new) before
+            # accepting this one: try again on the current run.
+            if exc.status not in (RPCStatusCode.RESOURCE_EXHAUSTED, RPCStatusCode.NOT_FOUND):
+                raise _from_rpc(
+                    exc, f"execution '{execution_id}'", Code.ExecutionNotFound
+                ) from None
+            reason = exc.message
+        except WorkflowUpdateRPCTimeoutOrCancelledError:
+            reason = "the update timed out"
         if loop.time() + delay > deadline:
             raise PluginError(
                 Code.Timeout,
-                f"execution '{execution_id}' did not accept events within {timeout:g}s: "
-                f"{admission.reason or 'it is not running'}",
+                f"execution '{execution_id}' did not accept events within {timeout:g}s: {reason}",
             )
         await asyncio.sleep(delay)
         delay = min(delay * 2, 2.0)

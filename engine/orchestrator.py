@@ -37,7 +37,6 @@ from engine.connection import connect, default_task_queue, with_pydantic_convert
 from engine.contracts import (
     CATALOG_MEMO_KEY,
     DEFINITION_WORKFLOW,
-    EVENTS_SIGNAL,
     EXECUTION_WORKFLOW,
     MAX_INPUT_BYTES,
     ApprovalDecision,
@@ -311,9 +310,8 @@ class AdvancedPluginOrchestrator:
                 "executions",
             )
         for start in range(0, len(events), 100):
-            await executions.wait_for_admission(handle, execution_id, timeout, self.query_timeout)
-            with translate_errors(f"execution '{execution_id}'"):
-                await handle.signal(EVENTS_SIGNAL, EventsSignal(events=events[start : start + 100]))
+            batch = EventsSignal(events=events[start : start + 100])
+            await executions.submit_events(handle, execution_id, batch, timeout)
 
     async def retry_execution(self, execution_id: str) -> str:
         """Run a failed (or cancelled) batch execution again from where it stopped: nodes
@@ -574,7 +572,7 @@ class AdvancedPluginOrchestrator:
             raise PluginError(
                 PluginErrorCode.ExecutionNotFound,
                 f"blob {ref['$blob']} of execution '{ref.get('execution_id', '')}' is not in "
-                f"the blob store at {self.blobs.root}",
+                f"the blob store at {self.blobs.location}",
             ) from None
 
     async def collect_blobs(self, older_than: float = 7 * 24 * 3600.0) -> list[str]:

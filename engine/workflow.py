@@ -42,6 +42,7 @@ from temporalio.exceptions import (
 
 with workflow.unsafe.imports_passed_through():
     from engine.contracts import (
+        BUSY,
         DEFINITION_CHANGED_SIGNAL,
         EVENTS_SIGNAL,
         EXECUTION_WORKFLOW,
@@ -50,6 +51,7 @@ with workflow.unsafe.imports_passed_through():
         RUN_STREAM_ACTIVITY,
         SOURCE_CHECKPOINT_SIGNAL,
         STREAM_PROGRESS_SIGNAL,
+        SUBMIT_EVENTS_UPDATE,
         SUBSCRIBE_SIGNAL,
         UNSUBSCRIBE_SIGNAL,
         WATCH_SOURCE_ACTIVITY,
@@ -341,6 +343,27 @@ class PluginWorkflowExecution:
         if isinstance(self._long, EventRun):
             return self._long.admission(workflow.info().get_current_history_length())
         return Admission(accepting=False, reason="not an EventDriven execution")
+
+    @workflow.update(name=SUBMIT_EVENTS_UPDATE)
+    def submit_events(self, signal: EventsSignal) -> int:
+        """Client events, admitted only while the execution can take them (the validator
+        refuses, writing nothing, while its queue is full or it is continuing as new);
+        returns how many events wait."""
+        assert isinstance(self._long, EventRun)
+        self._long.accept(signal.events)
+        return len(self._long.state.queue)
+
+    @submit_events.validator
+    def _validate_submit_events(self, signal: EventsSignal) -> None:
+        if not isinstance(self._long, EventRun) or self._long.status.is_terminal:
+            raise ApplicationError(
+                "events go to running EventDriven executions",
+                type=PluginErrorCode.InvalidState.value,
+                non_retryable=True,
+            )
+        admission = self._long.admission(workflow.info().get_current_history_length())
+        if not admission.accepting:
+            raise ApplicationError(admission.reason, type=BUSY, non_retryable=True)
 
     @workflow.signal(name=EVENTS_SIGNAL)
     def receive_events(self, signal: EventsSignal) -> None:
