@@ -121,7 +121,7 @@ def _describe(error: jsonschema.ValidationError) -> str:
     location = ".".join(str(p) for p in error.absolute_path)
     if error.validator == "additionalProperties":
         return f"{error.message} (not a configuration field)"
-    if error.validator in ("oneOf", "anyOf", "not", "dependentRequired") and not location:
+    if error.validator in ("oneOf", "anyOf") and not location:
         # Rules across fields: the schema's own description says what is meant.
         rule = error.schema.get("description") if isinstance(error.schema, dict) else None
         return str(rule or f"the fields do not combine as the plugin requires ({error.validator})")

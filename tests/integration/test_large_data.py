@@ -6,7 +6,7 @@ import hashlib
 from pathlib import Path
 
 from engine import AdvancedPluginOrchestrator, WorkflowExecutionStatus
-from engine.blobs import BlobStore, is_ref
+from engine.blobs import LocalBlobStore, is_ref
 from tests.helpers.builders import edge, node, workflow
 
 
@@ -36,4 +36,4 @@ async def test_a_50_mb_output_flows_to_the_next_node(
     # Once the execution has ended, its blobs can be collected.
     removed = await orchestrator.collect_blobs(older_than=0)
     assert execution_id in removed
-    assert not any(owner == execution_id for owner, _, _ in BlobStore(blob_store).executions())
+    assert not any(owner == execution_id for owner, _, _ in LocalBlobStore(blob_store).executions())
