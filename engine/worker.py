@@ -123,6 +123,9 @@ def create_worker(
         default_heartbeat_throttle_interval=timedelta(seconds=heartbeat_throttle),
         workflow_runner=workflow_runner(),
         identity=identity,
+        # After a worker stops, its workflows' tasks (and queries) wait this long on its
+        # sticky queue before any worker may take them: keep the stall after a restart short.
+        sticky_queue_schedule_to_start_timeout=timedelta(seconds=3),
     )
     # The plugin threads belong to the worker: release them when it goes away.
     weakref.finalize(worker, executor.shutdown, wait=False)

@@ -8,7 +8,9 @@ Used by the replay tests to replay under several hash seeds, in fresh processes.
 from __future__ import annotations
 
 import asyncio
+import gc
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -49,4 +51,10 @@ async def main() -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(asyncio.run(main()))
+    code = asyncio.run(main())
+    # The SDK's runtime threads can crash the interpreter while it finalizes (seen as
+    # SIGSEGV after every history replayed); release them first, then leave without the
+    # finalization that races with them.
+    gc.collect()
+    sys.stdout.flush()
+    os._exit(code)
