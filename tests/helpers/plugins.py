@@ -122,6 +122,7 @@ def test_registry(side_effects: Path) -> PluginRegistry:
     ) -> dict[str, Any]:
         """Streaming sink: appends every item as a JSON line to <name>.jsonl (duplicates show)."""
         items = [item for batch in inputs.values() if isinstance(batch, list) for item in batch]
+        time.sleep(float(config.get("delay", 0)))  # a slow sink, for back-pressure tests
         with (side_effects / f"{config.get('name', ctx.node_id)}.jsonl").open("a") as handle:
             for item in items:
                 handle.write(json.dumps(item, sort_keys=True) + "\n")

@@ -134,3 +134,37 @@ async def test_a_new_version_is_adopted_at_a_batch_boundary(
 
 async def _async(value: int) -> int:
     return value
+
+
+async def test_the_source_never_runs_far_ahead_of_a_slow_sink(
+    orchestrator: AdvancedPluginOrchestrator, worker: object, unique, tmp_path: Path
+) -> None:
+    batch, in_flight = 20, 2
+    definition = _pipeline(
+        unique("backpressure"),
+        None,  # endless and fast: only back-pressure holds it
+        batch_size=batch,
+        batch_max_wait=0.05,
+        max_batches_in_flight=in_flight,
+        progress_interval=0.5,
+    )
+    definition.nodes[2].configuration["delay"] = 0.2  # the sink takes 0.2 s per batch
+    await orchestrator.register_workflow(definition)
+    execution_id = await orchestrator.execute_workflow(definition.workflow_id)
+    started = asyncio.get_running_loop().time()
+    gaps = []
+    for _ in range(6):
+        await asyncio.sleep(0.6)
+        status = await orchestrator.get_execution_status(execution_id)
+        read = status.node_states["source"]["counters"]["items_out"]
+        written = status.node_states["sink"]["counters"]["items_in"]
+        gaps.append(read - written)
+    await orchestrator.cancel_execution(execution_id)
+    await orchestrator.wait_for_completion(execution_id, 30)
+    # Counted at batch boundaries: at most the queued batches, the one being written, and
+    # the one the reader holds while it waits for room.
+    assert max(gaps) <= (in_flight + 2) * batch, gaps
+    elapsed = asyncio.get_running_loop().time() - started
+    written = _ns(tmp_path, definition.workflow_id)
+    # The sink's pace (a batch per 0.2 s) set the rate, not the source's (thousands a second).
+    assert batch <= len(written) <= (elapsed / 0.2 + 1) * batch
