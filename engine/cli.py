@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import gc
 import json
 import logging
@@ -27,9 +28,12 @@ import sys
 from collections.abc import AsyncIterator, Callable, Coroutine
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from rich.console import Console, RenderableType
+from rich.live import Live
 from temporalio.client import WorkflowExecutionStatus as TemporalStatus
 
 from engine import executions
@@ -48,6 +52,7 @@ from engine.embedded import (
     worker_is_polling,
 )
 from engine.errors import PluginError, PluginErrorCode
+from engine.graph_view import FORMATS, render, status_view
 from engine.logging import configure_logging
 from engine.models import (
     PluginWorkflow,
@@ -257,7 +262,9 @@ async def _cmd_run(args: argparse.Namespace) -> int:
             if args.detach:
                 return 0
             try:
-                context = await _await_end(orch, execution_id, args.follow, args.timeout)
+                context = await _await_end(
+                    orch, execution_id, args.follow, args.timeout, session.ui_link(execution_id)
+                )
             except asyncio.CancelledError:  # Ctrl-C: the run itself is durable
                 print(
                     f"execution '{execution_id}' goes on whenever a worker polls task queue "
@@ -270,12 +277,22 @@ async def _cmd_run(args: argparse.Namespace) -> int:
 
 
 async def _await_end(
-    orch: AdvancedPluginOrchestrator, execution_id: str, follow: bool, timeout: float | None
+    orch: AdvancedPluginOrchestrator,
+    execution_id: str,
+    follow: bool,
+    timeout: float | None,
+    ui_link: str | None,
 ) -> WorkflowExecutionContext:
+    """Wait for the end; with ``follow``, draw the graph live on a terminal and print event
+    lines elsewhere (logs and pipes keep a readable record)."""
     try:
         async with asyncio.timeout(timeout):
             if follow:
-                await _print_events(orch.events(execution_id))
+                console = _console()
+                if console.is_terminal:
+                    await _watch(orch, execution_id, console, ui_link)
+                else:
+                    await _print_events(orch.events(execution_id))
             return await orch.wait_for_completion(execution_id)
     except TimeoutError:
         raise PluginError(
@@ -349,45 +366,108 @@ async def _require_worker(
 
 async def _cmd_status(args: argparse.Namespace) -> int:
     async with _session(args) as session:
-        await _require_worker(session.orchestrator, args.execution_id, pending_ok=True)
-        context = await session.orchestrator.get_execution_status(args.execution_id)
+        orch = session.orchestrator
+        await _require_worker(orch, args.execution_id, pending_ok=True)
+        if args.json:
+            context = await orch.get_execution_status(args.execution_id)
+            print(json.dumps(context.to_json(), indent=2))
+            return 0
+        console = _console()
         link = session.ui_link(args.execution_id)
-    if args.json:
-        print(json.dumps(context.to_json(), indent=2))
-        return 0
-    version = context.execution_data.get("workflow_version")
-    rows = [
-        ("execution", context.execution_id),
-        ("workflow", f"{context.workflow_id} (version {version})"),
-        ("status", context.status.value),
-        ("progress", f"{context.progress:.0%}"),
-        ("current node", context.current_node or "-"),
-        ("started", context.start_time.isoformat() if context.start_time else "-"),
-        ("ended", context.end_time.isoformat() if context.end_time else "-"),
-    ]
-    if link:
-        rows.append(("temporal ui", link))
-    for label, value in rows:
-        print(f"{label + ':':<14}{value}")
-    for message in context.error_messages:
-        print(f"{'error:':<14}{message}")
-    table = [("NODE", "PLUGIN", "STATUS", "ATTEMPTS", "ERROR")]
-    for node_id, state in context.node_states.items():
-        error = state.get("error")
-        table.append(
-            (
-                node_id,
-                str(state.get("plugin_id", "")),
-                str(state.get("status", "")),
-                str(state.get("attempts", "")),
-                str(error.get("message", "")) if isinstance(error, dict) else "",
+        if args.watch:
+            await _watch(orch, args.execution_id, console, link)
+        else:
+            workflow = await orch.get_execution_definition(args.execution_id)
+            context = await orch.get_execution_status(args.execution_id)
+            _print_view(console, status_view(workflow, context, ui_link=link, now=_now()))
+    return 0
+
+
+# How often a live view redraws when no event arrives (running nodes' times go on).
+_WATCH_REFRESH = 1.0
+
+
+async def _watch(
+    orch: AdvancedPluginOrchestrator, execution_id: str, console: Console, ui_link: str | None
+) -> WorkflowExecutionContext:
+    """Redraw the execution's graph whenever it records an event (and every second for
+    the clocks) until it ends; return its final context."""
+    workflow = await orch.get_execution_definition(execution_id)
+    changed = asyncio.Event()
+
+    async def listen() -> None:
+        stream = orch.events(execution_id)
+        try:
+            async for _ in stream:
+                changed.set()
+        finally:
+            await stream.aclose()
+        changed.set()
+
+    listener = asyncio.create_task(listen())
+    try:
+        context = await orch.get_execution_status(execution_id)
+        view = status_view(workflow, context, ui_link=ui_link, now=_now())
+        with Live(view, console=console, auto_refresh=False, transient=False) as live:
+            while not context.status.is_terminal:
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(_WATCH_REFRESH):
+                        await changed.wait()
+                changed.clear()
+                if listener.done() and listener.exception() is not None:
+                    raise listener.exception()  # type: ignore[misc]
+                context = await orch.get_execution_status(execution_id)
+                live.update(status_view(workflow, context, ui_link=ui_link, now=_now()))
+                live.refresh()
+        return context
+    finally:
+        listener.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await listener
+
+
+def _console() -> Console:
+    # Pipes and files get plain text, wide enough that rows do not fold.
+    return Console(highlight=False, width=None if sys.stdout.isatty() else 200)
+
+
+def _print_view(console: Console, view: RenderableType) -> None:
+    if console.is_terminal:
+        console.print(view)
+        return
+    with console.capture() as capture:
+        console.print(view)
+    print("\n".join(line.rstrip() for line in capture.get().splitlines()))
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+async def _cmd_graph(args: argparse.Namespace) -> int:
+    if args.execution:
+        async with _session(args) as session:
+            orch = session.orchestrator
+            await _require_worker(orch, args.execution, pending_ok=True)
+            workflow = await orch.get_execution_definition(args.execution)
+            context = await orch.get_execution_status(args.execution)
+        if args.workflow not in (workflow.workflow_id, None):
+            raise UsageError(
+                f"execution '{args.execution}' runs workflow '{workflow.workflow_id}', "
+                f"not '{args.workflow}'"
             )
-        )
-    widths = [max(len(row[i]) for row in table) for i in range(4)]
-    print()
-    for row in table:
-        cells = [cell.ljust(width) for cell, width in zip(row, widths, strict=False)]
-        print("  ".join([*cells, row[4]]).rstrip())
+        print(render(workflow, args.format, context.node_states), end="")
+        return 0
+    if args.workflow is None:
+        raise UsageError("graph needs a workflow id, a definition file or --execution")
+    if _is_file_argument(args.workflow):
+        workflow = _load_definition(args.workflow)
+    else:
+        async with _session(args) as session:
+            orch = session.orchestrator
+            async with embedded_worker(orch.client, orch.task_queue):
+                workflow = await orch.get_workflow(args.workflow)
+    print(render(workflow, args.format), end="")
     return 0
 
 
@@ -671,7 +751,11 @@ def build_parser() -> argparse.ArgumentParser:
     source = sub.add_mutually_exclusive_group()
     source.add_argument("--input", help="input data as a JSON object")
     source.add_argument("--input-file", help="file holding the input data (a JSON object)")
-    sub.add_argument("--follow", action="store_true", help="print events as they happen")
+    sub.add_argument(
+        "--follow",
+        action="store_true",
+        help="draw the graph live (on a terminal; elsewhere print events as they happen)",
+    )
     sub.add_argument(
         "--detach",
         action="store_true",
@@ -684,9 +768,21 @@ def build_parser() -> argparse.ArgumentParser:
         help="seconds to wait for the end (default: no limit)",
     )
 
-    sub = command("status", _run_async(_cmd_status), "show an execution's state")
+    sub = command("status", _run_async(_cmd_status), "show an execution's graph and state")
     sub.add_argument("execution_id")
-    sub.add_argument("--json", action="store_true", help="print the context as JSON")
+    view = sub.add_mutually_exclusive_group()
+    view.add_argument("--json", action="store_true", help="print the context as JSON")
+    view.add_argument("--watch", action="store_true", help="redraw live until the execution ends")
+
+    sub = command(
+        "graph",
+        _run_async(_cmd_graph),
+        "print a definition's graph as Mermaid or Graphviz DOT (nodes coloured by status "
+        "with --execution)",
+    )
+    sub.add_argument("workflow", metavar="ID_OR_FILE", nargs="?", default=None)
+    sub.add_argument("--format", choices=FORMATS, default="mermaid")
+    sub.add_argument("--execution", help="colour the nodes by this execution's node states")
 
     for name, handler, help_text in (
         ("pause", _cmd_pause, "pause an execution (running nodes finish)"),

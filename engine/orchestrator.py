@@ -492,6 +492,18 @@ class AdvancedPluginOrchestrator:
             self._execution(execution_id), execution_id, self.query_timeout
         )
 
+    async def get_execution_definition(self, execution_id: str) -> PluginWorkflow:
+        """The definition the execution runs: the snapshot its latest run started with (a
+        long-running execution that adopted a newer version shows it after its next
+        continue-as-new). Read from Temporal's history, so it needs no worker and survives
+        ``unregister_workflow``.
+
+        Raises:
+            PluginError: ``ExecutionNotFound``.
+        """
+        params = await executions.start_input(self._execution(execution_id))
+        return params.workflow
+
     async def get_node_status(self, execution_id: str, node_id: str) -> dict[str, Any]:
         """One node's state: ``status``, ``attempts``, ``started_at``, ``completed_at`` and
         ``result`` or ``error``. For a running node, the current attempt and last failure

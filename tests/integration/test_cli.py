@@ -9,6 +9,9 @@ from __future__ import annotations
 
 import json
 import os
+import pty
+import re
+import select
 import signal
 import subprocess
 import sys
@@ -192,7 +195,7 @@ def test_run_file_follow_then_inspect_without_worker(
     assert "status:       completed" in status.stdout
     assert "progress:     100%" in status.stdout
     assert any(
-        line.split()[:3] == ["output", "data_sink", "completed"]
+        line.split()[:5] == ["3", "✔", "output", "data_sink", "process"]
         for line in status.stdout.splitlines()
     ), status.stdout
     context = json.loads(cli("status", execution_id, "--json").stdout)
@@ -211,6 +214,92 @@ def test_run_file_follow_then_inspect_without_worker(
     rerun = cli("run", str(definition_file), "--input", '{"note": "again"}')
     assert "unchanged" in rerun.stderr
     assert "status: completed" in rerun.stdout
+
+
+def test_graph_exports_files_definitions_and_executions(cli: Cli, definition_file: Path) -> None:
+    workflow_id = _definition(definition_file)["workflow_id"]
+    from_file = cli("graph", str(definition_file))
+    assert from_file.stdout.splitlines() == [
+        "flowchart LR",
+        '    n0["Data Source<br/><small>data_source</small>"]',
+        '    n1["Data Processor<br/><small>data_processor</small>"]',
+        '    n2["Data Sink<br/><small>data_sink</small>"]',
+        "    n0 --> n1",
+        "    n1 --> n2",
+    ]
+    execution_id = _execution_id(cli("run", str(definition_file), "--timeout", "60").stdout)
+
+    registered = cli("graph", workflow_id, "--format", "dot").stdout
+    assert registered.startswith(f'digraph "{workflow_id}" {{')
+    assert '    "input" -> "process" [style=solid];' in registered
+
+    # The execution's own snapshot, coloured by its node states, read without a worker.
+    coloured = cli("graph", "--execution", execution_id).stdout
+    assert coloured.count(":::completed") == 3
+    mismatch = cli("graph", "other-workflow", "--execution", execution_id, expect=2)
+    assert f"runs workflow '{workflow_id}', not 'other-workflow'" in mismatch.stderr
+    unknown = cli("graph", "no-such-workflow", expect=1)
+    assert unknown.stderr.startswith("error: WorkflowNotFound: ")
+    bad_format = cli("graph", str(definition_file), "--format", "svg", expect=2)
+    assert "invalid choice: 'svg'" in bad_format.stderr
+
+
+def test_follow_draws_the_graph_live_on_a_terminal(
+    dev_server: DevServer, task_queue: str, definition_file: Path, tmp_path: Path
+) -> None:
+    """On a terminal, ``run --follow`` redraws the graph as nodes change: the input node is
+    drawn running while its file is missing (it retries every second), then completed once
+    the file appears."""
+    data = _definition(definition_file)
+    records = tmp_path / "records.json"
+    data["nodes"][0]["configuration"] = {"path": str(records)}
+    data["global_configuration"] = {
+        "retry": {"max_attempts": 60, "initial_interval": 1, "backoff_coefficient": 1}
+    }
+    definition_file.write_text(json.dumps(data))
+    args = ["--address", dev_server.address, "--task-queue", task_queue]
+    primary, secondary = pty.openpty()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "engine.cli", *args, "run", str(definition_file), "--follow"],
+        cwd=tmp_path,
+        env=_env(tmp_path, COLUMNS="160", LINES="40", TERM="xterm-256color"),
+        stdin=secondary,
+        stdout=secondary,
+        stderr=secondary,
+    )
+    os.close(secondary)
+    screen = bytearray()
+
+    def read_until(text: str, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        while text.encode() not in _without_ansi(bytes(screen)):
+            remaining = deadline - time.monotonic()
+            assert remaining > 0, f"no {text!r} on the terminal:\n{_without_ansi(bytes(screen))!r}"
+            ready, _, _ = select.select([primary], [], [], min(remaining, 0.5))
+            if ready:
+                try:
+                    screen.extend(os.read(primary, 65536))
+                except OSError:  # the process ended and closed the terminal
+                    assert text.encode() in _without_ansi(bytes(screen)), bytes(screen)
+
+    try:
+        read_until("◷ input", timeout=60)
+        assert b"\x1b[" in screen  # drawn with cursor movement and colour, not printed lines
+        records.write_text(json.dumps([{"name": "ada", "score": 91}]))
+        read_until("status: completed", timeout=60)
+        assert process.wait(timeout=30) == 0
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+        os.close(primary)
+    final_frame = _without_ansi(bytes(screen)).decode().rsplit("execution:", 1)[1]
+    for node_id in ("input", "process", "output"):
+        assert f"✔ {node_id}" in final_frame, final_frame
+
+
+def _without_ansi(data: bytes) -> bytes:
+    return re.sub(rb"\x1b\[[0-9;?]*[A-Za-z]", b"", data)
 
 
 def test_failed_run_exits_1(cli: Cli, definition_file: Path) -> None:
