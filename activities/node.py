@@ -35,6 +35,7 @@ from activities._support import TERMINAL_CODES, Heartbeats, failure, invoke, plu
 from engine.blobs import BlobStore, blob_threshold, is_ref
 from engine.contracts import MAX_PAYLOAD_BYTES, NODE_ACTIVITY, NodeActivityInput, NodeActivityResult
 from engine.errors import PluginError, PluginErrorCode
+from engine.telemetry import Outcome, start_node_attempt
 from plugins import PluginRegistry
 
 log = structlog.get_logger("activities.node")
@@ -57,8 +58,45 @@ class NodeActivities:
 
     @activity.defn(name=NODE_ACTIVITY)
     async def run_plugin_node(self, request: NodeActivityInput) -> NodeActivityResult:
-        """Run one node's plugin and return its checked output."""
+        """Run one node's plugin and return its checked output.
+
+        Each attempt is observed: the node's attributes on the current trace span, its
+        duration and outcome in the metrics (:mod:`engine.telemetry`), and its identity bound
+        to every structlog line logged while it runs (also by loggers other than
+        ``ctx.logger``).
+        """
         info = activity.info()
+        bound = {
+            "execution_id": request.execution_id,
+            "workflow_id": request.workflow_id,
+            "node_id": request.node_id,
+            "plugin_id": request.plugin_id,
+            "attempt": info.attempt,
+        }
+        attempt = start_node_attempt(
+            workflow_id=request.workflow_id,
+            execution_id=request.execution_id,
+            node_id=request.node_id,
+            plugin_id=request.plugin_id,
+            attempt=info.attempt,
+        )
+        outcome: Outcome = "failed"
+        error: BaseException | None = None
+        try:
+            with structlog.contextvars.bound_contextvars(**bound):
+                result = await self._run(request, info)
+            outcome = "completed"
+            return result
+        except asyncio.CancelledError:
+            outcome = "cancelled"
+            raise
+        except Exception as exc:
+            error = exc
+            raise
+        finally:
+            attempt.finish(activity.metric_meter(), outcome, error)
+
+    async def _run(self, request: NodeActivityInput, info: activity.Info) -> NodeActivityResult:
         plugin = self._plugins.get(request.plugin_id)
         if plugin is None:
             message = (

@@ -611,6 +611,7 @@ async def _cmd_worker(args: argparse.Namespace) -> int:
         task_queue=args.task_queue,
         max_concurrent_activities=args.max_concurrent_activities,
         graceful_shutdown=args.graceful_shutdown,
+        metrics_bind=args.metrics_bind,
     )
     return 0
 
@@ -842,6 +843,13 @@ def build_parser() -> argparse.ArgumentParser:
         type=float,
         default=30.0,
         help="seconds running nodes get to finish on shutdown",
+    )
+    sub.add_argument(
+        "--metrics-bind",
+        default=None,
+        metavar="HOST:PORT",
+        help="serve Prometheus metrics on http://HOST:PORT/metrics "
+        "(default: ORCHESTRATOR_METRICS_BIND, else none)",
     )
 
     server = command("server", _usage, "manage the embedded Temporal server")

@@ -10,6 +10,9 @@ Environment (read when an argument is not given):
 ``TEMPORAL_TLS_CERT`` / ``TEMPORAL_TLS_KEY`` client certificate and key files (mTLS)
 ``TEMPORAL_TLS_CA``    CA bundle file for the server certificate
 ``TEMPORAL_TLS_SERVER_NAME`` server name to verify, if it differs from the address
+
+Tracing (``ORCHESTRATOR_TRACING``, ``OTEL_EXPORTER_OTLP_ENDPOINT``, see
+:mod:`engine.telemetry`) adds the SDK's tracing interceptor to every client connected here.
 """
 
 from __future__ import annotations
@@ -17,12 +20,14 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from temporalio.client import Client
+from temporalio.client import Client, Interceptor
 from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.runtime import Runtime
 from temporalio.service import RPCError, TLSConfig
 
 from engine.contracts import DEFAULT_TASK_QUEUE
 from engine.errors import PluginError, PluginErrorCode
+from engine.telemetry import client_interceptors
 
 DEFAULT_ADDRESS = "localhost:7233"
 DEFAULT_NAMESPACE = "default"
@@ -68,8 +73,16 @@ async def connect(
     *,
     tls: TLSConfig | bool | None = None,
     api_key: str | None = None,
+    runtime: Runtime | None = None,
+    interceptors: list[Interceptor] | None = None,
 ) -> Client:
     """Connect a client that speaks this engine's payloads (pydantic JSON).
+
+    Args:
+        runtime: The SDK runtime (e.g. :func:`engine.telemetry.metrics_runtime` for a
+            Prometheus endpoint); default: the SDK's default runtime.
+        interceptors: Client interceptors (workers inherit them); default: the tracing
+            interceptor when tracing is configured (:mod:`engine.telemetry`), else none.
 
     Raises:
         PluginError: ``ServerUnavailable`` if the server cannot be reached.
@@ -82,6 +95,8 @@ async def connect(
             data_converter=pydantic_data_converter,
             tls=tls_from_env() if tls is None else tls,
             api_key=api_key or os.environ.get("TEMPORAL_API_KEY") or None,
+            interceptors=client_interceptors() if interceptors is None else interceptors,
+            runtime=runtime,
         )
     except (RPCError, RuntimeError, OSError) as exc:
         raise PluginError(

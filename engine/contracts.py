@@ -87,6 +87,9 @@ class ExecutionInput(_Contract):
     map_shard: MapShard | None = None
     # A retry of a failed run: nodes that had completed, with their outputs, are not run again.
     completed: dict[str, dict[str, Any]] = Field(default_factory=dict)
+    # The starter found the engine's search attributes registered (engine.telemetry): the
+    # run keeps ``OrchestratorStatus`` up to date. False in histories recorded before them.
+    search_attributes: bool = False
 
     @field_serializer("workflow")
     def _compact_workflow(self, workflow: PluginWorkflow) -> dict[str, Any]:

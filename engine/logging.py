@@ -1,4 +1,11 @@
-"""structlog set-up, done once per process: JSON lines in production, pretty in a terminal."""
+"""structlog set-up, done once per process: JSON lines in production, pretty in a terminal.
+
+The standard library's records (the Temporal SDK's, libraries') go through the same
+renderer, so a worker's output is one format: JSON lines when stderr is not a terminal.
+Context bound with ``structlog.contextvars`` (the node activity binds ``execution_id``,
+``workflow_id``, ``node_id``, ``plugin_id`` and ``attempt`` while a plugin runs) is added to
+both.
+"""
 
 from __future__ import annotations
 
@@ -32,11 +39,12 @@ def configure_logging(level: str | None = None, *, json: bool | None = None) -> 
         if json
         else structlog.dev.ConsoleRenderer(colors=sys.stderr.isatty())
     )
+    timestamper = structlog.processors.TimeStamper(fmt="iso", utc=True)
     structlog.configure(
         processors=[
             structlog.contextvars.merge_contextvars,
             structlog.processors.add_log_level,
-            structlog.processors.TimeStamper(fmt="iso", utc=True),
+            timestamper,
             structlog.processors.StackInfoRenderer(),
             structlog.processors.format_exc_info,
             renderer,
@@ -47,6 +55,19 @@ def configure_logging(level: str | None = None, *, json: bool | None = None) -> 
         logger_factory=structlog.PrintLoggerFactory(sys.stderr),
         cache_logger_on_first_use=True,
     )
-    logging.basicConfig(
-        level=level_name, stream=sys.stderr, format="%(levelname)s %(name)s: %(message)s"
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(
+        structlog.stdlib.ProcessorFormatter(
+            foreign_pre_chain=[
+                structlog.contextvars.merge_contextvars,
+                structlog.stdlib.add_log_level,
+                structlog.stdlib.add_logger_name,
+                # The SDK's workflow and activity loggers put their context in ``extra``.
+                structlog.stdlib.ExtraAdder(allow=("temporal_workflow", "temporal_activity")),
+                timestamper,
+                structlog.processors.format_exc_info,
+            ],
+            processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta, renderer],
+        )
     )
+    logging.basicConfig(level=level_name, handlers=[handler])

@@ -65,6 +65,7 @@ from engine.models import (
     WorkflowNode,
 )
 from engine.modification import apply_change
+from engine.telemetry import search_attributes_enabled, start_search_attributes
 from engine.validation import check_id, validate_workflow
 
 # How long this process trusts its own writes over the visibility store.
@@ -236,10 +237,12 @@ class AdvancedPluginOrchestrator:
                 f"workflow '{workflow_id}' has no nodes to run",
             )
         execution_id = execution_id_for(workflow_id, uuid.uuid4().hex[:16])
+        searchable = await search_attributes_enabled(self.client)
         params = ExecutionInput(
             workflow=definition,
             input_data=executions.json_object(input_data, MAX_INPUT_BYTES),
             subworkflows=await self._subworkflows(definition),
+            search_attributes=searchable,
         )
         with translate_errors(f"workflow '{workflow_id}'"):
             await self.client.start_workflow(
@@ -248,6 +251,7 @@ class AdvancedPluginOrchestrator:
                 id=execution_id,
                 task_queue=self.task_queue,
                 id_conflict_policy=WorkflowIDConflictPolicy.FAIL,
+                search_attributes=start_search_attributes(workflow_id) if searchable else None,
                 memo={
                     "workflow_id": workflow_id,
                     "workflow_version": definition.version,
@@ -395,7 +399,10 @@ class AdvancedPluginOrchestrator:
             if state.get("status") == "completed" and "result" in state
         }
         completed.update(given)
-        retry = params.model_copy(update={"completed": completed, "state": None})
+        searchable = await search_attributes_enabled(self.client)
+        retry = params.model_copy(
+            update={"completed": completed, "state": None, "search_attributes": searchable}
+        )
         with translate_errors(f"execution '{execution_id}'"):
             await self.client.start_workflow(
                 EXECUTION_WORKFLOW,
@@ -404,6 +411,9 @@ class AdvancedPluginOrchestrator:
                 task_queue=self.task_queue,
                 id_reuse_policy=WorkflowIDReusePolicy.ALLOW_DUPLICATE,
                 id_conflict_policy=WorkflowIDConflictPolicy.FAIL,
+                search_attributes=(
+                    start_search_attributes(params.workflow.workflow_id) if searchable else None
+                ),
                 memo={
                     "workflow_id": params.workflow.workflow_id,
                     "workflow_version": params.workflow.version,

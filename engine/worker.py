@@ -9,7 +9,9 @@ activity bound to a plugin registry.
 :func:`run_worker` is what ``python worker.py`` and ``orchestrator worker`` run: it connects,
 serves until SIGTERM or SIGINT, then drains: no new tasks are taken, running activities get
 ``graceful_shutdown`` seconds to finish before they are cancelled (a cancelled node is retried
-by another worker).
+by another worker). With ``metrics_bind`` (or ``ORCHESTRATOR_METRICS_BIND``) it serves
+Prometheus metrics on ``http://<bind>/metrics``; tracing comes with the client
+(:mod:`engine.telemetry`).
 """
 
 from __future__ import annotations
@@ -42,6 +44,7 @@ from engine.contracts import (
 )
 from engine.logging import configure_logging
 from engine.registry import PluginCatalog, PluginWorkflowDefinition
+from engine.telemetry import metrics_bind_address, metrics_runtime
 from engine.workflow import PluginWorkflowExecution
 from plugins import PluginRegistry
 
@@ -60,6 +63,8 @@ _PASSTHROUGH = (
     "re2",
     "google",
     "structlog",
+    # The tracing interceptor's workflow side (the SDK's docs ask for it to pass through).
+    "opentelemetry",
 )
 
 
@@ -216,10 +221,17 @@ async def run_worker(
     max_concurrent_activities: int = 100,
     graceful_shutdown: float = 30.0,
     stop: asyncio.Event | None = None,
+    metrics_bind: str | None = None,
 ) -> None:
-    """Connect, serve until SIGTERM/SIGINT (or ``stop`` is set), then drain and return."""
+    """Connect, serve until SIGTERM/SIGINT (or ``stop`` is set), then drain and return.
+
+    ``metrics_bind`` (``host:port``, default ``ORCHESTRATOR_METRICS_BIND``, else none) serves
+    the SDK's and the engine's metrics for Prometheus on ``http://<bind>/metrics``.
+    """
     configure_logging()
-    client = await connect(target, namespace)
+    bind = metrics_bind_address(metrics_bind)
+    runtime = metrics_runtime(bind) if bind else None
+    client = await connect(target, namespace, runtime=runtime)
     stop = stop or asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -236,8 +248,13 @@ async def run_worker(
         task_queue=worker.task_queue,
         namespace=client.namespace,
         plugins=worker.plugins.ids(),
+        metrics=f"http://{bind}/metrics" if bind else None,
     )
-    async with worker:
-        await stop.wait()
-        log.info("worker draining", graceful_shutdown_seconds=graceful_shutdown)
+    try:
+        async with worker:
+            await stop.wait()
+            log.info("worker draining", graceful_shutdown_seconds=graceful_shutdown)
+    finally:
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.remove_signal_handler(sig)
     log.info("worker stopped")

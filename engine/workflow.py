@@ -18,7 +18,11 @@ for Streaming:
 * the run ends the way Temporal shows it: Completed with an :class:`ExecutionOutcome`,
   Failed with the outcome in the failure's details, or Canceled with the outcome in the memo
   (Temporal stores no result for a cancelled run, and a closed run must be readable with no
-  worker running).
+  worker running);
+* when its starter found them registered (``ExecutionInput.search_attributes``), it keeps the
+  ``OrchestratorStatus`` search attribute current (running, paused, completed, failed,
+  cancelled; the starter sets ``OrchestratorWorkflowId`` and ``running``), behind the
+  ``search-attributes`` patch so histories recorded before it replay unchanged.
 """
 
 from __future__ import annotations
@@ -105,9 +109,11 @@ with workflow.unsafe.imports_passed_through():
     )
     from engine.options import NodeOptions, RetrySettings, global_options, node_options
     from engine.stream_run import StreamRun
+    from engine.telemetry import STATUS_ATTRIBUTE
     from engine.validation import compile_workflow
 
 OUTCOME_MEMO_KEY = "outcome"
+SEARCH_ATTRIBUTES_PATCH = "search-attributes"
 LONG_RUNNING = (WorkflowExecutionMode.EventDriven, WorkflowExecutionMode.Streaming)
 # A long-running execution continues as new past this many history events (or earlier, when
 # Temporal suggests it); ``global_configuration.max_history_events`` overrides it.
@@ -135,6 +141,7 @@ class PluginWorkflowExecution:
         self._children: dict[str, str] = {}  # node key -> child execution id
         self._subworkflows = params.subworkflows
         self._definition = params.workflow
+        self._searchable = params.search_attributes
         execution_id = workflow.info().workflow_id
         self._shard = params.map_shard
         try:
@@ -182,6 +189,7 @@ class PluginWorkflowExecution:
         if self._interpreter is None:
             error = self._setup_error
             assert error is not None
+            self._publish_status(Status.Failed)
             raise ApplicationError(error.message, type=error.code.value, non_retryable=True)
         status = await self._interpreter.run()
         await workflow.wait_condition(workflow.all_handlers_finished)
@@ -190,6 +198,7 @@ class PluginWorkflowExecution:
                 context=self._interpreter.context(), events=self._interpreter.stored_events()
             )
         )
+        self._publish_status(status)
         return _end(status, outcome)
 
     async def _run_long(self, params: ExecutionInput, long: LongRun) -> ExecutionOutcome:
@@ -203,12 +212,20 @@ class PluginWorkflowExecution:
                     workflow=carried.state.workflow,
                     input_data=params.input_data,
                     state=carried.state,
+                    search_attributes=params.search_attributes,
                 )
             )
         await self._subscription(UNSUBSCRIBE_SIGNAL, long.workflow)
         await workflow.wait_condition(workflow.all_handlers_finished)
         outcome = _fit(ExecutionOutcome(context=long.context(), events=long.events(0, 10**9)))
+        self._publish_status(status)
         return _end(status, outcome)
+
+    def _publish_status(self, status: Status) -> None:
+        """Set ``OrchestratorStatus`` for Temporal UI's filters, if the starter asked for it
+        (a new run: histories recorded before the patch have no marker and never upsert)."""
+        if self._searchable and workflow.patched(SEARCH_ATTRIBUTES_PATCH):
+            workflow.upsert_search_attributes([STATUS_ATTRIBUTE.value_set(status.value)])
 
     def _should_continue_as_new(self) -> bool:
         info = workflow.info()
@@ -239,6 +256,7 @@ class PluginWorkflowExecution:
     def pause(self) -> None:
         """Stop starting nodes (and reading sources); running nodes finish."""
         self._require().pause()
+        self._publish_status(Status.Paused)
 
     @pause.validator
     def _validate_pause(self) -> None:
@@ -248,6 +266,7 @@ class PluginWorkflowExecution:
     def resume(self) -> None:
         """Start nodes again."""
         self._require().resume()
+        self._publish_status(Status.Running)
 
     @resume.validator
     def _validate_resume(self) -> None:
