@@ -24,6 +24,7 @@ import gc
 import json
 import logging
 import os
+import signal
 import sys
 from collections.abc import AsyncIterator, Callable, Coroutine
 from contextlib import asynccontextmanager
@@ -65,6 +66,7 @@ from engine.validation import validate_workflow
 from engine.worker import run_worker
 
 Code = PluginErrorCode
+ENV_STUDIO_TOKEN = "ORCHESTRATOR_STUDIO_TOKEN"
 Handler = Callable[[argparse.Namespace], int]
 
 
@@ -616,6 +618,41 @@ async def _cmd_worker(args: argparse.Namespace) -> int:
     return 0
 
 
+async def _cmd_studio(args: argparse.Namespace) -> int:
+    from engine.studio import StudioServer  # FastAPI and uvicorn load only for this command
+
+    token = args.token or os.environ.get(ENV_STUDIO_TOKEN) or None
+    embedded = not (args.address or os.environ.get("TEMPORAL_ADDRESS"))
+    async with _session(args) as session:
+        orch = session.orchestrator
+        server = StudioServer(orch, args.host, args.port, ui_url=session.ui_url, token=token)
+        # Against the embedded server the studio runs nodes itself while no worker polls (one
+        # command to design and run); against a cluster that is the workers' job.
+        runs_nodes = embedded and not args.no_worker
+        async with (
+            embedded_worker(orch.client, orch.task_queue)
+            if runs_nodes
+            else contextlib.nullcontext()
+        ):
+            await server.start()
+            print(f"studio: {server.url}", flush=True)
+            stop = asyncio.Event()
+            loop = asyncio.get_running_loop()
+            # As PID 1 in a container SIGTERM would otherwise be ignored.
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                loop.add_signal_handler(sig, stop.set)
+            try:
+                stopped = asyncio.create_task(server.wait())
+                waiting = asyncio.create_task(stop.wait())
+                await asyncio.wait({stopped, waiting}, return_when=asyncio.FIRST_COMPLETED)
+                waiting.cancel()
+            finally:
+                for sig in (signal.SIGTERM, signal.SIGINT):
+                    loop.remove_signal_handler(sig)
+                await server.stop()
+    return 0
+
+
 def _cmd_server_start(args: argparse.Namespace) -> int:
     data_dir: Path = args.data_dir
     running = server_info(data_dir)
@@ -850,6 +887,25 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="HOST:PORT",
         help="serve Prometheus metrics on http://HOST:PORT/metrics "
         "(default: ORCHESTRATOR_METRICS_BIND, else none)",
+    )
+
+    sub = command(
+        "studio",
+        _run_async(_cmd_studio),
+        "serve the studio: design definitions and watch executions live in a browser",
+    )
+    sub.add_argument("--host", default="127.0.0.1", help="address to bind (127.0.0.1)")
+    sub.add_argument("--port", type=int, default=8080, help="port (8080; 0: a free one)")
+    sub.add_argument(
+        "--token",
+        default=None,
+        help=f"bearer token clients must send (default {ENV_STUDIO_TOKEN}); required to "
+        "bind beyond localhost",
+    )
+    sub.add_argument(
+        "--no-worker",
+        action="store_true",
+        help="on the embedded server, do not run nodes in this process when no worker polls",
     )
 
     server = command("server", _usage, "manage the embedded Temporal server")

@@ -37,7 +37,12 @@ def configure_logging(level: str | None = None, *, json: bool | None = None) -> 
     renderer: structlog.typing.Processor = (
         structlog.processors.JSONRenderer()
         if json
-        else structlog.dev.ConsoleRenderer(colors=sys.stderr.isatty())
+        else structlog.dev.ConsoleRenderer(
+            colors=sys.stderr.isatty(),
+            # Locals of a failing plugin hold its inputs and configuration (credentials too):
+            # tracebacks in a terminal show code, not values.
+            exception_formatter=structlog.dev.RichTracebackFormatter(show_locals=False),
+        )
     )
     timestamper = structlog.processors.TimeStamper(fmt="iso", utc=True)
     structlog.configure(
