@@ -90,6 +90,8 @@ class ExecutionInput(_Contract):
     # The starter found the engine's search attributes registered (engine.telemetry): the
     # run keeps ``OrchestratorStatus`` up to date. False in histories recorded before them.
     search_attributes: bool = False
+    # A batch run continued as new: where it stopped (None for a fresh start).
+    batch_state: BatchRunState | None = None
 
     @field_serializer("workflow")
     def _compact_workflow(self, workflow: PluginWorkflow) -> dict[str, Any]:
@@ -300,6 +302,34 @@ class Subscription(_Contract):
 
     execution_id: str
     version: int
+
+
+class BatchRunState(_Contract):
+    """What a batch execution (Sequential, Parallel, Conditional) carries across
+    continue-as-new, taken while no node runs: enough to go on where it stopped
+    (:meth:`engine.interpreter.Interpreter.carry`)."""
+
+    start_time: str
+    paused: bool = False
+    progress: float = 0.0
+    error_messages: list[str] = Field(default_factory=list)
+    # Node records without results (those are in ``outputs``) unless a record's result is
+    # not its output (a map body's counts).
+    nodes: dict[str, dict[str, Any]] = Field(default_factory=dict)
+    # The scheduler: node statuses, outputs still needed, routed errors, resolved edges.
+    status: dict[str, str] = Field(default_factory=dict)
+    outputs: dict[str, dict[str, Any]] = Field(default_factory=dict)
+    errors: dict[str, dict[str, Any]] = Field(default_factory=dict)
+    taken: dict[int, bool] = Field(default_factory=dict)
+    overrides: dict[str, dict[str, Any]] = Field(default_factory=dict)
+    dropped_results: list[str] = Field(default_factory=list)  # outputs no node needs any more
+    next_sequence: int = 1
+    events: list[WorkflowEvent] = Field(default_factory=list)
+    runs: int = 1  # Temporal runs of this execution so far
+
+    @field_serializer("events")
+    def _compact_events(self, events: list[WorkflowEvent]) -> list[dict[str, Any]]:
+        return [compact(event) for event in events]
 
 
 class LongRunState(_Contract):

@@ -15,16 +15,22 @@ Lifecycle of a run:
   ``Failed`` with the error in ``error_messages``.
 * Cancelling the task that runs ``run()`` (Temporal does this on a cancellation request)
   cancels running nodes, waits for them, and ends the run ``Cancelled``.
+* When ``should_continue_as_new()`` says so (the history grows long), no new node starts;
+  once running nodes have finished, ``run()`` raises :class:`CarryOver` with the run's state,
+  and the workflow continues as new with it (``carried``): same node records, outputs,
+  events and sequence numbers, as if the run had never stopped.
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Protocol
 
+from engine.contracts import MAX_PAYLOAD_BYTES, BatchRunState
 from engine.errors import PluginError, PluginErrorCode
 from engine.events import with_results
 from engine.graph import Graph
@@ -42,6 +48,22 @@ from engine.scheduler import NodeStatus, RoutingError, Scheduler
 
 Status = WorkflowExecutionStatus
 EventType = WorkflowEventType
+# Events carried across continue-as-new (older ones are dropped from the log, sequence
+# numbers keep counting): followers read events as they happen, and the next run's start
+# event must stay small, or Temporal would suggest continuing as new again at once.
+CARRIED_EVENTS = 200
+# Outputs carried across continue-as-new in full up to this size; past it only the outputs an
+# unfinished node still reads (and the results) travel: a run's start event stays small next
+# to the history size at which Temporal suggests continuing as new (4 MB by default).
+CARRIED_OUTPUT_BYTES = 256_000
+
+
+class CarryOver(Exception):
+    """The run drained to continue as new with :attr:`state`."""
+
+    def __init__(self, state: BatchRunState) -> None:
+        super().__init__("continue as new")
+        self.state = state
 
 
 @dataclass(frozen=True, slots=True)
@@ -152,6 +174,8 @@ class Interpreter:
         pass_id: int = 0,
         item_key: str = "",
         emit: EventSink | None = None,
+        carried: BatchRunState | None = None,
+        should_continue_as_new: Callable[[], bool] | None = None,
     ) -> None:
         """Args:
         graph: The compiled definition (batch mode).
@@ -164,6 +188,9 @@ class Interpreter:
             events are emitted.
         emit: Receives events instead of the interpreter's own log (a pass reports to its
             execution's log).
+        carried: The state a previous Temporal run of this execution stopped with.
+        should_continue_as_new: Asked between steps; True makes the run drain and raise
+            :class:`CarryOver`.
         """
         workflow = graph.workflow
         if workflow.execution_mode in (
@@ -181,16 +208,23 @@ class Interpreter:
         self.input_data = input_data
         self._runner = runner
         self._clock = clock
-        self._scheduler = Scheduler(graph, completed)
         self._nodes = {node_id: _NodeRecord() for node_id in graph.nodes}
-        for node_id, output in (completed or {}).items():
-            self._nodes[node_id] = _NodeRecord(status=NodeStatus.completed, result=output)
+        if carried is None:
+            self._scheduler = Scheduler(graph, completed)
+            for node_id, output in (completed or {}).items():
+                self._nodes[node_id] = _NodeRecord(status=NodeStatus.completed, result=output)
         self._pass_id = pass_id
         self._item_key = item_key
         self._quiet = bool(pass_id or item_key)  # a pass or a map item: no run-level events
         self._sink = emit
         self._state = _RunState()
         self._paused = False
+        self._next_sequence = 1
+        self._carried = carried
+        self._should_continue_as_new = should_continue_as_new
+        self._draining = False
+        self._launched = 0  # nodes this Temporal run has started
+        self._dropped_results: list[str] = []
         self._tasks: dict[str, asyncio.Task[None]] = {}
         self._failure: str | None = None
         self._internal_error: BaseException | None = None
@@ -201,6 +235,35 @@ class Interpreter:
         self._limit = (
             1 if sequential else global_options(workflow.global_configuration).max_parallelism
         )
+        if carried is not None:
+            self._restore(carried)
+
+    def _restore(self, carried: BatchRunState) -> None:
+        self._scheduler = Scheduler.restore(
+            self.graph,
+            {node_id: NodeStatus(value) for node_id, value in carried.status.items()},
+            carried.outputs,
+            carried.errors,
+            carried.taken,
+        )
+        for node_id, data in carried.nodes.items():
+            self._nodes[node_id] = _NodeRecord(
+                status=NodeStatus(data["status"]),
+                attempts=data.get("attempts", 0),
+                started_at=_time(data.get("started_at")),
+                completed_at=_time(data.get("completed_at")),
+                result=data.get("result", carried.outputs.get(node_id)),
+                error=data.get("error"),
+                skipped_by_operator=data.get("skipped_by_operator", False),
+            )
+        self._overrides = dict(carried.overrides)
+        self._dropped_results = list(carried.dropped_results)
+        self._state.start_time = datetime.fromisoformat(carried.start_time)
+        self._state.progress = carried.progress
+        self._state.error_messages = list(carried.error_messages)
+        self._state.events = list(carried.events)
+        self._next_sequence = carried.next_sequence
+        self._paused = carried.paused
 
     # -- control -------------------------------------------------------------------------
 
@@ -271,16 +334,26 @@ class Interpreter:
     # -- run -----------------------------------------------------------------------------
 
     async def run(self) -> Status:
-        """Run to a final status and return it (Completed, Failed or Cancelled)."""
-        self._state.status = Status.Running
-        self._state.start_time = self._clock()
-        if not self._quiet:
-            self._emit(EventType.workflow_started)
-        for node_id, status in self._scheduler.status.items():
-            if status is NodeStatus.skipped and self._nodes[node_id].status is NodeStatus.pending:
-                # Skipped by the outputs of nodes given as completed (a pass's event).
-                self._nodes[node_id].status = NodeStatus.skipped
-                self._emit(EventType.node_skipped, node_id=node_id)
+        """Run to a final status and return it (Completed, Failed or Cancelled).
+
+        Raises:
+            CarryOver: the run drained to continue as new.
+        """
+        if self._carried is not None:  # going on where the previous Temporal run stopped
+            self._state.status = Status.Paused if self._paused else Status.Running
+        else:
+            self._state.status = Status.Running
+            self._state.start_time = self._clock()
+            if not self._quiet:
+                self._emit(EventType.workflow_started)
+            for node_id, status in self._scheduler.status.items():
+                if (
+                    status is NodeStatus.skipped
+                    and self._nodes[node_id].status is NodeStatus.pending
+                ):
+                    # Skipped by the outputs of nodes given as completed (a pass's event).
+                    self._nodes[node_id].status = NodeStatus.skipped
+                    self._emit(EventType.node_skipped, node_id=node_id)
         try:
             while True:
                 if self._internal_error is not None:
@@ -289,11 +362,28 @@ class Interpreter:
                     await self._stop_running()
                     self._finish(Status.Failed)
                     break
+                # Only after this run has started a node: each run makes progress, even when
+                # its start event alone is over the size Temporal suggests continuing at.
+                if (
+                    not self._draining
+                    and self._launched
+                    and self._should_continue_as_new is not None
+                ):
+                    self._draining = self._should_continue_as_new()
                 self._launch_ready()
                 if not self._tasks:
                     if self._scheduler.is_finished():
                         self._finish(Status.Completed)
                         break
+                    if self._draining:
+                        state = self.carry()
+                        if _size(state) <= MAX_PAYLOAD_BYTES:
+                            raise CarryOver(state)
+                        # Cannot fit the next run's input: go on in this one (the outputs
+                        # it must keep are that large) and do not ask again.
+                        self._draining = False
+                        self._should_continue_as_new = None
+                        continue
                     self._check_not_stalled()
                 await self._wake.wait()
                 self._wake.clear()
@@ -309,10 +399,16 @@ class Interpreter:
             raise RuntimeError(f"scheduler stalled with unfinished nodes {pending[:10]}")
 
     def _launch_ready(self) -> None:
-        while not self._paused and self._failure is None and len(self._tasks) < self._limit:
+        while (
+            not self._paused
+            and not self._draining
+            and self._failure is None
+            and len(self._tasks) < self._limit
+        ):
             if not self._scheduler.has_ready():
                 return
             node_id = self._scheduler.take_next()
+            self._launched += 1
             record = self._nodes[node_id]
             record.status = NodeStatus.running
             record.started_at = self._clock()
@@ -514,11 +610,12 @@ class Interpreter:
                 type=event_type,
                 execution_id=self.execution_id,
                 workflow_id=self.workflow.workflow_id,
-                sequence=len(self._state.events) + 1,
+                sequence=self._next_sequence,
                 timestamp=self._clock(),
                 **fields,
             )
         )
+        self._next_sequence += 1
 
     def _invalid_state(self, action: str, status: Status) -> PluginError:
         return PluginError(
@@ -555,9 +652,12 @@ class Interpreter:
         )
 
     def events(self, after: int = 0, limit: int = 1000) -> list[WorkflowEvent]:
-        """Events with ``sequence > after``, at most ``limit``, with results filled in."""
+        """Events with ``sequence > after``, at most ``limit``, with results filled in (the
+        oldest may have been dropped when the run continued as new)."""
+        kept = self._state.events
+        start = max(0, after - kept[0].sequence + 1) if kept else 0
         return with_results(
-            self._state.events[after : after + limit],
+            kept[start : start + limit],
             lambda node_id: self._nodes[node_id].result,
             self._scheduler.results,
         )
@@ -568,4 +668,54 @@ class Interpreter:
 
     @property
     def event_count(self) -> int:
-        return len(self._state.events)
+        """Sequence number of the last event (events dropped at continue-as-new count)."""
+        return self._next_sequence - 1
+
+    # -- continue-as-new -----------------------------------------------------------------
+
+    def carry(self) -> BatchRunState:
+        """The run's state, taken while no node runs, small enough to start the next
+        Temporal run with: the last :data:`CARRIED_EVENTS` events, and past
+        :data:`CARRIED_OUTPUT_BYTES` of outputs, only those an unfinished node still reads
+        and the results (the other nodes keep their status; the context lists them without
+        a result: their outputs stay in the earlier runs' histories)."""
+        status, outputs, errors, taken = self._scheduler.snapshot()
+        nodes: dict[str, dict[str, Any]] = {}
+        for node_id, record in self._nodes.items():
+            if record.status is NodeStatus.pending:
+                continue
+            data = record.as_dict(node_id, "")
+            del data["node_id"], data["plugin_id"]
+            if record.result is None or record.result is outputs.get(node_id):
+                data.pop("result", None)  # carried once, in outputs
+            nodes[node_id] = data
+        state = BatchRunState(
+            start_time=(self._state.start_time or self._clock()).isoformat(),
+            paused=self._paused,
+            progress=self._state.progress,
+            error_messages=list(self._state.error_messages),
+            nodes=nodes,
+            status={node_id: value.value for node_id, value in status.items()},
+            outputs=outputs,
+            errors=errors,
+            taken=taken,
+            overrides=dict(self._overrides),
+            dropped_results=list(self._dropped_results),
+            next_sequence=self._next_sequence,
+            events=self._state.events[-CARRIED_EVENTS:],
+        )
+        if len(json.dumps(outputs, default=str)) <= CARRIED_OUTPUT_BYTES:
+            return state
+        unneeded = [n for n in outputs if not self._scheduler.still_needed(n)]
+        for node_id in unneeded:
+            del state.outputs[node_id]
+        state.dropped_results.extend(unneeded)
+        return state
+
+
+def _time(value: str | None) -> datetime | None:
+    return datetime.fromisoformat(value) if value else None
+
+
+def _size(state: BatchRunState) -> int:
+    return len(state.model_dump_json())

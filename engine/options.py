@@ -28,8 +28,9 @@ Global only, for the long-running modes:
     EventDriven: events one Temporal run takes before it continues as new (100-9000,
     default 1000; Temporal caps signals per run at 10,000).
 ``max_history_events``
-    History length past which a long-running execution continues as new (1000-40000, default
-    8000; it also does when Temporal suggests it).
+    History length past which an execution continues as new (1000-40000, default 8000; it
+    also does when Temporal suggests it, at 4,096 events or 4 MB by default). A batch run
+    first lets its running nodes finish.
 ``batch_size``, ``batch_max_wait``
     Streaming micro-batches: at most this many items (1-10000, default 500), waiting at
     most this many seconds for them (0.01-60, default 0.5).

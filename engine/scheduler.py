@@ -81,6 +81,58 @@ class Scheduler:
         for node_id, output in done.items():
             self.complete(node_id, output)
 
+    @classmethod
+    def restore(
+        cls,
+        graph: Graph,
+        status: dict[str, NodeStatus],
+        outputs: dict[str, dict[str, Any]],
+        errors: dict[str, dict[str, Any]],
+        taken: dict[int, bool],
+    ) -> Scheduler:
+        """The scheduler of a run that stopped with no node running (continue-as-new): the
+        statuses, outputs, routed errors and resolved edges of :meth:`snapshot` are all
+        that defines it; the counters and the ready heap follow from them."""
+        scheduler = cls.__new__(cls)
+        scheduler.graph = graph
+        scheduler.status = {node_id: status[node_id] for node_id in graph.nodes}
+        scheduler.outputs = dict(outputs)
+        scheduler.errors = dict(errors)
+        scheduler._taken = dict(taken)
+        scheduler._unresolved = {}
+        scheduler._taken_in = {}
+        scheduler._ready = []
+        scheduler._finished = 0
+        for node_id in graph.nodes:
+            incoming = graph.incoming[node_id]
+            scheduler._unresolved[node_id] = sum(1 for e in incoming if e.index not in taken)
+            scheduler._taken_in[node_id] = sum(1 for e in incoming if taken.get(e.index))
+            if scheduler.status[node_id].is_finished:
+                scheduler._finished += 1
+            elif scheduler._unresolved[node_id] == 0:
+                # Pending with every incoming edge resolved, at least one taken (a node with
+                # none taken would have been skipped), or a root.
+                heapq.heappush(scheduler._ready, graph.position[node_id])
+        return scheduler
+
+    def snapshot(
+        self,
+    ) -> tuple[
+        dict[str, NodeStatus], dict[str, dict[str, Any]], dict[str, dict[str, Any]], dict[int, bool]
+    ]:
+        """Statuses, outputs, routed errors and resolved edges (see :meth:`restore`)."""
+        return dict(self.status), dict(self.outputs), dict(self.errors), dict(self._taken)
+
+    def still_needed(self, node_id: str) -> bool:
+        """Whether a node's output may still be read: it is a result, or a DataFlow edge
+        from it leads to a node that has not finished."""
+        if self.graph.is_result_node(node_id):
+            return True
+        return any(
+            edge.kind is ConnectionType.DataFlow and not self.status[edge.target].is_finished
+            for edge in self.graph.outgoing[node_id]
+        )
+
     # -- queries -----------------------------------------------------------------------
 
     def ready(self) -> list[str]:

@@ -91,7 +91,7 @@ with workflow.unsafe.imports_passed_through():
     )
     from engine.errors import PluginError, PluginErrorCode
     from engine.event_run import EventRun
-    from engine.interpreter import Interpreter, NodeCall, NodeFailure, NodeSuccess
+    from engine.interpreter import CarryOver, Interpreter, NodeCall, NodeFailure, NodeSuccess
     from engine.long_run import ContinueAsNew, LongRun
     from engine.map_node import (
         MapOutcome,
@@ -114,10 +114,8 @@ with workflow.unsafe.imports_passed_through():
 
 OUTCOME_MEMO_KEY = "outcome"
 SEARCH_ATTRIBUTES_PATCH = "search-attributes"
+BATCH_CONTINUE_AS_NEW_PATCH = "batch-continue-as-new"
 LONG_RUNNING = (WorkflowExecutionMode.EventDriven, WorkflowExecutionMode.Streaming)
-# A long-running execution continues as new past this many history events (or earlier, when
-# Temporal suggests it); ``global_configuration.max_history_events`` overrides it.
-DEFAULT_HISTORY_BUDGET = 8000
 # Sources and streams run for weeks: a year per attempt, heartbeats notice a dead worker.
 _LONG_ACTIVITY = timedelta(days=365)
 # Default retries of sources and streams: outages of over an hour before the run fails.
@@ -176,6 +174,8 @@ class PluginWorkflowExecution:
                     runner=self._run_node,
                     clock=workflow.now,
                     completed=params.completed or None,
+                    carried=params.batch_state,
+                    should_continue_as_new=self._batch_should_continue_as_new,
                 )
         except PluginError as exc:
             self._setup_error = exc
@@ -191,7 +191,14 @@ class PluginWorkflowExecution:
             assert error is not None
             self._publish_status(Status.Failed)
             raise ApplicationError(error.message, type=error.code.value, non_retryable=True)
-        status = await self._interpreter.run()
+        try:
+            status = await self._interpreter.run()
+        except CarryOver as carried:
+            await workflow.wait_condition(workflow.all_handlers_finished)
+            carried.state.runs = (params.batch_state.runs if params.batch_state else 1) + 1
+            workflow.continue_as_new(
+                params.model_copy(update={"batch_state": carried.state, "completed": {}})
+            )
         await workflow.wait_condition(workflow.all_handlers_finished)
         outcome = _fit(
             ExecutionOutcome(
@@ -229,13 +236,14 @@ class PluginWorkflowExecution:
 
     def _should_continue_as_new(self) -> bool:
         info = workflow.info()
-        long = self._long
-        budget = (
-            global_options(long.workflow.global_configuration).max_history_events
-            if long is not None
-            else DEFAULT_HISTORY_BUDGET
-        )
+        definition = self._long.workflow if self._long is not None else self._definition
+        budget = global_options(definition.global_configuration).max_history_events
         return info.is_continue_as_new_suggested() or info.get_current_history_length() > budget
+
+    def _batch_should_continue_as_new(self) -> bool:
+        """A batch run drains and continues as new when the history grows long (new runs
+        only: histories recorded before the patch went on in one run)."""
+        return self._should_continue_as_new() and workflow.patched(BATCH_CONTINUE_AS_NEW_PATCH)
 
     async def _subscription(self, signal: str, definition: PluginWorkflow) -> None:
         """Ask the registry entity for new versions (or stop asking); it may be gone."""

@@ -82,8 +82,8 @@ def _scenarios() -> dict[str, PluginWorkflow]:
     }
 
 
-async def _record(client: Client, handle_id: str, name: str) -> None:
-    history = await client.get_workflow_handle(handle_id).fetch_history()
+async def _record(client: Client, handle_id: str, name: str, run_id: str | None = None) -> None:
+    history = await client.get_workflow_handle(handle_id, run_id=run_id).fetch_history()
     data = _scrub(json.loads(history.to_json()))
     (HISTORIES / f"{name}.json").write_text(json.dumps(data, indent=1, sort_keys=True) + "\n")
     print(f"recorded {name}: {len(history.events)} events")
@@ -184,6 +184,20 @@ async def _streaming(orch: AdvancedPluginOrchestrator, name: str) -> str:
     return execution_id
 
 
+async def _batch_continued(orch: AdvancedPluginOrchestrator, name: str) -> str:
+    """A Sequential chain whose history budget (1,000 events) makes it continue as new: the
+    first run (drain, then continue-as-new) is kept as ``<name>_first_run``, the last (it
+    starts from the carried state) as ``<name>``."""
+    definition = chain(name, 200, "count", mode="sequential", max_history_events=1000)
+    await orch.register_workflow(definition)
+    execution_id = await orch.execute_workflow(name, {"scenario": name})
+    await orch.wait_for_completion(execution_id, 300)
+    runs = [run async for run in orch.client.list_workflows(f'WorkflowId = "{execution_id}"')]
+    first = min(runs, key=lambda run: run.start_time)
+    await _record(orch.client, execution_id, f"{name}_first_run", run_id=first.run_id)
+    return execution_id
+
+
 async def _processed(orch: AdvancedPluginOrchestrator, execution_id: str, count: int) -> None:
     await eventually(
         lambda: orch.get_execution_status(execution_id),
@@ -196,6 +210,7 @@ RECORDERS = {
     "registry_entity": _registry_entity,
     "event_driven": _event_driven,
     "streaming": _streaming,
+    "batch_continued_as_new": _batch_continued,
 }
 
 
