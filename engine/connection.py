@@ -1,4 +1,4 @@
-"""Connecting to Temporal: defaults from the environment, the pydantic data converter.
+"""Connecting to Temporal: defaults from the environment, the engine's data converter.
 
 Environment (read when an argument is not given):
 
@@ -11,20 +11,27 @@ Environment (read when an argument is not given):
 ``TEMPORAL_TLS_CA``    CA bundle file for the server certificate
 ``TEMPORAL_TLS_SERVER_NAME`` server name to verify, if it differs from the address
 
+Payload encryption (``ORCHESTRATOR_ENCRYPTION_KEYS`` or ``ORCHESTRATOR_ENCRYPTION_KEYS_FILE``,
+see :mod:`engine.codec` and docs/SECURITY.md) is part of the data converter of every client
+connected here, so workers, the CLI and the studio all encrypt and decrypt alike.
+
 Tracing (``ORCHESTRATOR_TRACING``, ``OTEL_EXPORTER_OTLP_ENDPOINT``, see
 :mod:`engine.telemetry`) adds the SDK's tracing interceptor to every client connected here.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from pathlib import Path
 
 from temporalio.client import Client, Interceptor
 from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.converter import DataConverter, DefaultFailureConverterWithEncodedAttributes
 from temporalio.runtime import Runtime
 from temporalio.service import RPCError, TLSConfig
 
+from engine.codec import KEYS_FILE_VARIABLE, KEYS_VARIABLE, codec_from_env
 from engine.contracts import DEFAULT_TASK_QUEUE
 from engine.errors import PluginError, PluginErrorCode
 from engine.telemetry import client_interceptors
@@ -67,6 +74,31 @@ def tls_from_env() -> TLSConfig | bool:
     return os.environ.get("TEMPORAL_TLS", "").lower() in ("1", "true", "yes")
 
 
+def data_converter() -> DataConverter:
+    """This engine's data converter: pydantic JSON payloads and, when the environment
+    configures keys, the AES-GCM codec, with failure messages and stack traces moved into
+    the (encrypted) encoded attributes, since they often quote the data that failed.
+
+    Raises:
+        PluginError: ``InvalidConfiguration`` naming the variable with bad key material.
+    """
+    codec = codec_from_env()
+    if codec is None:
+        return pydantic_data_converter
+    return dataclasses.replace(
+        pydantic_data_converter,
+        payload_codec=codec,
+        failure_converter_class=DefaultFailureConverterWithEncodedAttributes,
+    )
+
+
+def encryption_configured() -> bool:
+    """True if the environment asks for payload encryption (valid or not)."""
+    return bool(
+        os.environ.get(KEYS_VARIABLE, "").strip() or os.environ.get(KEYS_FILE_VARIABLE, "").strip()
+    )
+
+
 async def connect(
     target: str | None = None,
     namespace: str | None = None,
@@ -76,7 +108,7 @@ async def connect(
     runtime: Runtime | None = None,
     interceptors: list[Interceptor] | None = None,
 ) -> Client:
-    """Connect a client that speaks this engine's payloads (pydantic JSON).
+    """Connect a client that speaks this engine's payloads (:func:`data_converter`).
 
     Args:
         runtime: The SDK runtime (e.g. :func:`engine.telemetry.metrics_runtime` for a
@@ -85,14 +117,16 @@ async def connect(
             interceptor when tracing is configured (:mod:`engine.telemetry`), else none.
 
     Raises:
-        PluginError: ``ServerUnavailable`` if the server cannot be reached.
+        PluginError: ``ServerUnavailable`` if the server cannot be reached;
+            ``InvalidConfiguration`` for bad encryption keys.
     """
     address = target or default_address()
+    converter = data_converter()
     try:
         return await Client.connect(
             address,
             namespace=namespace or default_namespace(),
-            data_converter=pydantic_data_converter,
+            data_converter=converter,
             tls=tls_from_env() if tls is None else tls,
             api_key=api_key or os.environ.get("TEMPORAL_API_KEY") or None,
             interceptors=client_interceptors() if interceptors is None else interceptors,
@@ -106,9 +140,23 @@ async def connect(
 
 
 def with_pydantic_converter(client: Client) -> Client:
-    """The same connection with this engine's data converter (a no-op if it has it)."""
-    if client.data_converter is pydantic_data_converter:
+    """The same connection with this engine's data converter.
+
+    A client from :func:`connect` is returned as is. Any other client gets pydantic JSON
+    payloads; it keeps a payload codec of its own, and one without gets the configured
+    encryption (see :func:`data_converter`), so a hand-made client cannot silently write
+    plaintext next to encrypting workers.
+    """
+    current = client.data_converter
+    pydantic = pydantic_data_converter.payload_converter_class
+    if current.payload_converter_class is pydantic and (
+        current.payload_codec is not None or not encryption_configured()
+    ):
         return client
+    if current.payload_codec is None:
+        converter = data_converter()
+    else:
+        converter = dataclasses.replace(current, payload_converter_class=pydantic)
     config = client.config()
-    config["data_converter"] = pydantic_data_converter
+    config["data_converter"] = converter
     return Client(**config)

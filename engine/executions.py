@@ -22,6 +22,7 @@ from typing import Any
 
 from temporalio.api.common.v1 import WorkflowExecution
 from temporalio.api.enums.v1 import HistoryEventFilterType
+from temporalio.api.failure.v1 import Failure
 from temporalio.api.workflowservice.v1 import GetWorkflowExecutionHistoryRequest
 from temporalio.client import (
     Client,
@@ -37,8 +38,7 @@ from temporalio.client import (
     WorkflowExecutionStatus as TemporalStatus,
 )
 from temporalio.common import QueryRejectCondition
-from temporalio.contrib.pydantic import pydantic_data_converter
-from temporalio.exceptions import ApplicationError
+from temporalio.exceptions import ApplicationError, FailureError
 from temporalio.service import RPCError, RPCStatusCode
 
 from engine.contracts import (
@@ -397,11 +397,14 @@ async def _runs_nothing(*_: Any) -> Any:
 
 
 async def start_input(handle: WorkflowHandle[Any, Any]) -> ExecutionInput:
-    """The start argument of the execution's latest run."""
+    """The start argument of the execution's latest run, decoded by the handle's client
+    (so it is decrypted when payload encryption is on)."""
+    # The SDK keeps a handle's converter private; it is the one its own result() decodes with.
+    converter = handle._data_converter
     with translate_errors(f"execution '{handle.id}'"):
         async for event in handle.fetch_history_events(page_size=1):
             payloads = event.workflow_execution_started_event_attributes.input.payloads
-            [params] = await pydantic_data_converter.decode(payloads, [ExecutionInput])
+            [params] = await converter.decode(payloads, [ExecutionInput])
             assert isinstance(params, ExecutionInput)
             return params
     raise PluginError(Code.ExecutionNotFound, f"execution '{handle.id}' has no history")
@@ -452,10 +455,22 @@ async def with_pending_attempt(
         if pending.activity_id == node_id:
             state = dict(state)
             state["attempts"] = max(int(pending.attempt), 1)
-            if pending.HasField("last_failure") and pending.last_failure.message:
-                state["last_error"] = pending.last_failure.message
+            if pending.HasField("last_failure"):
+                message = await _failure_message(description, pending.last_failure)
+                if message:
+                    state["last_error"] = message
             break
     return state
+
+
+async def _failure_message(description: WorkflowExecutionDescription, failure: Failure) -> str:
+    """A failure's message, decoded: with encryption on it is in the encrypted attributes."""
+    if not failure.HasField("encoded_attributes"):
+        return failure.message
+    copy = Failure()
+    copy.CopyFrom(failure)
+    error = await description.data_converter.decode_failure(copy)
+    return error.message if isinstance(error, FailureError) else str(error)
 
 
 async def wait_closed(
