@@ -183,6 +183,10 @@ async def update_definition(
 # -- executions --------------------------------------------------------------------------
 
 
+# How long a control request is retried while the run has too many updates in flight.
+BUSY_TIMEOUT = 30.0
+
+
 async def describe(
     handle: WorkflowHandle[Any, Any], execution_id: str
 ) -> WorkflowExecutionDescription:
@@ -202,15 +206,30 @@ def status_name(status: TemporalStatus | None) -> str:
 
 
 async def update_execution(
-    handle: WorkflowHandle[Any, Any], execution_id: str, name: str, arg: Any = None
+    handle: WorkflowHandle[Any, Any],
+    execution_id: str,
+    name: str,
+    arg: Any = None,
+    busy_timeout: float = BUSY_TIMEOUT,
 ) -> None:
+    """Send a control update (pause, resume, cancel, skip, approve). While Temporal refuses
+    it because the run has too many updates in flight (``history.maxInFlightUpdates``,
+    10 by default), it is sent again with backoff for up to ``busy_timeout`` seconds, then
+    refused with ``Timeout``: never dropped silently."""
     subject = f"execution '{execution_id}'"
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + busy_timeout
+    delay = 0.05
     try:
-        with translate_errors(subject):
-            if arg is None:
-                await handle.execute_update(name)
-            else:
-                await handle.execute_update(name, arg)
+        while not await _send_update(handle, subject, name, arg):
+            if loop.time() + delay > deadline:
+                raise PluginError(
+                    Code.Timeout,
+                    f"{subject} stayed busy for {busy_timeout:g}s: Temporal refused the "
+                    f"{name} request because too many requests to it are in flight; try again",
+                )
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 1.0)
     except PluginError as exc:
         if exc.code is not Code.ExecutionNotFound:
             raise
@@ -221,6 +240,21 @@ async def update_execution(
             Code.InvalidState,
             f"cannot {action} {subject}: it has ended ({status_name(description.status)})",
         ) from None
+
+
+async def _send_update(handle: WorkflowHandle[Any, Any], subject: str, name: str, arg: Any) -> bool:
+    """Send one update; False if Temporal refused it for too many updates in flight."""
+    with translate_errors(subject):
+        try:
+            if arg is None:
+                await handle.execute_update(name)
+            else:
+                await handle.execute_update(name, arg)
+        except RPCError as exc:
+            if exc.status is RPCStatusCode.RESOURCE_EXHAUSTED:
+                return False
+            raise
+    return True
 
 
 async def submit_events(
