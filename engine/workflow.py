@@ -10,7 +10,9 @@ for Streaming:
 * ``pause`` and ``resume`` are updates whose validators reject invalid transitions (a rejected
   update writes nothing to history); cancellation is Temporal's own, so the UI and CLI cancel
   buttons work too;
-* ``status`` and ``events`` are queries;
+* ``status`` and ``events`` are queries; ``events`` shows only what workflow tasks produced,
+  never what a query's replay derives from events no workflow task has processed yet
+  (:class:`_TaskTracker`);
 * long-running executions receive ``events``, ``source_checkpoint``, ``stream_progress`` and
   ``definition_changed`` signals, subscribe to their definition's registry entity for new
   versions, and continue-as-new with their state when their history grows (the execution
@@ -30,7 +32,7 @@ from __future__ import annotations
 import asyncio
 import builtins
 import json
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from temporalio import workflow
@@ -142,6 +144,8 @@ class PluginWorkflowExecution:
         self._searchable = params.search_attributes
         execution_id = workflow.info().workflow_id
         self._shard = params.map_shard
+        self._task_tracker = _TaskTracker()
+        self._tracking: asyncio.Task[None] | None = None
         try:
             graph = compile_workflow(params.workflow)
             mode = params.workflow.execution_mode
@@ -184,6 +188,7 @@ class PluginWorkflowExecution:
     async def run(self, params: ExecutionInput) -> ExecutionOutcome:
         if self._shard is not None and self._setup_error is None:
             return await self._run_shard(params.workflow, self._shard)
+        self._tracking = asyncio.create_task(self._track_tasks())
         if self._long is not None:
             return await self._run_long(params, self._long)
         if self._interpreter is None:
@@ -257,6 +262,18 @@ class PluginWorkflowExecution:
             )
         except Exception:  # an unregistered definition: nothing will change any more
             workflow.logger.info("no registry entity to %s", signal)
+
+    async def _track_tasks(self) -> None:
+        """Observe every activation (a condition is checked after each step of one)."""
+
+        def observe() -> bool:
+            if self._long is not None:
+                self._task_tracker.observe(self._long.last_sequence)
+            elif self._interpreter is not None:
+                self._task_tracker.observe(self._interpreter.event_count)
+            return False
+
+        await workflow.wait_condition(observe)
 
     # -- messages --------------------------------------------------------------------------
 
@@ -355,14 +372,19 @@ class PluginWorkflowExecution:
 
     @workflow.query
     def events(self, after: int) -> EventsPage:
-        """Events with a sequence number above ``after``."""
+        """Events with a sequence number above ``after``, up to the last one a workflow task
+        produced (:class:`_TaskTracker`)."""
         if self._long is not None:
-            return EventsPage(
-                events=self._long.events(after), last_sequence=self._long.last_sequence
-            )
-        interpreter = self._require()
-        assert isinstance(interpreter, Interpreter)
-        return EventsPage(events=interpreter.events(after), last_sequence=interpreter.event_count)
+            events, last = self._long.events(after), self._long.last_sequence
+        else:
+            interpreter = self._require()
+            assert isinstance(interpreter, Interpreter)
+            events, last = interpreter.events(after), interpreter.event_count
+        settled = self._task_tracker.settled
+        if settled is not None and last > settled:
+            events = [event for event in events if event.sequence <= settled]
+            last = settled
+        return EventsPage(events=events, last_sequence=last)
 
     @workflow.query
     def admission(self) -> Admission:
@@ -775,6 +797,44 @@ class PluginWorkflowExecution:
         return NodeSuccess(
             {"results": outcome.context.execution_data.get("results", {}), "execution_id": child_id}
         )
+
+
+class _TaskTracker:
+    """Tells the activations of workflow tasks from the one a query's replay may add.
+
+    The server sends a query straight to a worker when no workflow task is pending. A worker
+    without the run in its cache (restarted, evicted, another worker; the tests' workers cache
+    nothing) replays the history it then fetches, which may have grown in the meantime: an
+    activity completed, then ``WorkflowTaskScheduled``, no ``WorkflowTaskStarted``. Core
+    applies those trailing events too, in an activation with the previous task's time and
+    history size. What the run emits there is provisional: the workflow task that processes
+    those events comes later with a time of its own (the events' timestamps), and may see more
+    (a signal, an update arriving with them). A query shows no provisional event.
+
+    Each workflow task has a ``WorkflowTaskStarted`` event, so a new time and a larger history
+    size: an activation with a new history length but the previous one's time and size is
+    provisional. A cached run never replays, so it never has one.
+    """
+
+    def __init__(self) -> None:
+        self._last: tuple[int, int, datetime] | None = None  # history length, size, time
+        self._provisional = False
+        self._sequence = 0  # the last event of a workflow task
+
+    @property
+    def settled(self) -> int | None:
+        """The last event a query may show, or None: all of them."""
+        return self._sequence if self._provisional else None
+
+    def observe(self, last_sequence: int) -> None:
+        """Record the current activation; ``last_sequence``: the run's last event."""
+        info = workflow.info()
+        now = (info.get_current_history_length(), info.get_current_history_size(), workflow.now())
+        if self._last is not None and now[0] != self._last[0]:
+            self._provisional = now[1:] == self._last[1:]
+        self._last = now
+        if not self._provisional:
+            self._sequence = last_sequence
 
 
 def _config_failure(exc: PluginError) -> NodeFailure:
