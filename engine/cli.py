@@ -111,16 +111,11 @@ def _run_async(command: Callable[[argparse.Namespace], Coroutine[Any, Any, int]]
 
 def _load_definition(path: str) -> PluginWorkflow:
     try:
-        text = Path(path).read_text(encoding="utf-8")
+        text = Path(path).read_bytes()
     except OSError as exc:
         raise PluginError(Code.InvalidInput, f"cannot read {path}: {exc.strerror}") from None
-    try:
-        data = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise PluginError(
-            Code.InvalidWorkflowStructure, f"{path} is not valid JSON: {exc}"
-        ) from None
-    return PluginWorkflow.from_json(data)
+    # Strict: duplicate keys, NaN, numbers beyond 64 bits and deep nesting are refused.
+    return PluginWorkflow.from_json_text(text, source=path)
 
 
 def _is_file_argument(value: str) -> bool:

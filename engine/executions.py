@@ -63,6 +63,7 @@ from engine.models import (
     WorkflowExecutionContext,
     WorkflowExecutionMode,
     WorkflowExecutionStatus,
+    find_json_problem,
 )
 from engine.stream_run import StreamRun
 from engine.validation import compile_workflow
@@ -123,28 +124,27 @@ def _from_rpc(exc: RPCError, subject: str, not_found: Code) -> PluginError:
 
 
 def json_object(data: dict[str, Any] | None, max_bytes: int) -> dict[str, Any]:
-    """Check that ``data`` is a JSON object (finite numbers, string keys) of at most
-    ``max_bytes`` and copy it.
+    """Check that ``data`` is a JSON object of at most ``max_bytes`` and copy it: plain JSON
+    as definitions hold it (:func:`engine.models.find_json_problem`: string keys, finite
+    numbers, 64-bit integers, valid Unicode, nesting of at most ``MAX_JSON_DEPTH``).
 
     Raises:
         PluginError: ``InvalidInput`` naming the problem.
     """
     if data is None:
         return {}
-    try:
-        encoded = json.dumps(data, allow_nan=False)
-    except (TypeError, ValueError) as exc:
-        raise PluginError(Code.InvalidInput, f"input_data is not JSON: {exc}") from None
+    # Before encoding: the walk is iterative and stops early, so data that is deep, refers to
+    # itself or shares its parts many times over is refused at once (every value takes at
+    # least two bytes of JSON, so more than max_bytes / 2 of them cannot fit).
+    if problem := find_json_problem(data, max_values=max_bytes // 2, path="input_data"):
+        raise PluginError(Code.InvalidInput, problem)
+    encoded = json.dumps(data, allow_nan=False)
     if len(encoded) > max_bytes:
         raise PluginError(
             Code.InvalidInput,
             f"input_data is {len(encoded):,} bytes of JSON; the limit is {max_bytes:,}",
         )
     decoded: dict[str, Any] = json.loads(encoded)
-    if decoded != data:
-        raise PluginError(
-            Code.InvalidInput, "input_data is not plain JSON (non-string keys or tuples)"
-        )
     return decoded
 
 

@@ -16,13 +16,22 @@ Decisions where the spec is silent:
 * ``PluginWorkflow.version`` is an addition: the registry sets it (1 on registration, +1 per
   modification); a value supplied on registration is ignored.
 * Unknown keys are rejected, so a typo such as ``"conection_type"`` is an error, not a silently
-  dropped field.
+  dropped field. ``version`` must be a JSON integer (``"7"`` is not coerced).
+* Text is read with :meth:`_JsonModel.from_json_text` (:func:`load_json_text`), which refuses
+  what JSON parsers disagree on instead of guessing: duplicate keys (Python keeps the last,
+  others the first), ``NaN`` and ``Infinity``, numbers outside 64-bit integers or finite
+  doubles (``1e400``, an integer of 5,000 digits), invalid UTF-8, and text over
+  :data:`MAX_JSON_TEXT_BYTES`. :func:`find_json_problem` checks a value built in Python the
+  same way (and its nesting, :data:`MAX_JSON_DEPTH`).
 
 This module imports nothing from Temporal: it is shared by client, workflow and activities.
 """
 
 from __future__ import annotations
 
+import json
+import math
+import re
 from datetime import datetime
 from enum import StrEnum
 from typing import Any, Self
@@ -105,6 +114,230 @@ _TERMINAL_STATUSES = frozenset(
 )
 
 
+# -- strict JSON -------------------------------------------------------------------------------
+
+# Nesting of one value (a node's configuration, a connection's properties, input data): far
+# beyond any real configuration, and far below where recursive encoders give up (pydantic at
+# about 250 levels, Python's json module near 1,000).
+MAX_JSON_DEPTH = 64
+# Integers are 64-bit signed, as CEL, protobuf and Go (the Temporal server and CLI) read them.
+MIN_JSON_INT = -(2**63)
+MAX_JSON_INT = 2**63 - 1
+# Raw text of a definition file: four times the compact definition limit (1.2 MB, see
+# engine.validation.MAX_DEFINITION_BYTES) leaves room for indentation.
+MAX_JSON_TEXT_BYTES = 5_000_000
+# Values walked in one check; every JSON value takes at least two bytes of text, so more than
+# this many is over any size limit, however the value shares or repeats its parts.
+MAX_JSON_VALUES = 2_500_000
+_STRING = re.compile(r'"(?:[^"\\]|\\.)*"')
+
+
+class _Refused(ValueError):
+    """Raised by the JSON hooks; the message names what is refused."""
+
+
+def load_json_text(
+    text: str | bytes,
+    *,
+    what: str = "the JSON text",
+    code: PluginErrorCode = PluginErrorCode.InvalidWorkflowStructure,
+    max_bytes: int = MAX_JSON_TEXT_BYTES,
+    max_depth: int = MAX_JSON_DEPTH,
+) -> Any:
+    """Parse JSON text strictly: the value, or a :class:`PluginError` with ``code``.
+
+    Refused: text over ``max_bytes`` bytes, invalid UTF-8, syntax errors (with line and
+    column), duplicate keys in one object, ``NaN``/``Infinity``, integers outside 64 bits,
+    numbers too large for a double, lone surrogates (``"\\ud800"``), and nesting deeper than
+    ``max_depth``.
+    """
+    if isinstance(text, bytes) or text.isascii():
+        size = len(text)
+    else:
+        size = len(text.encode("utf-8", "surrogatepass"))
+    if size > max_bytes:
+        raise PluginError(code, f"{what} is {size:,} bytes; the limit is {max_bytes:,}")
+    if isinstance(text, bytes):
+        try:
+            text = text.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise PluginError(
+                code, f"{what} is not UTF-8: {exc.reason} at byte {exc.start:,}"
+            ) from None
+    try:
+        value = json.loads(
+            text,
+            object_pairs_hook=_unique_keys,
+            parse_constant=_refuse_constant,
+            parse_float=_finite_float,
+            parse_int=_int64,
+        )
+    except _Refused as exc:
+        raise PluginError(code, f"{what}: {exc}") from None
+    except json.JSONDecodeError as exc:
+        raise PluginError(
+            code, f"{what} is not valid JSON: {exc.msg} (line {exc.lineno}, column {exc.colno})"
+        ) from None
+    except RecursionError:
+        depth = _text_depth(text)
+        raise PluginError(
+            code, f"{what} nests {depth:,} levels deep; the limit is {max_depth}"
+        ) from None
+    if problem := find_json_problem(value, max_depth=max_depth):
+        raise PluginError(code, f"{what}: {problem}")
+    return value
+
+
+def find_json_problem(
+    value: Any,
+    *,
+    max_depth: int = MAX_JSON_DEPTH,
+    max_values: int = MAX_JSON_VALUES,
+    path: str = "",
+) -> str | None:
+    """What makes ``value`` not plain JSON, as ``"<path> <reason>"``, or None.
+
+    Plain JSON: dicts with string keys, lists, strings that are valid Unicode (no lone
+    surrogates), booleans, None, integers within 64 bits and finite floats; containers nested
+    at most ``max_depth`` levels (the value itself is level 1). Iterative, and it stops after
+    ``max_values`` values, so a value that is deep, refers to itself, or shares parts many
+    times over cannot exhaust the stack or run for long.
+    """
+    return json_problem_and_count(value, max_depth, max_values, path)[0]
+
+
+def json_problem_and_count(
+    value: Any, max_depth: int, max_values: int, path: str = ""
+) -> tuple[str | None, int]:
+    """:func:`find_json_problem`, also returning how many values it looked at."""
+    if not isinstance(value, dict | list):
+        problem = _scalar_problem(value)
+        return (f"{path or 'the value'} {problem}" if problem else None), 1
+    # Each entry: a container, its depth, and its trail (parent trail, key) for messages.
+    stack: list[tuple[Any, int, tuple[Any, Any]]] = [(value, 1, (None, path))]
+    seen = 0
+    while stack:
+        current, depth, trail = stack.pop()
+        if depth > max_depth:
+            return f"{_path(trail)} nests more than {max_depth} levels deep", seen
+        seen += len(current)
+        if seen > max_values:
+            return f"{_path(trail)} holds more than {max_values:,} values", seen
+        if isinstance(current, dict):
+            for key in current:
+                if problem := _key_problem(key):
+                    return f"{_path(trail)} {problem}", seen
+            items: Any = current.items()
+        else:
+            items = enumerate(current)
+        for key, item in items:
+            if isinstance(item, dict | list):
+                stack.append((item, depth + 1, (trail, key)))
+            elif problem := _scalar_problem(item):
+                return f"{_path((trail, key))} {problem}", seen
+    return None, seen
+
+
+def _key_problem(key: Any) -> str | None:
+    if type(key) is str and key.isascii():
+        return None
+    if not isinstance(key, str):
+        return f"has the key {key!r} of type {type(key).__name__}; JSON keys are strings"
+    if not key.isascii() and (problem := _scalar_problem(key)):
+        return f"has a key that {problem}"
+    return None
+
+
+def _path(trail: tuple[Any, Any]) -> str:
+    keys: list[Any] = []
+    while trail[0] is not None:
+        trail, key = trail
+        keys.append(key)
+    text = trail[1]
+    for key in reversed(keys):
+        text += f"[{key}]" if isinstance(key, int) else (f".{key}" if text else str(key))
+    if len(text) > 200:
+        text = text[:100] + "..." + text[-97:]
+    return text or "the value"
+
+
+def _scalar_problem(value: Any) -> str | None:
+    if value is None or isinstance(value, bool):
+        return None
+    if isinstance(value, str):
+        if value.isascii():
+            return None
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError as exc:
+            return (
+                f"contains the lone surrogate U+{ord(value[exc.start]):04X}, which is not "
+                "Unicode text"
+            )
+        return None
+    if isinstance(value, int):
+        if MIN_JSON_INT <= value <= MAX_JSON_INT:
+            return None
+        return f"is an integer of {_digits(value):,} digits, outside the 64-bit range"
+    if isinstance(value, float):
+        return None if math.isfinite(value) else f"is {value!r}, which is not a JSON number"
+    if isinstance(value, tuple):
+        return "is a tuple; JSON has lists"
+    return f"is of type {type(value).__name__}, which JSON does not have"
+
+
+def _digits(value: int) -> int:
+    # Without str(): converting an integer of over 4,300 digits to text raises.
+    return max(1, math.floor(abs(value).bit_length() * math.log10(2)) + 1)
+
+
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    result = dict(pairs)
+    if len(result) != len(pairs):
+        seen: set[str] = set()
+        for key, _ in pairs:
+            if key in seen:
+                raise _Refused(
+                    f"duplicate key {key!r} in one object (parsers disagree on which value "
+                    "wins, so none is taken)"
+                )
+            seen.add(key)
+    return result
+
+
+def _refuse_constant(name: str) -> Any:
+    raise _Refused(f"{name} is not a JSON number")
+
+
+def _finite_float(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        raise _Refused(f"the number {text[:40]} is too large for a double")
+    return value
+
+
+def _int64(text: str) -> int:
+    digits = len(text.lstrip("-"))
+    if digits > 19:
+        raise _Refused(f"an integer of {digits:,} digits is outside the 64-bit range")
+    value = int(text)
+    if not MIN_JSON_INT <= value <= MAX_JSON_INT:
+        raise _Refused(f"the integer {text} is outside the 64-bit range")
+    return value
+
+
+def _text_depth(text: str) -> int:
+    """The deepest bracket nesting of JSON text (only called for text too deep to parse)."""
+    depth = deepest = 0
+    for match in re.finditer(r"[\[\]{}]", _STRING.sub("", text)):
+        if match.group() in "[{":
+            depth += 1
+            deepest = max(deepest, depth)
+        else:
+            depth -= 1
+    return deepest
+
+
 class _JsonModel(BaseModel):
     """Base: validated assignment, no unknown keys, ``to_json``/``from_json``."""
 
@@ -139,6 +372,23 @@ class _JsonModel(BaseModel):
                 f"invalid {cls.__name__}: {describe_validation_error(exc)}",
                 {"errors": [_error_entry(e) for e in exc.errors()[:20]]},
             ) from None
+
+    @classmethod
+    def from_json_text(cls, text: str | bytes, *, source: str = "") -> Self:
+        """Build the model from JSON text, read strictly (see :func:`load_json_text`).
+
+        Args:
+            text: The JSON text.
+            source: Where it comes from (a file name), for messages.
+
+        Raises:
+            PluginError: ``InvalidWorkflowStructure`` naming the problem.
+        """
+        what = source or f"the {cls.__name__} JSON"
+        # The model's own levels (a definition's nodes list and node) come on top of the
+        # levels a configuration may nest.
+        data = load_json_text(text, what=what, max_depth=MAX_JSON_DEPTH + 3)
+        return cls.from_json(data)
 
 
 def describe_validation_error(exc: ValidationError, limit: int = 5) -> str:
@@ -202,7 +452,7 @@ class PluginWorkflow(_JsonModel):
     connections: list[WorkflowConnection] = Field(default_factory=list)
     global_configuration: dict[str, Any] = Field(default_factory=dict)
     metadata: dict[str, Any] = Field(default_factory=dict)
-    version: int = 0
+    version: int = Field(0, strict=True)
 
     def node(self, node_id: str) -> WorkflowNode | None:
         """The node with this id, or None."""

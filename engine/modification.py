@@ -2,7 +2,10 @@
 
 :func:`apply_change` returns a new, validated definition with ``version`` + 1, or raises
 :class:`PluginError` and changes nothing. The registry runs it in an update validator (a
-rejected update writes nothing to history) and again in the handler.
+rejected update writes nothing to history) and again in the handler. The handler also runs
+when a history is replayed, where the validator does not, so it checks with the rules that
+never tighten (``strict=False``): a modification accepted under earlier rules replays the
+same way after a release tightens the registration rules.
 
 * ``add_node``: the node must have a new id; it joins unconnected.
 * ``remove_node``: removes the node and every connection touching it (``NodeNotFound`` if
@@ -16,11 +19,15 @@ from __future__ import annotations
 from engine.contracts import DefinitionChange
 from engine.errors import PluginError, PluginErrorCode
 from engine.models import PluginWorkflow
-from engine.validation import validate_workflow
+from engine.validation import compile_workflow, validate_workflow
 
 
-def apply_change(current: PluginWorkflow, change: DefinitionChange) -> PluginWorkflow:
-    """Apply one change to a copy of ``current`` and validate the result.
+def apply_change(
+    current: PluginWorkflow, change: DefinitionChange, *, strict: bool = True
+) -> PluginWorkflow:
+    """Apply one change to a copy of ``current`` and validate the result
+    (:func:`~engine.validation.validate_workflow`, or only
+    :func:`~engine.validation.compile_workflow` unless ``strict``).
 
     Raises:
         PluginError: the change is malformed, refers to a missing node, or would make the
@@ -61,7 +68,10 @@ def apply_change(current: PluginWorkflow, change: DefinitionChange) -> PluginWor
             )
         updated = change.workflow.model_copy(deep=True)
     updated.version = current.version + 1
-    validate_workflow(updated)
+    if strict:
+        validate_workflow(updated)
+    else:
+        compile_workflow(updated)
     return updated
 
 

@@ -66,7 +66,7 @@ from engine.models import (
 )
 from engine.modification import apply_change
 from engine.telemetry import search_attributes_enabled, start_search_attributes
-from engine.validation import check_id, validate_workflow
+from engine.validation import MAX_TEMPORAL_ID_LENGTH, check_id, validate_workflow
 
 # How long this process trusts its own writes over the visibility store.
 _OVERLAY_SECONDS = 30.0
@@ -625,7 +625,11 @@ class AdvancedPluginOrchestrator:
     # -- internals -----------------------------------------------------------------------
 
     def _execution(self, execution_id: str) -> WorkflowHandle[Any, Any]:
-        if not isinstance(execution_id, str) or not execution_id or len(execution_id) > 1000:
+        if (
+            not isinstance(execution_id, str)
+            or not execution_id
+            or len(execution_id) > MAX_TEMPORAL_ID_LENGTH
+        ):
             raise PluginError(
                 PluginErrorCode.ExecutionNotFound,
                 f"no execution {str(execution_id)[:100]!r}: not a valid execution id",

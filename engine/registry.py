@@ -82,8 +82,10 @@ class PluginWorkflowDefinition:
     @workflow.update
     async def modify(self, change: DefinitionChange) -> PluginWorkflow:
         """Apply a validated change, tell running subscribers, return the new definition."""
+        # The validator applied every rule. The handler also runs on replay, where it must
+        # accept what an earlier release accepted: only the rules that never tighten.
         self._state = DefinitionState(
-            workflow=apply_change(self._state.workflow, change),
+            workflow=apply_change(self._state.workflow, change, strict=False),
             subscribers=self._state.subscribers,
         )
         await self._notify(list(self._state.subscribers))

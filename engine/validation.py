@@ -2,23 +2,45 @@
 
 :func:`validate_workflow` runs every check and reports every problem at once: the raised
 :class:`PluginError` carries the code of the first problem, a message listing them all (up to
-ten), and ``details["problems"]`` with each one's code and message. The registry runs the same
-function on registration and on every modification, so nothing invalid is ever stored.
+ten), and ``details["problems"]`` with each one's code and message. Registration and every
+modification run it (the registry entity in its update validator), so nothing invalid is ever
+stored. The limits, with the reason for each, are listed in ``docs/LIMITS.md``.
+
+Two sets of rules, because workflow code compiles definitions too (the determinism contract):
+:func:`compile_workflow` runs inside workflow code, on start and on every replay of runs that
+may have started releases ago, so its rules are the first release's and may only be relaxed.
+:func:`validate_workflow` applies those plus the stricter registration rules: values, node
+and connection counts, cycles through Event connections, and the strict condition rules
+(:mod:`engine.conditions`). Tightening a registration rule never touches a run in flight or
+a definition already stored; it applies to the next registration or modification.
 
 Checks, in order:
 
+* values (``InvalidWorkflowStructure``, before anything else looks at them): every
+  configuration, ``properties``, ``global_configuration``, ``metadata`` and
+  ``ui_properties`` is plain JSON (string keys, finite numbers, 64-bit integers, valid
+  Unicode, no tuples, sets or objects) nested at most ``MAX_JSON_DEPTH`` levels; names and
+  descriptions are valid Unicode; ``plugin_id`` is printable ASCII without spaces; port
+  names follow the id rules;
 * ids: ``workflow_id``, node ids and connection ids are non-empty ASCII identifiers
-  (letters, digits, ``_ . -``; at most 128 characters), node and connection ids unique;
+  (letters, digits, ``_ . -``; at most 128 characters), node and connection ids unique.
+  Look-alikes that cannot be told apart by eye (Cyrillic ``\u0430`` for ``a``, ``é`` as one
+  code point and as ``e`` plus a combining accent) are refused rather than normalised: two
+  valid ids are equal only if they are the same bytes;
 * nodes: a ``plugin_id``; unique, non-empty port names; reserved configuration keys valid;
 * connections: both ends exist (``NodeNotFound``); ports are declared where the node declares
-  ports (``InvalidConnection``); conditions only on Control connections and valid CEL
+  ports (``InvalidConnection``; a node without declared ports takes any port name as an
+  input or output key); conditions only on Control connections and valid CEL
   (``InvalidConnection``); no two DataFlow connections deliver to the same input;
-* no cycle over DataFlow, Control and Dependency connections, self-loops included
-  (``CircularDependency``, naming the cycle);
+* no cycle over connections of any type, self-loops included (``CircularDependency``, naming
+  the cycle): an EventDriven pass runs Event connections as Dependency connections
+  (:mod:`engine.passes`), so every pass through a cycle of them, feedback into a Source node
+  included, would fail. (:func:`compile_workflow` only looks at DataFlow, Control and
+  Dependency connections, as the first release did);
 * the mode suits the graph (``ExecutionModeNotSupported``): Event connections need
   EventDriven; EventDriven needs a Source node, Streaming exactly one;
-* size limits (``InvalidWorkflowStructure``): nodes, connections, and the definition's
-  compact JSON size.
+* size limits (``InvalidWorkflowStructure``): nodes and connections (registration only), and
+  the definition's compact JSON size.
 """
 
 from __future__ import annotations
@@ -34,22 +56,40 @@ from engine.errors import PluginError, PluginErrorCode
 from engine.graph import ORDERING_KINDS, Edge, Graph
 from engine.map_node import map_problems
 from engine.models import (
+    MAX_JSON_DEPTH,
     ConnectionType,
     PluginWorkflow,
     WorkflowConnection,
     WorkflowExecutionMode,
     WorkflowNode,
     WorkflowNodeType,
+    json_problem_and_count,
 )
 from engine.options import GLOBAL_ONLY_KEYS, RESERVED_KEYS, global_options, node_options
 
+# Nodes of one definition. History does not bound them (a batch run continues as new past
+# max_history_events, engine/workflow.py); what does is work inside workflow code: compiling
+# and scheduling the graph at every start and replay (0.2 s for a 10,000-node chain on a
+# loaded two-core machine, against the 2 s a workflow task may take), and the start payload
+# (MAX_DEFINITION_BYTES).
 MAX_NODES = 10_000
+# Connections of one definition: five per node at the node limit. MAX_DEFINITION_BYTES
+# usually binds first (a connection takes at least about 40 bytes of compact JSON).
 MAX_CONNECTIONS = 50_000
 # Compact JSON (fields at their defaults left out). Every execution carries its definition in
 # its start event, whose payload Temporal caps at 2 MB; the rest is for the input data.
 MAX_DEFINITION_BYTES = 1_200_000
+# Ids end up in Temporal ids (at most MAX_TEMPORAL_ID_LENGTH): "<workflow_id>/run-<16 hex>"
+# for executions, "<workflow_id>/definition@<task queue>" for the registry, node ids in
+# activity and child workflow ids under the execution id.
 MAX_ID_LENGTH = 128
+# Temporal's limit on workflow ids: longer execution ids are refused before any call.
+MAX_TEMPORAL_ID_LENGTH = 1000
+# JSON values of a whole definition; every value takes at least two bytes of JSON text.
+MAX_DEFINITION_VALUES = MAX_DEFINITION_BYTES // 2
 _ID_PATTERN = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.\-]*")
+# Printable ASCII without spaces: plugin ids name Python registrations, not Temporal ids.
+_PLUGIN_ID_PATTERN = re.compile(r"[!-~]+")
 _MAX_REPORTED = 10
 
 Code = PluginErrorCode
@@ -71,11 +111,17 @@ def validate_workflow(workflow: PluginWorkflow) -> None:
     Raises:
         PluginError: the first problem's code; the message lists every problem found.
     """
-    compile_workflow(workflow)
+    problems: list[Problem] = []
+    _check_values(workflow, problems)
+    if problems:
+        # Nothing else looks at values that may be cyclic, deep or not JSON at all.
+        raise _as_error(workflow, problems)
+    _compile(workflow, strict=True)
 
 
 def compile_workflow(workflow: PluginWorkflow, *, check_maps: bool = True) -> Graph:
-    """Validate a definition and compile it for the scheduler.
+    """Check a definition's structure and compile it for the scheduler, with the rules
+    workflow code has always applied (see the module docstring; never tighten them).
 
     ``check_maps=False`` compiles one item's graph of a Splitter map (its splitter and
     body, without the aggregator that ends the map).
@@ -83,10 +129,14 @@ def compile_workflow(workflow: PluginWorkflow, *, check_maps: bool = True) -> Gr
     Raises:
         PluginError: as :func:`validate_workflow`.
     """
+    return _compile(workflow, strict=False, check_maps=check_maps)
+
+
+def _compile(workflow: PluginWorkflow, *, strict: bool, check_maps: bool = True) -> Graph:
     problems: list[Problem] = []
-    graph = _build(workflow, problems, check_maps)
+    graph = _build(workflow, problems, strict, check_maps)
     if not problems:
-        _check_cycles(graph, problems)
+        _check_cycles(graph, problems, with_events=strict)
     if not problems:
         size = len(workflow.model_dump_json(exclude_defaults=True))
         if size > MAX_DEFINITION_BYTES:
@@ -116,16 +166,88 @@ def check_id(kind: str, value: str) -> str | None:
     return None
 
 
-def _build(workflow: PluginWorkflow, problems: list[Problem], check_maps: bool = True) -> Graph:
+def _check_values(workflow: PluginWorkflow, problems: list[Problem]) -> None:
+    """Plain JSON everywhere, within ``MAX_DEFINITION_VALUES`` values in all (so a value
+    built in Python that shares its parts cannot make the walk long), plus names."""
+    left = MAX_DEFINITION_VALUES
+
+    def value(where: str, field: str, data: Any) -> None:
+        nonlocal left
+        if not data:
+            return
+        problem, seen = json_problem_and_count(data, MAX_JSON_DEPTH, left, field)
+        if seen > left:
+            problem = f"{field} takes the definition over {MAX_DEFINITION_VALUES:,} JSON values"
+        left -= seen
+        if problem:
+            problems.append(Problem(Code.InvalidWorkflowStructure, f"{where}: {problem}"))
+
+    def text(where: str, field: str, data: Any) -> None:
+        if type(data) is str and data.isascii():
+            return
+        problem, _ = json_problem_and_count(data, MAX_JSON_DEPTH, 1, field)
+        if problem:
+            problems.append(Problem(Code.InvalidWorkflowStructure, f"{where}: {problem}"))
+
+    def port(where: str, kind: str, name: str) -> None:
+        if name and (reason := check_id(kind, name)):
+            problems.append(Problem(Code.InvalidWorkflowStructure, f"{where}: {reason}"))
+
+    top = "workflow"
+    text(top, "name", workflow.name)
+    text(top, "description", workflow.description)
+    value(top, "global_configuration", workflow.global_configuration)
+    value(top, "metadata", workflow.metadata)
+    for index, node in enumerate(workflow.nodes):
+        where = f"node '{node.node_id}'" if node.node_id.isascii() else f"node #{index}"
+        text(where, "name", node.name)
+        text(where, "description", node.description)
+        if node.plugin_id and not _PLUGIN_ID_PATTERN.fullmatch(node.plugin_id):
+            problems.append(
+                Problem(
+                    Code.InvalidWorkflowStructure,
+                    f"{where}: plugin_id {node.plugin_id[:60]!r} may only contain printable "
+                    "ASCII characters without spaces",
+                )
+            )
+        elif len(node.plugin_id) > MAX_ID_LENGTH:
+            problems.append(
+                Problem(
+                    Code.InvalidWorkflowStructure,
+                    f"{where}: plugin_id is longer than {MAX_ID_LENGTH} characters",
+                )
+            )
+        for name in node.input_ports:
+            port(where, "input port", name)
+        for name in node.output_ports:
+            port(where, "output port", name)
+        value(where, "configuration", node.configuration)
+        value(where, "ui_properties", node.ui_properties)
+        if len(problems) > _MAX_REPORTED:
+            return
+    for index, conn in enumerate(workflow.connections):
+        where = conn.label() if conn.label().isascii() else f"connection #{index}"
+        port(where, "source_port", conn.source_port)
+        port(where, "target_port", conn.target_port)
+        value(where, "properties", conn.properties)
+        if len(problems) > _MAX_REPORTED:
+            return
+
+
+def _build(
+    workflow: PluginWorkflow, problems: list[Problem], strict: bool, check_maps: bool
+) -> Graph:
     def add(code: PluginErrorCode, message: str) -> None:
         problems.append(Problem(code, message))
 
     if reason := check_id("workflow_id", workflow.workflow_id):
         add(Code.InvalidWorkflowStructure, reason)
-    if len(workflow.nodes) > MAX_NODES:
+    # Registration only: workflow code accepts what was registered under earlier limits
+    # (MAX_DEFINITION_BYTES bounds it all the same).
+    if strict and len(workflow.nodes) > MAX_NODES:
         add(Code.InvalidWorkflowStructure, f"{len(workflow.nodes)} nodes; the limit is {MAX_NODES}")
         return Graph(workflow)
-    if len(workflow.connections) > MAX_CONNECTIONS:
+    if strict and len(workflow.connections) > MAX_CONNECTIONS:
         add(
             Code.InvalidWorkflowStructure,
             f"{len(workflow.connections)} connections; the limit is {MAX_CONNECTIONS}",
@@ -145,7 +267,7 @@ def _build(workflow: PluginWorkflow, problems: list[Problem], check_maps: bool =
     seen_edges: set[tuple[str, str, str, str, ConnectionType]] = set()
     input_keys: dict[tuple[str, str], str] = {}
     for index, conn in enumerate(workflow.connections):
-        edge = _check_connection(index, conn, graph, add, seen_connection_ids, seen_edges)
+        edge = _check_connection(index, conn, graph, add, seen_connection_ids, seen_edges, strict)
         if edge is None:
             continue
         if edge.kind is ConnectionType.DataFlow:
@@ -222,6 +344,7 @@ def _check_connection(
     add: _Add,
     seen_ids: set[str],
     seen_edges: set[tuple[str, str, str, str, ConnectionType]],
+    strict: bool,
 ) -> Edge | None:
     label = conn.label() if conn.source_node or conn.connection_id else f"connection #{index}"
     ok = True
@@ -258,7 +381,7 @@ def _check_connection(
             f"(declared: {', '.join(target.input_ports)})",
         )
         ok = False
-    if conn.connection_type in ORDERING_KINDS and conn.source_node == conn.target_node:
+    if conn.source_node == conn.target_node and (strict or conn.connection_type in ORDERING_KINDS):
         add(
             Code.CircularDependency,
             f"{label} connects node '{conn.source_node}' to itself (cycle: "
@@ -308,9 +431,12 @@ def _check_connection(
             ok = False
         else:
             try:
-                condition = compile_condition(conn.properties["condition"])
+                condition = compile_condition(conn.properties["condition"], strict=strict)
             except ConditionError as exc:
-                add(Code.InvalidConnection, f"{label}: condition {exc}")
+                reason = str(exc)
+                if not reason.startswith("condition"):
+                    reason = f"condition {reason}"
+                add(Code.InvalidConnection, f"{label}: {reason}")
                 ok = False
     return Edge(index, conn, condition) if ok else None
 
@@ -348,15 +474,25 @@ def _check_mode(workflow: PluginWorkflow, graph: Graph, add: _Add) -> None:
         )
 
 
-def _check_cycles(graph: Graph, problems: list[Problem]) -> None:
-    """Kahn's algorithm; if nodes remain, walk back from one of them to name a cycle."""
-    indegree = {node_id: len(edges) for node_id, edges in graph.incoming.items()}
+def _check_cycles(graph: Graph, problems: list[Problem], *, with_events: bool) -> None:
+    """Kahn's algorithm over the ordering connections, and over Event connections too
+    ``with_events`` (a pass runs them as Dependency connections); if nodes remain, walk back
+    from one of them to name a cycle."""
+    incoming = graph.incoming
+    outgoing = graph.outgoing
+    if with_events and graph.event_edges:
+        incoming = {node_id: list(edges) for node_id, edges in incoming.items()}
+        outgoing = {node_id: list(edges) for node_id, edges in outgoing.items()}
+        for edge in graph.event_edges:
+            incoming[edge.target].append(edge)
+            outgoing[edge.source].append(edge)
+    indegree = {node_id: len(edges) for node_id, edges in incoming.items()}
     queue = [node_id for node_id, degree in indegree.items() if degree == 0]
     visited = 0
     while queue:
         node_id = queue.pop()
         visited += 1
-        for edge in graph.outgoing[node_id]:
+        for edge in outgoing[node_id]:
             indegree[edge.target] -= 1
             if indegree[edge.target] == 0:
                 queue.append(edge.target)
@@ -370,7 +506,7 @@ def _check_cycles(graph: Graph, problems: list[Problem]) -> None:
     seen_at = {start: 0}
     current = start
     while True:
-        edge = next(e for e in graph.incoming[current] if e.source in remaining)
+        edge = next(e for e in incoming[current] if e.source in remaining)
         current = edge.source
         if current in seen_at:
             cycle = list(reversed(walk[seen_at[current] :]))
@@ -381,10 +517,12 @@ def _check_cycles(graph: Graph, problems: list[Problem]) -> None:
             break
         seen_at[current] = len(walk)
         walk.append(current)
+    shown = cycle if len(cycle) <= 21 else [*cycle[:10], "...", *cycle[-10:]]
+    length = f" ({len(cycle) - 1:,} nodes)" if len(cycle) > 21 else ""
     problems.append(
         Problem(
             Code.CircularDependency,
-            f"circular dependency: {' -> '.join(cycle)}",
+            f"circular dependency: {' -> '.join(shown)}{length}",
             {"cycle": cycle},
         )
     )

@@ -19,6 +19,8 @@ from engine import (
 )
 from engine.contracts import DefinitionChange
 from engine.modification import apply_change
+from engine.passes import pass_workflow
+from engine.validation import compile_workflow
 from tests.helpers.builders import chain, edge, node, workflow
 
 Code = PluginErrorCode
@@ -174,13 +176,23 @@ def test_cycles_over_every_ordering_kind_are_named(kind: ConnectionType) -> None
     assert error.details["cycle"] == ["b", "c", "d", "b"]
 
 
-def test_event_edges_may_form_cycles_in_event_driven_mode() -> None:
+def test_event_edges_may_not_form_cycles_but_compile_as_before() -> None:
+    # A pass runs Event connections as Dependency ones (engine/passes.py), so every pass of
+    # a cycle through them, feedback into the Source node included, would fail: refused at
+    # registration. Workflow code keeps compiling such a definition (stored before this
+    # rule), and each of its passes fails as it always did.
     nodes = [
         WorkflowNode(node_id="src", plugin_id="p", node_type=WorkflowNodeType.Source),
         node("b"),
     ]
     edges = [edge("src", "b", Kind.Event), edge("b", "src", Kind.Event)]
-    validate_workflow(workflow("w", nodes, edges, mode=WorkflowExecutionMode.EventDriven))
+    definition = workflow("w", nodes, edges, mode=WorkflowExecutionMode.EventDriven)
+    error = _error(definition)
+    assert error.code is Code.CircularDependency
+    assert "src -> b -> src" in error.message
+    compile_workflow(definition)
+    with pytest.raises(PluginError, match="src -> b -> src"):
+        compile_workflow(pass_workflow(definition, "src", "tick"))
 
 
 def test_all_problems_are_reported_at_once() -> None:
