@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN     = $(VENV)/bin
 STAMP   = $(VENV)/.installed
 
-.PHONY: install example test audit lint format format-check typecheck pytest replay record-histories bench worker clean
+.PHONY: install example test audit lint format format-check typecheck pytest replay record-histories bench chaos-soak worker studio studio-build clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -48,6 +48,10 @@ record-histories: $(STAMP)  ## Re-record replay histories (only for NEW scenario
 
 bench: $(STAMP)  ## Engine vs hand-written Temporal baseline on the same server
 	$(BIN)/python -m bench.bench_engine
+
+MINUTES ?= 10
+chaos-soak: $(STAMP)  ## Random fault-injection scenarios for MINUTES (default 10); prints figures
+	$(BIN)/python -m bench.chaos_soak --minutes $(MINUTES)
 
 worker: $(STAMP)  ## Run a worker against TEMPORAL_ADDRESS (default localhost:7233)
 	$(BIN)/orchestrator worker
