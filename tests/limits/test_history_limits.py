@@ -15,10 +15,11 @@ from temporalio.client import Client, WorkflowExecutionStatus, WorkflowHistory
 from engine import AdvancedPluginOrchestrator, PluginWorkflow
 from engine import WorkflowExecutionStatus as Status
 from engine.connection import connect
-from engine.devserver import DevServer, free_port
+from engine.devserver import DevServer
 from engine.worker import create_worker
 from tests.helpers import plugins
 from tests.helpers.builders import chain, edge, node, workflow
+from tests.helpers.servers import configured_server
 from tests.helpers.waiting import eventually
 from tests.replay.replay_all import replayer
 
@@ -36,15 +37,8 @@ LIMITS = {
 
 @pytest.fixture(name="small_server", scope="module")
 def fixture_small_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DevServer]:
-    args: list[str] = []
-    for key, value in LIMITS.items():
-        args += ["--dynamic-config-value", f"{key}={value}"]
-    server = DevServer(
-        tmp_path_factory.mktemp("temporal-limits"), port=free_port(), ui_port=0, extra_args=args
-    )
-    server.start()
-    yield server
-    server.stop()
+    with configured_server(tmp_path_factory.mktemp("temporal-limits"), **LIMITS) as server:
+        yield server
 
 
 @pytest_asyncio.fixture(name="orch", loop_scope="session")

@@ -17,25 +17,20 @@ import pytest_asyncio
 from engine import AdvancedPluginOrchestrator, PluginError
 from engine import WorkflowExecutionStatus as Status
 from engine.connection import connect
-from engine.devserver import DevServer, free_port
+from engine.devserver import DevServer
 from engine.worker import create_worker
 from tests.helpers import plugins
 from tests.helpers.builders import edge, node, workflow
+from tests.helpers.servers import configured_server
 from tests.helpers.waiting import eventually
 from tests.long_running.test_event_driven import _router
 
 
 @pytest.fixture(name="one_update_server", scope="module")
 def fixture_one_update_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DevServer]:
-    server = DevServer(
-        tmp_path_factory.mktemp("temporal-updates"),
-        port=free_port(),
-        ui_port=0,
-        extra_args=["--dynamic-config-value", "history.maxInFlightUpdates=1"],
-    )
-    server.start()
-    yield server
-    server.stop()
+    limits = {"history.maxInFlightUpdates": 1}
+    with configured_server(tmp_path_factory.mktemp("temporal-updates"), **limits) as server:
+        yield server
 
 
 @pytest_asyncio.fixture(name="orch", loop_scope="session")

@@ -12,23 +12,18 @@ from temporalio.client import Client
 
 from engine import AdvancedPluginOrchestrator
 from engine.connection import connect
-from engine.devserver import DevServer, free_port
+from engine.devserver import DevServer
 from engine.worker import create_worker
 from tests.helpers.plugins import test_registry
+from tests.helpers.servers import configured_server
 
 
 @pytest.fixture(name="short_history_server", scope="module")
 def fixture_short_history_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DevServer]:
     """A dev server that suggests continue-as-new after 40 history events."""
-    server = DevServer(
-        tmp_path_factory.mktemp("temporal-short"),
-        port=free_port(),
-        ui_port=0,
-        extra_args=["--dynamic-config-value", "limit.historyCount.suggestContinueAsNew=40"],
-    )
-    server.start()
-    yield server
-    server.stop()
+    limits = {"limit.historyCount.suggestContinueAsNew": 40}
+    with configured_server(tmp_path_factory.mktemp("temporal-short"), **limits) as server:
+        yield server
 
 
 @pytest_asyncio.fixture(name="short_orchestrator", loop_scope="session")
