@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN     = $(VENV)/bin
 STAMP   = $(VENV)/.installed
 
-.PHONY: install example test audit lint format format-check typecheck pytest replay record-histories bench chaos-soak worker studio studio-build clean
+.PHONY: install example test audit lint format format-check typecheck pytest replay record-histories bench bench-all chaos-soak worker studio studio-build clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -48,6 +48,12 @@ record-histories: $(STAMP)  ## Re-record replay histories (only for NEW scenario
 
 bench: $(STAMP)  ## Engine vs hand-written Temporal baseline on the same server
 	$(BIN)/python -m bench.bench_engine
+
+bench-all: $(STAMP)  ## Every benchmark, one after another (about 10 minutes; see bench/README.md)
+	$(BIN)/python -m bench.bench_engine
+	$(BIN)/python -m bench.bench_concurrency
+	$(BIN)/python -m bench.bench_streaming --only stream
+	$(BIN)/python -m bench.bench_map
 
 MINUTES ?= 10
 chaos-soak: $(STAMP)  ## Random fault-injection scenarios for MINUTES (default 10); prints figures
