@@ -284,8 +284,13 @@ async def submit_events(
             reason = cause.message
         except RPCError as exc:
             # Too many updates in flight, or the run closed (continued as new) before
-            # accepting this one: try again on the current run.
-            if exc.status not in (RPCStatusCode.RESOURCE_EXHAUSTED, RPCStatusCode.NOT_FOUND):
+            # accepting this one, which Temporal reports as aborted (UNAVAILABLE): try again
+            # on the current run (events are deduplicated by id, so a resend is safe).
+            if exc.status not in (
+                RPCStatusCode.RESOURCE_EXHAUSTED,
+                RPCStatusCode.NOT_FOUND,
+                RPCStatusCode.UNAVAILABLE,
+            ):
                 raise _from_rpc(
                     exc, f"execution '{execution_id}'", Code.ExecutionNotFound
                 ) from None
