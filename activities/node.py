@@ -35,6 +35,7 @@ from activities._support import TERMINAL_CODES, Heartbeats, failure, invoke, plu
 from engine.blobs import BlobStore, blob_threshold, is_ref
 from engine.contracts import MAX_PAYLOAD_BYTES, NODE_ACTIVITY, NodeActivityInput, NodeActivityResult
 from engine.errors import PluginError, PluginErrorCode
+from engine.models import find_json_problem
 from engine.telemetry import Outcome, start_node_attempt
 from plugins import PluginRegistry
 
@@ -160,6 +161,11 @@ class NodeActivities:
             raise _invalid_output(f"{where} returned a value that is not JSON: {exc}") from None
         # The JSON form is what is recorded: exactly what downstream nodes will see.
         normalized: dict[str, Any] = json.loads(encoded)
+        # Plain JSON as definitions hold it (nesting, 64-bit integers, Unicode text): a value
+        # nested past the decoders' limits would otherwise fail the run's workflow task, not
+        # this node. Every value takes at least a byte of the encoding, so the count never binds.
+        if problem := find_json_problem(normalized, max_values=len(encoded), path="output"):
+            raise _invalid_output(f"{where} returned an output that is not plain JSON: {problem}")
         if len(encoded) <= self._threshold:
             return normalized
         try:

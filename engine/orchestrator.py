@@ -72,6 +72,9 @@ from engine.validation import MAX_TEMPORAL_ID_LENGTH, check_id, validate_workflo
 _OVERLAY_SECONDS = 30.0
 
 _MAX_EVENT_BYTES = 256 * 1024
+# Seconds a query may wait: past Temporal's default workflow task timeout (10 s), after
+# which the task of a stopped worker goes to another one (see the class docstring).
+QUERY_TIMEOUT = 15.0
 _BATCH_MODES = (
     WorkflowExecutionMode.Sequential,
     WorkflowExecutionMode.Parallel,
@@ -87,7 +90,11 @@ class AdvancedPluginOrchestrator:
     Args:
         client: A connected client; it is given this engine's data converter.
         task_queue: Where executions run (workers must poll it).
-        query_timeout: How long to wait for a worker to answer a status query.
+        query_timeout: How long to wait for a worker to answer a query (status, events, the
+            definition read by :meth:`execute_workflow`). The default outlives Temporal's
+            10 s workflow task timeout: a worker that stops while it holds a run's task
+            leaves queries to that run waiting until the task times out and another worker
+            takes it, and they are then answered instead of failing with WorkerUnavailable.
     """
 
     def __init__(
@@ -95,7 +102,7 @@ class AdvancedPluginOrchestrator:
         client: Client,
         *,
         task_queue: str | None = None,
-        query_timeout: float = 10.0,
+        query_timeout: float = QUERY_TIMEOUT,
     ) -> None:
         self.client = with_pydantic_converter(client)
         self.task_queue = task_queue or default_task_queue()
@@ -116,7 +123,7 @@ class AdvancedPluginOrchestrator:
         namespace: str | None = None,
         task_queue: str | None = None,
         *,
-        query_timeout: float = 10.0,
+        query_timeout: float = QUERY_TIMEOUT,
         tls: TLSConfig | bool | None = None,
         api_key: str | None = None,
     ) -> AdvancedPluginOrchestrator:

@@ -78,9 +78,19 @@ def test_registry(side_effects: Path) -> PluginRegistry:
 
     @registry.plugin("bad_output")
     async def bad_output(inputs: dict[str, Any], config: dict[str, Any], ctx: PluginContext) -> Any:
-        """Returns something that is not a JSON object (counts calls)."""
+        """Returns something that is not a plain JSON object (counts calls): ``kind`` is
+        set, list, deep (nested 100 levels), huge (an integer over 64 bits) or surrogate."""
         _append(side_effects, ctx.node_id, ctx.attempt)
         kind = config.get("kind", "set")
+        if kind == "deep":
+            deep: dict[str, Any] = {}
+            for _ in range(100):
+                deep = {"inner": deep}
+            return deep
+        if kind == "huge":
+            return {"value": 2**70}
+        if kind == "surrogate":
+            return {"value": "\ud800"}
         return {"value": {1, 2}} if kind == "set" else ["not", "a", "dict"]
 
     @registry.plugin("big_output")

@@ -205,6 +205,10 @@ async def test_timeout_fails_the_attempt(
     [
         ("bad_output", {"kind": "set"}, "not JSON"),
         ("bad_output", {"kind": "list"}, "expected a JSON object"),
+        ("bad_output", {"kind": "deep"}, "output.inner.inner"),
+        ("bad_output", {"kind": "deep"}, "nests more than 64 levels deep"),
+        ("bad_output", {"kind": "huge"}, "output.value"),
+        ("bad_output", {"kind": "surrogate"}, "lone surrogate U+D800"),
     ],
 )
 async def test_bad_output_and_unknown_plugins_fail_once(
@@ -222,6 +226,8 @@ async def test_bad_output_and_unknown_plugins_fail_once(
     context = await _run(orchestrator, definition)
     assert context.status is Status.Failed
     assert fragment in context.error_messages[0]
+    assert "node 'n' (plugin 'bad_output')" in context.error_messages[0]
+    assert context.node_states["n"]["error"]["type"] == "InvalidOutput"
     assert context.node_states["n"]["attempts"] == 1
     assert read_count(tmp_path, "n") == 1  # the plugin ran once, not once per attempt
 
@@ -242,11 +248,10 @@ async def test_a_plugin_missing_from_the_worker_fails_once_at_run_time(
     """The fleet changed after registration: the node fails once with PluginNotFound."""
     orchestrator = AdvancedPluginOrchestrator(client, task_queue=task_queue)
     definition = workflow(unique("gone"), [node("n", "echo", retry={"max_attempts": 5})])
-    # The first fleet keeps no workflow cache, so no sticky queue points at it once gone: a
-    # query of the registry entity sometimes waited there past the query timeout.
-    async with create_worker(
-        client, task_queue=task_queue, plugins=registry, max_cached_workflows=0
-    ):
+    # The first fleet stops right after registering, as in a redeploy: now and then it has
+    # taken the registry entity's first workflow task and drops it on the way out, and reads
+    # of the entity wait for Temporal's 10 s task timeout (within the query timeout).
+    async with create_worker(client, task_queue=task_queue, plugins=registry):
         await orchestrator.register_workflow(definition)
     async with create_worker(client, task_queue=task_queue, plugins=PluginRegistry()):
         execution_id = await orchestrator.execute_workflow(definition.workflow_id)
