@@ -15,8 +15,11 @@ import asyncio
 import sys
 import tempfile
 import time
+from collections import Counter
 from pathlib import Path
 from typing import Any
+
+from temporalio.api.enums.v1 import EventType
 
 from engine import (
     AdvancedPluginOrchestrator,
@@ -33,6 +36,10 @@ from plugins import PluginRegistry
 from tests.helpers.builders import edge, node
 
 TASK_QUEUE = "bench-map"
+_TASK_TROUBLE = {
+    EventType.EVENT_TYPE_WORKFLOW_TASK_TIMED_OUT: "timed out",
+    EventType.EVENT_TYPE_WORKFLOW_TASK_FAILED: "failed",
+}
 
 
 async def _noop(inputs: dict[str, Any], config: dict[str, Any], ctx: Any) -> dict[str, Any]:
@@ -86,9 +93,14 @@ async def main(items: int, shard_size: int, max_concurrency: int) -> int:
                 print(f"map failed: {context.error_messages}", file=sys.stderr)
                 return 1
             lengths = {}
+            task_trouble: Counter[str] = Counter()
             query = f"WorkflowId STARTS_WITH '{execution_id}'"
             async for execution in client.list_workflows(query):
                 lengths[execution.id] = execution.history_length
+                handle = client.get_workflow_handle(execution.id, run_id=execution.run_id)
+                async for event in handle.fetch_history_events():
+                    if event.event_type in _TASK_TROUBLE:
+                        task_trouble[_TASK_TROUBLE[event.event_type]] += 1
             children = len(lengths) - 1
             gathered = context.node_states["gather"]["result"]
             work = context.node_states["work"]["result"]
@@ -102,6 +114,11 @@ async def main(items: int, shard_size: int, max_concurrency: int) -> int:
             print(
                 f"  longest history    {max(lengths.values()):,} events "
                 f"(parent: {lengths[execution_id]:,}; Temporal's limit: 51,200)"
+            )
+            # A workflow task that times out or fails is replayed: work lost to load.
+            print(
+                f"  workflow tasks     {task_trouble['timed out']} timed out, "
+                f"{task_trouble['failed']} failed (all runs)"
             )
         finally:
             server.stop()
