@@ -19,6 +19,13 @@ what the plugin sees:
     :mod:`engine.scheduler`).
 ``max_parallelism``
     Global only: nodes running at once in Parallel and Conditional mode (1-1000, default 100).
+``max_in_flight``
+    Global only: activities and child workflows one Temporal run has pending at once, over
+    all its nodes, EventDriven passes, map items and shards (1-1000, default 1000). Temporal
+    fails a run's workflow task when it goes past the cluster's limits (2,000 pending
+    activities and 2,000 pending child workflows by default), so keep this below them on a
+    cluster configured lower. EventDriven Source watchers count against it; the nodes share
+    what remains (at least one).
 
 Global only, for the long-running modes:
 
@@ -54,6 +61,7 @@ from engine.models import describe_validation_error
 GLOBAL_ONLY_KEYS = frozenset(
     {
         "max_parallelism",
+        "max_in_flight",
         "max_concurrent_events",
         "events_per_run",
         "max_history_events",
@@ -96,6 +104,7 @@ class GlobalOptions(BaseModel):
     model_config = ConfigDict(extra="ignore", frozen=True)
 
     max_parallelism: int = Field(100, ge=1, le=1000)
+    max_in_flight: int = Field(1000, ge=1, le=1000)
     max_concurrent_events: int = Field(10, ge=1, le=1000)
     events_per_run: int = Field(1000, ge=100, le=9000)
     max_history_events: int = Field(8000, ge=1000, le=40000)

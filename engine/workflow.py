@@ -31,7 +31,9 @@ from __future__ import annotations
 
 import asyncio
 import builtins
+import contextlib
 import json
+from collections.abc import AsyncIterator
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -108,6 +110,7 @@ with workflow.unsafe.imports_passed_through():
         WorkflowExecutionContext,
         WorkflowExecutionMode,
         WorkflowExecutionStatus,
+        WorkflowNodeType,
     )
     from engine.options import NodeOptions, RetrySettings, global_options, node_options
     from engine.stream_run import StreamRun
@@ -117,6 +120,7 @@ with workflow.unsafe.imports_passed_through():
 OUTCOME_MEMO_KEY = "outcome"
 SEARCH_ATTRIBUTES_PATCH = "search-attributes"
 BATCH_CONTINUE_AS_NEW_PATCH = "batch-continue-as-new"
+IN_FLIGHT_PATCH = "in-flight-budget"
 LONG_RUNNING = (WorkflowExecutionMode.EventDriven, WorkflowExecutionMode.Streaming)
 # Sources and streams run for weeks: a year per attempt, heartbeats notice a dead worker.
 _LONG_ACTIVITY = timedelta(days=365)
@@ -146,6 +150,7 @@ class PluginWorkflowExecution:
         self._shard = params.map_shard
         self._task_tracker = _TaskTracker()
         self._tracking: asyncio.Task[None] | None = None
+        self._slots: asyncio.Semaphore | None = None  # see _in_flight
         try:
             graph = compile_workflow(params.workflow)
             mode = params.workflow.execution_mode
@@ -451,6 +456,25 @@ class PluginWorkflowExecution:
             raise ApplicationError(message, type=PluginErrorCode.InvalidState.value)
         return self._interpreter
 
+    @contextlib.asynccontextmanager
+    async def _in_flight(self) -> AsyncIterator[None]:
+        """Hold one of the run's ``max_in_flight`` slots while an activity or child workflow
+        is pending: however passes, maps and parallelism multiply, a run stays under
+        Temporal's pending limits (new runs only: histories recorded before the patch
+        scheduled without it). FIFO, so waiting nodes start in the order they asked."""
+        if self._slots is None:
+            if not workflow.patched(IN_FLIGHT_PATCH):
+                yield
+                return
+            definition = self._long.workflow if self._long is not None else self._definition
+            sources = 0  # EventDriven watchers are pending activities all along
+            if isinstance(self._long, EventRun):
+                sources = sum(n.node_type is WorkflowNodeType.Source for n in definition.nodes)
+            size = global_options(definition.global_configuration).max_in_flight - sources
+            self._slots = asyncio.Semaphore(max(1, size))
+        async with self._slots:
+            yield
+
     def _next_activity_id(self, prefix: str) -> str:
         self._activity_ids += 1
         return f"{prefix}-{self._activity_ids}"
@@ -550,17 +574,18 @@ class PluginWorkflowExecution:
             activity_id += f"[{call.item_key}]"
             event += f" (item {call.item_key.rsplit(':', 1)[-1]})"
         try:
-            result = await workflow.execute_activity(
-                NODE_ACTIVITY,
-                request,
-                result_type=NodeActivityResult,
-                activity_id=activity_id,
-                summary=f"{call.node_id}{name}: {call.plugin_id}{event}",
-                start_to_close_timeout=timedelta(seconds=options.timeout),
-                heartbeat_timeout=timedelta(seconds=options.heartbeat_timeout),
-                retry_policy=_retry_policy(options),
-                cancellation_type=workflow.ActivityCancellationType.WAIT_CANCELLATION_COMPLETED,
-            )
+            async with self._in_flight():
+                result = await workflow.execute_activity(
+                    NODE_ACTIVITY,
+                    request,
+                    result_type=NodeActivityResult,
+                    activity_id=activity_id,
+                    summary=f"{call.node_id}{name}: {call.plugin_id}{event}",
+                    start_to_close_timeout=timedelta(seconds=options.timeout),
+                    heartbeat_timeout=timedelta(seconds=options.heartbeat_timeout),
+                    retry_policy=_retry_policy(options),
+                    cancellation_type=workflow.ActivityCancellationType.WAIT_CANCELLATION_COMPLETED,
+                )
         except ActivityError as err:
             if isinstance(err.cause, CancelledError):
                 # The activity acknowledged our cancellation: the node was cancelled.
@@ -685,7 +710,7 @@ class PluginWorkflowExecution:
         async def shard(offset: int) -> MapOutcome:
             chunk = items[offset : offset + config.shard_size]
             last = offset + len(chunk) - 1
-            async with slots:
+            async with slots, self._in_flight():
                 outcome = await workflow.execute_child_workflow(
                     EXECUTION_WORKFLOW,
                     ExecutionInput(
@@ -766,25 +791,26 @@ class PluginWorkflowExecution:
         child_id = f"{workflow.info().workflow_id}/{key}"
         self._children[key] = child_id
         try:
-            outcome = await workflow.execute_child_workflow(
-                EXECUTION_WORKFLOW,
-                ExecutionInput(
-                    workflow=definition, input_data=call.inputs, subworkflows=self._subworkflows
-                ),
-                id=child_id,
-                result_type=ExecutionOutcome,
-                parent_close_policy=workflow.ParentClosePolicy.REQUEST_CANCEL,
-                cancellation_type=workflow.ChildWorkflowCancellationType.WAIT_CANCELLATION_COMPLETED,
-                memo={
-                    "workflow_id": definition.workflow_id,
-                    "workflow_version": definition.version,
-                    "execution_mode": definition.execution_mode.value,
-                    "parent_execution_id": workflow.info().workflow_id,
-                },
-                static_summary=(
-                    f"{definition.workflow_id} (v{definition.version}) for node {call.node_id}"
-                ),
-            )
+            async with self._in_flight():
+                outcome = await workflow.execute_child_workflow(
+                    EXECUTION_WORKFLOW,
+                    ExecutionInput(
+                        workflow=definition, input_data=call.inputs, subworkflows=self._subworkflows
+                    ),
+                    id=child_id,
+                    result_type=ExecutionOutcome,
+                    parent_close_policy=workflow.ParentClosePolicy.REQUEST_CANCEL,
+                    cancellation_type=workflow.ChildWorkflowCancellationType.WAIT_CANCELLATION_COMPLETED,
+                    memo={
+                        "workflow_id": definition.workflow_id,
+                        "workflow_version": definition.version,
+                        "execution_mode": definition.execution_mode.value,
+                        "parent_execution_id": workflow.info().workflow_id,
+                    },
+                    static_summary=(
+                        f"{definition.workflow_id} (v{definition.version}) for node {call.node_id}"
+                    ),
+                )
         except ChildWorkflowError as err:
             if isinstance(err.cause, CancelledError):
                 raise asyncio.CancelledError() from None

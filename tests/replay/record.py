@@ -79,6 +79,14 @@ def _scenarios() -> dict[str, PluginWorkflow]:
             [edge("a", "b")],
         ),
         "cancelled": workflow("cancelled", [node("a", "sleep", seconds=30, heartbeat_timeout=2)]),
+        "in_flight_budget": workflow(
+            "in_flight_budget",
+            [node("root"), *fan, node("join")],
+            [edge("root", f"leaf{i}") for i in range(8)]
+            + [edge(f"leaf{i}", "join", target_port=f"p{i}") for i in range(8)],
+            max_parallelism=8,
+            max_in_flight=2,
+        ),
     }
 
 

@@ -125,6 +125,16 @@ def test_valid_definitions_pass() -> None:
             Code.InvalidWorkflowStructure,
             "max_parallelism",
         ),
+        (
+            workflow("w", [node("a")], max_in_flight=1001),
+            Code.InvalidWorkflowStructure,
+            "max_in_flight",
+        ),
+        (
+            workflow("w", [node("a", max_in_flight=5)]),
+            Code.InvalidWorkflowStructure,
+            "belongs in global_configuration",
+        ),
     ],
 )
 def test_each_problem_has_its_code(
