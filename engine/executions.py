@@ -214,7 +214,8 @@ async def update_execution(
 ) -> None:
     """Send a control update (pause, resume, cancel, skip, approve). While Temporal refuses
     it because the run has too many updates in flight (``history.maxInFlightUpdates``,
-    10 by default), it is sent again with backoff for up to ``busy_timeout`` seconds, then
+    10 by default) or has taken all it may (``history.maxTotalUpdates``, 2,000: it then
+    continues as new), it is sent again with backoff for up to ``busy_timeout`` seconds, then
     refused with ``Timeout``: never dropped silently."""
     subject = f"execution '{execution_id}'"
     loop = asyncio.get_running_loop()
@@ -226,7 +227,8 @@ async def update_execution(
                 raise PluginError(
                     Code.Timeout,
                     f"{subject} stayed busy for {busy_timeout:g}s: Temporal refused the "
-                    f"{name} request because too many requests to it are in flight; try again",
+                    f"{name} request because too many requests to it are in flight (or the run "
+                    "took all the updates it may and has not continued as new); try again",
                 )
             await asyncio.sleep(delay)
             delay = min(delay * 2, 1.0)
@@ -251,10 +253,20 @@ async def _send_update(handle: WorkflowHandle[Any, Any], subject: str, name: str
             else:
                 await handle.execute_update(name, arg)
         except RPCError as exc:
-            if exc.status is RPCStatusCode.RESOURCE_EXHAUSTED:
+            if exc.status is RPCStatusCode.RESOURCE_EXHAUSTED or over_update_limit(exc):
                 return False
             raise
     return True
+
+
+def over_update_limit(exc: RPCError) -> bool:
+    """Temporal refused an update because the run has taken all it may
+    (``history.maxTotalUpdates``, 2,000 by default): the run is about to continue as new,
+    and the next run takes the update."""
+    return (
+        exc.status is RPCStatusCode.FAILED_PRECONDITION
+        and "limit on the total number" in exc.message
+    )
 
 
 async def submit_events(
@@ -290,7 +302,7 @@ async def submit_events(
                 RPCStatusCode.RESOURCE_EXHAUSTED,
                 RPCStatusCode.NOT_FOUND,
                 RPCStatusCode.UNAVAILABLE,
-            ):
+            ) and not over_update_limit(exc):
                 raise _from_rpc(
                     exc, f"execution '{execution_id}'", Code.ExecutionNotFound
                 ) from None

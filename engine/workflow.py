@@ -415,9 +415,17 @@ class PluginWorkflowExecution:
                 type=PluginErrorCode.InvalidState.value,
                 non_retryable=True,
             )
-        admission = self._long.admission(workflow.info().get_current_history_length())
+        info = workflow.info()
+        admission = self._long.admission(info.get_current_history_length())
         if not admission.accepting:
             raise ApplicationError(admission.reason, type=BUSY, non_retryable=True)
+        # Temporal suggests continue-as-new at 90% of the updates a run may take: refused
+        # events write nothing and do not count, so the rest stay for control requests.
+        # (Validators do not run on replay: this cannot change a recorded history.)
+        if info.is_continue_as_new_suggested():
+            raise ApplicationError(
+                "continuing as new (Temporal suggested it)", type=BUSY, non_retryable=True
+            )
 
     @workflow.signal(name=EVENTS_SIGNAL)
     def receive_events(self, signal: EventsSignal) -> None:
@@ -460,18 +468,19 @@ class PluginWorkflowExecution:
     async def _in_flight(self) -> AsyncIterator[None]:
         """Hold one of the run's ``max_in_flight`` slots while an activity or child workflow
         is pending: however passes, maps and parallelism multiply, a run stays under
-        Temporal's pending limits (new runs only: histories recorded before the patch
-        scheduled without it). FIFO, so waiting nodes start in the order they asked."""
+        Temporal's pending limits. FIFO, so waiting nodes start in the order they asked.
+        Only a run that reaches the budget consults the patch (and so records its marker):
+        histories recorded before it went past the budget without waiting, and still do."""
         if self._slots is None:
-            if not workflow.patched(IN_FLIGHT_PATCH):
-                yield
-                return
             definition = self._long.workflow if self._long is not None else self._definition
             sources = 0  # EventDriven watchers are pending activities all along
             if isinstance(self._long, EventRun):
                 sources = sum(n.node_type is WorkflowNodeType.Source for n in definition.nodes)
             size = global_options(definition.global_configuration).max_in_flight - sources
             self._slots = asyncio.Semaphore(max(1, size))
+        if self._slots.locked() and not workflow.patched(IN_FLIGHT_PATCH):
+            yield
+            return
         async with self._slots:
             yield
 

@@ -132,9 +132,11 @@ class GeneratorSource:
 
     def __init__(self, items: AsyncIterator[SourceItem | dict[str, Any]], checkpoint: Any) -> None:
         self._items = items
-        self._skip = int(checkpoint or 0)
         self._committed = int(checkpoint or 0)
-        self._position = 0  # items taken from the generator so far
+        # The position of the last item taken: the generator starts after the checkpoint,
+        # so ids stay absolute across reopenings (relative ones repeated after every pause,
+        # redeploy or continue-as-new, and the engine dropped the new items as duplicates).
+        self._position = self._committed
         self._done = False
         self._pending: asyncio.Task[SourceItem | dict[str, Any]] | None = None
 

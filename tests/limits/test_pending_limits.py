@@ -1,11 +1,11 @@
-"""Temporal's per-run limits on pending work and on updates, reached on purpose.
+"""Temporal's per-run limits on pending work, updates and signals, reached on purpose.
 
 A dev server allows 12 pending activities and 3 pending child workflows per run (2,000 of
-each by default) and 40 updates per run (``history.maxTotalUpdates``, 2,000 by default; it
-suggests continue-as-new at 90%). Past a pending limit Temporal fails the run's workflow
-task, again on every retry: the run is stuck. ``max_in_flight`` keeps every run under the
-limits however EventDriven passes, maps and parallelism multiply; client events always land
-on a run that can take them.
+each by default), 40 updates per run (``history.maxTotalUpdates``, 2,000 by default; it
+suggests continue-as-new at 90%) and 20 signals per run (10,000 by default). Past a pending
+limit Temporal fails the run's workflow task, again on every retry: the run is stuck.
+``max_in_flight`` keeps every run under the pending limits however EventDriven passes, maps
+and parallelism multiply; client and source events always land on a run that can take them.
 """
 
 from __future__ import annotations
@@ -43,10 +43,12 @@ from tests.replay.replay_all import replayer
 PENDING_ACTIVITIES = 12
 PENDING_CHILDREN = 3
 TOTAL_UPDATES = 40
+SIGNALS = 20
 LIMITS = {
     "limit.numPendingActivities.error": PENDING_ACTIVITIES,
     "limit.numPendingChildExecutions.error": PENDING_CHILDREN,
     "history.maxTotalUpdates": TOTAL_UPDATES,
+    "history.maximumSignalsPerExecution": SIGNALS,
 }
 _DONE = {
     EventType.EVENT_TYPE_ACTIVITY_TASK_COMPLETED,
@@ -274,5 +276,48 @@ async def test_client_events_outlast_the_update_limit(
             for event in history.events
         )
         assert accepted < TOTAL_UPDATES
+        assert _failed_tasks(history) == []
+        await replayer().replay_workflow(history)
+
+
+async def test_source_events_stay_under_the_signal_limit(
+    orch: AdvancedPluginOrchestrator, unique: Any
+) -> None:
+    """A source signals its events in batches (up to 100 per signal). A run takes
+    ``events_per_run`` (100) events, stops the source and continues as new, within 20
+    signals; the source reopens at its checkpoint on the next run, and no event is lost or
+    doubled (reopened generator sources used to repeat item ids, and the engine dropped
+    the new items as duplicates)."""
+    inbox = WorkflowNode(
+        node_id="inbox",
+        plugin_id="numbers",
+        node_type=WorkflowNodeType.Source,
+        configuration={"count": 600, "delay": 0.002},
+    )
+    definition = workflow(
+        unique("signals"),
+        [inbox, node("check")],
+        [edge("inbox", "check", ConnectionType.Event)],
+        mode=WorkflowExecutionMode.EventDriven,
+        events_per_run=100,
+    )
+    await orch.register_workflow(definition)
+    execution_id = await orch.execute_workflow(definition.workflow_id)
+    context = await eventually(
+        lambda: orch.get_execution_status(execution_id),
+        lambda c: c.execution_data.get("events_processed") == 600,
+        timeout=180,
+    )
+    assert context.execution_data["events_received"] == 600  # each once
+    await orch.cancel_execution(execution_id)
+    await orch.wait_for_completion(execution_id, 60)
+    histories = await _runs(orch.client, execution_id)
+    assert len(histories) >= 3
+    for history in histories:
+        signals = sum(
+            event.event_type == EventType.EVENT_TYPE_WORKFLOW_EXECUTION_SIGNALED
+            for event in history.events
+        )
+        assert signals < SIGNALS
         assert _failed_tasks(history) == []
         await replayer().replay_workflow(history)
