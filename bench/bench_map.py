@@ -19,7 +19,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from temporalio.api.enums.v1 import EventType
+from temporalio.api.enums.v1 import EventType, WorkflowTaskFailedCause
 
 from engine import (
     AdvancedPluginOrchestrator,
@@ -94,6 +94,7 @@ async def main(items: int, shard_size: int, max_concurrency: int) -> int:
                 return 1
             lengths = {}
             task_trouble: Counter[str] = Counter()
+            failure_causes: Counter[str] = Counter()
             query = f"WorkflowId STARTS_WITH '{execution_id}'"
             async for execution in client.list_workflows(query):
                 lengths[execution.id] = execution.history_length
@@ -101,6 +102,10 @@ async def main(items: int, shard_size: int, max_concurrency: int) -> int:
                 async for event in handle.fetch_history_events():
                     if event.event_type in _TASK_TROUBLE:
                         task_trouble[_TASK_TROUBLE[event.event_type]] += 1
+                    if event.event_type == EventType.EVENT_TYPE_WORKFLOW_TASK_FAILED:
+                        attributes = event.workflow_task_failed_event_attributes
+                        cause = WorkflowTaskFailedCause.Name(attributes.cause)
+                        failure_causes[cause.removeprefix("WORKFLOW_TASK_FAILED_CAUSE_")] += 1
             children = len(lengths) - 1
             gathered = context.node_states["gather"]["result"]
             work = context.node_states["work"]["result"]
@@ -119,6 +124,7 @@ async def main(items: int, shard_size: int, max_concurrency: int) -> int:
             print(
                 f"  workflow tasks     {task_trouble['timed out']} timed out, "
                 f"{task_trouble['failed']} failed (all runs)"
+                + (f": {dict(failure_causes)}" if failure_causes else "")
             )
         finally:
             server.stop()
