@@ -25,7 +25,8 @@ what the plugin sees:
     fails a run's workflow task when it goes past the cluster's limits (2,000 pending
     activities and 2,000 pending child workflows by default), so keep this below them on a
     cluster configured lower. EventDriven Source watchers count against it; the nodes share
-    what remains (at least one).
+    what remains (at least one). Read once per Temporal run (a new definition version's value
+    applies from the next run); a node waiting for a slot shows as running.
 
 Global only, for the long-running modes:
 
