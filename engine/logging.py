@@ -18,6 +18,28 @@ import structlog
 _configured = False
 
 
+def _console_renderer(colors: bool) -> structlog.dev.ConsoleRenderer:
+    # Locals of a failing plugin hold its inputs and configuration (credentials too):
+    # tracebacks in a terminal show code, not values.
+    return structlog.dev.ConsoleRenderer(
+        colors=colors,
+        exception_formatter=structlog.dev.RichTracebackFormatter(show_locals=False),
+    )
+
+
+def hide_traceback_locals() -> None:
+    """For a process that runs a worker without configuring structlog (an application
+    embedding :func:`engine.worker.create_worker`, a test suite): keep structlog's defaults
+    but without the locals its console tracebacks print. A process that configured
+    structlog itself keeps its configuration."""
+    if structlog.is_configured():
+        return
+    processors = list(structlog.get_config()["processors"])
+    if processors and isinstance(processors[-1], structlog.dev.ConsoleRenderer):
+        processors[-1] = _console_renderer(colors=sys.stderr.isatty())
+        structlog.configure(processors=processors)
+
+
 def configure_logging(level: str | None = None, *, json: bool | None = None) -> None:
     """Configure structlog and the standard library's logging (idempotent).
 
@@ -37,12 +59,7 @@ def configure_logging(level: str | None = None, *, json: bool | None = None) -> 
     renderer: structlog.typing.Processor = (
         structlog.processors.JSONRenderer()
         if json
-        else structlog.dev.ConsoleRenderer(
-            colors=sys.stderr.isatty(),
-            # Locals of a failing plugin hold its inputs and configuration (credentials too):
-            # tracebacks in a terminal show code, not values.
-            exception_formatter=structlog.dev.RichTracebackFormatter(show_locals=False),
-        )
+        else _console_renderer(colors=sys.stderr.isatty())
     )
     timestamper = structlog.processors.TimeStamper(fmt="iso", utc=True)
     structlog.configure(

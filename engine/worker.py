@@ -42,7 +42,7 @@ from engine.contracts import (
     CatalogState,
     catalog_entity_id,
 )
-from engine.logging import configure_logging
+from engine.logging import configure_logging, hide_traceback_locals
 from engine.registry import PluginCatalog, PluginWorkflowDefinition
 from engine.telemetry import metrics_bind_address, metrics_runtime
 from engine.workflow import PluginWorkflowExecution
@@ -107,6 +107,7 @@ def create_worker(
         blob_store: Where large outputs go (default: ``ORCHESTRATOR_BLOB_STORE``, else the
             data directory's ``blobs``).
     """
+    hide_traceback_locals()
     registry = plugins if plugins is not None else PluginRegistry.default()
     executor = ThreadPoolExecutor(max_workers=plugin_threads, thread_name_prefix="plugin")
     activities = NodeActivities(registry, executor=executor, blobs=blob_store)
