@@ -128,12 +128,7 @@ class SourceSpec:
 
 class GeneratorSource:
     """Adapts an async generator to :class:`Source`: micro-batches by size and wait; the
-    checkpoint is the number of items committed, and that many are skipped on reopen.
-
-    One task drains the generator into a buffer of one batch that :meth:`read` empties, so
-    a batch costs a few event-loop steps rather than a task and a timer per item, and the
-    generator runs at most one batch ahead. Items buffered but not yet read are not
-    committed: after a reopen they are read again."""
+    checkpoint is the number of items committed, and that many are skipped on reopen."""
 
     def __init__(self, items: AsyncIterator[SourceItem | dict[str, Any]], checkpoint: Any) -> None:
         self._items = items
@@ -143,39 +138,26 @@ class GeneratorSource:
         # redeploy or continue-as-new, and the engine dropped the new items as duplicates).
         self._position = self._committed
         self._done = False
-        self._buffer: asyncio.Queue[SourceItem | dict[str, Any] | _End] = asyncio.Queue()
-        self._pump: asyncio.Task[None] | None = None
-
-    async def _fill(self) -> None:
-        try:
-            async for raw in self._items:
-                await self._buffer.put(raw)
-            await self._buffer.put(_End(None))
-        except Exception as exc:  # handed to read(), in order, after the items before it
-            await self._buffer.put(_End(exc))
+        self._pending: asyncio.Task[SourceItem | dict[str, Any]] | None = None
 
     async def read(self, max_items: int, max_wait: float) -> list[SourceItem]:
-        if self._pump is None:
-            self._buffer = asyncio.Queue(max(1, max_items))
-            self._pump = asyncio.create_task(self._fill())
         batch: list[SourceItem] = []
         loop = asyncio.get_running_loop()
         deadline = loop.time() + max_wait
         while len(batch) < max_items and not self._done:
-            if self._buffer.empty():
-                remaining = deadline - loop.time()
-                if batch and remaining <= 0:
-                    break
-                try:
-                    raw = await asyncio.wait_for(self._buffer.get(), max(remaining, 0))
-                except TimeoutError:
-                    break
-            else:
-                raw = self._buffer.get_nowait()
-            if isinstance(raw, _End):
+            if self._pending is None:
+                self._pending = asyncio.ensure_future(anext(self._items))
+            remaining = deadline - loop.time()
+            if batch and remaining <= 0:
+                break
+            done, _ = await asyncio.wait({self._pending}, timeout=max(remaining, 0))
+            if not done:
+                break  # keep the pending read for the next call
+            task, self._pending = self._pending, None
+            try:
+                raw = task.result()
+            except StopAsyncIteration:
                 self._done = True
-                if raw.error is not None:
-                    raise raw.error
                 break
             self._position += 1
             batch.append(_as_item(raw, self._position))
@@ -192,21 +174,14 @@ class GeneratorSource:
         return self._done
 
     async def close(self) -> None:
-        if self._pump is not None:
-            self._pump.cancel()
+        if self._pending is not None:
+            self._pending.cancel()
             with contextlib.suppress(BaseException):
-                await self._pump
+                await self._pending
         closer = getattr(self._items, "aclose", None)
         if closer is not None:
             with contextlib.suppress(Exception):
                 await closer()
-
-
-@dataclass(frozen=True)
-class _End:
-    """The generator ended, with the exception it raised if any."""
-
-    error: BaseException | None
 
 
 def _as_item(raw: SourceItem | dict[str, Any], position: int) -> SourceItem:

@@ -798,26 +798,3 @@ async def test_generator_source_ids_are_positions_across_reopenings() -> None:
         ("6", 5),
     ]
     await second.close()
-
-
-async def test_generator_source_batches_by_wait_and_keeps_slow_items() -> None:
-    """A read returns what arrived within ``max_wait`` (maybe nothing); an item still on its
-    way is not lost but comes with a later read; an error comes after the items before it."""
-
-    @source_plugin("slow")
-    async def slow(
-        config: dict[str, Any], checkpoint: Any, ctx: PluginContext
-    ) -> AsyncIterator[dict[str, Any]]:
-        yield {"i": 0}
-        await asyncio.sleep(0.5)
-        yield {"i": 1}
-        raise RuntimeError("feed broke")
-
-    source = await slow.open({}, None, make_ctx())
-    assert [item.value for item in await source.read(10, 0.2)] == [{"i": 0}]
-    assert await source.read(10, 0.1) == []  # the second item is still on its way
-    assert [item.value for item in await source.read(1, 1.0)] == [{"i": 1}]
-    with pytest.raises(RuntimeError, match="feed broke"):
-        await source.read(10, 1.0)
-    assert source.exhausted
-    await source.close()
