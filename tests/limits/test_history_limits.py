@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 import pytest_asyncio
-from temporalio.client import Client, WorkflowExecutionStatus, WorkflowHistory
+from temporalio.client import WorkflowExecutionStatus, WorkflowHistory
 
 from engine import AdvancedPluginOrchestrator, PluginWorkflow
 from engine import WorkflowExecutionStatus as Status
@@ -19,6 +19,7 @@ from engine.devserver import DevServer
 from engine.worker import create_worker
 from tests.helpers import plugins
 from tests.helpers.builders import chain, edge, node, workflow
+from tests.helpers.histories import run_histories
 from tests.helpers.servers import configured_server
 from tests.helpers.waiting import eventually
 from tests.replay.replay_all import replayer
@@ -56,16 +57,6 @@ async def fixture_orch(
         yield AdvancedPluginOrchestrator(client, task_queue=task_queue, query_timeout=5.0)
 
 
-async def _runs(client: Client, execution_id: str) -> list[WorkflowHistory]:
-    """Every Temporal run of the execution, oldest first."""
-    runs = [run async for run in client.list_workflows(f'WorkflowId = "{execution_id}"')]
-    runs.sort(key=lambda run: run.start_time)
-    return [
-        await client.get_workflow_handle(execution_id, run_id=run.run_id).fetch_history()
-        for run in runs
-    ]
-
-
 async def _check(
     orch: AdvancedPluginOrchestrator,
     definition: PluginWorkflow,
@@ -89,7 +80,7 @@ async def _check(
     assert events[-1].sequence == 3 * len(definition.nodes) + 2 + more_events
     assert events[-1].type.value == "workflow_completed"
 
-    histories = await _runs(orch.client, execution_id)
+    histories = await run_histories(orch.client, execution_id)
     assert len(histories) > 1, "the run never continued as new"
     for history in histories:
         assert len(history.events) < HARD_EVENTS

@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 import pytest_asyncio
 from temporalio.api.enums.v1 import EventType, WorkflowTaskFailedCause
-from temporalio.client import Client, WorkflowHistory
+from temporalio.client import WorkflowHistory
 
 from engine import (
     AdvancedPluginOrchestrator,
@@ -35,6 +35,7 @@ from engine.devserver import DevServer
 from engine.worker import create_worker
 from tests.helpers import plugins
 from tests.helpers.builders import edge, node, workflow
+from tests.helpers.histories import count_events, run_histories
 from tests.helpers.servers import configured_server
 from tests.helpers.waiting import eventually
 from tests.long_running.test_event_driven import _router
@@ -80,15 +81,6 @@ async def fixture_orch(
         client, task_queue=task_queue, plugins=plugins.test_registry(tmp_path)
     ):
         yield AdvancedPluginOrchestrator(client, task_queue=task_queue, query_timeout=5.0)
-
-
-async def _runs(client: Client, execution_id: str) -> list[WorkflowHistory]:
-    runs = [run async for run in client.list_workflows(f'WorkflowId = "{execution_id}"')]
-    runs.sort(key=lambda run: run.start_time)
-    return [
-        await client.get_workflow_handle(execution_id, run_id=run.run_id).fetch_history()
-        for run in runs
-    ]
 
 
 def _peak(history: WorkflowHistory, started: EventType.ValueType, done: set[Any]) -> int:
@@ -170,7 +162,7 @@ async def test_a_wide_fan_out_stays_under_the_pending_limit(
     context = await orch.wait_for_completion(execution_id, 120)
     assert context.status is Status.Completed, context.error_messages
     assert len(context.node_states["join"]["result"]["inputs"]) == 20
-    (history,) = await _runs(orch.client, execution_id)
+    (history,) = await run_histories(orch.client, execution_id)
     assert _failed_tasks(history) == []
     assert _peak(history, EventType.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED, _DONE) == 10
     await replayer().replay_workflow(history)
@@ -201,7 +193,7 @@ async def test_event_passes_share_the_budget(
     )
     await orch.cancel_execution(execution_id)
     await orch.wait_for_completion(execution_id, 60)
-    (history,) = await _runs(orch.client, execution_id)
+    (history,) = await run_histories(orch.client, execution_id)
     assert _failed_tasks(history) == []
     # The watcher's slot stays reserved even after this source (reading nothing) ends: a
     # watcher restarts on resume or a new version. 9 for the nodes.
@@ -236,7 +228,7 @@ async def test_map_shards_stay_under_the_child_limit(
     context = await orch.wait_for_completion(execution_id, 180)
     assert context.status is Status.Completed, context.error_messages
     assert context.node_states["gather"]["result"]["count"] == 40
-    (history,) = await _runs(orch.client, execution_id)
+    (history,) = await run_histories(orch.client, execution_id)
     assert _failed_tasks(history) == []
     started = EventType.EVENT_TYPE_START_CHILD_WORKFLOW_EXECUTION_INITIATED
     assert _peak(history, started, _CHILD_DONE) == PENDING_CHILDREN
@@ -268,14 +260,11 @@ async def test_client_events_outlast_the_update_limit(
     assert context.execution_data["events_received"] == 120
     await orch.cancel_execution(execution_id)
     await orch.wait_for_completion(execution_id, 60)
-    histories = await _runs(orch.client, execution_id)
+    histories = await run_histories(orch.client, execution_id)
     assert len(histories) >= 3
     for history in histories:
-        accepted = sum(
-            event.event_type == EventType.EVENT_TYPE_WORKFLOW_EXECUTION_UPDATE_ACCEPTED
-            for event in history.events
-        )
-        assert accepted < TOTAL_UPDATES
+        accepted = EventType.EVENT_TYPE_WORKFLOW_EXECUTION_UPDATE_ACCEPTED
+        assert count_events(history, accepted) < TOTAL_UPDATES
         assert _failed_tasks(history) == []
         await replayer().replay_workflow(history)
 
@@ -311,13 +300,10 @@ async def test_source_events_stay_under_the_signal_limit(
     assert context.execution_data["events_received"] == 600  # each once
     await orch.cancel_execution(execution_id)
     await orch.wait_for_completion(execution_id, 60)
-    histories = await _runs(orch.client, execution_id)
+    histories = await run_histories(orch.client, execution_id)
     assert len(histories) >= 3
     for history in histories:
-        signals = sum(
-            event.event_type == EventType.EVENT_TYPE_WORKFLOW_EXECUTION_SIGNALED
-            for event in history.events
-        )
-        assert signals < SIGNALS
+        signaled = EventType.EVENT_TYPE_WORKFLOW_EXECUTION_SIGNALED
+        assert count_events(history, signaled) < SIGNALS
         assert _failed_tasks(history) == []
         await replayer().replay_workflow(history)

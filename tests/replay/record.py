@@ -37,6 +37,9 @@ TASK_QUEUE = "replay-recording"
 
 def _scenarios() -> dict[str, PluginWorkflow]:
     fan = [node(f"leaf{i}") for i in range(8)]
+    fan_edges = [edge("root", f"leaf{i}") for i in range(8)] + [
+        edge(f"leaf{i}", "join", target_port=f"p{i}") for i in range(8)
+    ]
     return {
         "sequential_chain": chain("sequential_chain", 4, mode="sequential"),
         "conditional_diamond": workflow(
@@ -58,8 +61,7 @@ def _scenarios() -> dict[str, PluginWorkflow]:
         "parallel_fan_out": workflow(
             "parallel_fan_out",
             [node("root"), *fan, node("join")],
-            [edge("root", f"leaf{i}") for i in range(8)]
-            + [edge(f"leaf{i}", "join", target_port=f"p{i}") for i in range(8)],
+            fan_edges,
             max_parallelism=3,
         ),
         "failure_after_retries": workflow(
@@ -82,8 +84,7 @@ def _scenarios() -> dict[str, PluginWorkflow]:
         "in_flight_budget": workflow(
             "in_flight_budget",
             [node("root"), *fan, node("join")],
-            [edge("root", f"leaf{i}") for i in range(8)]
-            + [edge(f"leaf{i}", "join", target_port=f"p{i}") for i in range(8)],
+            fan_edges,
             max_parallelism=8,
             max_in_flight=2,
         ),
