@@ -52,7 +52,7 @@ from engine import AdvancedPluginOrchestrator, WorkflowExecutionStatus
 from engine.connection import connect
 from engine.devserver import DevServer, free_port
 from engine.registry import PluginWorkflowDefinition
-from engine.worker import workflow_runner
+from engine.sandbox import workflow_runner
 from engine.workflow import PluginWorkflowExecution
 
 

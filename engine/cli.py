@@ -334,23 +334,12 @@ def _print_outcome(context: WorkflowExecutionContext) -> None:
 _UPDATE_TIMEOUT = 30.0
 
 
-async def _require_worker(
-    orch: AdvancedPluginOrchestrator, execution_id: str, *, pending_ok: bool
-) -> None:
-    """Fail fast when a running execution has no worker to answer: a query would wait for
-    the query timeout and an update forever.
-
-    Args:
-        orch: The orchestrator.
-        execution_id: The execution.
-        pending_ok: True if the request can be answered without a worker while the
-            execution has not started yet (status and events can).
-    """
+async def _require_worker(orch: AdvancedPluginOrchestrator, execution_id: str) -> None:
+    """Fail fast when a running execution has no worker to take a control request (an
+    update would wait forever). Reads need none: they fall back to the run's history."""
     handle = orch.client.get_workflow_handle(execution_id)
     description = await executions.describe(handle, execution_id)
     if description.status is not TemporalStatus.RUNNING:
-        return
-    if pending_ok and description.history_length <= 2:
         return
     queue = description.task_queue
     if not await worker_is_polling(orch.client, queue, include_embedded=True):
@@ -364,7 +353,6 @@ async def _require_worker(
 async def _cmd_status(args: argparse.Namespace) -> int:
     async with _session(args) as session:
         orch = session.orchestrator
-        await _require_worker(orch, args.execution_id, pending_ok=True)
         if args.json:
             context = await orch.get_execution_status(args.execution_id)
             print(json.dumps(context.to_json(), indent=2))
@@ -445,7 +433,6 @@ async def _cmd_graph(args: argparse.Namespace) -> int:
     if args.execution:
         async with _session(args) as session:
             orch = session.orchestrator
-            await _require_worker(orch, args.execution, pending_ok=True)
             workflow = await orch.get_execution_definition(args.execution)
             context = await orch.get_execution_status(args.execution)
         if args.workflow not in (workflow.workflow_id, None):
@@ -471,7 +458,7 @@ async def _cmd_graph(args: argparse.Namespace) -> int:
 async def _cmd_pause(args: argparse.Namespace) -> int:
     async with _session(args) as session:
         orch = session.orchestrator
-        await _require_worker(orch, args.execution_id, pending_ok=False)
+        await _require_worker(orch, args.execution_id)
         await _with_update_timeout(orch.pause_execution(args.execution_id), args.execution_id)
     print(f"paused {args.execution_id}")
     return 0
@@ -480,7 +467,7 @@ async def _cmd_pause(args: argparse.Namespace) -> int:
 async def _cmd_resume(args: argparse.Namespace) -> int:
     async with _session(args) as session:
         orch = session.orchestrator
-        await _require_worker(orch, args.execution_id, pending_ok=False)
+        await _require_worker(orch, args.execution_id)
         await _with_update_timeout(orch.resume_execution(args.execution_id), args.execution_id)
     print(f"resumed {args.execution_id}")
     return 0
@@ -538,7 +525,7 @@ async def _cmd_approve(args: argparse.Namespace) -> int:
     except json.JSONDecodeError as exc:
         raise PluginError(Code.InvalidInput, f"--data is not valid JSON: {exc}") from None
     async with _session(args) as session:
-        await _require_worker(session.orchestrator, args.execution_id, pending_ok=False)
+        await _require_worker(session.orchestrator, args.execution_id)
         await session.orchestrator.approve_node(
             args.execution_id,
             args.node_id,
@@ -592,7 +579,6 @@ async def _cmd_send_event(args: argparse.Namespace) -> int:
 
 async def _cmd_events(args: argparse.Namespace) -> int:
     async with _session(args) as session:
-        await _require_worker(session.orchestrator, args.execution_id, pending_ok=True)
         await _print_events(session.orchestrator.events(args.execution_id, after=args.after))
     return 0
 

@@ -54,6 +54,7 @@ from engine.contracts import (
 from engine.errors import PluginError, PluginErrorCode
 from engine.event_run import EventRun
 from engine.events import with_results
+from engine.history_state import replayed_state
 from engine.interpreter import Interpreter
 from engine.long_run import LongRun
 from engine.models import (
@@ -115,6 +116,12 @@ def _from_rpc(exc: RPCError, subject: str, not_found: Code) -> PluginError:
             Code.WorkerUnavailable,
             f"{subject}: no worker answered in time; is a worker running on its task queue "
             "(`orchestrator worker`)?",
+        )
+    if exc.status is RPCStatusCode.FAILED_PRECONDITION and "no poller seen" in exc.message:
+        # Temporal's own answer to a query no worker can take (no poller for a while).
+        return PluginError(
+            Code.WorkerUnavailable,
+            f"{subject}: no worker polls its task queue (`orchestrator worker` starts one)",
         )
     if exc.status is RPCStatusCode.UNAVAILABLE:
         return PluginError(Code.ServerUnavailable, f"{subject}: Temporal is unavailable: {exc}")
@@ -185,6 +192,16 @@ async def update_definition(
 
 # How long a control request is retried while the run has too many updates in flight.
 BUSY_TIMEOUT = 30.0
+
+# Status and events of a running execution are asked of a worker first (cheap for the
+# client); one that does not answer within this (none runs, or the last one just died) is
+# replaced by replaying the run's history here (:mod:`engine.history_state`), which gives
+# the same state as of the last history event.
+WORKER_ANSWER_BUDGET = timedelta(seconds=5)
+
+
+def _ask_worker_for(timeout: timedelta) -> timedelta:
+    return min(timeout, WORKER_ANSWER_BUDGET)
 
 
 async def describe(
@@ -331,10 +348,12 @@ async def context_of(
                     "status",
                     result_type=WorkflowExecutionContext,
                     reject_condition=QueryRejectCondition.NOT_OPEN,
-                    rpc_timeout=timeout,
+                    rpc_timeout=_ask_worker_for(timeout),
                 )
                 return context
         except PluginError as exc:
+            if exc.code is Code.WorkerUnavailable:
+                return (await replayed_state(handle, exc.message)).context
             if exc.code is not Code.ExecutionNotFound:
                 raise
             description = await describe(handle, execution_id)  # it ended meanwhile
@@ -573,12 +592,16 @@ async def follow_events(
                         sequence,
                         result_type=EventsPage,
                         reject_condition=QueryRejectCondition.NOT_OPEN,
-                        rpc_timeout=timeout,
+                        rpc_timeout=_ask_worker_for(timeout),
                     )
             except PluginError as exc:
-                if exc.code is not Code.ExecutionNotFound:
+                if exc.code is Code.WorkerUnavailable:
+                    # No worker to ask: what the history holds now, then wait for it to grow.
+                    page = (await replayed_state(handle, exc.message, sequence)).events
+                elif exc.code is Code.ExecutionNotFound:
+                    continue  # ended between describe and query: read the outcome
+                else:
                     raise
-                continue  # ended between describe and query: read the outcome
             for event in page.events:
                 yield event
                 sequence = event.sequence

@@ -177,6 +177,10 @@ def status_view(
         header.add_row("started:", context.start_time.isoformat(timespec="seconds") + duration)
     if ui_link:
         header.add_row("temporal ui:", ui_link)
+    observed = context.execution_data.get("observed")
+    if isinstance(observed, dict) and observed.get("source") == "history":
+        note = f"as of {observed.get('as_of')}: no worker answered; read from Temporal's history"
+        header.add_row(Text("observed:", style="yellow"), note)
     for message in context.error_messages:
         header.add_row(Text("error:", style="red"), message)
     return Group(header, Text(""), node_table(workflow, context.node_states, now=now))

@@ -90,11 +90,12 @@ class AdvancedPluginOrchestrator:
     Args:
         client: A connected client; it is given this engine's data converter.
         task_queue: Where executions run (workers must poll it).
-        query_timeout: How long to wait for a worker to answer a query (status, events, the
-            definition read by :meth:`execute_workflow`). The default outlives Temporal's
-            10 s workflow task timeout: a worker that stops while it holds a run's task
-            leaves queries to that run waiting until the task times out and another worker
-            takes it, and they are then answered instead of failing with WorkerUnavailable.
+        query_timeout: How long to wait for a worker to answer a query of a registry entity
+            (the definition read by :meth:`execute_workflow`). The default outlives
+            Temporal's 10 s workflow task timeout: a worker that stops while it holds the
+            entity's task leaves queries waiting until the task times out and another worker
+            takes it. Status and events of executions never wait that long: without a
+            prompt answer they are read from the run's history (:mod:`engine.history_state`).
     """
 
     def __init__(
@@ -498,12 +499,12 @@ class AdvancedPluginOrchestrator:
     # -- monitoring ----------------------------------------------------------------------
 
     async def get_execution_status(self, execution_id: str) -> WorkflowExecutionContext:
-        """The execution's context; works while running, paused and after it ended (also
-        with no worker running, for ended executions).
+        """The execution's context; works while running, paused and after it ended, with or
+        without a worker: when no worker answers, a running execution's state is replayed
+        from its Temporal history and ``execution_data["observed"]`` says so and as of when.
 
         Raises:
-            PluginError: ``ExecutionNotFound``; ``WorkerUnavailable`` if a running
-                execution's worker does not answer within ``query_timeout``.
+            PluginError: ``ExecutionNotFound``.
         """
         return await executions.context_of(
             self._execution(execution_id), execution_id, self.query_timeout

@@ -27,7 +27,6 @@ import structlog
 from temporalio.client import Client
 from temporalio.common import WorkflowIDConflictPolicy
 from temporalio.worker import Worker
-from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
 
 from activities import LongRunningActivities, NodeActivities
 from engine.blobs import BlobStore
@@ -44,35 +43,12 @@ from engine.contracts import (
 )
 from engine.logging import configure_logging, hide_traceback_locals
 from engine.registry import PluginCatalog, PluginWorkflowDefinition
+from engine.sandbox import workflow_runner
 from engine.telemetry import metrics_bind_address, metrics_runtime
 from engine.workflow import PluginWorkflowExecution
 from plugins import PluginRegistry
 
 log = structlog.get_logger("engine.worker")
-
-# Imported once per worker, not once per workflow run. The engine's own modules must be
-# among them: the interpreter and the payload models must be the same classes inside and
-# outside the sandbox. None of them keeps mutable module state, and the sandbox's runtime
-# checks (clock, randomness, I/O) still apply to passed-through code.
-_PASSTHROUGH = (
-    "engine",
-    "pydantic",
-    "pydantic_core",
-    "celpy",
-    "lark",
-    "re2",
-    "google",
-    "structlog",
-    # The tracing interceptor's workflow side (the SDK's docs ask for it to pass through).
-    "opentelemetry",
-)
-
-
-def workflow_runner() -> SandboxedWorkflowRunner:
-    """The sandbox configuration of workers and of the replayer (they must match)."""
-    return SandboxedWorkflowRunner(
-        restrictions=SandboxRestrictions.default.with_passthrough_modules(*_PASSTHROUGH)
-    )
 
 
 def create_worker(

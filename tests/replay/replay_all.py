@@ -19,7 +19,7 @@ from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.worker import Replayer
 
 from engine.registry import PluginWorkflowDefinition
-from engine.worker import workflow_runner
+from engine.sandbox import workflow_runner
 from engine.workflow import PluginWorkflowExecution
 
 HISTORIES = Path(__file__).parent / "histories"
