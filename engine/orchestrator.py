@@ -65,7 +65,12 @@ from engine.models import (
     WorkflowNode,
 )
 from engine.modification import apply_change
-from engine.telemetry import search_attributes_enabled, start_search_attributes
+from engine.telemetry import (
+    ENTITY_DIVISION_CLAUSE,
+    entity_search_attributes,
+    search_attributes_enabled,
+    start_search_attributes,
+)
 from engine.validation import MAX_TEMPORAL_ID_LENGTH, check_id, validate_workflow
 
 # How long this process trusts its own writes over the visibility store.
@@ -155,6 +160,7 @@ class AdvancedPluginOrchestrator:
                     id_conflict_policy=WorkflowIDConflictPolicy.FAIL,
                     id_reuse_policy=WorkflowIDReusePolicy.ALLOW_DUPLICATE,
                     static_summary=f"definition of {workflow.workflow_id}",
+                    search_attributes=entity_search_attributes(),
                 )
         except WorkflowAlreadyStartedError:
             raise PluginError(
@@ -186,7 +192,7 @@ class AdvancedPluginOrchestrator:
         """Ids of all registered definitions, sorted."""
         query = (
             f"WorkflowType = '{DEFINITION_WORKFLOW}' AND ExecutionStatus = 'Running' "
-            f"AND TaskQueue = '{self.task_queue}'"
+            f"AND TaskQueue = '{self.task_queue}' AND {ENTITY_DIVISION_CLAUSE}"
         )
         ids = {workflow_id_of_entity(execution.id) async for execution in self._list(query)}
         now = time.monotonic()

@@ -54,6 +54,9 @@ with workflow.unsafe.imports_passed_through():
     from engine.errors import PluginError, PluginErrorCode
     from engine.models import PluginWorkflow
     from engine.modification import apply_change
+    from engine.telemetry import ENTITY_DIVISION, NAMESPACE_DIVISION
+
+ENTITY_DIVISION_PATCH = "entity-namespace-division"
 
 
 @workflow.defn(name=DEFINITION_WORKFLOW)
@@ -67,6 +70,7 @@ class PluginWorkflowDefinition:
 
     @workflow.run
     async def run(self, state: DefinitionState) -> None:
+        _hide_from_default_lists()
         await workflow.wait_condition(
             lambda: self._unregistered or workflow.info().is_continue_as_new_suggested()
         )
@@ -162,6 +166,7 @@ class PluginCatalog:
 
     @workflow.run
     async def run(self, state: CatalogState) -> None:
+        _hide_from_default_lists()
         self._publish_memo()
         await workflow.wait_condition(lambda: workflow.info().is_continue_as_new_suggested())
         await workflow.wait_condition(workflow.all_handlers_finished)
@@ -192,3 +197,14 @@ class PluginCatalog:
                 CATALOG_WORKERS_MEMO_KEY: [entry.identity for entry in self._state.entries],
             }
         )
+
+
+def _hide_from_default_lists() -> None:
+    """Keep this entity out of Temporal's default workflow lists (see
+    ``engine.telemetry.NAMESPACE_DIVISION``). Entities are started with the attribute; one
+    started before it existed sets it when it continues as new (new runs only: the patch
+    keeps recorded runs replaying)."""
+    if workflow.info().typed_search_attributes.get(NAMESPACE_DIVISION) == ENTITY_DIVISION:
+        return
+    if workflow.patched(ENTITY_DIVISION_PATCH):
+        workflow.upsert_search_attributes([NAMESPACE_DIVISION.value_set(ENTITY_DIVISION)])

@@ -61,6 +61,18 @@ SEARCH_ATTRIBUTE_KEYS = (WORKFLOW_ID_ATTRIBUTE, STATUS_ATTRIBUTE)
 # As ``temporal operator search-attribute create`` and ``start-dev --search-attribute`` take them.
 SEARCH_ATTRIBUTE_DEFINITIONS = tuple(f"{key.name}=Keyword" for key in SEARCH_ATTRIBUTE_KEYS)
 
+# Registry entities and catalogs carry Temporal's system search attribute
+# TemporalNamespaceDivision, which keeps them out of every visibility query that does not
+# name it: Temporal UI's and `temporal workflow list`'s default lists show executions only
+# (Temporal hides its own schedules' workflows the same way). Always available: no
+# registration needed, on any server.
+NAMESPACE_DIVISION = SearchAttributeKey.for_keyword("TemporalNamespaceDivision")
+ENTITY_DIVISION = "plugin-orchestrator"
+# A query clause that lists entities with and without it (those started before it was set).
+ENTITY_DIVISION_CLAUSE = (
+    f"({NAMESPACE_DIVISION.name} = '{ENTITY_DIVISION}' OR {NAMESPACE_DIVISION.name} IS NULL)"
+)
+
 SearchAttributesMode = Literal["auto", "on", "off"]
 _available: dict[tuple[str, str], bool] = {}
 
@@ -136,6 +148,11 @@ async def _registered(client: Client) -> bool:
             missing=missing,
         )
     return not missing
+
+
+def entity_search_attributes() -> TypedSearchAttributes:
+    """What registry entities and catalogs start with (see ``NAMESPACE_DIVISION``)."""
+    return TypedSearchAttributes([SearchAttributePair(NAMESPACE_DIVISION, ENTITY_DIVISION)])
 
 
 def start_search_attributes(workflow_id: str) -> TypedSearchAttributes:

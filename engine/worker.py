@@ -44,7 +44,7 @@ from engine.contracts import (
 from engine.logging import configure_logging, hide_traceback_locals
 from engine.registry import PluginCatalog, PluginWorkflowDefinition
 from engine.sandbox import workflow_runner
-from engine.telemetry import metrics_bind_address, metrics_runtime
+from engine.telemetry import entity_search_attributes, metrics_bind_address, metrics_runtime
 from engine.workflow import PluginWorkflowExecution
 from plugins import PluginRegistry
 
@@ -165,6 +165,7 @@ class EngineWorker:
             start_signal=PUBLISH_SIGNAL,
             start_signal_args=[entry],
             static_summary=f"plugin catalog of {self.task_queue}",
+            search_attributes=entity_search_attributes(),
         )
 
     async def _published(self, timeout: float = 10.0) -> None:

@@ -3,6 +3,7 @@ Temporal's history (replayed by the client), saying as of when."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import subprocess
@@ -85,7 +86,8 @@ async def test_status_and_events_of_a_running_execution_with_no_worker(
     env["PYTHONPATH"] = str(ROOT)
     env["ORCHESTRATOR_DATA_DIR"] = str(tmp_path / "data")
     common = ["--address", dev_server.address, "--task-queue", task_queue]
-    result = subprocess.run(
+    result = await asyncio.to_thread(
+        subprocess.run,
         [sys.executable, "-m", "engine.cli", *common, "status", execution_id, "--json"],
         capture_output=True,
         text=True,
@@ -100,7 +102,8 @@ async def test_status_and_events_of_a_running_execution_with_no_worker(
     assert printed["node_states"]["slow"]["status"] == "running"
     assert printed["execution_data"]["observed"]["source"] == "history"
 
-    plain = subprocess.run(
+    plain = await asyncio.to_thread(
+        subprocess.run,
         [sys.executable, "-m", "engine.cli", *common, "status", execution_id],
         capture_output=True,
         text=True,

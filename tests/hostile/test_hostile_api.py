@@ -29,6 +29,7 @@ from engine.conditions import MAX_CONDITION_COST
 from engine.contracts import DEFINITION_WORKFLOW, EXECUTION_WORKFLOW, definition_entity_id
 from engine.devserver import DevServer
 from engine.models import WorkflowConnection, WorkflowNode
+from engine.telemetry import ENTITY_DIVISION_CLAUSE
 from engine.validation import MAX_NODES
 from tests.helpers.builders import chain, edge, node, workflow
 from tests.helpers.waiting import eventually
@@ -69,7 +70,7 @@ async def stored(client: Client, task_queue: str) -> set[str]:
     """Every definition entity and execution of the task queue that visibility lists."""
     query = (
         f"TaskQueue = '{task_queue}' AND (WorkflowType = '{DEFINITION_WORKFLOW}' "
-        f"OR WorkflowType = '{EXECUTION_WORKFLOW}')"
+        f"OR WorkflowType = '{EXECUTION_WORKFLOW}') AND {ENTITY_DIVISION_CLAUSE}"
     )
     return {execution.id async for execution in client.list_workflows(query)}
 
