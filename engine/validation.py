@@ -137,6 +137,8 @@ def _compile(workflow: PluginWorkflow, *, strict: bool, check_maps: bool = True)
     graph = _build(workflow, problems, strict, check_maps)
     if not problems:
         _check_cycles(graph, problems, with_events=strict)
+    elif strict:
+        _check_cycles_despite(workflow, graph, problems)
     if not problems:
         size = len(workflow.model_dump_json(exclude_defaults=True))
         if size > MAX_DEFINITION_BYTES:
@@ -477,57 +479,137 @@ def _check_mode(workflow: PluginWorkflow, graph: Graph, add: _Add) -> None:
 
 
 def _check_cycles(graph: Graph, problems: list[Problem], *, with_events: bool) -> None:
-    """Kahn's algorithm over the ordering connections, and over Event connections too
-    ``with_events`` (a pass runs them as Dependency connections); if nodes remain, walk back
-    from one of them to name a cycle."""
-    incoming = graph.incoming
-    outgoing = graph.outgoing
-    if with_events and graph.event_edges:
-        incoming = {node_id: list(edges) for node_id, edges in incoming.items()}
-        outgoing = {node_id: list(edges) for node_id, edges in outgoing.items()}
+    """Name every cycle over the ordering connections (and over Event connections too
+    ``with_events``: a pass runs them as Dependency connections)."""
+    sources: dict[str, list[str]] = {
+        node_id: [edge.source for edge in edges] for node_id, edges in graph.incoming.items()
+    }
+    if with_events:
         for edge in graph.event_edges:
-            incoming[edge.target].append(edge)
-            outgoing[edge.source].append(edge)
-    indegree = {node_id: len(edges) for node_id, edges in incoming.items()}
+            sources[edge.target].append(edge.source)
+    _report_cycles(graph.position, sources, problems)
+
+
+def _check_cycles_despite(workflow: PluginWorkflow, graph: Graph, problems: list[Problem]) -> None:
+    """The cycle check of a definition that has other problems, so that every problem is
+    reported at once: over every connection between two known nodes, whatever else is wrong
+    with it (self-loops were reported where they were found)."""
+    sources: dict[str, list[str]] = {node_id: [] for node_id in graph.nodes}
+    for conn in workflow.connections:
+        source, target = conn.source_node, conn.target_node
+        if source != target and source in sources and target in sources:
+            sources[target].append(source)
+    _report_cycles(graph.position, sources, problems)
+
+
+def _report_cycles(
+    position: dict[str, int], sources: dict[str, list[str]], problems: list[Problem]
+) -> None:
+    """One problem per strongly connected component that holds a cycle, each naming one of
+    its cycles, in the order of the components' first nodes. Kahn's algorithm first: an
+    acyclic graph (the usual case) costs one linear pass."""
+    outgoing: dict[str, list[str]] = {node_id: [] for node_id in sources}
+    for target, origins in sources.items():
+        for origin in origins:
+            outgoing[origin].append(target)
+    indegree = {node_id: len(origins) for node_id, origins in sources.items()}
     queue = [node_id for node_id, degree in indegree.items() if degree == 0]
-    visited = 0
     while queue:
-        node_id = queue.pop()
-        visited += 1
-        for edge in outgoing[node_id]:
-            indegree[edge.target] -= 1
-            if indegree[edge.target] == 0:
-                queue.append(edge.target)
-    if visited == len(indegree):
-        return
-    # Every remaining node has an incoming edge from another remaining node, so walking
-    # backwards from any of them must revisit a node: that closes a cycle.
+        for target in outgoing[queue.pop()]:
+            indegree[target] -= 1
+            if indegree[target] == 0:
+                queue.append(target)
     remaining = {node_id for node_id, degree in indegree.items() if degree > 0}
-    start = min(remaining, key=graph.position.__getitem__)
+    if not remaining:
+        return
+    found: list[list[str]] = []
+    for component in _components(remaining, outgoing, position):
+        if len(component) > 1:
+            found.append(_cycle_in(component, sources, position))
+    found.sort(key=lambda cycle: position[cycle[0]])
+    for index, cycle in enumerate(found):
+        shown = cycle if len(cycle) <= 21 else [*cycle[:10], "...", *cycle[-10:]]
+        length = f" ({len(cycle) - 1:,} nodes)" if len(cycle) > 21 else ""
+        details: dict[str, Any] = {"cycles": found}
+        if index == 0:
+            details["cycle"] = cycle
+        problems.append(
+            Problem(
+                Code.CircularDependency,
+                f"circular dependency: {' -> '.join(shown)}{length}",
+                details,
+            )
+        )
+
+
+def _components(
+    nodes: set[str], outgoing: dict[str, list[str]], position: dict[str, int]
+) -> list[set[str]]:
+    """Strongly connected components of the subgraph on ``nodes`` (Tarjan's algorithm,
+    iterative: a 10,000-node cycle must not exhaust the stack), visited in definition order
+    so the result does not depend on set iteration order."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    on_stack: set[str] = set()
+    components: list[set[str]] = []
+    for root in sorted(nodes, key=position.__getitem__):
+        if root in index:
+            continue
+        index[root] = low[root] = len(index)
+        stack.append(root)
+        on_stack.add(root)
+        work = [(root, iter([t for t in outgoing[root] if t in nodes]))]
+        while work:
+            node_id, targets = work[-1]
+            advanced = False
+            for target in targets:
+                if target not in index:
+                    index[target] = low[target] = len(index)
+                    stack.append(target)
+                    on_stack.add(target)
+                    work.append((target, iter([t for t in outgoing[target] if t in nodes])))
+                    advanced = True
+                    break
+                if target in on_stack:
+                    low[node_id] = min(low[node_id], index[target])
+            if advanced:
+                continue
+            work.pop()
+            if work:
+                parent = work[-1][0]
+                low[parent] = min(low[parent], low[node_id])
+            if low[node_id] == index[node_id]:
+                component: set[str] = set()
+                while True:
+                    member = stack.pop()
+                    on_stack.discard(member)
+                    component.add(member)
+                    if member == node_id:
+                        break
+                components.append(component)
+    return components
+
+
+def _cycle_in(
+    component: set[str], sources: dict[str, list[str]], position: dict[str, int]
+) -> list[str]:
+    """A cycle through a strongly connected component, starting and ending at its earliest
+    node: every member has a predecessor inside it, so walking backwards must revisit one."""
+    start = min(component, key=position.__getitem__)
     walk = [start]
     seen_at = {start: 0}
     current = start
     while True:
-        edge = next(e for e in incoming[current] if e.source in remaining)
-        current = edge.source
+        current = next(origin for origin in sources[current] if origin in component)
         if current in seen_at:
             cycle = list(reversed(walk[seen_at[current] :]))
-            # Start the cycle at its earliest node, so the message is stable and readable.
-            first = cycle.index(min(cycle, key=graph.position.__getitem__))
+            first = cycle.index(min(cycle, key=position.__getitem__))
             cycle = cycle[first:] + cycle[:first]
             cycle.append(cycle[0])
-            break
+            return cycle
         seen_at[current] = len(walk)
         walk.append(current)
-    shown = cycle if len(cycle) <= 21 else [*cycle[:10], "...", *cycle[-10:]]
-    length = f" ({len(cycle) - 1:,} nodes)" if len(cycle) > 21 else ""
-    problems.append(
-        Problem(
-            Code.CircularDependency,
-            f"circular dependency: {' -> '.join(shown)}{length}",
-            {"cycle": cycle},
-        )
-    )
 
 
 def _as_error(workflow: PluginWorkflow, problems: list[Problem]) -> PluginError:

@@ -221,6 +221,53 @@ def test_all_problems_are_reported_at_once() -> None:
     assert "has 4 problems" in error.message
 
 
+def test_cycles_are_reported_beside_other_problems() -> None:
+    # a -> b -> c -> a is a cycle; the connection c -> a also names a missing port, and
+    # another connection a bad condition: all three problems are reported.
+    nodes = [node("a"), WorkflowNode(node_id="b", plugin_id="p", input_ports=["in"]), node("c")]
+    edges = [
+        edge("a", "b", target_port="in"),
+        edge("b", "c"),
+        edge("c", "a", condition="x >= "),
+        edge("a", "b", Kind.Dependency, target_port="nope"),
+    ]
+    error = _error(workflow("w", nodes, edges))
+    codes = [p["code"] for p in error.details["problems"]]
+    assert codes == ["InvalidConnection", "InvalidConnection", "CircularDependency"]
+    assert "a -> b -> c -> a" in error.message
+    assert error.details["cycle"] == ["a", "b", "c", "a"]
+
+
+def test_every_disjoint_cycle_is_named() -> None:
+    nodes = [node(n) for n in ("a", "b", "c", "x", "y", "after")]
+    edges = [
+        edge("a", "b"),
+        edge("b", "a", Kind.Dependency),
+        edge("x", "y"),
+        edge("y", "c", Kind.Dependency),
+        edge("c", "x", Kind.Dependency),
+        edge("y", "after"),  # downstream of a cycle, in none
+    ]
+    error = _error(workflow("w", nodes, edges))
+    messages = [p["message"] for p in error.details["problems"]]
+    assert messages == [
+        "circular dependency: a -> b -> a",
+        "circular dependency: c -> x -> y -> c",
+    ]
+    assert error.details["cycles"] == [["a", "b", "a"], ["c", "x", "y", "c"]]
+    assert "has 2 problems" in error.message
+
+
+def test_a_ten_thousand_node_cycle_is_named_without_recursion() -> None:
+    definition = chain("big", 10_000)
+    definition.connections.append(edge("n9999", "n0", Kind.Dependency))
+    started = time.perf_counter()
+    error = _error(definition)
+    assert time.perf_counter() - started < 2.0
+    assert error.code is Code.CircularDependency
+    assert "(10,000 nodes)" in error.message
+
+
 def _random_dag(size: int, seed: int = 0) -> PluginWorkflow:
     rng = random.Random(seed)
     nodes = [node(f"n{i}") for i in range(size)]
