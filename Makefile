@@ -3,18 +3,26 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN     = $(VENV)/bin
 STAMP   = $(VENV)/.installed
+# The example needs the core install only (no extras, no test tools): a quicker first run.
+CORE_STAMP = $(VENV)/.installed-core
 
 .PHONY: install example test audit lint format format-check typecheck pytest replay record-histories bench bench-all chaos-soak worker studio studio-build clean
+
+$(CORE_STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e .
+	touch $(CORE_STAMP)
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e '.[test]'
-	touch $(STAMP)
+	touch $(STAMP) $(CORE_STAMP)
 
-install: $(STAMP)  ## Create the virtualenv and install the project with its test tools
+install: $(STAMP)  ## Create the virtualenv and install the project with every extra and its test tools
 
-example: $(STAMP)  ## Run the quick-start workflow end to end on the embedded Temporal server
+example: $(CORE_STAMP)  ## Run the quick-start workflow end to end on the embedded Temporal server
 	$(BIN)/orchestrator run examples/quickstart.json --follow
 
 test: lint format-check typecheck pytest  ## Everything CI checks

@@ -53,6 +53,7 @@ from engine.embedded import (
     worker_is_polling,
 )
 from engine.errors import PluginError, PluginErrorCode
+from engine.extras import require_extra
 from engine.graph_view import FORMATS, render, status_view
 from engine.logging import configure_logging
 from engine.models import (
@@ -600,7 +601,8 @@ async def _cmd_worker(args: argparse.Namespace) -> int:
 
 
 async def _cmd_studio(args: argparse.Namespace) -> int:
-    from engine.studio import StudioServer  # FastAPI and uvicorn load only for this command
+    # FastAPI and uvicorn (the studio extra) load only for this command.
+    StudioServer = require_extra("engine.studio", "studio", "orchestrator studio").StudioServer
 
     token = args.token or os.environ.get(ENV_STUDIO_TOKEN) or None
     embedded = not (args.address or os.environ.get("TEMPORAL_ADDRESS"))

@@ -40,6 +40,7 @@ from temporalio.common import (
 )
 
 from engine.errors import PluginError, PluginErrorCode
+from engine.extras import require_extra
 
 if TYPE_CHECKING:
     from opentelemetry.sdk.trace import TracerProvider
@@ -246,9 +247,12 @@ def _provider_from_env() -> TracerProvider | None:
     if mode == "console":
         provider.add_span_processor(SimpleSpanProcessor(ConsoleSpanExporter(out=sys.stderr)))
     else:
-        from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
-
-        provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter()))
+        exporter = require_extra(
+            "opentelemetry.exporter.otlp.proto.http.trace_exporter",
+            "otlp",
+            "tracing to an OTLP collector (ORCHESTRATOR_TRACING=otlp)",
+        )
+        provider.add_span_processor(BatchSpanProcessor(exporter.OTLPSpanExporter()))
     log.info("tracing enabled", exporter=mode, service=resource.attributes.get("service.name"))
     return provider
 

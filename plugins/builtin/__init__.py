@@ -35,6 +35,10 @@ Every built-in declares a configuration model (:mod:`plugins.builtin._models`): 
 checks a node's configuration against it when the node runs, and its JSON Schema in the
 worker's plugin catalog is what registration checks node configurations against.
 
+The SQL writer and the broker sources need client libraries that are extras of the package
+(``sql``, ``mqtt``, ``redis``, ``nats``, ``kafka``; ``all`` for every one): see
+:mod:`plugins.builtin._optional` for what a worker without one offers.
+
 Sources of the long-running modes (EventDriven events, Streaming items), each documenting its
 delivery semantics and checkpoint format:
 
@@ -55,23 +59,21 @@ delivery semantics and checkpoint format:
 
 from plugins._registry import Plugin
 from plugins._source import SourceSpec
+from plugins.builtin._optional import OPTIONAL_BUILTINS, load
 from plugins.builtin.csv_processor import csv_processor_plugin
 from plugins.builtin.data_filter import data_filter_plugin
 from plugins.builtin.data_processor import data_processor_plugin
 from plugins.builtin.data_sink import data_sink_plugin
 from plugins.builtin.data_source import data_source_plugin, data_source_stream
 from plugins.builtin.data_transformer import data_transformer_plugin
-from plugins.builtin.database_writer import database_writer_plugin
 from plugins.builtin.error_handler import error_handler_plugin
 from plugins.builtin.file_system_monitor import open_file_system_monitor
 from plugins.builtin.file_validator import file_validator_plugin
 from plugins.builtin.http_request import http_request_plugin
 from plugins.builtin.json_transform import json_transform_plugin
 from plugins.builtin.jsonl_source import open_jsonl_source
-from plugins.builtin.kafka_consumer import open_kafka_consumer
-from plugins.builtin.mqtt_subscriber import open_mqtt_subscriber
-from plugins.builtin.nats_jetstream_source import open_nats_jetstream_source
-from plugins.builtin.redis_stream_source import open_redis_stream_source
+
+_OPTIONAL = {optional.plugin_id: load(optional) for optional in OPTIONAL_BUILTINS}
 
 BUILTIN_PLUGINS: list[Plugin | SourceSpec] = [
     data_source_plugin,
@@ -83,15 +85,15 @@ BUILTIN_PLUGINS: list[Plugin | SourceSpec] = [
     error_handler_plugin,
     data_filter_plugin,
     data_transformer_plugin,
-    database_writer_plugin,
+    _OPTIONAL["database_writer"],
     http_request_plugin,
     json_transform_plugin,
     open_file_system_monitor,
     open_jsonl_source,
-    open_mqtt_subscriber,
-    open_redis_stream_source,
-    open_nats_jetstream_source,
-    open_kafka_consumer,
+    _OPTIONAL["mqtt_subscriber"],
+    _OPTIONAL["redis_stream_source"],
+    _OPTIONAL["nats_jetstream_source"],
+    _OPTIONAL["kafka_consumer"],
 ]
 
 __all__ = [
@@ -103,15 +105,10 @@ __all__ = [
     "data_source_plugin",
     "data_source_stream",
     "data_transformer_plugin",
-    "database_writer_plugin",
     "error_handler_plugin",
     "file_validator_plugin",
     "http_request_plugin",
     "json_transform_plugin",
     "open_file_system_monitor",
     "open_jsonl_source",
-    "open_kafka_consumer",
-    "open_mqtt_subscriber",
-    "open_nats_jetstream_source",
-    "open_redis_stream_source",
 ]

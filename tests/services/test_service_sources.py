@@ -22,12 +22,10 @@ from paho.mqtt.enums import CallbackAPIVersion
 
 from engine.errors import PluginError, PluginErrorCode
 from plugins import PluginContext, Source, SourceItem, SourceSpec
-from plugins.builtin import (
-    database_writer_plugin,
-    open_mqtt_subscriber,
-    open_nats_jetstream_source,
-    open_redis_stream_source,
-)
+from plugins.builtin.database_writer import database_writer_plugin
+from plugins.builtin.mqtt_subscriber import open_mqtt_subscriber
+from plugins.builtin.nats_jetstream_source import open_nats_jetstream_source
+from plugins.builtin.redis_stream_source import open_redis_stream_source
 
 LOCALHOST = "127.0.0.1"
 REDIS_URL = "redis://127.0.0.1:6379/0"

@@ -25,11 +25,11 @@ from aiokafka.structs import ConsumerRecord, TopicPartition  # type: ignore[impo
 
 from engine.errors import PluginError, PluginErrorCode
 from plugins import PluginContext, Source, SourceItem
-from plugins.builtin import open_kafka_consumer
 from plugins.builtin.kafka_consumer import (
     KafkaConsumerSource,
     commit_offsets,
     decode_value,
+    open_kafka_consumer,
     parse_item_id,
     record_item,
 )

@@ -17,10 +17,10 @@ from plugins import Plugin, PluginContext, Source, SourceItem, SourceSpec, sourc
 from plugins.builtin import (
     data_filter_plugin,
     data_transformer_plugin,
-    database_writer_plugin,
     open_file_system_monitor,
     open_jsonl_source,
 )
+from plugins.builtin.database_writer import database_writer_plugin
 
 
 def make_ctx(node_id: str = "n") -> PluginContext:
