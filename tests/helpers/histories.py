@@ -19,3 +19,16 @@ async def run_histories(client: Client, execution_id: str) -> list[WorkflowHisto
 def count_events(history: WorkflowHistory, event_type: EventType.ValueType) -> int:
     """How many events of ``event_type`` the history holds."""
     return sum(event.event_type == event_type for event in history.events)
+
+
+async def scheduled_activities(client: Client, execution_id: str) -> list[str]:
+    """Activity ids the execution's latest run has scheduled, in order. Read right after a
+    query showed a node's completion, it holds everything the workflow task that processed
+    the completion decided to start (a query is not answered while a workflow task is in
+    flight, and a task's commands are recorded with its completion)."""
+    history = await client.get_workflow_handle(execution_id).fetch_history()
+    return [
+        event.activity_task_scheduled_event_attributes.activity_id
+        for event in history.events
+        if event.event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED
+    ]

@@ -54,6 +54,18 @@ def test_registry(side_effects: Path) -> PluginRegistry:
             raise ConnectionError(f"attempt {ctx.attempt} failed")
         return {"attempt": ctx.attempt}
 
+    @registry.plugin("fail_times")
+    def fail_times(
+        inputs: dict[str, Any], config: dict[str, Any], ctx: PluginContext
+    ) -> dict[str, Any]:
+        """Fails its first ``times`` calls, counted across attempts and runs, then returns
+        how many calls it took."""
+        _append(side_effects, ctx.node_id, ctx.attempt)
+        calls = read_count(side_effects, ctx.node_id)
+        if calls <= int(config.get("times", 1)):
+            raise ConnectionError(f"call {calls} failed")
+        return {"calls": calls}
+
     @registry.plugin("sleep")
     async def sleep(
         inputs: dict[str, Any], config: dict[str, Any], ctx: PluginContext

@@ -17,6 +17,7 @@ from engine import (
 from engine.worker import create_worker
 from plugins import PluginRegistry
 from tests.helpers.builders import chain, node, workflow
+from tests.helpers.histories import scheduled_activities
 from tests.helpers.plugins import read_count
 from tests.helpers.waiting import eventually
 
@@ -57,7 +58,8 @@ async def test_pause_resume_and_status(
         lambda: orchestrator.get_node_status(execution_id, "n0"),
         lambda s: s["status"] == "completed",
     )
-    await asyncio.sleep(1.5)
+    # The workflow task that recorded n0's completion started nothing.
+    assert await scheduled_activities(orchestrator.client, execution_id) == ["n0"]
     paused = await orchestrator.get_execution_status(execution_id)
     assert paused.status is Status.Paused
     assert paused.node_states["n1"]["status"] == "pending"

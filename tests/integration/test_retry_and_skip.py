@@ -21,7 +21,8 @@ async def test_retry_from_the_failed_node_keeps_what_succeeded(
         unique("retry"),
         [
             node("before", "count"),
-            node("fragile", "flaky", succeed_on=99, retry={"max_attempts": 1}),
+            # Fails its first two calls: the run, then the first retry; the second retry works.
+            node("fragile", "fail_times", times=2, retry={"max_attempts": 1}),
             node("after", "count"),
         ],
         [edge("before", "fragile"), edge("fragile", "after")],
@@ -30,6 +31,7 @@ async def test_retry_from_the_failed_node_keeps_what_succeeded(
     execution_id = await orchestrator.execute_workflow(definition.workflow_id, {"x": 1})
     failed = await orchestrator.wait_for_completion(execution_id, 30)
     assert failed.status is Status.Failed
+    assert read_count(tmp_path, "fragile") == 1
     with pytest.raises(PluginError) as info:
         await orchestrator.retry_execution("no-such-run")
     assert info.value.code is PluginErrorCode.ExecutionNotFound
@@ -37,11 +39,21 @@ async def test_retry_from_the_failed_node_keeps_what_succeeded(
     same_id = await orchestrator.retry_execution(execution_id)
     assert same_id == execution_id
     retried = await orchestrator.wait_for_completion(execution_id, 30)
-    # 'fragile' still fails (succeed_on=99): the retry ran it again, and kept 'before'.
+    # The retry ran 'fragile' again (its second call, which fails too) and kept 'before'.
     assert retried.status is Status.Failed
+    assert read_count(tmp_path, "fragile") == 2
     assert read_count(tmp_path, "before") == 1
     assert retried.node_states["before"]["status"] == "completed"
     assert retried.node_states["fragile"]["status"] == "failed"
+    assert read_count(tmp_path, "after") == 0
+
+    assert await orchestrator.retry_execution(execution_id) == execution_id
+    completed = await orchestrator.wait_for_completion(execution_id, 30)
+    assert completed.status is Status.Completed, completed.error_messages
+    assert completed.node_states["fragile"]["result"] == {"calls": 3}
+    assert read_count(tmp_path, "fragile") == 3
+    assert read_count(tmp_path, "before") == 1  # never run again
+    assert read_count(tmp_path, "after") == 1
     with pytest.raises(PluginError) as info:
         await orchestrator.retry_execution(execution_id + "-other")
     assert info.value.code is PluginErrorCode.ExecutionNotFound

@@ -3,7 +3,6 @@ name their nodes in activity summaries and carry the definition version in their
 
 from __future__ import annotations
 
-import asyncio
 import json
 from collections.abc import Callable
 from pathlib import Path
@@ -26,6 +25,7 @@ from engine.telemetry import STATUS_ATTRIBUTE, WORKFLOW_ID_ATTRIBUTE
 from engine.worker import create_worker
 from plugins import PluginRegistry
 from tests.helpers.builders import chain, edge, node, workflow
+from tests.helpers.histories import scheduled_activities
 from tests.helpers.waiting import eventually
 from tests.replay.replay_all import replayer
 
@@ -76,7 +76,12 @@ async def test_executions_are_searchable_by_definition_and_status(
 
     await orchestrator.pause_execution(paused_id)
     await wait_listed(client, paused.workflow_id, "paused", paused_id)
-    await asyncio.sleep(1.2)  # the running node finishes; nothing new starts while paused
+    # The running node finishes; the workflow task that records it starts nothing new.
+    await eventually(
+        lambda: orchestrator.get_node_status(paused_id, "slow"),
+        lambda state: state["status"] == "completed",
+    )
+    assert await scheduled_activities(client, paused_id) == ["slow"]
     assert (await orchestrator.get_execution_status(paused_id)).status is Status.Paused
     await orchestrator.resume_execution(paused_id)
     await wait_listed(client, cancelled.workflow_id, "running", cancelled_id)

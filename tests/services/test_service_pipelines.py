@@ -4,7 +4,6 @@ JetStream into SQLite and PostgreSQL, and an EventDriven run fed by MQTT."""
 
 from __future__ import annotations
 
-import asyncio
 import json
 import uuid
 from collections.abc import Callable
@@ -221,24 +220,29 @@ async def test_mqtt_events_drive_passes(
         return status.node_states["sensor"]["status"] == "running"
 
     await eventually(subscribed, lambda ok: ok)
-    await asyncio.sleep(1.0)  # the subscription is made once the source has connected
+    # Retained, one topic each: the broker hands every message to the subscription whether
+    # it is made before or after they are published, so no wait for it is needed.
+    rooms = [(f"{topic}/room{i}", temperature) for i, temperature in enumerate((20, 35, 25, 40))]
     publisher = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2)
     publisher.connect("127.0.0.1", 1883)
     publisher.loop_start()
     try:
-        for temperature in (20, 35, 25, 40):
+        for room, temperature in rooms:
             info = publisher.publish(
-                f"{topic}/room1", json.dumps({"temperature": temperature}), qos=1
+                room, json.dumps({"temperature": temperature}), qos=1, retain=True
             )
             info.wait_for_publish(5)
+        status = await eventually(
+            lambda: orchestrator.get_execution_status(execution_id),
+            lambda c: c.execution_data.get("events_processed", 0) == 4,
+            timeout=30,
+        )
     finally:
+        for room, _ in rooms:  # clear the retained messages
+            publisher.publish(room, b"", qos=1, retain=True).wait_for_publish(5)
         publisher.loop_stop()
         publisher.disconnect()
-    status = await eventually(
-        lambda: orchestrator.get_execution_status(execution_id),
-        lambda c: c.execution_data.get("events_processed", 0) == 4,
-        timeout=30,
-    )
+    assert status.execution_data["events_received"] == 4
     assert status.node_states["alarm"]["counters"]["completed"] == 2
     assert status.node_states["alarm"]["counters"]["skipped"] == 2
     await orchestrator.cancel_execution(execution_id)
