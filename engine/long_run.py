@@ -173,12 +173,12 @@ class LongRun(abc.ABC):
             if counters.running > 0:
                 status = "running"
                 running_nodes.append(node.node_id)
-            elif ended:
+            elif not ended or not _ever_started(counters):
+                status = "skipped" if ended and counters.skipped else "pending"
+            else:
                 status = "cancelled" if self._status is Status.Cancelled else "completed"
                 if self._status is Status.Failed and counters.last_error:
                     status = "failed"
-            else:
-                status = "pending"
             state: dict[str, Any] = {
                 "node_id": node.node_id,
                 "plugin_id": node.plugin_id,
@@ -229,3 +229,9 @@ class LongRun(abc.ABC):
     def carried_state(self) -> LongRunState:
         """The state for the next run (continue-as-new)."""
         return self.state.model_copy(update={"runs": self.state.runs + 1})
+
+
+def _ever_started(counters: NodeCounters) -> bool:
+    """True if the node ran at least once: a pass node counts runs, a source or stream node
+    records when it started."""
+    return counters.runs > 0 or counters.last_started_at is not None
