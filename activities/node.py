@@ -56,7 +56,7 @@ class NodeActivities:
     ):
         self._plugins = plugins
         self._executor = executor or ThreadPoolExecutor(max_workers=32, thread_name_prefix="plugin")
-        self._blobs = blobs or BlobStore.from_env()
+        self._blobs = blobs or BlobStore.configured()
         self._threshold = blob_threshold()
 
     @activity.defn(name=NODE_ACTIVITY)

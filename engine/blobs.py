@@ -110,6 +110,8 @@ from typing import Any
 
 import structlog
 
+from engine.errors import PluginError, PluginErrorCode
+
 DEFAULT_THRESHOLD = 256 * 1024
 REF_KEY = "$blob"
 SIGNATURE_KEY = "signature"
@@ -365,6 +367,16 @@ class BlobStore(ABC):
             key=BlobKey.from_env(),
             accept_unsigned=_unsigned_refs_accepted(),
         )
+
+    @classmethod
+    def configured(cls) -> BlobStore:
+        """:meth:`from_env` for the public API (orchestrator, workers): a setting that is
+        wrong (a malformed key, an S3 store without one) is a ``PluginError``
+        ``InvalidConfiguration`` naming it, caused by the :class:`BlobStoreError`."""
+        try:
+            return cls.from_env()
+        except BlobStoreError as exc:
+            raise PluginError(PluginErrorCode.InvalidConfiguration, str(exc)) from exc
 
     @property
     @abstractmethod

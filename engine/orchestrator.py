@@ -95,6 +95,11 @@ class AdvancedPluginOrchestrator:
             10 s workflow task timeout: a worker that stops while it holds a run's task
             leaves queries to that run waiting until the task times out and another worker
             takes it, and they are then answered instead of failing with WorkerUnavailable.
+
+    Raises:
+        PluginError: ``InvalidConfiguration`` for a task queue or a blob store setting that
+            is wrong (``ORCHESTRATOR_BLOB_STORE``, ``ORCHESTRATOR_BLOB_KEY``, see
+            :mod:`engine.blobs`).
     """
 
     def __init__(
@@ -112,7 +117,7 @@ class AdvancedPluginOrchestrator:
                 f"task queue {self.task_queue[:100]!r} must be 1-200 characters without quotes",
             )
         self.query_timeout = timedelta(seconds=query_timeout)
-        self.blobs = BlobStore.from_env()
+        self.blobs = BlobStore.configured()
         self._recent_definitions: dict[str, tuple[bool, float]] = {}
         self._recent_executions: dict[str, float] = {}
 

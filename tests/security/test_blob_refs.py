@@ -15,6 +15,8 @@ import hashlib
 import json
 import os
 import secrets
+import subprocess
+import sys
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -433,3 +435,32 @@ async def test_large_outputs_go_between_nodes_and_through_a_subworkflow_both_way
     assert child_ref["execution_id"] == f"{execution_id}/inner"
     assert await orchestrator.read_blob(parent_ref) == "x" * BIG
     assert await orchestrator.read_blob(child_ref) == "x" * (BIG + 1)
+
+
+# -- the key's configuration ------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("settings", "message"),
+    [
+        ({"ORCHESTRATOR_BLOB_STORE": "s3://bucket/runs"}, "needs ORCHESTRATOR_BLOB_KEY"),
+        ({"ORCHESTRATOR_BLOB_KEY": "c2hvcnQ="}, "ORCHESTRATOR_BLOB_KEY holds 5 bytes"),
+    ],
+)
+def test_the_cli_names_a_wrong_key_setting_without_a_traceback(
+    dev_server: Any, tmp_path: Path, settings: dict[str, str], message: str
+) -> None:
+    env = {key: value for key, value in os.environ.items() if not key.startswith("ORCHESTRATOR_")}
+    env.update(settings, ORCHESTRATOR_DATA_DIR=str(tmp_path / "data"))
+    result = subprocess.run(
+        [sys.executable, "-m", "engine.cli", "--address", dev_server.address, "blobs-gc"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=90,
+        check=False,
+    )
+    assert result.returncode == 1, result.stderr
+    assert "error: InvalidConfiguration:" in result.stderr
+    assert message in result.stderr
+    assert "Traceback" not in result.stderr

@@ -358,3 +358,18 @@ def test_an_s3_store_needs_a_configured_key(monkeypatch: pytest.MonkeyPatch) -> 
     store = S3BlobStore("bucket", "runs", endpoint_url="http://127.0.0.1:1")
     with pytest.raises(BlobStoreError, match="no key to sign references"):
         store.offload(RUN, {"big": "x" * 5000}, threshold=1000, limit=2_000_000)
+
+
+def test_the_public_api_reports_a_wrong_setting_as_invalid_configuration(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from engine import PluginError, PluginErrorCode
+
+    for name in ("ORCHESTRATOR_BLOB_KEY", "ORCHESTRATOR_BLOB_KEY_FILE"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("ORCHESTRATOR_BLOB_STORE", "s3://bucket/runs")
+    with pytest.raises(PluginError) as caught:
+        BlobStore.configured()
+    assert caught.value.code is PluginErrorCode.InvalidConfiguration
+    assert "needs ORCHESTRATOR_BLOB_KEY" in caught.value.message
+    assert isinstance(caught.value.__cause__, BlobStoreError)
