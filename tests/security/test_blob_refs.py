@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from temporalio.client import Client
 
 from engine import (
     AdvancedPluginOrchestrator,
@@ -35,7 +36,8 @@ from engine import (
     WorkflowNode,
     WorkflowNodeType,
 )
-from engine.blobs import REF_KEY
+from engine.blobs import REF_KEY, BlobStore, LocalBlobStore
+from engine.worker import create_worker
 from plugins import PluginContext, PluginRegistry, source_plugin
 from tests.helpers.builders import edge, node, workflow
 from tests.helpers.plugins import test_registry as base_registry
@@ -435,6 +437,82 @@ async def test_large_outputs_go_between_nodes_and_through_a_subworkflow_both_way
     assert child_ref["execution_id"] == f"{execution_id}/inner"
     assert await orchestrator.read_blob(parent_ref) == "x" * BIG
     assert await orchestrator.read_blob(child_ref) == "x" * (BIG + 1)
+
+
+# -- references made before signing -------------------------------------------------------------
+
+
+async def _legacy_run(
+    orchestrator: AdvancedPluginOrchestrator,
+    client: Client,
+    registry: PluginRegistry,
+    store: BlobStore | None,
+    workflow_id: str,
+) -> Any:
+    """A run with an unsigned reference to a blob of its own in flight (as at the upgrade):
+    make -> gate (fails) -> see; gate is then completed with the reference, minus its
+    signature, and the run retried on a worker with ``store``."""
+    definition = workflow(
+        workflow_id,
+        [
+            node("make", "big_output", size=BIG),
+            node("gate", "fail", retry={"max_attempts": 1}),
+            node("see", "summarize"),
+        ],
+        [edge("make", "gate"), edge("gate", "see")],
+    )
+    await orchestrator.register_workflow(definition)
+    async with create_worker(
+        client,
+        task_queue=orchestrator.task_queue,
+        plugins=registry,
+        blob_store=store,
+        max_cached_workflows=0,
+        graceful_shutdown=5.0,
+    ):
+        execution_id = await orchestrator.execute_workflow(definition.workflow_id)
+        failed = await orchestrator.wait_for_completion(execution_id, 120)
+        assert failed.status is Status.Failed
+        signed = failed.node_states["make"]["result"]["blob"]
+        legacy = {key: value for key, value in signed.items() if key != "signature"}
+        await orchestrator.skip_node(execution_id, "gate", {"made": legacy})
+        context = await eventually(
+            lambda: orchestrator.get_execution_status(execution_id),
+            lambda c: (
+                c.status is not Status.Running and "see" in c.execution_data.get("results", {})
+            ),
+            timeout=120,
+        )
+    return legacy, context
+
+
+async def test_unsigned_references_resolve_only_with_the_transition_switch(
+    orchestrator: AdvancedPluginOrchestrator,
+    client: Client,
+    registry: PluginRegistry,
+    unique: Callable[[str], str],
+    blob_store: Path,
+) -> None:
+    legacy, refused = await _legacy_run(orchestrator, client, registry, None, unique("legacy"))
+    assert refused.status is Status.Completed, refused.error_messages
+    assert refused.execution_data["results"]["see"] == {"strings": {}}  # plain data
+
+    accepting = LocalBlobStore(blob_store, accept_unsigned=True)
+    legacy, accepted = await _legacy_run(
+        orchestrator, client, registry, accepting, unique("legacy-accepted")
+    )
+    assert accepted.status is Status.Completed, accepted.error_messages
+    assert accepted.execution_data["results"]["see"] == {
+        "strings": {
+            "inputs.gate.made": {
+                "length": BIG,
+                "sha256": hashlib.sha256(b"x" * BIG).hexdigest(),
+            }
+        }
+    }
+    # read_blob in a client without the switch refuses it, naming the switch.
+    with pytest.raises(PluginError, match="ORCHESTRATOR_BLOB_UNSIGNED_REFS=accept"):
+        await orchestrator.read_blob(legacy)
 
 
 # -- the key's configuration ------------------------------------------------------------------
