@@ -291,7 +291,7 @@ def test_a_local_store_makes_its_key_once_with_mode_0600(store: LocalBlobStore) 
     ]
 
 
-def test_processes_racing_to_make_the_key_all_get_the_one_in_the_file(tmp_path: Path) -> None:
+def test_concurrent_first_uses_all_get_the_one_key_in_the_file(tmp_path: Path) -> None:
     path = tmp_path / "fresh" / KEY_FILE_NAME
     start = threading.Barrier(8)
 
@@ -329,24 +329,24 @@ def test_the_key_comes_from_the_environment(
     [
         ("ORCHESTRATOR_BLOB_KEY", "not base64!", "ORCHESTRATOR_BLOB_KEY is not a base64"),
         ("ORCHESTRATOR_BLOB_KEY", base64.b64encode(b"k" * 16).decode(), "holds 16 bytes"),
-        ("ORCHESTRATOR_BLOB_KEY_FILE", "/nonexistent/blob.key", "cannot be read"),
+        ("ORCHESTRATOR_BLOB_KEY_FILE", "no/such/blob.key", "cannot be read"),
     ],
 )
 def test_a_bad_key_is_a_clear_error_that_never_shows_it(
-    monkeypatch: pytest.MonkeyPatch, variable: str, value: str, message: str
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, variable: str, value: str, message: str
 ) -> None:
     monkeypatch.setenv(variable, value)
     with pytest.raises(BlobStoreError, match=message) as caught:
-        BlobStore.from_location("/tmp/unused-blobs")
+        BlobStore.from_location(str(tmp_path / "blobs"))
     if variable == "ORCHESTRATOR_BLOB_KEY":
         assert value not in str(caught.value)
 
 
-def test_both_key_variables_are_an_error(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_both_key_variables_are_an_error(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.setenv("ORCHESTRATOR_BLOB_KEY", BlobKey.generate().encoded())
-    monkeypatch.setenv("ORCHESTRATOR_BLOB_KEY_FILE", "/some/file")
+    monkeypatch.setenv("ORCHESTRATOR_BLOB_KEY_FILE", str(tmp_path / "blob.key"))
     with pytest.raises(BlobStoreError, match="not both"):
-        BlobStore.from_location("/tmp/unused-blobs")
+        BlobStore.from_location(str(tmp_path / "blobs"))
 
 
 def test_an_s3_store_needs_a_configured_key(monkeypatch: pytest.MonkeyPatch) -> None:
