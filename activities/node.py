@@ -9,8 +9,10 @@ Every node of every workflow runs through :meth:`NodeActivities.run_plugin_node`
   heartbeats itself;
 * runs async plugins on the event loop and synchronous ones in a thread pool, so a blocking
   plugin never stalls other nodes' heartbeats;
-* resolves blob references in the inputs and moves large output values to the blob store
-  (:mod:`engine.blobs`), so no payload comes near Temporal's 2 MB limit;
+* resolves the blob references the engine made in the inputs (anything else shaped like one
+  reaches the plugin as plain data; a genuine one whose blob was tampered with fails the node
+  for good) and moves large output values to the blob store (:mod:`engine.blobs`), so no
+  payload comes near Temporal's 2 MB limit;
 * checks the output before returning it: it must be a JSON object (and, with its large
   values offloaded, small enough for a payload). Failing checks fail the node once,
   non-retryably, instead of letting the SDK turn them into retryable errors that re-run the
@@ -32,7 +34,7 @@ from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from activities._support import TERMINAL_CODES, Heartbeats, failure, invoke, plugin_context
-from engine.blobs import BlobStore, blob_threshold, is_ref
+from engine.blobs import BlobIntegrityError, BlobStore, blob_threshold, contains_refs
 from engine.contracts import MAX_PAYLOAD_BYTES, NODE_ACTIVITY, NodeActivityInput, NodeActivityResult
 from engine.errors import PluginError, PluginErrorCode
 from engine.models import find_json_problem
@@ -54,7 +56,7 @@ class NodeActivities:
     ):
         self._plugins = plugins
         self._executor = executor or ThreadPoolExecutor(max_workers=32, thread_name_prefix="plugin")
-        self._blobs = blobs or BlobStore.from_env()
+        self._blobs = blobs or BlobStore.configured()
         self._threshold = blob_threshold()
 
     @activity.defn(name=NODE_ACTIVITY)
@@ -122,8 +124,10 @@ class NodeActivities:
         try:
             config = plugin.check_config(request.config)
             inputs = request.inputs
-            if _has_refs(inputs):
-                inputs = await asyncio.to_thread(self._blobs.resolve, inputs)
+            if contains_refs(inputs):
+                inputs = await asyncio.to_thread(
+                    self._blobs.resolve, inputs, within=request.execution_id
+                )
             output = await invoke(plugin, inputs, config, ctx, self._executor)
         except asyncio.CancelledError:
             ctx._cancelled.set()
@@ -137,6 +141,10 @@ class NodeActivities:
         except ApplicationError as exc:
             logger.warning("node attempt failed", error_type=exc.type, error=exc.message)
             raise
+        except BlobIntegrityError as exc:  # the store was changed: another attempt reads the same
+            logger.warning("node attempt failed", error_type=type(exc).__name__, error=str(exc))
+            message = f"node '{request.node_id}': {exc}"
+            raise failure(message, type(exc).__name__, info.attempt, True) from exc
         except Exception as exc:
             logger.warning("node attempt failed", error_type=type(exc).__name__, exc_info=exc)
             raise failure(str(exc) or type(exc).__name__, type(exc).__name__, info.attempt) from exc
@@ -174,15 +182,6 @@ class NodeActivities:
             )
         except ValueError as exc:
             raise _invalid_output(f"{where}: {exc}") from None
-
-
-def _has_refs(value: Any, depth: int = 0) -> bool:
-    if is_ref(value):
-        return True
-    if depth >= 3 or not isinstance(value, dict | list):
-        return False
-    items = value.values() if isinstance(value, dict) else value
-    return any(_has_refs(item, depth + 1) for item in items)
 
 
 def _invalid_output(message: str) -> ApplicationError:

@@ -31,7 +31,7 @@ from temporalio.exceptions import WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode, TLSConfig
 
 from engine import executions
-from engine.blobs import BlobStore, is_ref
+from engine.blobs import BlobIntegrityError, BlobReferenceError, BlobStore
 from engine.catalog import check_workflow
 from engine.connection import connect, default_task_queue, with_pydantic_converter
 from engine.contracts import (
@@ -101,6 +101,11 @@ class AdvancedPluginOrchestrator:
             entity's task leaves queries waiting until the task times out and another worker
             takes it. Status and events of executions never wait that long: without a
             prompt answer they are read from the run's history (:mod:`engine.history_state`).
+
+    Raises:
+        PluginError: ``InvalidConfiguration`` for a task queue or a blob store setting that
+            is wrong (``ORCHESTRATOR_BLOB_STORE``, ``ORCHESTRATOR_BLOB_KEY``, see
+            :mod:`engine.blobs`).
     """
 
     def __init__(
@@ -118,7 +123,7 @@ class AdvancedPluginOrchestrator:
                 f"task queue {self.task_queue[:100]!r} must be 1-200 characters without quotes",
             )
         self.query_timeout = timedelta(seconds=query_timeout)
-        self.blobs = BlobStore.from_env()
+        self.blobs = BlobStore.configured()
         self._recent_definitions: dict[str, tuple[bool, float]] = {}
         self._recent_executions: dict[str, float] = {}
 
@@ -595,15 +600,22 @@ class AdvancedPluginOrchestrator:
     async def read_blob(self, ref: dict[str, Any]) -> Any:
         """The value a blob reference in a result stands for (see :mod:`engine.blobs`).
 
+        Only references the engine made are read (their signature verifies with this
+        process's ``ORCHESTRATOR_BLOB_KEY``, or the local store's key).
+
         Raises:
-            PluginError: ``InvalidInput`` for something that is not a reference;
-                ``ExecutionNotFound`` if the blob is gone (collected, or in another
-                machine's store).
+            PluginError: ``InvalidInput`` for something that is not such a reference (the
+                message says why: malformed, unsigned, signed with another key);
+                ``InvalidState`` if the store does not hold the blob as it was made (a
+                symlink out of the store, changed content); ``ExecutionNotFound`` if the
+                blob is gone (collected, or in another machine's store).
         """
-        if not is_ref(ref):
-            raise PluginError(PluginErrorCode.InvalidInput, "not a blob reference")
         try:
             return await asyncio.to_thread(self.blobs.get, ref)
+        except BlobReferenceError as exc:
+            raise PluginError(PluginErrorCode.InvalidInput, str(exc)) from None
+        except BlobIntegrityError as exc:
+            raise PluginError(PluginErrorCode.InvalidState, str(exc)) from None
         except FileNotFoundError:
             raise PluginError(
                 PluginErrorCode.ExecutionNotFound,

@@ -81,7 +81,11 @@ def create_worker(
             this many seconds; a cancellation reaches a plugin within about this time.
         identity: How the worker names itself to Temporal (default: the client's).
         blob_store: Where large outputs go (default: ``ORCHESTRATOR_BLOB_STORE``, else the
-            data directory's ``blobs``).
+            data directory's ``blobs``, signing references with ``ORCHESTRATOR_BLOB_KEY``
+            or the store's own key: see :mod:`engine.blobs`).
+
+    Raises:
+        PluginError: ``InvalidConfiguration`` if those settings are wrong.
     """
     hide_traceback_locals()
     registry = plugins if plugins is not None else PluginRegistry.default()

@@ -28,7 +28,17 @@ import pytest
 from temporalio.client import Client
 
 from engine import AdvancedPluginOrchestrator, WorkflowExecutionStatus
-from engine.blobs import REF_KEY, BlobStore, BlobStoreError, S3BlobStore, is_ref
+from engine.blobs import (
+    REF_KEY,
+    SIGNATURE_KEY,
+    BlobIntegrityError,
+    BlobKey,
+    BlobReferenceError,
+    BlobStore,
+    BlobStoreError,
+    S3BlobStore,
+    is_ref,
+)
 from engine.devserver import free_port, port_open
 from engine.worker import create_worker
 from plugins import PluginRegistry
@@ -93,6 +103,8 @@ def fixture_s3_env(monkeypatch: pytest.MonkeyPatch, endpoint: str) -> str:
     for name, value in CREDENTIALS.items():
         monkeypatch.setenv(name, value)
     monkeypatch.setenv("ORCHESTRATOR_S3_ENDPOINT_URL", endpoint)
+    # An S3 store needs the key that signs references (every machine shares it).
+    monkeypatch.setenv("ORCHESTRATOR_BLOB_KEY", BlobKey.generate().encoded())
     return endpoint
 
 
@@ -137,9 +149,9 @@ def test_put_get_executions_remove(s3_env: str, bucket: Any, unique: Callable[[s
     ]
     owner = bucket.get_object(Bucket=BUCKET, Key=f"{prefix}/wf_run_1/execution_id.txt")
     assert owner["Body"].read() == b"wf/run:1"
-    assert store.get({REF_KEY: ref, "execution_id": "wf/run:1"}) == {"rows": list(range(1000))}
+    assert store.get(store.make_ref("wf/run:1", ref, len(data), "")) == {"rows": list(range(1000))}
     with pytest.raises(FileNotFoundError):
-        store.get({REF_KEY: "sha256:" + "0" * 64, "execution_id": "wf/run:1"})
+        store.get(store.make_ref("wf/run:1", "sha256:" + "0" * 64, 1, ""))
 
     before = time.time()
     store.put("run-2", b'"other"')
@@ -154,7 +166,7 @@ def test_put_get_executions_remove(s3_env: str, bucket: Any, unique: Callable[[s
     assert [owner for owner, _, _ in store.executions()] == ["run-2"]
     assert keys(bucket, f"{prefix}/wf_run_1/") == []
     with pytest.raises(FileNotFoundError):
-        store.get({REF_KEY: ref, "execution_id": "wf/run:1"})
+        store.get(store.make_ref("wf/run:1", ref, len(data), ""))
     store.remove("wf_run_1")  # nothing left: nothing to do
     with pytest.raises(ValueError, match="not the directory"):
         store.remove("")  # never the whole prefix
@@ -183,7 +195,7 @@ def test_remove_deletes_more_than_one_batch(
 
 
 def test_offload_and_resolve_a_20_mb_value(s3_env: str, unique: Callable[[str], str]) -> None:
-    store = S3BlobStore(BUCKET, unique("large"), endpoint_url=s3_env)
+    store = S3BlobStore(BUCKET, unique("large"), endpoint_url=s3_env, key=BlobKey.generate())
     text = "0123456789" * 2_000_000
     output = {"payload": text, "count": 2}
     offloaded = store.offload("run-large", output, threshold=256 * 1024, limit=2_000_000)
@@ -192,18 +204,49 @@ def test_offload_and_resolve_a_20_mb_value(s3_env: str, unique: Callable[[str], 
     assert is_ref(ref)
     assert ref["bytes"] == 20_000_002
     assert ref["preview"] == '"' + ("0123456789" * 12)[:119]
-    assert store.resolve({"upstream": offloaded}) == {"upstream": output}
+    assert store.resolve({"upstream": offloaded}, within="run-large") == {"upstream": output}
+
+
+def test_forged_references_make_no_request_and_a_changed_blob_is_refused(
+    s3_env: str, bucket: Any, unique: Callable[[str], str]
+) -> None:
+    prefix = unique("forged")
+    store = BlobStore.from_location(f"s3://{BUCKET}/{prefix}")
+    data = b'"value"'
+    digest = store.put("wf/run-1", data)
+    real = store.make_ref("wf/run-1", digest, len(data), "")
+    bucket.put_object(Bucket=BUCKET, Key="outside.json", Body=b'"outside the prefix"')
+    forged = [
+        {**real, REF_KEY: "sha256:../../outside"},
+        {**real, REF_KEY: "sha256:/outside"},
+        {**real, "execution_id": ".."},
+        {key: value for key, value in real.items() if key != SIGNATURE_KEY},
+        {**real, "execution_id": "wf/run-2"},
+    ]
+    gets = count_requests(store, "GetObject")
+    for ref in forged:
+        with pytest.raises(BlobReferenceError):
+            store.get(ref)
+        assert store.resolve({"x": ref}, within="wf/run-1") == {"x": ref}
+    assert gets() == 0
+    assert store.get(real) == "value"
+    assert gets() == 1
+
+    key = f"{prefix}/wf_run-1/{digest.removeprefix('sha256:')}.json"
+    bucket.put_object(Bucket=BUCKET, Key=key, Body=b'"VALUE"')
+    with pytest.raises(BlobIntegrityError, match="does not match its digest"):
+        store.get(real)
 
 
 def test_a_missing_bucket_is_a_clear_error(s3_env: str) -> None:
-    store = S3BlobStore("no-such-bucket", "runs", endpoint_url=s3_env)
+    store = S3BlobStore("no-such-bucket", "runs", endpoint_url=s3_env, key=BlobKey.generate())
     expected = rf"bucket 'no-such-bucket' does not exist at {s3_env}"
     with pytest.raises(BlobStoreError, match=expected):
         store.put("run-1", b"1")
     with pytest.raises(BlobStoreError, match=expected):
         store.executions()
     with pytest.raises(BlobStoreError, match=expected):
-        store.get({REF_KEY: "sha256:00", "execution_id": "run-1"})
+        store.get(store.make_ref("run-1", "sha256:" + "0" * 64, 1, ""))
 
 
 def test_rejected_credentials_are_a_clear_error(

@@ -13,11 +13,14 @@ import pytest
 from engine.blobs import (
     DEFAULT_THRESHOLD,
     REF_KEY,
+    SIGNATURE_KEY,
+    BlobKey,
     BlobStore,
     BlobStoreError,
     LocalBlobStore,
     S3BlobStore,
     blob_threshold,
+    contains_refs,
     is_ref,
 )
 
@@ -47,16 +50,18 @@ def test_large_values_become_references_and_small_ones_stay_inline(
     encoded = json.dumps(rows, separators=(",", ":")).encode()
     ref = offloaded["rows"]
     assert is_ref(ref)
+    digest = f"sha256:{hashlib.sha256(encoded).hexdigest()}"
     assert ref == {
-        REF_KEY: f"sha256:{hashlib.sha256(encoded).hexdigest()}",
+        REF_KEY: digest,
         "bytes": len(encoded),
         "execution_id": "run-1",
         "preview": encoded[:120].decode(),
+        SIGNATURE_KEY: store.key.sign("run-1", digest, len(encoded)),
     }
     assert is_ref(offloaded["text"])
     assert offloaded["text"]["preview"] == '"' + "y" * 119
     assert len(json.dumps(offloaded)) <= 1000
-    assert store.resolve(offloaded) == output
+    assert store.resolve(offloaded, within="run-1") == output
 
 
 def test_only_the_largest_values_go_until_the_output_fits(store: LocalBlobStore) -> None:
@@ -82,17 +87,19 @@ def test_an_output_still_over_the_limit_is_an_error(store: LocalBlobStore) -> No
 def test_references_are_resolved_a_few_levels_deep(store: LocalBlobStore) -> None:
     ref = store.offload("run-1", {"v": "q" * 2000}, threshold=100, limit=LIMIT)["v"]
     value = {"a": [{"b": {"c": ref}}], "plain": 1, "other": ref}
-    assert store.resolve(value) == {
+    assert store.resolve(value, within="run-1") == {
         "a": [{"b": {"c": "q" * 2000}}],
         "plain": 1,
         "other": "q" * 2000,
     }
-    assert store.resolve(ref) == "q" * 2000
+    assert store.resolve(ref, within="run-1") == "q" * 2000
     # Past four containers, values are left as they are.
     deep = {"1": {"2": {"3": {"4": {"5": ref}}}}}
-    assert store.resolve(deep) == deep
+    assert store.resolve(deep, within="run-1") == deep
+    assert not contains_refs(deep)
     four = {"1": {"2": {"3": {"4": ref}}}}
-    assert store.resolve(four) == {"1": {"2": {"3": {"4": "q" * 2000}}}}
+    assert contains_refs(four)
+    assert store.resolve(four, within="run-1") == {"1": {"2": {"3": {"4": "q" * 2000}}}}
 
 
 def test_put_is_content_addressed_and_idempotent(store: LocalBlobStore) -> None:
@@ -106,12 +113,12 @@ def test_put_is_content_addressed_and_idempotent(store: LocalBlobStore) -> None:
         "execution_id.txt",
     ]
     assert (directory / "execution_id.txt").read_text() == "wf/run:1"
-    assert store.get({REF_KEY: first, "execution_id": "wf/run:1"}) == "some data"
+    assert store.get(store.make_ref("wf/run:1", first, len(data), "")) == "some data"
 
 
 def test_a_missing_blob_is_file_not_found(store: LocalBlobStore) -> None:
     with pytest.raises(FileNotFoundError):
-        store.get({REF_KEY: "sha256:" + "0" * 64, "execution_id": "run-1"})
+        store.get(store.make_ref("run-1", "sha256:" + "0" * 64, 1, ""))
 
 
 def test_executions_and_remove(store: LocalBlobStore) -> None:
@@ -129,7 +136,7 @@ def test_executions_and_remove(store: LocalBlobStore) -> None:
     store.remove("run-a")
     assert [owner for owner, _, _ in store.executions()] == ["wf/run:b"]
     with pytest.raises(FileNotFoundError):
-        store.get({REF_KEY: ref_a, "execution_id": "run-a"})
+        store.get(store.make_ref("run-a", ref_a, 1, ""))
     store.remove("run-a")  # already gone: nothing to do
 
 
@@ -165,6 +172,7 @@ def test_a_path_or_file_url_is_a_local_store(
 def test_an_s3_url_is_an_s3_store(monkeypatch: pytest.MonkeyPatch) -> None:
     for name in ("AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3", "AWS_PROFILE"):
         monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("ORCHESTRATOR_BLOB_KEY", BlobKey.generate().encoded())
     monkeypatch.setenv("ORCHESTRATOR_BLOB_STORE", "s3://my-bucket/some/prefix/")
     monkeypatch.setenv("ORCHESTRATOR_S3_ENDPOINT_URL", "http://minio.example:9000")
     monkeypatch.setenv("AWS_REGION", "eu-west-1")
@@ -188,6 +196,7 @@ def test_an_s3_url_is_an_s3_store(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def test_an_s3_store_without_boto3_says_what_to_install(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("ORCHESTRATOR_BLOB_KEY", BlobKey.generate().encoded())
     monkeypatch.setitem(sys.modules, "boto3", None)  # makes `import boto3` fail
     with pytest.raises(BlobStoreError, match=r"s3://my-bucket/p needs boto3.*\[s3\]"):
         BlobStore.from_location("s3://my-bucket/p")
