@@ -249,8 +249,10 @@ async def http_request_plugin(
         ``"base64"``.
 
     Raises:
-        PluginError: ``InvalidConfiguration`` naming the bad key; ``PluginExecutionFailed``
-            for an unexpected, non-retryable status, a too large body or too many redirects.
+        PluginError: ``InvalidConfiguration`` naming the bad key (or the bad entry of
+            ``ORCHESTRATOR_HTTP_ALLOW``); ``PluginExecutionFailed`` for a connection the
+            egress policy refuses, an unexpected, non-retryable status, a too large or
+            undecodable body, too many redirects or a redirect to another scheme.
         HttpServerError: 5xx, 408 or 429 after every retry.
         TimeoutError: The last try took longer than ``request_timeout``.
         ConnectionError: The last try could not connect or lost the connection.

@@ -13,21 +13,29 @@ Refusals must happen before any connection. Two observers prove it, neither a mo
 from __future__ import annotations
 
 import contextlib
+import datetime
 import ipaddress
 import json
 import socket
+import ssl
 import sys
 import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any
 
 import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
 
 from engine.errors import PluginError, PluginErrorCode
 from plugins import PluginContext
 from plugins.builtin import _egress, http_request_plugin
 from plugins.builtin._egress import ALLOW_VARIABLE, EgressPolicy, default_rule
+from plugins.builtin.http_request import MAX_REDIRECTS
 
 # -- observers ---------------------------------------------------------------------------------
 
@@ -104,7 +112,7 @@ def fixture_second_loopback() -> Iterator[Listener]:
 
 class Site:
     """A real HTTP server on 127.0.0.1: ``/ok`` answers JSON (with the Host it was asked
-    for), ``/to?url=U`` redirects to U."""
+    for), ``/to?url=U`` redirects to U, ``/loop`` to itself."""
 
     def __init__(self) -> None:
         self.hits = 0
@@ -118,7 +126,9 @@ class Site:
 
             def do_GET(self) -> None:
                 site.hits += 1
-                if self.path.startswith("/to?url="):
+                if self.path == "/loop":
+                    self._answer(302, b"", {"Location": "/loop"})
+                elif self.path.startswith("/to?url="):
                     self._answer(302, b"", {"Location": self.path.split("=", 1)[1]})
                 else:
                     body = json.dumps({"host": self.headers.get("Host")}).encode()
@@ -278,6 +288,17 @@ async def test_a_redirect_to_another_scheme_is_a_clear_error(
     assert "file" in info.value.message
 
 
+async def test_redirects_are_followed_a_bounded_number_of_times(
+    monkeypatch: pytest.MonkeyPatch, site: Site
+) -> None:
+    monkeypatch.setenv(ALLOW_VARIABLE, "127.0.0.1")
+    with pytest.raises(PluginError) as info:
+        await call({"url": site.url("/loop")})
+    assert info.value.code is PluginErrorCode.PluginExecutionFailed
+    assert f"more than {MAX_REDIRECTS} redirects" in info.value.message
+    assert site.hits == MAX_REDIRECTS + 1
+
+
 # -- the allow-list ----------------------------------------------------------------------------
 
 
@@ -386,3 +407,64 @@ def test_allow_list_entries(monkeypatch: pytest.MonkeyPatch) -> None:
         monkeypatch.setenv(ALLOW_VARIABLE, bad)
         with pytest.raises(_egress.PolicyError, match=ALLOW_VARIABLE):
             EgressPolicy.from_environment()
+
+
+# -- TLS stays on the host name ----------------------------------------------------------------
+
+
+def _self_signed(tmp_path: Path, name: str) -> tuple[Path, Path]:
+    """A certificate for ``name`` (its own CA) and its key, as PEM files."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
+    now = datetime.datetime.now(datetime.UTC)
+    certificate = (
+        x509.CertificateBuilder()
+        .subject_name(subject)
+        .issuer_name(subject)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(hours=1))
+        .add_extension(x509.SubjectAlternativeName([x509.DNSName(name)]), critical=False)
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(key, hashes.SHA256())
+    )
+    cert_path, key_path = tmp_path / f"{name}.crt", tmp_path / f"{name}.key"
+    cert_path.write_bytes(certificate.public_bytes(serialization.Encoding.PEM))
+    key_path.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    return cert_path, key_path
+
+
+async def test_tls_verifies_and_names_the_host_while_connecting_to_its_address(
+    monkeypatch: pytest.MonkeyPatch, site: Site, tmp_path: Path
+) -> None:
+    """The socket goes to the checked address (127.0.0.1), yet TLS sends the URL's host
+    name as SNI and verifies the certificate against it: a certificate for localhost is
+    accepted, one for another name is refused."""
+    cert, key = _self_signed(tmp_path, "localhost")
+    server_context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    server_context.load_cert_chain(cert, key)
+    names: list[str | None] = []
+
+    def record_name(_sock: Any, name: str | None, _context: Any) -> None:
+        names.append(name)
+
+    server_context.sni_callback = record_name
+    site.httpd.socket = server_context.wrap_socket(site.httpd.socket, server_side=True)
+    monkeypatch.setenv("SSL_CERT_FILE", str(cert))
+    monkeypatch.setenv(ALLOW_VARIABLE, "localhost")
+
+    result = await call({"url": f"https://localhost:{site.port}/ok"})
+    assert result["json"] == {"host": f"localhost:{site.port}"}
+    assert names == ["localhost"]
+
+    other, _ = _self_signed(tmp_path, "other.test")
+    monkeypatch.setenv("SSL_CERT_FILE", str(other))  # trusts only a certificate for another name
+    with pytest.raises(ConnectionError, match="CERTIFICATE_VERIFY_FAILED"):
+        await call({"url": f"https://localhost:{site.port}/ok"})
