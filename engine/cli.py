@@ -604,7 +604,7 @@ async def _cmd_studio(args: argparse.Namespace) -> int:
     # FastAPI and uvicorn (the studio extra) load only for this command.
     StudioServer = require_extra("engine.studio", "studio", "orchestrator studio").StudioServer
 
-    token = args.token or os.environ.get(ENV_STUDIO_TOKEN) or None
+    token = _studio_token(args)  # checked before anything starts
     embedded = not (args.address or os.environ.get("TEMPORAL_ADDRESS"))
     async with _session(args) as session:
         orch = session.orchestrator
@@ -634,6 +634,52 @@ async def _cmd_studio(args: argparse.Namespace) -> int:
                     loop.remove_signal_handler(sig)
                 await server.stop()
     return 0
+
+
+def _studio_token(args: argparse.Namespace) -> str | None:
+    """The studio's token: from ``--token-file``, else ``--token`` (with a warning: the
+    command line is visible to every user of the machine), else ``ORCHESTRATOR_STUDIO_TOKEN``;
+    None when none is set (an empty variable is none).
+
+    Raises:
+        UsageError: Both ``--token`` and ``--token-file``.
+        PluginError: ``InvalidConfiguration``: an unreadable or empty token file, or a token
+            that is too short or holds spaces (``engine.studio.guard.check_token``).
+    """
+    from engine.studio.guard import check_token
+
+    if args.token is not None and args.token_file is not None:
+        raise UsageError("give --token-file or --token, not both")
+    if args.token_file is not None:
+        token: str | None = _read_token_file(args.token_file)
+    elif args.token is not None:
+        print(
+            "warning: --token puts the studio's token on the command line, where every user "
+            "of this machine can read it (ps, /proc/PID/cmdline) and shell history keeps it; "
+            f"set {ENV_STUDIO_TOKEN} or use --token-file instead",
+            file=sys.stderr,
+            flush=True,
+        )
+        token = args.token
+    else:
+        token = os.environ.get(ENV_STUDIO_TOKEN) or None
+    if token is not None:
+        check_token(token)
+    return token
+
+
+def _read_token_file(path: Path) -> str:
+    """The token in ``path``: its text without surrounding whitespace (a final newline)."""
+    try:
+        token = path.read_text(encoding="utf-8").strip()
+    except (OSError, UnicodeDecodeError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+        raise PluginError(
+            Code.InvalidConfiguration, f"cannot read the token file {path}: {reason}"
+        ) from None
+    if not token:
+        raise PluginError(Code.InvalidConfiguration, f"the token file {path} is empty")
+    return token
 
 
 def _cmd_server_start(args: argparse.Namespace) -> int:
@@ -880,10 +926,18 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_argument("--host", default="127.0.0.1", help="address to bind (127.0.0.1)")
     sub.add_argument("--port", type=int, default=8080, help="port (8080; 0: a free one)")
     sub.add_argument(
+        "--token-file",
+        type=Path,
+        default=None,
+        metavar="PATH",
+        help=f"read the bearer token clients must send from PATH (default: {ENV_STUDIO_TOKEN});"
+        " at least 16 characters; required to bind beyond localhost",
+    )
+    sub.add_argument(
         "--token",
         default=None,
-        help=f"bearer token clients must send (default {ENV_STUDIO_TOKEN}); required to "
-        "bind beyond localhost",
+        help=f"the token itself: discouraged, any user can read it in ps; prefer "
+        f"{ENV_STUDIO_TOKEN} or --token-file",
     )
     sub.add_argument(
         "--no-worker",

@@ -34,6 +34,9 @@ the condition names are converted. A run whose history predates the meter keeps 
 as it did (all variables converted, no meter): inside workflow code the meter is behind
 ``workflow.patched(CONDITION_METER_PATCH)``, which is false when replaying a history without
 the marker.
+
+The same meter evaluates the CEL of plugins (:func:`metered_program`, used by
+:mod:`plugins.builtin._cel`), with their own budget and functions.
 """
 
 from __future__ import annotations
@@ -42,7 +45,7 @@ import functools
 import logging
 import math
 import unicodedata
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -88,8 +91,56 @@ class ConditionError(ValueError):
     """A condition could not be compiled or evaluated; the message says why."""
 
 
-class _TooExpensive(Exception):
-    """The evaluation budget ran out (not a CELEvalError, so celpy cannot swallow it)."""
+class BudgetExceeded(Exception):
+    """A metered evaluation ran out of budget (not a CELEvalError, so celpy cannot swallow
+    it)."""
+
+
+#: A function added to CEL for a :class:`MeteredProgram`, with the units one call costs,
+#: computed from its arguments before it runs (so a call that would build a huge value is
+#: stopped before it does). The estimate must not raise: for arguments of the wrong types it
+#: returns 0 and the function itself reports the mismatch.
+PricedFunction = tuple[Callable[..., Any], Callable[[tuple[Any, ...]], int]]
+
+
+@dataclass(frozen=True)
+class MeteredProgram:
+    """A parsed CEL expression evaluated under a budget of cost units (module docstring).
+
+    Connection conditions and the plugins' expressions (:mod:`plugins.builtin._cel`) both
+    evaluate through this one meter.
+    """
+
+    _runner: _MeteredRunner
+    names: frozenset[str]  # the free variables it reads
+
+    def run(self, variables: Mapping[str, Any], budget: int) -> Any:
+        """Evaluate with ``variables`` bound and ``budget`` units to spend; the CEL value.
+
+        Only the variables the expression names are converted (and checked: finite
+        numbers, nesting of at most ``MAX_JSON_DEPTH``), each value converted costing a unit.
+
+        Raises:
+            BudgetExceeded: The evaluation needs more than ``budget`` units.
+            CELEvalError: What celpy raises (or returns) for an evaluation error.
+            TypeError, ValueError, OverflowError, RecursionError: A value CEL cannot hold.
+        """
+        meter = _Meter(budget)
+        activation = {
+            key: _to_cel(key, value, meter)
+            for key, value in variables.items()
+            if key.split(".", 1)[0] in self.names
+        }
+        return self._runner.run(activation, meter)
+
+
+def metered_program(
+    ast: lark.Tree[Any], functions: Mapping[str, PricedFunction] | None = None
+) -> MeteredProgram:
+    """A :class:`MeteredProgram` of a parse tree (from ``celpy.Environment().compile``), with
+    ``functions`` added to CEL's standard ones."""
+    runner = _MeteredRunner(_ENV, ast, priced=functions)
+    return MeteredProgram(_runner=runner, names=_inspect(ast).names)
 
 
 @dataclass(frozen=True)
@@ -97,9 +148,8 @@ class Condition:
     """A compiled condition. Evaluate it with :meth:`evaluate`."""
 
     text: str
-    _program: Any  # metered (_MeteredRunner)
+    _metered: MeteredProgram
     _unmetered: Any  # celpy's own runner, for runs that predate the meter
-    _names: frozenset[str]  # the free variables it reads
 
     def evaluate(self, variables: dict[str, Any]) -> bool:
         """Evaluate with ``variables`` bound; the result must be a boolean.
@@ -113,19 +163,13 @@ class Condition:
         """
         try:
             if _metered():
-                meter = _Meter(MAX_CONDITION_COST)
-                activation = {
-                    key: _to_cel(key, value, meter)
-                    for key, value in variables.items()
-                    if key.split(".", 1)[0] in self._names
-                }
-                result = self._program.run(activation, meter)
+                result = self._metered.run(variables, MAX_CONDITION_COST)
             else:
                 activation = {key: _to_cel(key, value) for key, value in variables.items()}
                 result = self._unmetered.evaluate(activation)
         except CELEvalError as exc:
             raise ConditionError(_eval_message(exc, variables)) from None
-        except _TooExpensive:
+        except BudgetExceeded:
             raise ConditionError(
                 f"is too expensive: it needs more than {MAX_CONDITION_COST:,} evaluation "
                 "steps (large values, macros over long lists, long strings); compute the "
@@ -181,9 +225,8 @@ def compile_condition(text: str, *, strict: bool = False) -> Condition:
     shape = _inspect(ast)
     condition = Condition(
         text=text,
-        _program=_ENV.program(ast),
+        _metered=MeteredProgram(_runner=_MeteredRunner(_ENV, ast), names=shape.names),
         _unmetered=_UNMETERED_ENV.program(ast),
-        _names=shape.names,
     )
     if strict:
         _check_shape(shape)
@@ -355,7 +398,7 @@ def _check_pattern(tree: lark.Tree[Any]) -> None:
         return
     try:
         pattern = _MeteredRunner(_ENV, tree).evaluate({})
-    except (CELEvalError, _TooExpensive, TypeError, ValueError):
+    except (CELEvalError, BudgetExceeded, TypeError, ValueError):
         return  # the constant evaluation of the whole condition reports it
     if not isinstance(pattern, str):
         raise ConditionError(f"matches() needs a string pattern, got {_cel_type_name(pattern)}")
@@ -389,7 +432,7 @@ class _Meter:
     def charge(self, units: int) -> None:
         self.left -= units
         if self.left < 0:
-            raise _TooExpensive
+            raise BudgetExceeded
 
 
 def _size(value: Any) -> int:
@@ -428,6 +471,17 @@ def _charged(
         result = function(*args)
         meter.charge(cost(args, result))
         return result
+
+    return call
+
+
+def _priced(
+    function: Callable[..., Any], meter: _Meter, price: Callable[[tuple[Any, ...]], int]
+) -> Callable[..., Any]:
+    @functools.wraps(function)
+    def call(*args: Any) -> Any:
+        meter.charge(1 + price(args))
+        return function(*args)
 
     return call
 
@@ -494,7 +548,19 @@ _COSTS: dict[str, Callable[[tuple[Any, ...], Any], int]] = {
 
 
 class _MeteredRunner(celpy.InterpretedRunner):
-    """Evaluates with a fresh budget of ``MAX_CONDITION_COST`` units."""
+    """Evaluates with a fresh budget of ``MAX_CONDITION_COST`` units, or charging a given
+    meter (:meth:`run`); ``priced`` functions are added to CEL's."""
+
+    def __init__(
+        self,
+        environment: celpy.Environment,
+        ast: lark.Tree[Any],
+        functions: Any = None,
+        *,
+        priced: Mapping[str, PricedFunction] | None = None,
+    ) -> None:
+        super().__init__(environment, ast, functions)
+        self.priced: Mapping[str, PricedFunction] = dict(priced or {})
 
     def evaluate(self, context: Any) -> Any:
         return self.run(context, _Meter(MAX_CONDITION_COST))
@@ -504,6 +570,8 @@ class _MeteredRunner(celpy.InterpretedRunner):
         functions = {
             name: _charged(base_functions[name], meter, cost) for name, cost in _COSTS.items()
         }
+        for name, (function, price) in self.priced.items():
+            functions[name] = _priced(function, meter, price)
         functions["matches"] = _matches(meter)
         activation = Activation(
             package=self.environment.package,

@@ -56,7 +56,7 @@ from engine.models import (
     WorkflowNodeType,
 )
 from engine.orchestrator import AdvancedPluginOrchestrator
-from engine.studio.guard import Guard
+from engine.studio.guard import Guard, check_token
 from engine.validation import check_id, validate_workflow
 
 Code = PluginErrorCode
@@ -168,11 +168,18 @@ def create_app(
         orchestrator: Where definitions and executions live.
         ui_url: Temporal UI's base URL, for links to executions (none when unknown).
         token: When set, every ``/api`` request must carry ``Authorization: Bearer <token>``
-            (the event stream also accepts ``?token=``).
+            (the event stream also accepts ``?token=``); at least ``MIN_TOKEN_LENGTH`` (16)
+            printable ASCII characters without spaces.
         allowed_hosts: Host names the ``Host`` header may name (default: any); :func:`serve`
             sets the loopback names when it binds a loopback address.
         static_dir: The built front end (default: the packaged ``static/``).
+
+    Raises:
+        PluginError: ``InvalidConfiguration`` for a token that is too short or holds
+            spaces or non-ASCII characters.
     """
+    if token is not None:
+        check_token(token)
     api = _api(orchestrator, ui_url=ui_url, auth=token is not None)
     app = FastAPI(
         title="plugin-orchestrator studio",

@@ -12,7 +12,10 @@ untouched) that, for every HTTP request:
   requests to ``/api`` (415), so a cross-site HTML form, which can only send form or text
   bodies, cannot steer executions; a cross-site script setting that type needs a CORS
   preflight, which nothing here answers;
-* refuses bodies larger than ``max_body`` bytes (413);
+* refuses bodies larger than ``max_body`` bytes (413): at once when ``Content-Length`` says
+  so, and otherwise (a chunked body) on the bytes actually read, counted as the app reads
+  them: past the limit the guard answers 413 itself and the app sees the client leave, so
+  at most ``max_body`` bytes and one chunk are ever held;
 * adds ``nosniff``, ``DENY`` framing, ``no-referrer`` and a same-origin Content Security
   Policy to every response.
 """
@@ -27,9 +30,14 @@ from urllib.parse import parse_qs
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from engine.errors import PluginError, PluginErrorCode
+
 UNSAFE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 EVENTS_SUFFIX = "/events"
+#: The largest request body, in bytes (4 MiB): a definition is far smaller.
 MAX_BODY = 4 * 1024 * 1024
+#: The shortest token accepted: 16 characters (``secrets.token_urlsafe(32)`` gives 43).
+MIN_TOKEN_LENGTH = 16
 
 SECURITY_HEADERS: list[tuple[bytes, bytes]] = [
     (b"x-content-type-options", b"nosniff"),
@@ -78,7 +86,13 @@ class Guard:
             status, code, text, extra = refusal
             await _reply(send_with_headers, status, code, text, extra)
             return
-        await self.app(scope, receive, send_with_headers)
+        body = _BodyLimit(receive, send_with_headers, self.max_body)
+        try:
+            await self.app(scope, body.receive, body.send)
+        except Exception:
+            if not body.refused:
+                raise
+            # The app failed on the "disconnect" it was told of; the 413 is already sent.
 
     def _refusal(self, scope: Scope) -> tuple[int, str, str, list[tuple[bytes, bytes]]] | None:
         headers = _headers(scope)
@@ -134,6 +148,68 @@ class Guard:
                 if hmac.compare_digest(value.encode("latin-1", "replace"), self.token):
                     return True
         return False
+
+
+def check_token(token: str) -> None:
+    """Refuse a token that is too short to resist guessing, or that a client cannot send.
+
+    Raises:
+        PluginError: ``InvalidConfiguration``: shorter than :data:`MIN_TOKEN_LENGTH`
+            characters, or holding characters other than printable ASCII without spaces.
+    """
+    if len(token) < MIN_TOKEN_LENGTH:
+        raise PluginError(
+            PluginErrorCode.InvalidConfiguration,
+            f"the studio token is {len(token)} characters long; at least {MIN_TOKEN_LENGTH} "
+            "are needed. Make one with: python3 -c 'import secrets; "
+            "print(secrets.token_urlsafe(32))'",
+        )
+    if not all("!" <= char <= "~" for char in token):
+        raise PluginError(
+            PluginErrorCode.InvalidConfiguration,
+            "the studio token must be printable ASCII without spaces (it is sent in an "
+            "'Authorization: Bearer' header)",
+        )
+
+
+class _BodyLimit:
+    """Counts the request body's bytes as the app reads them (chunked bodies have no
+    ``Content-Length`` to check). Past the limit it answers 413 itself, then tells the app
+    the client has gone and drops whatever the app still sends."""
+
+    def __init__(self, receive: Receive, send: Send, limit: int) -> None:
+        self._receive = receive
+        self._send = send
+        self._limit = limit
+        self._read = 0
+        self._started = False
+        self.refused = False
+
+    async def receive(self) -> Message:
+        if self.refused:
+            return {"type": "http.disconnect"}
+        message = await self._receive()
+        if message["type"] == "http.request":
+            self._read += len(message.get("body", b""))
+            if self._read > self._limit:
+                self.refused = True
+                if not self._started:
+                    await _reply(
+                        self._send,
+                        413,
+                        "InvalidInput",
+                        f"request body larger than {self._limit:,} bytes",
+                        [(b"connection", b"close")],
+                    )
+                return {"type": "http.disconnect"}
+        return message
+
+    async def send(self, message: Message) -> None:
+        if self.refused:
+            return
+        if message["type"] == "http.response.start":
+            self._started = True
+        await self._send(message)
 
 
 def _headers(scope: Scope) -> dict[bytes, bytes]:

@@ -5,9 +5,10 @@ thread); :class:`StudioServer` is the same as an object with ``start()``/``stop(
 tests and for programs that host the studio next to other work.
 
 The studio binds 127.0.0.1 by default. It refuses a non-loopback address without a token
-(anyone who can reach it could start and cancel executions), and on a loopback address it
-answers only requests whose ``Host`` names a loopback host (a DNS-rebinding page cannot
-read it).
+(anyone who can reach it could start and cancel executions) and a token shorter than
+``MIN_TOKEN_LENGTH`` (16) characters (:func:`engine.studio.guard.check_token`), and on a
+loopback address it answers only requests whose ``Host`` names a loopback host (a
+DNS-rebinding page cannot read it).
 """
 
 from __future__ import annotations

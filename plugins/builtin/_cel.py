@@ -6,6 +6,15 @@ result is a value (``price * quantity``), converted back to plain JSON types. Th
 safety rules apply: CEL has no loops, no I/O and no access to Python objects; item values are
 bound as variables, never pasted into the text; length and nesting are capped before parsing.
 
+Evaluation is metered exactly as connection conditions are (:class:`engine.conditions.
+MeteredProgram`: only the variables an expression names are converted; every value
+converted, node visited, macro iteration and 256 characters or 16 elements handled costs
+units), with a budget of :data:`MAX_EXPRESSION_COST` units per evaluation, that is per
+expression and item. An evaluation that needs more raises :class:`ExpressionTooExpensive`:
+it is a property of the expression, so the processors fail the call with it whatever their
+``on_error`` says. The added string functions are priced from their arguments before they
+run, so ``s.replace('', long)`` over a long string is stopped before it builds the result.
+
 Besides CEL's standard functions (``size``, ``contains``, ``startsWith``, ``endsWith``,
 ``matches``, ``int``, ``double``, ``string``, ``bool``, ...), cel-python 0.5 lacks the
 strings extension of other CEL implementations, so these are added, with the same names and
@@ -18,19 +27,36 @@ from __future__ import annotations
 
 import base64
 import datetime
+import functools
 import math
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 import celpy
 from celpy import celtypes
-from celpy.adapter import json_to_cel
 from celpy.celparser import CELParseError
 from celpy.evaluation import CELEvalError
 
+from engine.conditions import (
+    MAX_CONDITION_LENGTH,
+    MAX_CONDITION_NESTING,
+    BudgetExceeded,
+    MeteredProgram,
+    PricedFunction,
+    metered_program,
+)
+
 # Importing engine.conditions also quietens celpy's logging of every evaluation error.
-from engine.conditions import MAX_CONDITION_LENGTH, MAX_CONDITION_NESTING
+from engine.errors import PluginError, PluginErrorCode
+
+#: Cost units one evaluation (one expression on one item) may spend: five times a connection
+#: condition's, since a plugin runs in an activity, not in a workflow task; about 0.5 s of CPU
+#: (1 s on a loaded two-core machine). A macro with a simple body over about 4,000 elements
+#: fits.
+MAX_EXPRESSION_COST = 100_000
+#: Distinct expression texts whose compiled form is kept (the processors of a Streaming run
+#: are called once per micro-batch with the same expressions).
+COMPILED_CACHE_SIZE = 256
 
 _ENV = celpy.Environment()
 
@@ -39,25 +65,36 @@ class ExpressionError(ValueError):
     """An expression could not be compiled, evaluated, or its result converted to JSON."""
 
 
+class ExpressionTooExpensive(ExpressionError):
+    """An evaluation needed more than :data:`MAX_EXPRESSION_COST` units."""
+
+
 @dataclass(frozen=True)
 class Expression:
     """A compiled CEL expression; :meth:`evaluate` returns a plain JSON value."""
 
     text: str
-    _program: Any
+    _program: MeteredProgram
 
     def evaluate(self, variables: dict[str, Any]) -> Any:
         """Evaluate with ``variables`` (JSON values) bound; the result as a JSON value.
 
+        Metered, with a budget of :data:`MAX_EXPRESSION_COST` units (module docstring).
+
         Raises:
+            ExpressionTooExpensive: the evaluation needs more than the budget.
             ExpressionError: unknown variable, type mismatch, division by zero, overflow, or
                 a result JSON cannot hold (NaN, infinity, a type).
         """
         try:
-            activation = {key: _to_cel(value) for key, value in variables.items()}
-            result = self._program.evaluate(activation)
+            result = self._program.run(variables, MAX_EXPRESSION_COST)
         except CELEvalError as exc:
             raise ExpressionError(_eval_message(exc, variables)) from None
+        except BudgetExceeded:
+            raise ExpressionTooExpensive(
+                f"is too expensive: it needs more than {MAX_EXPRESSION_COST:,} cost units, "
+                "the budget of one evaluation"
+            ) from None
         except (TypeError, ValueError, OverflowError, RecursionError) as exc:
             raise ExpressionError(f"cannot evaluate: {exc}") from None
         if isinstance(result, CELEvalError):
@@ -73,14 +110,35 @@ class Expression:
         return result
 
 
+def too_expensive(
+    key: str, expression: Expression, index: int, error: ExpressionTooExpensive
+) -> PluginError:
+    """The processors' error for an expression too expensive for item ``index``: a
+    non-retryable ``PluginExecutionFailed`` naming the configuration key, the expression and
+    the budget (the same expression would be as expensive on every try)."""
+    return PluginError(
+        PluginErrorCode.PluginExecutionFailed,
+        f"'{key}' ({expression.text!r}) {error} on item {index}: nested macros, macros over "
+        "long lists and long strings cost most; simplify it or compute the value upstream",
+        {"index": index, "key": key, "budget": MAX_EXPRESSION_COST},
+    )
+
+
 def compile_expression(text: Any) -> Expression:
-    """Compile a CEL expression.
+    """Compile a CEL expression (the compiled form of recent texts is cached).
 
     Raises:
         ExpressionError: not a string, empty, too long, nested too deeply, or not valid CEL.
     """
     if not isinstance(text, str):
         raise ExpressionError(f"must be a string, got {type(text).__name__}")
+    return _compile(text)
+
+
+@functools.lru_cache(maxsize=COMPILED_CACHE_SIZE)
+def _compile(text: str) -> Expression:
+    """Compile ``text`` (an Expression is immutable and safe to share between threads; an
+    ExpressionError is not cached)."""
     if not text.strip():
         raise ExpressionError("is empty")
     if len(text) > MAX_CONDITION_LENGTH:
@@ -91,7 +149,7 @@ def compile_expression(text: Any) -> Expression:
     if depth > MAX_CONDITION_NESTING:
         raise ExpressionError(f"nests {depth} levels deep; the limit is {MAX_CONDITION_NESTING}")
     try:
-        program = _ENV.program(_ENV.compile(text), functions=_FUNCTIONS)
+        program = metered_program(_ENV.compile(text), _FUNCTIONS)
     except CELParseError as exc:
         first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else "syntax error"
         raise ExpressionError(f"is not valid CEL: {first_line}") from None
@@ -143,12 +201,6 @@ def _json_key(key: Any) -> str:
     if isinstance(converted, bool):
         return "true" if converted else "false"
     return str(converted)
-
-
-def _to_cel(value: Any) -> Any:
-    if isinstance(value, float) and not math.isfinite(value):
-        raise ValueError(f"value {value!r} is not representable")
-    return json_to_cel(value)
 
 
 def _max_nesting(text: str) -> int:
@@ -248,14 +300,51 @@ def _substring(text: Any, start: Any, end: Any = None) -> celtypes.StringType:
     return celtypes.StringType(value[first:last])
 
 
-_FUNCTIONS: dict[str, Callable[..., Any]] = {
-    "lowerAscii": _lower_ascii,
-    "upperAscii": _upper_ascii,
-    "trim": _trim,
-    "replace": _replace,
-    "split": _split,
-    "join": _join,
-    "indexOf": _index_of,
-    "lastIndexOf": _last_index_of,
-    "substring": _substring,
+# --- what the string functions cost, from their arguments (module docstring) -----------------
+
+
+def _units(characters: int, elements: int = 0) -> int:
+    """A unit per 256 characters and per 16 elements, as the meter counts."""
+    return (characters >> 8) + (elements >> 4)
+
+
+def _text_price(args: tuple[Any, ...]) -> int:
+    return _units(len(args[0])) if args and isinstance(args[0], str) else 0
+
+
+def _replace_price(args: tuple[Any, ...]) -> int:
+    if len(args) != 3 or not all(isinstance(arg, str) for arg in args):
+        return 0
+    text, old, new = args
+    found = text.count(old)  # len(text) + 1 for "": one insertion between every character
+    return _units(len(text) + found * len(new))
+
+
+def _split_price(args: tuple[Any, ...]) -> int:
+    if len(args) != 2 or not all(isinstance(arg, str) for arg in args):
+        return 0
+    text, separator = args
+    parts = len(text) + 1 if separator == "" else text.count(separator) + 1
+    return _units(len(text)) + parts  # a unit per new string, as per value converted
+
+
+def _join_price(args: tuple[Any, ...]) -> int:
+    if not args or not isinstance(args[0], list):
+        return 0
+    items = args[0]
+    separator = args[1] if len(args) > 1 and isinstance(args[1], str) else ""
+    characters = sum(len(item) for item in items if isinstance(item, str))
+    return _units(characters + len(separator) * len(items), len(items))
+
+
+_FUNCTIONS: dict[str, PricedFunction] = {
+    "lowerAscii": (_lower_ascii, _text_price),
+    "upperAscii": (_upper_ascii, _text_price),
+    "trim": (_trim, _text_price),
+    "replace": (_replace, _replace_price),
+    "split": (_split, _split_price),
+    "join": (_join, _join_price),
+    "indexOf": (_index_of, _text_price),
+    "lastIndexOf": (_last_index_of, _text_price),
+    "substring": (_substring, _text_price),
 }

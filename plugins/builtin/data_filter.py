@@ -11,9 +11,12 @@ Config:
         ``indexOf``, ``lastIndexOf``, ``substring``; see :mod:`plugins.builtin._cel`).
         An item lacking a field the condition names is an evaluation error (see
         ``on_error``): the fields are top-level variables, and CEL has no "undefined".
+        Evaluation is metered: the condition may spend at most ``MAX_EXPRESSION_COST``
+        (100,000) cost units on one item (see :mod:`plugins.builtin._cel`).
     on_error (str): What to do with an item the condition cannot be evaluated on (unknown
         variable, type mismatch, division by zero, a non-boolean result): ``"drop"`` (the
-        default) drops it and counts it in ``errors``; ``"fail"`` raises.
+        default) drops it and counts it in ``errors``; ``"fail"`` raises. A condition too
+        expensive for an item always fails the call.
 
 Inputs:
     ``inputs["records"]`` if it is a list; otherwise every input that is a list of items
@@ -28,8 +31,9 @@ Output:
 Errors:
     A missing or invalid ``condition`` (not valid CEL, too long) or a bad ``on_error`` is
     ``InvalidConfiguration`` naming the key. No items in the inputs, an item that is not an
-    object, or (with ``on_error: "fail"``) an item the condition fails on is
-    ``PluginExecutionFailed``; the last names the item's index in the batch.
+    object, a condition too expensive for an item, or (with ``on_error: "fail"``) an item
+    the condition fails on is ``PluginExecutionFailed`` (not retried); the last two name the
+    item's index in the batch.
 
 Pure function of its inputs: replaying a batch gives the same output.
 """
@@ -42,7 +46,13 @@ from pydantic import Field
 
 from plugins._context import PluginContext
 from plugins._registry import plugin
-from plugins.builtin._cel import Expression, ExpressionError, compile_expression
+from plugins.builtin._cel import (
+    Expression,
+    ExpressionError,
+    ExpressionTooExpensive,
+    compile_expression,
+    too_expensive,
+)
 from plugins.builtin._common import config_error, data_error, required_str
 from plugins.builtin._models import NonEmptyStr, PluginConfig
 from plugins.builtin._streams import collect_items, optional_choice
@@ -90,6 +100,8 @@ def data_filter_plugin(
     for index, item in enumerate(items):
         try:
             keep = condition.evaluate_bool(item)
+        except ExpressionTooExpensive as exc:
+            raise too_expensive("condition", condition, index, exc) from None
         except ExpressionError as exc:
             if on_error == "fail":
                 raise data_error(

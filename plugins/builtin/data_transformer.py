@@ -17,12 +17,14 @@ Config (applied in this order):
         strings extension (``lowerAscii``, ``upperAscii``, ``trim``, ``replace``, ``split``,
         ``join``, ``indexOf``, ``lastIndexOf``, ``substring``; see
         :mod:`plugins.builtin._cel`). Note CEL does not mix int and double in arithmetic
-        (``double(quantity) * 1.5``).
+        (``double(quantity) * 1.5``). Evaluation is metered: each expression may spend at
+        most ``MAX_EXPRESSION_COST`` (100,000) cost units on one item.
     drop (list of str): Remove these fields (fields an item lacks are ignored).
     rename (object): Map of old field name to new; field order is kept.
     on_error (str): What to do when an expression cannot be evaluated on an item:
         ``"fail"`` (the default) raises naming the item's index and the field; ``"drop"``
-        drops the item and counts it in ``errors``.
+        drops the item and counts it in ``errors``. An expression too expensive for an item
+        always fails the call.
 
 Inputs:
     ``inputs["records"]`` if it is a list; otherwise every input that is a list of items
@@ -36,8 +38,8 @@ Output:
 Errors:
     Bad configuration (an expression that is not valid CEL, a non-string field name) is
     ``InvalidConfiguration`` naming the key. No items in the inputs, an item that is not an
-    object, or an expression failing on an item (``on_error: "fail"``) is
-    ``PluginExecutionFailed``.
+    object, an expression too expensive for an item, or an expression failing on an item
+    (``on_error: "fail"``) is ``PluginExecutionFailed`` (not retried).
 
 Pure function of its inputs: replaying a batch gives the same output.
 """
@@ -50,7 +52,13 @@ from pydantic import Field
 
 from plugins._context import PluginContext
 from plugins._registry import plugin
-from plugins.builtin._cel import Expression, ExpressionError, compile_expression
+from plugins.builtin._cel import (
+    Expression,
+    ExpressionError,
+    ExpressionTooExpensive,
+    compile_expression,
+    too_expensive,
+)
 from plugins.builtin._common import (
     config_error,
     data_error,
@@ -109,6 +117,8 @@ def data_transformer_plugin(
     for index, item in enumerate(items):
         try:
             computed = {field: expr.evaluate(item) for field, expr in assignments}
+        except _TooExpensive as exc:
+            raise too_expensive(f"set.{exc.field}", exc.expression, index, exc.error) from None
         except _FieldError as exc:
             message = f"'set.{exc.field}' ({exc.text!r}) failed on item {index}: {exc.reason}"
             if on_error == "fail":
@@ -140,6 +150,14 @@ class _FieldError(Exception):
         self.reason = reason
 
 
+class _TooExpensive(Exception):
+    def __init__(self, field: str, expression: Expression, error: ExpressionTooExpensive) -> None:
+        super().__init__(str(error))
+        self.field = field
+        self.expression = expression
+        self.error = error
+
+
 class _Assignment:
     """One ``set`` entry; evaluating it reports which field failed."""
 
@@ -150,6 +168,8 @@ class _Assignment:
     def evaluate(self, item: dict[str, Any]) -> Any:
         try:
             return self.expression.evaluate(item)
+        except ExpressionTooExpensive as exc:
+            raise _TooExpensive(self.field, self.expression, exc) from None
         except ExpressionError as exc:
             raise _FieldError(self.field, self.expression.text, str(exc)) from None
 

@@ -26,9 +26,23 @@ Config:
         2xx). A status listed here is a success even when it is 4xx or 5xx.
     max_response_bytes (int 1 - 1,500,000): The largest response body accepted, after
         content decoding (default 1,000,000). A larger body is an error: node outputs travel
-        through Temporal, and the engine refuses outputs over 1,500,000 bytes of JSON.
+        through Temporal, and the engine refuses outputs over 1,500,000 bytes of JSON. The
+        decoded bytes are counted while the body is read and decoded (gzip and deflate, in
+        steps of 64 KiB), so a small compressed body that inflates far beyond the limit is
+        refused before it takes more than the limit and a step of memory.
     follow_redirects (bool): Follow redirects, at most 20 (default true). When false a 3xx
         answer is judged by ``expect_status`` like any other status.
+
+Egress policy (the worker's, not the definition's): by default ``http_request`` refuses to
+connect to loopback, private (RFC 1918, RFC 6598, unique local), link-local (the cloud
+metadata address 169.254.169.254 included), unspecified, multicast and reserved addresses,
+also when written inside an IPv6 address; the worker's operator opens some of them with
+``ORCHESTRATOR_HTTP_ALLOW`` (addresses, CIDR ranges and host names, comma-separated; see
+:mod:`plugins.builtin._egress`). Every address the host name resolves to is checked before
+connecting, the connection goes to a checked address (no DNS rebinding in between), and
+every redirect hop is checked the same way. Requests do not go through the
+``HTTP_PROXY``/``HTTPS_PROXY`` of the environment (a proxy would connect to addresses the
+worker never sees).
 
 Inputs:
     Only with ``body_from_input``: the named input is the request body.
@@ -48,8 +62,11 @@ Errors:
     Bad configuration is ``InvalidConfiguration`` naming the key. A status that is not
     expected and not retried (a 4xx other than 408 and 429, an unfollowed 3xx, a 1xx) is
     ``PluginExecutionFailed`` naming the URL and the status (not retried: the request is
-    wrong). So is a response body over ``max_response_bytes``, too many redirects, and
-    a missing ``body_from_input`` input. When the retries above are used up, the last
+    wrong). So is a connection the egress policy refuses (naming the host, the address, the
+    rule and how to allow it), a response body over ``max_response_bytes`` or that does not
+    decode, too many redirects or a redirect to another scheme, and a missing
+    ``body_from_input`` input. An invalid ``ORCHESTRATOR_HTTP_ALLOW`` is
+    ``InvalidConfiguration``. When the retries above are used up, the last
     failure is raised as an ordinary exception, so the engine's retry policy applies:
     ``HttpServerError`` for a 5xx, 408 or 429, ``TimeoutError`` for a try that took longer
     than ``request_timeout``, ``ConnectionError`` for a connection that failed.
@@ -63,6 +80,7 @@ import codecs
 import re
 import time
 import warnings
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Annotated, Any, Literal
 
@@ -83,6 +101,8 @@ from plugins.builtin._common import (
     optional_str,
     required_str,
 )
+from plugins.builtin._egress import EgressPolicy, EgressRefused, GuardedTransport, PolicyError
+from plugins.builtin._inflate import ACCEPT_ENCODING, BodyDecoder, CorruptBody
 from plugins.builtin._models import NonEmptyStr, NonNegativeSeconds, PluginConfig, PositiveSeconds
 from plugins.builtin._streams import optional_choice, optional_number, redact_url
 
@@ -209,6 +229,10 @@ class _TooLarge(Exception):
         self.size = size
 
 
+class _TooManyRedirects(Exception):
+    pass
+
+
 @plugin("http_request", config=HttpRequestConfig)
 async def http_request_plugin(
     inputs: dict[str, Any], config: dict[str, Any], ctx: PluginContext
@@ -225,16 +249,24 @@ async def http_request_plugin(
         ``"base64"``.
 
     Raises:
-        PluginError: ``InvalidConfiguration`` naming the bad key; ``PluginExecutionFailed``
-            for an unexpected, non-retryable status, a too large body or too many redirects.
+        PluginError: ``InvalidConfiguration`` naming the bad key (or the bad entry of
+            ``ORCHESTRATOR_HTTP_ALLOW``); ``PluginExecutionFailed`` for a connection the
+            egress policy refuses, an unexpected, non-retryable status, a too large or
+            undecodable body, too many redirects or a redirect to another scheme.
         HttpServerError: 5xx, 408 or 429 after every retry.
         TimeoutError: The last try took longer than ``request_timeout``.
         ConnectionError: The last try could not connect or lost the connection.
     """
     request = _request(inputs, config)
-    timeout = httpx.Timeout(request.timeout)
+    try:
+        policy = EgressPolicy.from_environment()
+    except PolicyError as exc:
+        raise PluginError(PluginErrorCode.InvalidConfiguration, str(exc)) from None
     async with httpx.AsyncClient(
-        timeout=timeout, follow_redirects=request.follow_redirects, max_redirects=MAX_REDIRECTS
+        transport=GuardedTransport(policy),
+        timeout=httpx.Timeout(request.timeout),
+        headers={"Accept-Encoding": ACCEPT_ENCODING},  # what _inflate decodes
+        follow_redirects=False,  # followed by _send, hop by hop
     ) as client:
         failure: Exception | None = None
         for number in range(request.retries + 1):
@@ -257,15 +289,30 @@ async def http_request_plugin(
                     f"{request.where}: no complete response within {request.timeout:g} s"
                 )
                 continue
+            except EgressRefused as exc:
+                raise data_error(
+                    f"{request.where}: {exc.explain()}",
+                    url=redact_url(request.url),
+                    host=exc.host,
+                    address=str(exc.address),
+                    rule=exc.rule,
+                ) from None
             except httpx.TimeoutException as exc:
                 failure = TimeoutError(f"{request.where}: timed out: {_describe(exc)}")
                 continue
+            except httpx.UnsupportedProtocol as exc:  # a redirect to another scheme
+                raise data_error(f"{request.where}: {exc}", url=redact_url(request.url)) from None
             except httpx.TransportError as exc:
                 failure = ConnectionError(f"{request.where}: {_describe(exc)}")
                 continue
-            except httpx.TooManyRedirects:
+            except _TooManyRedirects:
                 raise data_error(
                     f"{request.where}: more than {MAX_REDIRECTS} redirects",
+                    url=redact_url(request.url),
+                ) from None
+            except CorruptBody as exc:
+                raise data_error(
+                    f"{request.where}: the response body cannot be decoded: {exc}",
                     url=redact_url(request.url),
                 ) from None
             except _TooLarge as exc:
@@ -298,8 +345,8 @@ async def http_request_plugin(
 
 
 async def _send(client: httpx.AsyncClient, request: _Request) -> _Response:
-    """One try: send, then read the body (all of it when the status is expected, a snippet
-    otherwise)."""
+    """One try: send, following redirects hop by hop (each hop's connection passes the
+    egress policy), then read the body of the last answer."""
     url = httpx.URL(request.url)
     if request.query:
         url = url.copy_merge_params(request.query)  # ``params=`` would replace the URL's query
@@ -309,7 +356,19 @@ async def _send(client: httpx.AsyncClient, request: _Request) -> _Response:
         headers=request.headers,
         json=request.body if request.has_body else None,
     )
-    response = await client.send(outgoing, stream=True)
+    for _ in range(MAX_REDIRECTS + 1):
+        response = await client.send(outgoing, stream=True)
+        # httpx prepares the next hop as it would follow it (method, body and headers).
+        if not request.follow_redirects or response.next_request is None:
+            return await _read(response, request)
+        await response.aclose()
+        outgoing = response.next_request
+    raise _TooManyRedirects
+
+
+async def _read(response: httpx.Response, request: _Request) -> _Response:
+    """The answer with its body decoded: all of it when the status is expected, a snippet
+    otherwise."""
     try:
         wanted = request.expected(response.status_code)
         limit = request.max_bytes if wanted else ERROR_SNIPPET_BYTES
@@ -322,16 +381,7 @@ async def _send(client: httpx.AsyncClient, request: _Request) -> _Response:
             and "content-encoding" not in response.headers
         ):
             raise _TooLarge(int(declared))
-        chunks: list[bytes] = []
-        size = 0
-        async for chunk in response.aiter_bytes():
-            chunks.append(chunk)
-            size += len(chunk)
-            if size > limit:
-                if wanted:
-                    raise _TooLarge(size)
-                break
-        content = b"".join(chunks)[:limit]
+        content = await _read_body(response, limit, refuse_more=wanted)
     finally:
         await response.aclose()
     return _Response(
@@ -341,6 +391,28 @@ async def _send(client: httpx.AsyncClient, request: _Request) -> _Response:
         url=str(response.url),
         content=content,
     )
+
+
+async def _read_body(response: httpx.Response, limit: int, *, refuse_more: bool) -> bytes:
+    """At most ``limit`` decoded bytes; more is :class:`_TooLarge` when ``refuse_more``,
+    else cut off. Decoding is incremental, so no more than a step past the limit is held."""
+    decoder = BodyDecoder(response.headers.get("content-encoding", ""))
+    body = bytearray()
+
+    def full(pieces: Iterator[bytes]) -> bool:
+        for piece in pieces:
+            body.extend(piece)
+            if len(body) > limit:
+                if refuse_more:
+                    raise _TooLarge(len(body))
+                return True
+        return False
+
+    async for raw in response.aiter_raw():
+        if full(decoder.feed(raw)):
+            return bytes(body[:limit])
+    full(decoder.finish())
+    return bytes(body[:limit])
 
 
 def _output(response: _Response, elapsed_ms: float) -> dict[str, Any]:

@@ -6,6 +6,7 @@ in a thread; nothing mocked), and the catalog check of their configuration model
 from __future__ import annotations
 
 import json
+import socket
 import threading
 from collections import Counter
 from collections.abc import Iterator
@@ -48,7 +49,9 @@ class OrdersService:
 
 
 @pytest.fixture(name="orders_service")
-def fixture_orders_service() -> Iterator[OrdersService]:
+def fixture_orders_service(monkeypatch: pytest.MonkeyPatch) -> Iterator[OrdersService]:
+    # The worker (in this process) refuses loopback addresses unless its operator opens them.
+    monkeypatch.setenv("ORCHESTRATOR_HTTP_ALLOW", "127.0.0.1")
     service = OrdersService()
 
     class Handler(BaseHTTPRequestHandler):
@@ -186,6 +189,44 @@ async def test_5xx_is_retried_and_4xx_is_not(
     assert "404" in error["message"]
     assert context.node_states["fetch"]["attempts"] == 1
     assert orders_service.count("/nowhere") == 1
+    assert not (tmp_path / "never.json").exists()
+
+
+async def test_the_worker_refuses_loopback_unless_its_operator_allows_it(
+    orchestrator: AdvancedPluginOrchestrator,
+    worker: object,
+    unique,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A definition cannot make the worker call its own host: the node fails once, terminal,
+    naming the address, the rule and the worker setting that would open it, and the
+    listener on that address never saw a connection."""
+    monkeypatch.delenv("ORCHESTRATOR_HTTP_ALLOW", raising=False)
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(8)
+        listener.setblocking(False)
+        url = f"http://127.0.0.1:{listener.getsockname()[1]}/admin"
+        definition = fetch_shape_store(
+            unique("http-egress"),
+            {"url": url},
+            tmp_path / "never.json",
+            retry={"max_attempts": 3, "initial_interval": 0.2},
+        )
+        await orchestrator.register_workflow(definition)
+        context = await orchestrator.wait_for_completion(
+            await orchestrator.execute_workflow(definition.workflow_id), 60
+        )
+        assert context.status is WorkflowExecutionStatus.Failed
+        fetch = context.node_states["fetch"]
+        assert fetch["attempts"] == 1
+        assert fetch["error"]["type"] == "PluginExecutionFailed"
+        assert "refused to connect to 127.0.0.1" in fetch["error"]["message"]
+        assert "loopback (127.0.0.0/8)" in fetch["error"]["message"]
+        assert "ORCHESTRATOR_HTTP_ALLOW" in fetch["error"]["message"]
+        with pytest.raises(BlockingIOError):
+            listener.accept()  # nothing ever connected
     assert not (tmp_path / "never.json").exists()
 
 

@@ -485,7 +485,7 @@ async def test_worker_unavailable_is_503(
 async def test_token_is_required_when_set(
     orchestrator: AdvancedPluginOrchestrator, worker: object
 ) -> None:
-    app = create_app(orchestrator, token="s3cret-token")
+    app = create_app(orchestrator, token="s3cret-token-0123456789")
     transport = httpx.ASGITransport(app=app)
     async with httpx.AsyncClient(transport=transport, base_url="http://127.0.0.1") as client:
         missing = await client.get("/api/info")
@@ -494,9 +494,13 @@ async def test_token_is_required_when_set(
         assert missing.headers["www-authenticate"].startswith("Bearer")
         wrong = await client.get("/api/info", headers={"Authorization": "Bearer nope"})
         assert wrong.status_code == 401
-        basic = await client.get("/api/info", headers={"Authorization": "Basic s3cret-token"})
+        basic = await client.get(
+            "/api/info", headers={"Authorization": "Basic s3cret-token-0123456789"}
+        )
         assert basic.status_code == 401
-        ok = await client.get("/api/info", headers={"Authorization": "Bearer s3cret-token"})
+        ok = await client.get(
+            "/api/info", headers={"Authorization": "Bearer s3cret-token-0123456789"}
+        )
         assert ok.status_code == 200
         assert ok.json()["auth"] is True
         assert ok.json()["task_queue"] == orchestrator.task_queue
@@ -507,8 +511,12 @@ async def test_token_is_required_when_set(
         events = "/api/executions/x/run-1/events"
         assert (await client.get(events)).status_code == 401
         assert (await client.get(events, params={"token": "nope"})).status_code == 401
-        assert (await client.get(events, params={"token": "s3cret-token"})).status_code == 404
-        assert (await client.get("/api/info", params={"token": "s3cret-token"})).status_code == 401
+        assert (
+            await client.get(events, params={"token": "s3cret-token-0123456789"})
+        ).status_code == 404
+        assert (
+            await client.get("/api/info", params={"token": "s3cret-token-0123456789"})
+        ).status_code == 401
         # The page itself is public (it asks for the token); the API is not.
         page = await client.get("/")
         assert page.status_code in (200, 503)
@@ -558,7 +566,7 @@ async def test_refuses_a_public_address_without_a_token(
         assert "without a token" in info.value.message
     with pytest.raises(PluginError, match="without a token"):
         await serve(orchestrator, host="0.0.0.0", port=0)
-    StudioServer(orchestrator, "0.0.0.0", 0, token="t")  # with a token it may
+    StudioServer(orchestrator, "0.0.0.0", 0, token="t" * 16)  # with a token it may
     StudioServer(orchestrator, "localhost", 0)
     StudioServer(orchestrator, "::1", 0)
 

@@ -4,17 +4,24 @@ The server is Python's ``http.server`` in a thread, on a free port, started by t
 module: real sockets, real HTTP/1.1, nothing mocked. Its endpoints cover JSON, text and
 binary bodies, a flaky endpoint (500, then 200), error statuses, a slow endpoint, bodies
 larger than the limit (with and without Content-Length, and compressed) and redirects.
+
+The worker's egress policy refuses loopback addresses by default; these tests open
+127.0.0.1 as an operator would, with ``ORCHESTRATOR_HTTP_ALLOW`` (the refusals are in
+test_http_egress.py).
 """
 
 from __future__ import annotations
 
 import base64
 import contextlib
+import functools
 import gzip
 import json
 import socket
 import threading
 import time
+import tracemalloc
+import zlib
 from collections import Counter
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -43,6 +50,20 @@ class Server:
     def count(self, path: str) -> int:
         with self.lock:
             return self.hits[path]
+
+
+#: What the bombs inflate to: 100 times the default max_response_bytes.
+BOMB_BYTES = 100 * 1024 * 1024
+
+
+@functools.cache
+def bomb(encoding: str) -> bytes:
+    """BOMB_BYTES of zeros, compressed with ``encoding`` (``gzip``, ``deflate`` or
+    ``gzip,gzip``): about 100 KB, or 1 KB twice compressed."""
+    data = b"\0" * BOMB_BYTES
+    for name in reversed([part.strip() for part in encoding.split(",")]):
+        data = gzip.compress(data, 9) if name == "gzip" else zlib.compress(data, 9)
+    return data
 
 
 class Handler(BaseHTTPRequestHandler):
@@ -104,7 +125,9 @@ class Handler(BaseHTTPRequestHandler):
             self._send(500, b"database unavailable", "text/plain")
         elif path.startswith("/status/"):
             code = int(path.rsplit("/", 1)[1])
-            self._send(code, f"status {code} here".encode(), "text/plain")
+            # X-Corrupt: the body claims to be gzip and is not.
+            corrupt = {"Content-Encoding": "gzip"} if self.headers.get("X-Corrupt") else None
+            self._send(code, f"status {code} here".encode(), "text/plain", corrupt)
         elif path == "/slow":
             time.sleep(float(query.get("s", ["2"])[0]))
             self._send(200, {"slow": True})
@@ -121,6 +144,10 @@ class Handler(BaseHTTPRequestHandler):
         elif path == "/gzip":
             data = gzip.compress(b"z" * int(query["n"][0]))
             self._send(200, data, "text/plain", {"Content-Encoding": "gzip"})
+        elif path == "/bomb":  # a small body that inflates to BOMB_BYTES
+            encoding = query.get("encoding", ["gzip"])[0]
+            status = int(query.get("status", ["200"])[0])
+            self._send(status, bomb(encoding), "text/plain", {"Content-Encoding": encoding})
         elif path == "/latin1":
             self._send(200, "café".encode("latin-1"), "text/plain; charset=latin-1")
         elif path == "/binary":
@@ -153,6 +180,12 @@ class Handler(BaseHTTPRequestHandler):
         if self.command != "HEAD":
             with contextlib.suppress(BrokenPipeError, ConnectionResetError):
                 self.wfile.write(data)  # the client may have given up (timeout tests)
+
+
+@pytest.fixture(autouse=True)
+def allow_the_test_server(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The test server listens on 127.0.0.1: opened as an operator would."""
+    monkeypatch.setenv("ORCHESTRATOR_HTTP_ALLOW", "127.0.0.1")
 
 
 @pytest.fixture(name="server", scope="module")
@@ -388,6 +421,45 @@ async def test_default_limit_refuses_a_huge_body(server: Server) -> None:
     assert isinstance(error, PluginError)
     assert "1,000,000" in error.message
     assert len((await call({"url": server.url("/big?n=1000000")}))["text"]) == 1_000_000
+
+
+@pytest.mark.parametrize("encoding", ["gzip", "deflate", "gzip,gzip"])
+async def test_a_compression_bomb_is_refused_while_it_inflates(
+    server: Server, encoding: str
+) -> None:
+    """About 100 KB on the wire, 100 MiB inflated: the decoded bytes are counted as they
+    are decoded, a step at a time, so the refusal comes after about max_response_bytes of
+    memory, not 100 MiB (httpx decodes each received chunk whole: the probe's 2.1 MB body
+    took 132 MiB before it was refused)."""
+    assert len(bomb(encoding)) < 200_000
+    tracemalloc.start()
+    try:
+        error = await failure({"url": server.url(f"/bomb?encoding={encoding}")})
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert isinstance(error, PluginError)
+    assert error.code is PluginErrorCode.PluginExecutionFailed
+    assert "larger than max_response_bytes (1,000,000 bytes)" in error.message
+    assert peak < 4_000_000, f"{peak / 1e6:.1f} MB at peak"
+
+
+async def test_an_error_answer_reads_only_a_snippet_of_a_bomb(server: Server) -> None:
+    tracemalloc.start()
+    try:
+        error = await failure({"url": server.url("/bomb?status=404"), "retries": 0})
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert isinstance(error, PluginError)
+    assert "answered 404" in error.message
+    assert peak < 2_000_000, f"{peak / 1e6:.1f} MB at peak"
+
+
+async def test_a_corrupt_compressed_body_is_a_clear_error(server: Server) -> None:
+    error = await failure({"url": server.url("/status/200"), "headers": {"X-Corrupt": "1"}})
+    assert isinstance(error, PluginError)
+    assert "cannot be decoded: the gzip body is corrupt" in error.message
 
 
 # --- configuration --------------------------------------------------------------------------
