@@ -53,6 +53,7 @@ from engine.embedded import (
     worker_is_polling,
 )
 from engine.errors import PluginError, PluginErrorCode
+from engine.execution_list import STATUS_FILTERS
 from engine.extras import require_extra
 from engine.graph_view import FORMATS, render, status_view
 from engine.logging import configure_logging
@@ -162,10 +163,15 @@ async def _cmd_register(args: argparse.Namespace) -> int:
             try:
                 await orch.register_workflow(workflow)
             except PluginError as exc:
-                if exc.code is not Code.WorkflowAlreadyExists or not args.replace:
+                if exc.code is not Code.WorkflowAlreadyExists:
                     raise
-                updated = await orch.update_workflow(workflow)
-                print(f"updated {workflow.workflow_id} to version {updated.version}")
+                if not args.replace:
+                    raise PluginError(
+                        exc.code,
+                        f"{exc.message}; `orchestrator register {args.file} --replace` makes "
+                        "this file its next version",
+                    ) from None
+                print(await _register(orch, workflow))
                 return 0
             # Read it back before the worker stops: a worker that stops while holding the
             # registry entity's first task leaves it stalled for the 10 s task timeout.
@@ -200,9 +206,43 @@ async def _cmd_list(args: argparse.Namespace) -> int:
 
 
 async def _cmd_executions(args: argparse.Namespace) -> int:
+    if args.limit < 1 or args.page < 1:
+        raise UsageError("--limit and --page count from 1")
+    if args.active and args.status:
+        raise UsageError("--active and --status do not go together")
     async with _session(args) as session:
-        for execution_id in await session.orchestrator.get_active_executions():
-            print(execution_id)
+        orch = session.orchestrator
+        if args.active:
+            active = await orch.get_active_executions()
+            offset = (args.page - 1) * args.limit
+            rows = [
+                row
+                for row in await orch.list_executions(args.workflow, None, offset + len(active))
+                if row.active
+            ][offset : offset + args.limit]
+        else:
+            rows = await orch.list_executions(
+                args.workflow, args.status, args.limit, (args.page - 1) * args.limit
+            )
+    if args.json:
+        print(json.dumps([row.model_dump() for row in rows], indent=2))
+        return 0
+    if not rows:
+        filters = [f"workflow {args.workflow}"] if args.workflow else []
+        filters += [f"status {args.status}"] if args.status else []
+        filters += ["active"] if args.active else []
+        where = f" ({', '.join(filters)})" if filters else ""
+        page = f" on page {args.page}" if args.page > 1 else ""
+        print(f"no executions{where}{page} on task queue '{orch.task_queue}'")
+        return 0
+    width = max(len(row.execution_id) for row in rows)
+    print(f"{'execution':<{width}}  {'status':<10}  {'progress':>8}  started")
+    for row in rows:
+        progress = f"{row.progress:.0%}" if row.progress is not None else "-"
+        started = (row.start_time or "-")[:19].replace("T", " ")
+        print(f"{row.execution_id:<{width}}  {row.status:<10}  {progress:>8}  {started}")
+    if len(rows) == args.limit:
+        print(f"(more may follow: --page {args.page + 1})")
     return 0
 
 
@@ -252,7 +292,12 @@ async def _cmd_run(args: argparse.Namespace) -> int:
         async with embedded_worker(orch.client, orch.task_queue):
             if workflow is not None:
                 print(await _register(orch, workflow), file=sys.stderr)
-            execution_id = await orch.execute_workflow(workflow_id, input_data)
+            try:
+                execution_id = await orch.execute_workflow(workflow_id, input_data)
+            except PluginError as exc:
+                if exc.code is Code.WorkflowNotFound and workflow is None:
+                    raise _not_a_file_either(workflow_id, orch.task_queue, exc) from None
+                raise
             print(f"execution: {execution_id}")
             if link := session.ui_link(execution_id):
                 print(f"temporal ui: {link}")
@@ -272,6 +317,18 @@ async def _cmd_run(args: argparse.Namespace) -> int:
                 raise
     _print_outcome(context)
     return 0 if context.status is WorkflowExecutionStatus.Completed else 1
+
+
+def _not_a_file_either(name: str, task_queue: str, exc: PluginError) -> PluginError:
+    """`run NAME` where NAME is neither a file nor a registered workflow: a name ending in
+    .json was meant as a file, so say that first."""
+    if not name.lower().endswith(".json"):
+        return exc
+    return PluginError(
+        Code.InvalidInput,
+        f"no such file: {name} (nor is a workflow '{name}' registered on task queue "
+        f"'{task_queue}')",
+    )
 
 
 async def _await_end(
@@ -436,10 +493,13 @@ async def _cmd_graph(args: argparse.Namespace) -> int:
             orch = session.orchestrator
             workflow = await orch.get_execution_definition(args.execution)
             context = await orch.get_execution_status(args.execution)
-        if args.workflow not in (workflow.workflow_id, None):
+        named = args.workflow
+        if named is not None and _is_file_argument(named):
+            named = _load_definition(named).workflow_id  # the README's `graph FILE --execution`
+        if named not in (workflow.workflow_id, None):
             raise UsageError(
                 f"execution '{args.execution}' runs workflow '{workflow.workflow_id}', "
-                f"not '{args.workflow}'"
+                f"not '{named}'"
             )
         print(render(workflow, args.format, context.node_states), end="")
         return 0
@@ -807,7 +867,17 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_argument("workflow_id")
 
     command("list", _run_async(_cmd_list), "list registered workflow ids")
-    command("executions", _run_async(_cmd_executions), "list active execution ids")
+    sub = command(
+        "executions",
+        _run_async(_cmd_executions),
+        "list executions, active and ended, newest first",
+    )
+    sub.add_argument("--workflow", metavar="ID", help="only executions of this definition")
+    sub.add_argument("--status", choices=STATUS_FILTERS, help="only executions in this status")
+    sub.add_argument("--active", action="store_true", help="only running and paused ones")
+    sub.add_argument("--limit", type=int, default=20, help="rows per page (20)")
+    sub.add_argument("--page", type=int, default=1, help="page number, from 1")
+    sub.add_argument("--json", action="store_true", help="print JSON rows")
 
     sub = command(
         "run",

@@ -55,6 +55,7 @@ from engine.contracts import (
 )
 from engine.engine_nodes import SUBWORKFLOW
 from engine.errors import PluginError, PluginErrorCode
+from engine.execution_list import ExecutionSummary, list_executions
 from engine.executions import translate_errors
 from engine.models import (
     PluginWorkflow,
@@ -520,6 +521,28 @@ class AdvancedPluginOrchestrator:
         return await executions.context_of(
             self._execution(execution_id), execution_id, self.query_timeout
         )
+
+    async def list_executions(
+        self,
+        workflow_id: str | None = None,
+        status: str | None = None,
+        limit: int = 50,
+        offset: int = 0,
+    ) -> list[ExecutionSummary]:
+        """Executions of this task queue, active and ended, newest first (one row per
+        execution id, however often it was retried or continued as new).
+
+        Args:
+            workflow_id: Only executions of this definition.
+            status: Only executions in this status (``running``, ``paused``, ``pending``,
+                ``completed``, ``failed``, ``cancelled``, ``terminated``).
+            limit: At most this many rows.
+            offset: Skip this many of the newest first (a page is ``offset=page*limit``).
+
+        Raises:
+            PluginError: ``InvalidInput`` for a filter that is not a workflow id or a status.
+        """
+        return await list_executions(self, workflow_id, status, limit, offset)
 
     async def get_execution_definition(self, execution_id: str) -> PluginWorkflow:
         """The definition the execution runs: the snapshot its latest run started with (a
