@@ -8,6 +8,12 @@ Config:
         or ``"csv"`` (RFC 4180, CRLF line endings); default from the extension (``.json``,
         ``.jsonl``/``.ndjson``, ``.csv``).
     delimiter (str, optional): CSV delimiter, one character (default ``","``).
+    csv_escape_formulas (bool, optional): Default true: a CSV cell (a header or a string
+        value) that starts with ``=``, ``+``, ``-``, ``@``, a tab or a carriage return gets a
+        ``'`` in front, so a spreadsheet shows it as text instead of running it as a formula
+        (CSV injection, as OWASP describes it). JSON numbers are written as they are. Set it
+        to false when the file is read by programs that want the text unchanged; reading
+        the file back with ``data_source`` keeps the quote.
 
     CSV files get a header of every key in first-seen order; a record lacking a key gets an
     empty cell, null is an empty cell, booleans are ``true``/``false``, and lists and objects
@@ -44,6 +50,7 @@ from plugins.builtin._common import (
     config_error,
     data_error,
     find_records,
+    optional_bool,
     optional_delimiter,
     optional_str,
     required_str,
@@ -70,6 +77,11 @@ class DataSinkConfig(PluginConfig):
         ".jsonl/.ndjson, .csv).",
     )
     delimiter: Delimiter = Field(",", description=DELIMITER_DESCRIPTION)
+    csv_escape_formulas: bool = Field(
+        True,
+        description="Put a ' before CSV cells starting with =, +, -, @, tab or carriage "
+        "return, so spreadsheets do not run them as formulas.",
+    )
 
 
 @plugin("data_sink", config=DataSinkConfig)
@@ -94,10 +106,11 @@ def data_sink_plugin(
     path = required_str(config, "path")
     file_format = _format(config, path)
     delimiter = optional_delimiter(config)
+    escape = optional_bool(config, "csv_escape_formulas", default=True)
     records = find_records(inputs)
 
     if file_format == "csv":
-        data = _csv_bytes(records, delimiter)
+        data = _csv_bytes(records, delimiter, escape)
     elif file_format == "jsonl":
         data = "".join(_dumps(record, None) + "\n" for record in records).encode()
     else:
@@ -134,24 +147,32 @@ def _dumps(value: Any, indent: int | None) -> str:
         raise data_error(f"records cannot be written as JSON: {exc}") from None
 
 
-def _csv_bytes(records: list[dict[str, Any]], delimiter: str) -> bytes:
+def _csv_bytes(records: list[dict[str, Any]], delimiter: str, escape: bool) -> bytes:
     if not records:
         return b""
     header = list(dict.fromkeys(key for record in records for key in record))
     buffer = io.StringIO(newline="")
     # The default "\r\n" line ending (RFC 4180) also makes the writer quote a lone "\r".
     writer = csv.writer(buffer, delimiter=delimiter)
-    writer.writerow(header)
+    writer.writerow([_escaped(name, escape) for name in header])
     for record in records:
-        writer.writerow([_cell(record.get(name)) for name in header])
+        writer.writerow([_cell(record.get(name), escape) for name in header])
     return buffer.getvalue().encode()
 
 
-def _cell(value: Any) -> str:
+#: First characters that make a spreadsheet read a cell as a formula (OWASP, CSV injection).
+_FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+
+
+def _escaped(text: str, escape: bool) -> str:
+    return "'" + text if escape and text.startswith(_FORMULA_STARTS) else text
+
+
+def _cell(value: Any, escape: bool) -> str:
     if value is None:
         return ""
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, str):
-        return value
-    return _dumps(value, None)
+        return _escaped(value, escape)
+    return _dumps(value, None)  # numbers, lists and objects: never a formula

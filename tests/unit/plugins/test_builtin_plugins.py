@@ -353,6 +353,39 @@ def test_sink_writes_csv_with_union_header(tmp_path: Path) -> None:
     ]
 
 
+def test_sink_escapes_csv_formulas_by_default(tmp_path: Path) -> None:
+    """Cells a spreadsheet would run as a formula (OWASP CSV injection) start with a quote."""
+    path = tmp_path / "hostile.csv"
+    records = [
+        {"=key": '=HYPERLINK("http://x")', "b": "+1+1", "c": "-2+3+cmd|' /C calc'!A0"},
+        {"=key": "@SUM(A1)", "b": "\tx", "c": "\r=1", "n": -5},
+        {"=key": "a=b", "b": "", "c": "plain", "n": 2.5},
+    ]
+    run(data_sink_plugin, {"records": records}, {"path": str(path)})
+    with path.open(encoding="utf-8", newline="") as handle:
+        rows = list(csv.reader(handle))
+    assert rows == [
+        ["'=key", "b", "c", "n"],
+        ['\'=HYPERLINK("http://x")', "'+1+1", "'-2+3+cmd|' /C calc'!A0", ""],
+        ["'@SUM(A1)", "'\tx", "'\r=1", "-5"],  # a JSON number is a number, not a formula
+        ["a=b", "", "plain", "2.5"],
+    ]
+
+
+def test_sink_csv_formula_escaping_can_be_switched_off(tmp_path: Path) -> None:
+    path = tmp_path / "raw.csv"
+    records = [{"f": "=1+1", "g": "@x"}]
+    run(data_sink_plugin, {"records": records}, {"path": str(path), "csv_escape_formulas": False})
+    with path.open(encoding="utf-8", newline="") as handle:
+        assert list(csv.reader(handle)) == [["f", "g"], ["=1+1", "@x"]]
+    config_error(
+        data_sink_plugin,
+        {"records": records},
+        {"path": str(path), "csv_escape_formulas": "no"},
+        "csv_escape_formulas",
+    )
+
+
 def test_sink_empty_records_give_empty_csv(tmp_path: Path) -> None:
     path = tmp_path / "empty.csv"
     result = run(data_sink_plugin, {"records": []}, {"path": str(path)})
