@@ -57,7 +57,7 @@ from engine.stream_plan import (
     primary_items,
     sink_count,
 )
-from plugins import PluginRegistry, Source, SourceItem, SourceSpec
+from plugins import PluginRegistry, Source, SourceItem, SourceSpec, checked_checkpoint
 
 log = structlog.get_logger("activities.long_running")
 
@@ -107,13 +107,10 @@ class LongRunningActivities:
                     events = [_event(item, request.node_id) for item in chunk]
                     await execution.signal(EVENTS_SIGNAL, EventsSignal(events=events))
                 await source.commit(items)
-                heartbeats.record(source.checkpoint())
-            return source.checkpoint()
+                heartbeats.record(checked_checkpoint(source.checkpoint(), request.plugin_id))
+            return checked_checkpoint(source.checkpoint(), request.plugin_id)
         except asyncio.CancelledError:
-            final = SourceCheckpoint(node_id=request.node_id, checkpoint=source.checkpoint())
-            with contextlib.suppress(Exception):
-                await execution.signal(SOURCE_CHECKPOINT_SIGNAL, final)
-            ctx.logger.info("event source stopped", checkpoint=final.checkpoint)
+            await _report_stopped_source(execution, request, source, ctx)
             raise
         except PluginError as exc:
             ctx.logger.warning("event source failed", error=exc.message)
@@ -165,6 +162,8 @@ class _StreamRun:
         self._progress = progress
         self._settings = request.settings
         self._plan: StreamPlan = plan_stream(request.workflow, request.source_node)
+        source_node = request.workflow.node(request.source_node)
+        self._source_plugin_id = source_node.plugin_id if source_node else request.source_node
         self._queue: asyncio.Queue[list[SourceItem] | None] = asyncio.Queue(
             maxsize=self._settings.max_batches_in_flight
         )
@@ -246,8 +245,10 @@ class _StreamRun:
             await self._queue.put(None)
             await asyncio.gather(pump, return_exceptions=True)
             self._progress.final = True
-            with contextlib.suppress(Exception):
+            try:
                 await self._execution.signal(STREAM_PROGRESS_SIGNAL, self._progress)
+            except Exception as exc:  # it resumes from the last progress report instead
+                ctx.logger.error("stream checkpoint not recorded: signal failed", error=str(exc))
             ctx.logger.info("stream stopped", checkpoint=self._progress.checkpoint)
             raise
         except (PluginError, StreamError) as exc:
@@ -288,7 +289,9 @@ class _StreamRun:
             await self._process([item.value for item in batch])
             async with self._source_lock:
                 await source.commit(batch)
-                self._progress.checkpoint = source.checkpoint()
+                self._progress.checkpoint = checked_checkpoint(
+                    source.checkpoint(), self._source_plugin_id
+                )
             self._heartbeats.record(self._progress)
 
     async def _process(self, values: list[dict[str, Any]]) -> None:
@@ -376,6 +379,31 @@ async def _open(
             activity.info().attempt,
             exc.code in TERMINAL_CODES,
         ) from exc
+
+
+async def _report_stopped_source(
+    execution: Any, request: WatchSourceInput, source: Source, ctx: Any
+) -> None:
+    """Signal where the stopped source resumes. A checkpoint too large to record fails the
+    source (its position would be lost); a signal that cannot be delivered is logged as an
+    error (the source then resumes from an earlier checkpoint: its events since come again,
+    deduplicated by id)."""
+    try:
+        checkpoint = checked_checkpoint(source.checkpoint(), request.plugin_id)
+    except PluginError as exc:
+        ctx.logger.error("event source checkpoint not recorded", error=exc.message)
+        raise failure(
+            f"Source node '{request.node_id}': {exc.message}",
+            exc.code.value,
+            activity.info().attempt,
+            non_retryable=True,
+        ) from exc
+    final = SourceCheckpoint(node_id=request.node_id, checkpoint=checkpoint)
+    try:
+        await execution.signal(SOURCE_CHECKPOINT_SIGNAL, final)
+    except Exception as exc:
+        ctx.logger.error("event source checkpoint not recorded: the signal failed", error=str(exc))
+    ctx.logger.info("event source stopped", checkpoint=checkpoint)
 
 
 def _event(item: SourceItem, node_id: str) -> IncomingEvent:

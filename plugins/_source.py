@@ -25,6 +25,11 @@ and must start after that many items::
 
 Sources that can acknowledge upstream (Redis Streams, NATS JetStream, MQTT) implement the
 :class:`Source` protocol directly.
+
+A checkpoint is at most :data:`MAX_CHECKPOINT_BYTES` of compact JSON, whatever the source has
+seen: it travels in every heartbeat, in a signal when the source stops, and in the
+execution's state across continue-as-new. The engine fails the source with a clear error
+(``InvalidOutput``, non-retryable) rather than lose a checkpoint it cannot record.
 """
 
 from __future__ import annotations
@@ -32,13 +37,20 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import inspect
+import json
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, Protocol, runtime_checkable
 
 from pydantic import BaseModel
 
+from engine.errors import PluginError, PluginErrorCode
 from plugins._context import PluginContext
+
+#: The largest checkpoint a source may report, in bytes of compact JSON. A heartbeat or a
+#: signal is capped at 2 MB by Temporal, and the execution carries the checkpoints of all its
+#: sources next to its definition across continue-as-new.
+MAX_CHECKPOINT_BYTES = 64 * 1024
 
 
 @dataclass(frozen=True)
@@ -190,3 +202,25 @@ def _as_item(raw: SourceItem | dict[str, Any], position: int) -> SourceItem:
     if not isinstance(raw, dict):
         raise TypeError(f"a source yielded {type(raw).__name__}, expected a JSON object")
     return SourceItem(value=raw, item_id=str(position))
+
+
+def checked_checkpoint(checkpoint: Any, plugin_id: str) -> Any:
+    """``checkpoint`` itself once it is known to be JSON within :data:`MAX_CHECKPOINT_BYTES`.
+
+    Raises:
+        PluginError: ``InvalidOutput`` naming the source, the size and the limit.
+    """
+    try:
+        size = len(json.dumps(checkpoint, separators=(",", ":"), allow_nan=False).encode())
+    except (TypeError, ValueError) as exc:
+        raise PluginError(
+            PluginErrorCode.InvalidOutput,
+            f"the checkpoint of source '{plugin_id}' is not JSON: {exc}",
+        ) from None
+    if size > MAX_CHECKPOINT_BYTES:
+        raise PluginError(
+            PluginErrorCode.InvalidOutput,
+            f"the checkpoint of source '{plugin_id}' is {size:,} bytes of JSON, over the limit "
+            f"of {MAX_CHECKPOINT_BYTES:,} (MAX_CHECKPOINT_BYTES); it could not be recorded",
+        )
+    return checkpoint
