@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -219,7 +220,8 @@ class _StreamRun:
         ctx = self._contexts[request.source_node]
         config = plugin_config(request.workflow.global_configuration, source_node.configuration)
         source = await _open(spec, config, self._progress.checkpoint, ctx, source_node.node_id)
-        heartbeats = Heartbeats(self._progress, on_beat=self._maybe_report)
+        # Heartbeats carry copies taken at batch boundaries (the SDK serialises them later).
+        heartbeats = Heartbeats(self._progress.model_copy(deep=True), on_beat=self._maybe_report)
         self._heartbeats = heartbeats
         beating = asyncio.create_task(heartbeats.run(info.heartbeat_timeout))
         reader = asyncio.create_task(self._read(source))
@@ -292,13 +294,17 @@ class _StreamRun:
                 self._progress.checkpoint = checked_checkpoint(
                     source.checkpoint(), self._source_plugin_id
                 )
-            self._heartbeats.record(self._progress)
+                # Counted with the checkpoint, in one step: the number of batches committed
+                # is the next batch's number (PluginContext.stream_batch), also on a resume.
+                counters = self._counters(self._plan.source)
+                counters.batches += 1
+                counters.items_out += len(batch)
+            self._heartbeats.record(self._progress.model_copy(deep=True))
 
     async def _process(self, values: list[dict[str, Any]]) -> None:
         started = time.monotonic()
         source = self._counters(self._plan.source)
-        source.batches += 1
-        source.items_out += len(values)
+        number = source.batches
         outputs: dict[str, dict[str, Any] | list[dict[str, Any]]] = {self._plan.source: values}
         for step in self._plan.steps:
             inputs: dict[str, list[dict[str, Any]]] = {}
@@ -317,7 +323,7 @@ class _StreamRun:
                     self._plugins[step.node_id],
                     dict(inputs),
                     self._configs[step.node_id],
-                    self._contexts[step.node_id],
+                    dataclasses.replace(self._contexts[step.node_id], stream_batch=number),
                     self._owner._executor,
                 )
             except Exception as exc:

@@ -24,6 +24,12 @@ class PluginContext:
             so a retried plugin can resume where the previous attempt stopped.
         idempotency_key: Stable across retries of this node in this run (run id + activity
             id): use it to deduplicate side effects.
+        stream_batch: Streaming only (None elsewhere): how many batches the stream had
+            committed before this one. Batches are numbered from the stream's position, so a
+            batch that comes again after a crash (the stream resumed from an earlier
+            checkpoint) has the number of the one that started at the same position: a sink
+            that sees a number again is replaying, and can cut back to where that batch
+            began (see ``data_sink``).
         logger: A structlog logger bound to execution, node, plugin and attempt.
     """
 
@@ -34,6 +40,7 @@ class PluginContext:
     attempt: int
     idempotency_key: str
     checkpoint: Any = None
+    stream_batch: int | None = None
     logger: Any = field(default_factory=lambda: structlog.get_logger("plugin"))
     _heartbeat: Callable[..., None] = field(default=lambda *details: None, repr=False)
     _cancelled: threading.Event = field(default_factory=threading.Event, repr=False)
