@@ -19,13 +19,29 @@ Config:
     empty cell, null is an empty cell, booleans are ``true``/``false``, and lists and objects
     are written as JSON. No records give an empty file.
 
+Streaming: in a stream the sink is called once per micro-batch and *appends* each batch to
+the file exactly once. The first batch a stream writes replaces what the file held; a batch
+that comes again after a crash (the stream resumes from its last recorded checkpoint) first
+cuts the file back to where that batch began, using a journal kept beside the file
+(``.{name}.batches``, 16 bytes per batch; see :mod:`plugins.builtin._batch_journal`). So the
+file holds every item once, in order, as long as the source delivers the same items again
+from a checkpoint (``numbers``-like generators, ``jsonl_source``, ``file_system_monitor``);
+sources that acknowledge upstream (Redis, NATS, MQTT, Kafka) redeliver only unacknowledged
+items, so after a crash the file can hold some twice (at least once). One sink node per file.
+CSV columns are fixed by the first batch: a later record with another key fails the stream
+(``PluginExecutionFailed`` naming the keys). ``json`` cannot be appended to (the file is one
+array) and is refused with ``InvalidConfiguration``: use ``jsonl`` or ``csv``. Readers may see
+the last batch half-written, or cut back after a crash until it is written again.
+
 Inputs:
     ``inputs["records"]`` if it is a list; else the first input value that is an object with a
     ``"records"`` list (an upstream node's output) or a list itself.
 
 Output:
     ``path`` (str, as configured), ``count`` (records written), ``sha256`` (hex digest of the
-    file's bytes), ``bytes`` (file size).
+    file's bytes), ``bytes`` (file size). In a stream, of this batch: ``count`` and ``bytes``
+    (appended), ``sha256`` (of the appended bytes), plus ``batch`` (its number) and
+    ``file_bytes`` (the file's size after it).
 
 Errors:
     Bad configuration is ``InvalidConfiguration`` naming the key; no records in the inputs is
@@ -38,12 +54,13 @@ import csv
 import io
 import json
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 from pydantic import Field
 
 from plugins._context import PluginContext
 from plugins._registry import plugin
+from plugins.builtin._batch_journal import append_batch
 from plugins.builtin._common import (
     FORMATS_BY_EXTENSION,
     atomic_write,
@@ -63,6 +80,7 @@ from plugins.builtin._models import (
     PluginConfig,
     RecordFormat,
 )
+from plugins.builtin._streams import collect_items
 
 
 class DataSinkConfig(PluginConfig):
@@ -107,6 +125,8 @@ def data_sink_plugin(
     file_format = _format(config, path)
     delimiter = optional_delimiter(config)
     escape = optional_bool(config, "csv_escape_formulas", default=True)
+    if ctx.stream_batch is not None:
+        return _append(Path(path), file_format, collect_items(inputs), delimiter, escape, ctx)
     records = find_records(inputs)
 
     if file_format == "csv":
@@ -122,6 +142,47 @@ def data_sink_plugin(
         "data_sink.written", path=path, format=file_format, count=len(records), bytes=len(data)
     )
     return {"path": path, "count": len(records), "sha256": digest, "bytes": len(data)}
+
+
+def _append(
+    path: Path,
+    file_format: str,
+    records: list[dict[str, Any]],
+    delimiter: str,
+    escape: bool,
+    ctx: PluginContext,
+) -> dict[str, Any]:
+    """Streaming: append this batch to the file exactly once (see the module docs)."""
+    batch = ctx.stream_batch
+    assert batch is not None
+    if file_format == "json":
+        raise config_error(
+            "format",
+            "'json' writes one array, which cannot be appended to batch by batch in a "
+            "Streaming workflow; use 'jsonl' or 'csv'",
+        )
+
+    def render(handle: BinaryIO, offset: int) -> bytes:
+        if file_format == "jsonl":
+            return "".join(_dumps(record, None) + "\n" for record in records).encode()
+        if offset == 0:
+            return _csv_bytes(records, delimiter, escape)
+        columns = _csv_columns(handle, delimiter)
+        return _csv_rows(records, columns, delimiter, escape, f"{path} (batch {batch})")
+
+    stream = f"{ctx.execution_id}/{ctx.node_id}"
+    offset, data = append_batch(path, stream, batch, render)
+    ctx.logger.info(
+        "data_sink.appended", path=str(path), batch=batch, count=len(records), bytes=len(data)
+    )
+    return {
+        "path": str(path),
+        "count": len(records),
+        "sha256": sha256_hex(data),
+        "bytes": len(data),
+        "batch": batch,
+        "file_bytes": offset + len(data),
+    }
 
 
 def _format(config: dict[str, Any], path: str) -> str:
@@ -157,6 +218,36 @@ def _csv_bytes(records: list[dict[str, Any]], delimiter: str, escape: bool) -> b
     writer.writerow([_escaped(name, escape) for name in header])
     for record in records:
         writer.writerow([_cell(record.get(name), escape) for name in header])
+    return buffer.getvalue().encode()
+
+
+def _csv_columns(handle: BinaryIO, delimiter: str) -> list[str]:
+    """The header row of a CSV file, as written (escaped)."""
+    handle.seek(0)
+    text = io.TextIOWrapper(handle, encoding="utf-8", newline="")
+    try:
+        return next(csv.reader(text, delimiter=delimiter), [])
+    finally:
+        text.detach()
+
+
+def _csv_rows(
+    records: list[dict[str, Any]], columns: list[str], delimiter: str, escape: bool, where: str
+) -> bytes:
+    """Rows under an existing header; a key that is not a column is an error."""
+    keys = {_escaped(key, escape): key for record in records for key in record}
+    unknown = [key for written, key in keys.items() if written not in columns]
+    if unknown:
+        raise data_error(
+            f"{where}: records have keys that are not columns of the file: "
+            f"{', '.join(repr(key) for key in unknown[:10])}; in a stream the first batch "
+            f"fixes the CSV columns ({', '.join(repr(c) for c in columns[:10])})"
+        )
+    buffer = io.StringIO(newline="")
+    writer = csv.writer(buffer, delimiter=delimiter)
+    sources = [keys.get(column) for column in columns]  # None: no record has that column
+    for record in records:
+        writer.writerow([_cell(None if k is None else record.get(k), escape) for k in sources])
     return buffer.getvalue().encode()
 
 

@@ -386,6 +386,95 @@ def test_sink_csv_formula_escaping_can_be_switched_off(tmp_path: Path) -> None:
     )
 
 
+def stream_ctx(batch: int, execution_id: str = "e") -> PluginContext:
+    ctx = make_ctx("sink")
+    ctx.stream_batch = batch
+    ctx.execution_id = execution_id
+    return ctx
+
+
+def sink_batch(path: Path, batch: int, ns: list[int], **config: Any) -> dict[str, Any]:
+    """data_sink as a stream calls it: one micro-batch, numbered."""
+    inputs = {"upstream": [{"n": n} for n in ns]}
+    checked = data_sink_plugin.check_config({"path": str(path), **config})
+    result = data_sink_plugin.function(inputs, checked, stream_ctx(batch))
+    assert isinstance(result, dict)
+    return result
+
+
+def jsonl_ns(path: Path) -> list[int]:
+    return [json.loads(line)["n"] for line in path.read_text(encoding="utf-8").splitlines()]
+
+
+def test_sink_in_a_stream_appends_and_a_replay_cuts_back(tmp_path: Path) -> None:
+    path = tmp_path / "out" / "stream.jsonl"
+    path.parent.mkdir()
+    write(path, '{"n": -1}\n')  # an earlier run's file: the stream's first batch replaces it
+    first = sink_batch(path, 0, [0, 1])
+    assert jsonl_ns(path) == [0, 1]
+    assert (first["count"], first["batch"], first["file_bytes"]) == (2, 0, path.stat().st_size)
+    sink_batch(path, 1, [2])
+    sink_batch(path, 2, [3, 4])
+    # The worker died after batch 2; the stream resumed from the checkpoint after batch 0 and
+    # reads the same items again, cut into batches differently.
+    sink_batch(path, 1, [2, 3])
+    assert jsonl_ns(path) == [0, 1, 2, 3]
+    sink_batch(path, 2, [4])
+    sink_batch(path, 3, [5])
+    assert jsonl_ns(path) == [0, 1, 2, 3, 4, 5]
+    assert files_in(path.parent) == [".stream.jsonl.batches", "stream.jsonl"]
+
+
+def test_sink_in_a_stream_survives_a_torn_write_and_skipped_batches(tmp_path: Path) -> None:
+    path = tmp_path / "stream.jsonl"
+    sink_batch(path, 0, [0])
+    sink_batch(path, 3, [1])  # batches 1 and 2 had nothing for this sink
+    sink_batch(path, 4, [2, 3])
+    # The worker died while writing batch 4, and while recording batch 5 in the journal.
+    with path.open("r+b") as handle:
+        handle.truncate(path.stat().st_size - 5)
+    with (tmp_path / ".stream.jsonl.batches").open("ab") as handle:
+        handle.write(b"\x00\x00\x00")
+    sink_batch(path, 4, [2, 3])
+    assert jsonl_ns(path) == [0, 1, 2, 3]
+    sink_batch(path, 2, [1, 2, 3])  # a replay from before batch 3 cuts back to it
+    assert jsonl_ns(path) == [0, 1, 2, 3]
+
+
+def test_sink_in_a_stream_a_new_execution_starts_the_file_afresh(tmp_path: Path) -> None:
+    path = tmp_path / "stream.jsonl"
+    sink_batch(path, 0, [0])
+    sink_batch(path, 1, [1])
+    checked = data_sink_plugin.check_config({"path": str(path)})
+    data_sink_plugin.function({"u": [{"n": 7}]}, checked, stream_ctx(5, execution_id="other"))
+    assert jsonl_ns(path) == [7]
+
+
+def test_sink_in_a_stream_csv_keeps_the_first_batch_columns(tmp_path: Path) -> None:
+    path = tmp_path / "stream.csv"
+    checked = data_sink_plugin.check_config({"path": str(path)})
+    records = [{"=a": "=1", "b": 2}]
+    data_sink_plugin.function({"u": records}, checked, stream_ctx(0))
+    data_sink_plugin.function({"u": [{"b": 3}, {"=a": "x"}]}, checked, stream_ctx(1))
+    with path.open(encoding="utf-8", newline="") as handle:
+        assert list(csv.reader(handle)) == [["'=a", "b"], ["'=1", "2"], ["", "3"], ["x", ""]]
+    with pytest.raises(PluginError) as info:
+        data_sink_plugin.function({"u": [{"c": 1}]}, checked, stream_ctx(2))
+    assert info.value.code is PluginErrorCode.PluginExecutionFailed
+    assert "'c'" in info.value.message
+    assert "first batch fixes the CSV columns" in info.value.message
+
+
+def test_sink_in_a_stream_refuses_a_json_array(tmp_path: Path) -> None:
+    path = tmp_path / "stream.json"
+    checked = data_sink_plugin.check_config({"path": str(path)})
+    with pytest.raises(PluginError) as info:
+        data_sink_plugin.function({"u": [{"n": 1}]}, checked, stream_ctx(0))
+    assert info.value.code is PluginErrorCode.InvalidConfiguration
+    assert "'format'" in info.value.message
+    assert not path.exists()
+
+
 def test_sink_empty_records_give_empty_csv(tmp_path: Path) -> None:
     path = tmp_path / "empty.csv"
     result = run(data_sink_plugin, {"records": []}, {"path": str(path)})
