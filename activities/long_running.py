@@ -173,6 +173,7 @@ class _StreamRun:
         self._reporting: asyncio.Task[None] | None = None
         self._configs: dict[str, Any] = {}
         self._source_lock = asyncio.Lock()
+        self._source_replays = False  # set from the source's spec when the run starts
 
     def _counters(self, node_id: str) -> NodeCounters:
         counters = self._progress.counters.get(node_id)
@@ -186,6 +187,7 @@ class _StreamRun:
         source_node = request.workflow.node(request.source_node)
         assert source_node is not None
         spec = self._owner._source(source_node.plugin_id, source_node.node_id)
+        self._source_replays = spec.replays
         plugins = {}
         for step in self._plan.steps:
             plugin = self._owner._plugins.get(step.plugin_id)
@@ -323,7 +325,11 @@ class _StreamRun:
                     self._plugins[step.node_id],
                     dict(inputs),
                     self._configs[step.node_id],
-                    dataclasses.replace(self._contexts[step.node_id], stream_batch=number),
+                    dataclasses.replace(
+                        self._contexts[step.node_id],
+                        stream_batch=number,
+                        stream_replays=self._source_replays,
+                    ),
                     self._owner._executor,
                 )
             except Exception as exc:

@@ -105,10 +105,15 @@ SourceGenerator = Callable[
 
 
 def source_plugin(
-    plugin_id: str, *, description: str = "", config: type[BaseModel] | None = None
+    plugin_id: str,
+    *,
+    description: str = "",
+    config: type[BaseModel] | None = None,
+    replays: bool = False,
 ) -> Callable[[SourceGenerator | SourceFactory], SourceSpec]:
     """Decorator: an async generator function, or a factory returning a :class:`Source`;
-    ``config`` is a pydantic model describing (and checked against) its configuration."""
+    ``config`` is a pydantic model describing (and checked against) its configuration;
+    ``replays`` see :attr:`SourceSpec.replays` (always true for a generator)."""
 
     def wrap(function: SourceGenerator | SourceFactory) -> SourceSpec:
         doc = description or (inspect.getdoc(function) or "").split("\n\n")[0]
@@ -120,8 +125,8 @@ def source_plugin(
             ) -> Source:
                 return GeneratorSource(generator(config, checkpoint, ctx), checkpoint)
 
-            return SourceSpec(plugin_id, open_generator, doc, config)
-        return SourceSpec(plugin_id, function, doc, config)  # type: ignore[arg-type]
+            return SourceSpec(plugin_id, open_generator, doc, config, replays=True)
+        return SourceSpec(plugin_id, function, doc, config, replays=replays)  # type: ignore[arg-type]
 
     return wrap
 
@@ -129,13 +134,21 @@ def source_plugin(
 @dataclass(frozen=True)
 class SourceSpec:
     """A source plugin: its id, how to open it, and optionally its configuration model and
-    output ports (for the catalog and checks at registration)."""
+    output ports (for the catalog and checks at registration).
+
+    ``replays``: reopened with a checkpoint, the source delivers again every item after it,
+    in the same order (a generator, a file read by offset). Sources that acknowledge upstream
+    (a broker redelivers only what was not acknowledged) leave it false. A stream tells its
+    sinks (``PluginContext.stream_replays``), so a sink cuts back a replayed batch only when
+    the items after it come again too.
+    """
 
     plugin_id: str
     open: SourceFactory
     description: str = ""
     config_model: type[BaseModel] | None = None
     output_ports: tuple[str, ...] = ()
+    replays: bool = False
 
 
 class GeneratorSource:

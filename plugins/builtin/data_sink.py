@@ -171,7 +171,7 @@ def _append(
         return _csv_rows(records, columns, delimiter, escape, f"{path} (batch {batch})")
 
     stream = f"{ctx.execution_id}/{ctx.node_id}"
-    offset, data = append_batch(path, stream, batch, render)
+    offset, data = append_batch(path, stream, batch, render, replays=ctx.stream_replays)
     ctx.logger.info(
         "data_sink.appended", path=str(path), batch=batch, count=len(records), bytes=len(data)
     )

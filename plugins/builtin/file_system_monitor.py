@@ -193,7 +193,7 @@ class FileSystemMonitorConfig(PluginConfig):
     )
 
 
-@source_plugin("file_system_monitor", config=FileSystemMonitorConfig)
+@source_plugin("file_system_monitor", config=FileSystemMonitorConfig, replays=True)
 async def open_file_system_monitor(
     config: dict[str, Any], checkpoint: Any, ctx: PluginContext
 ) -> Source:

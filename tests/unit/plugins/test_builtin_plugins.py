@@ -386,18 +386,19 @@ def test_sink_csv_formula_escaping_can_be_switched_off(tmp_path: Path) -> None:
     )
 
 
-def stream_ctx(batch: int, execution_id: str = "e") -> PluginContext:
+def stream_ctx(batch: int, execution_id: str = "e", *, replays: bool = True) -> PluginContext:
     ctx = make_ctx("sink")
     ctx.stream_batch = batch
+    ctx.stream_replays = replays
     ctx.execution_id = execution_id
     return ctx
 
 
-def sink_batch(path: Path, batch: int, ns: list[int], **config: Any) -> dict[str, Any]:
+def sink_batch(path: Path, batch: int, ns: list[Any], *, replays: bool = True) -> dict[str, Any]:
     """data_sink as a stream calls it: one micro-batch, numbered."""
     inputs = {"upstream": [{"n": n} for n in ns]}
-    checked = data_sink_plugin.check_config({"path": str(path), **config})
-    result = data_sink_plugin.function(inputs, checked, stream_ctx(batch))
+    checked = data_sink_plugin.check_config({"path": str(path)})
+    result = data_sink_plugin.function(inputs, checked, stream_ctx(batch, replays=replays))
     assert isinstance(result, dict)
     return result
 
@@ -439,6 +440,33 @@ def test_sink_in_a_stream_survives_a_torn_write_and_skipped_batches(tmp_path: Pa
     assert jsonl_ns(path) == [0, 1, 2, 3]
     sink_batch(path, 2, [1, 2, 3])  # a replay from before batch 3 cuts back to it
     assert jsonl_ns(path) == [0, 1, 2, 3]
+
+
+def test_sink_in_a_stream_cuts_back_a_batch_that_never_finished(tmp_path: Path) -> None:
+    """The worker died while writing a batch: it was never committed, so whatever it left
+    goes, whether the source replays or not."""
+    for replays in (True, False):
+        path = tmp_path / f"stream-{replays}.jsonl"
+        sink_batch(path, 0, [0], replays=replays)
+        with pytest.raises(PluginError):
+            sink_batch(path, 1, [1, float("nan")], replays=replays)  # fails before writing
+        with path.open("ab") as handle:
+            handle.write(b'{"n": 1}\n{"n"')  # as if it had died halfway through the write
+        sink_batch(path, 1, [1], replays=replays)
+        assert jsonl_ns(path) == [0, 1]
+
+
+def test_sink_in_a_stream_of_a_source_that_does_not_replay_never_cuts_back(
+    tmp_path: Path,
+) -> None:
+    """A broker redelivers only what was never acknowledged: batches the stream committed
+    stay, though their numbers come again after a crash (the checkpoint lagged)."""
+    path = tmp_path / "stream.jsonl"
+    sink_batch(path, 0, [0, 1], replays=False)
+    sink_batch(path, 1, [2], replays=False)
+    sink_batch(path, 2, [3], replays=False)  # committed and acknowledged, not heartbeated
+    sink_batch(path, 1, [4], replays=False)  # after the crash: only the unacknowledged item
+    assert jsonl_ns(path) == [0, 1, 2, 3, 4]
 
 
 def test_sink_in_a_stream_a_new_execution_starts_the_file_afresh(tmp_path: Path) -> None:
