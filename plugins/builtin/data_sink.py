@@ -20,22 +20,25 @@ Config:
     are written as JSON. No records give an empty file.
 
 Streaming: in a stream the sink is called once per micro-batch and *appends* each batch to
-the file exactly once. The first batch a stream writes replaces what the file held; a batch
-that comes again after a crash (the stream resumes from its last recorded checkpoint) first
-cuts the file back to where that batch began, using a journal kept beside the file
-(``.{name}.batches``, 16 bytes per batch; see :mod:`plugins.builtin._batch_journal`). So the
-file holds every item once, in order, as long as the source delivers the same items again
-from a checkpoint (``numbers``-like generators, ``jsonl_source``, ``file_system_monitor``);
-sources that acknowledge upstream (Redis, NATS, MQTT, Kafka) redeliver only unacknowledged
-items, so after a crash the file can hold some twice (at least once). One sink node per file.
-CSV columns are fixed by the first batch: a later record with another key fails the stream
+the file. The first batch a stream writes replaces what the file held. A journal beside the
+file (``.{name}.batches``, 24 bytes per batch; see :mod:`plugins.builtin._batch_journal`)
+records where each batch began and ended: a batch the worker died writing is cut back before
+the next write, and when the source replays from its checkpoint (``SourceSpec.replays``:
+generators, ``data_source``, ``jsonl_source``, ``file_system_monitor``) a batch that comes
+again after a crash first cuts the file back to where it began. So with those sources the file
+holds every item exactly once, in order. Sources that acknowledge upstream (Redis, NATS, MQTT,
+Kafka) redeliver only what they never acknowledged: nothing committed is cut back, and after
+a crash the file can hold a few items twice (at least once). One sink node per file. CSV
+columns are fixed by the first batch: a later record with another key fails the stream
 (``PluginExecutionFailed`` naming the keys). ``json`` cannot be appended to (the file is one
 array) and is refused with ``InvalidConfiguration``: use ``jsonl`` or ``csv``. Readers may see
-the last batch half-written, or cut back after a crash until it is written again.
+the last batch half-written until it is finished or cut back. Outside a stream (batch modes,
+EventDriven passes) the file is replaced as described above.
 
 Inputs:
     ``inputs["records"]`` if it is a list; else the first input value that is an object with a
-    ``"records"`` list (an upstream node's output) or a list itself.
+    ``"records"`` list (an upstream node's output) or a list itself. In a stream, the items of
+    every input, concatenated.
 
 Output:
     ``path`` (str, as configured), ``count`` (records written), ``sha256`` (hex digest of the
