@@ -31,13 +31,18 @@ from temporalio.converter import DataConverter, DefaultFailureConverterWithEncod
 from temporalio.runtime import Runtime
 from temporalio.service import RPCError, TLSConfig
 
-from engine.codec import KEYS_FILE_VARIABLE, KEYS_VARIABLE, codec_from_env
+from engine.codec import KEYS_FILE_VARIABLE, KEYS_VARIABLE, EnginePayloadConverter, codec_from_env
 from engine.contracts import DEFAULT_TASK_QUEUE
 from engine.errors import PluginError, PluginErrorCode
 from engine.telemetry import client_interceptors
 
 DEFAULT_ADDRESS = "localhost:7233"
 DEFAULT_NAMESPACE = "default"
+# Pydantic JSON payloads whose converter also explains payloads it cannot open
+# (engine.codec.EnginePayloadConverter): the converter of every client, with or without keys.
+PLAIN_CONVERTER = dataclasses.replace(
+    pydantic_data_converter, payload_converter_class=EnginePayloadConverter
+)
 
 
 def default_address() -> str:
@@ -77,16 +82,18 @@ def tls_from_env() -> TLSConfig | bool:
 def data_converter() -> DataConverter:
     """This engine's data converter: pydantic JSON payloads and, when the environment
     configures keys, the AES-GCM codec, with failure messages and stack traces moved into
-    the (encrypted) encoded attributes, since they often quote the data that failed.
+    the (encrypted) encoded attributes, since they often quote the data that failed. With
+    or without keys, payloads that cannot be opened fail with a clear error
+    (:class:`~engine.codec.EnginePayloadConverter`).
 
     Raises:
         PluginError: ``InvalidConfiguration`` naming the variable with bad key material.
     """
     codec = codec_from_env()
     if codec is None:
-        return pydantic_data_converter
+        return PLAIN_CONVERTER
     return dataclasses.replace(
-        pydantic_data_converter,
+        PLAIN_CONVERTER,
         payload_codec=codec,
         failure_converter_class=DefaultFailureConverterWithEncodedAttributes,
     )
@@ -142,21 +149,21 @@ async def connect(
 def with_pydantic_converter(client: Client) -> Client:
     """The same connection with this engine's data converter.
 
-    A client from :func:`connect` is returned as is. Any other client gets pydantic JSON
-    payloads; it keeps a payload codec of its own, and one without gets the configured
-    encryption (see :func:`data_converter`), so a hand-made client cannot silently write
-    plaintext next to encrypting workers.
+    A client from :func:`connect` is returned as is. Any other client gets the engine's
+    pydantic JSON payloads; it keeps a payload codec of its own, and one without gets the
+    configured encryption (see :func:`data_converter`), so a hand-made client cannot
+    silently write plaintext next to encrypting workers.
     """
     current = client.data_converter
-    pydantic = pydantic_data_converter.payload_converter_class
-    if current.payload_converter_class is pydantic and (
+    engine_converter = EnginePayloadConverter
+    if current.payload_converter_class is engine_converter and (
         current.payload_codec is not None or not encryption_configured()
     ):
         return client
     if current.payload_codec is None:
         converter = data_converter()
     else:
-        converter = dataclasses.replace(current, payload_converter_class=pydantic)
+        converter = dataclasses.replace(current, payload_converter_class=engine_converter)
     config = client.config()
     config["data_converter"] = converter
     return Client(**config)

@@ -258,7 +258,7 @@ async def test_key_rotation_keeps_old_runs_readable(
         with pytest.raises(PluginError) as caught:
             await read(old)
         assert caught.value.code is PluginErrorCode.InvalidConfiguration
-        assert "encrypted with key 'k1', which is not configured" in caught.value.message
+        assert "encrypted with key 'k1', which this process does not have" in caught.value.message
 
 
 async def test_hand_made_clients_get_the_codec_and_bad_keys_fail_before_connecting(
