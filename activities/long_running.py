@@ -24,7 +24,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import structlog
@@ -33,6 +32,7 @@ from temporalio import activity
 from temporalio.client import Client
 
 from activities._support import TERMINAL_CODES, Heartbeats, failure, invoke, plugin_context
+from activities.capacity import PluginThreads
 from engine.contracts import (
     EVENTS_SIGNAL,
     RUN_STREAM_ACTIVITY,
@@ -69,12 +69,10 @@ class LongRunningActivities:
     """Activities of the EventDriven and Streaming modes, bound to a worker's plugins and
     a client (to signal executions)."""
 
-    def __init__(
-        self, plugins: PluginRegistry, client: Client, executor: ThreadPoolExecutor
-    ) -> None:
+    def __init__(self, plugins: PluginRegistry, client: Client, threads: PluginThreads) -> None:
         self._plugins = plugins
         self._client = client
-        self._executor = executor
+        self._threads = threads
 
     # -- EventDriven ---------------------------------------------------------------------
 
@@ -315,7 +313,7 @@ class _StreamRun:
                     dict(inputs),
                     self._configs[step.node_id],
                     self._contexts[step.node_id],
-                    self._owner._executor,
+                    self._owner._threads,
                 )
             except Exception as exc:
                 counters.errors += 1

@@ -7,8 +7,10 @@ Every node of every workflow runs through :meth:`NodeActivities.run_plugin_node`
 * heartbeats in the background for the whole call, so a dead worker is noticed within the
   node's ``heartbeat_timeout`` and cancellation reaches the plugin even if the plugin never
   heartbeats itself;
-* runs async plugins on the event loop and synchronous ones in a thread pool, so a blocking
-  plugin never stalls other nodes' heartbeats;
+* runs async plugins in a task and synchronous ones on threads of their own, so a blocking
+  plugin never stalls other nodes' heartbeats; an attempt that times out or is cancelled stops
+  heartbeating at once and gives its plugin a short grace before abandoning it
+  (:mod:`activities.capacity`);
 * resolves blob references in the inputs and moves large output values to the blob store
   (:mod:`engine.blobs`), so no payload comes near Temporal's 2 MB limit;
 * checks the output before returning it: it must be a JSON object (and, with its large
@@ -24,7 +26,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import structlog
@@ -32,6 +33,7 @@ from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from activities._support import TERMINAL_CODES, Heartbeats, failure, invoke, plugin_context
+from activities.capacity import PluginThreads
 from engine.blobs import BlobStore, blob_threshold, is_ref
 from engine.contracts import MAX_PAYLOAD_BYTES, NODE_ACTIVITY, NodeActivityInput, NodeActivityResult
 from engine.errors import PluginError, PluginErrorCode
@@ -49,11 +51,11 @@ class NodeActivities:
         self,
         plugins: PluginRegistry,
         *,
-        executor: ThreadPoolExecutor | None = None,
+        threads: PluginThreads | None = None,
         blobs: BlobStore | None = None,
     ):
         self._plugins = plugins
-        self._executor = executor or ThreadPoolExecutor(max_workers=32, thread_name_prefix="plugin")
+        self._threads = threads or PluginThreads()
         self._blobs = blobs or BlobStore.from_env()
         self._threshold = blob_threshold()
 
@@ -118,13 +120,15 @@ class NodeActivities:
         logger = ctx.logger
         heartbeats = Heartbeats(checkpoint)
         ctx._heartbeat = heartbeats.record
-        beating = asyncio.create_task(heartbeats.run(info.heartbeat_timeout))
+        heartbeats.start(info.heartbeat_timeout)
         try:
             config = plugin.check_config(request.config)
             inputs = request.inputs
             if _has_refs(inputs):
                 inputs = await asyncio.to_thread(self._blobs.resolve, inputs)
-            output = await invoke(plugin, inputs, config, ctx, self._executor)
+            output = await invoke(
+                plugin, inputs, config, ctx, self._threads, on_cancel=heartbeats.stop
+            )
         except asyncio.CancelledError:
             ctx._cancelled.set()
             logger.info("node cancelled")
@@ -141,7 +145,7 @@ class NodeActivities:
             logger.warning("node attempt failed", error_type=type(exc).__name__, exc_info=exc)
             raise failure(str(exc) or type(exc).__name__, type(exc).__name__, info.attempt) from exc
         finally:
-            beating.cancel()
+            heartbeats.stop()
         try:
             checked = await asyncio.to_thread(self._checked_output, request, output)
         except ApplicationError as exc:
