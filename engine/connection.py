@@ -123,12 +123,16 @@ _TLS_PROBLEMS = (
 )
 
 
+# How the SDK reports a server that hangs up after the TLS handshake (it depends on when).
+_CLOSED = ("UnexpectedEof", "BrokenPipe", "connection closed", "ConnectionReset")
+
+
 def connection_problem(error: str, tls: TLSConfig | bool) -> str | None:
     """What a failed connection most likely means, or None when it says nothing known."""
     for marker, problem in _TLS_PROBLEMS:
         if marker in error:
             return problem
-    closed = "UnexpectedEof" in error or "BrokenPipe" in error
+    closed = any(marker in error for marker in _CLOSED)
     if closed and isinstance(tls, TLSConfig) and tls.client_cert is None:
         return (
             "the server closed the TLS connection: it most likely requires a client "
