@@ -25,7 +25,6 @@ import asyncio
 import contextlib
 import dataclasses
 import time
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import structlog
@@ -34,6 +33,7 @@ from temporalio import activity
 from temporalio.client import Client
 
 from activities._support import TERMINAL_CODES, Heartbeats, failure, invoke, plugin_context
+from activities.capacity import PluginThreads
 from engine.contracts import (
     EVENTS_SIGNAL,
     RUN_STREAM_ACTIVITY,
@@ -70,12 +70,10 @@ class LongRunningActivities:
     """Activities of the EventDriven and Streaming modes, bound to a worker's plugins and
     a client (to signal executions)."""
 
-    def __init__(
-        self, plugins: PluginRegistry, client: Client, executor: ThreadPoolExecutor
-    ) -> None:
+    def __init__(self, plugins: PluginRegistry, client: Client, threads: PluginThreads) -> None:
         self._plugins = plugins
         self._client = client
-        self._executor = executor
+        self._threads = threads
 
     # -- EventDriven ---------------------------------------------------------------------
 
@@ -330,7 +328,7 @@ class _StreamRun:
                         stream_batch=number,
                         stream_replays=self._source_replays,
                     ),
-                    self._owner._executor,
+                    self._owner._threads,
                 )
             except Exception as exc:
                 counters.errors += 1

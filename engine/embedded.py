@@ -43,7 +43,7 @@ from temporalio.api.taskqueue.v1 import TaskQueue
 from temporalio.api.workflowservice.v1 import DescribeTaskQueueRequest
 from temporalio.client import Client
 
-from engine.devserver import DevServer, port_open, stop_detached
+from engine.devserver import DevServer, port_open, stop_detached, wait_until_ready
 from engine.errors import PluginError, PluginErrorCode
 from engine.executions import translate_errors
 from engine.worker import EngineWorker, create_worker
@@ -63,6 +63,8 @@ EMBEDDED_IDENTITY_PREFIX = "orchestrator-cli:"
 POLLER_FRESH_SECONDS = 90.0
 
 _RECORD_FILE = "server.json"
+# Seconds a server found on the embedded port (perhaps still starting) gets to be ready.
+READY_TIMEOUT = 60.0
 
 
 def default_data_dir() -> Path:
@@ -178,20 +180,27 @@ async def ensure_server(address: str | None, data_dir: Path) -> tuple[str, str |
         address: ``host:port`` to use as is (no auto-start); default ``TEMPORAL_ADDRESS``.
         data_dir: Where the embedded server keeps its SQLite file, log and pid.
 
+    A server found listening on the embedded port, or started here, is returned only once
+    it is ready (:func:`engine.devserver.wait_until_ready`), never when its port merely opens.
+
     Raises:
-        PluginError: ``ServerUnavailable`` if the embedded server cannot be started.
+        PluginError: ``ServerUnavailable`` if the embedded server cannot be started, or the
+            one listening on the embedded port is not ready in time.
     """
     given = address or os.environ.get("TEMPORAL_ADDRESS")
     if given:
         return given, os.environ.get(ENV_UI_URL) or None
     port, ui_port = embedded_ports()
+    local = f"127.0.0.1:{port}"
     if port_open("127.0.0.1", port):
-        return f"127.0.0.1:{port}", _known_ui(data_dir, port)
+        await wait_until_ready(local, timeout=READY_TIMEOUT)
+        return local, _known_ui(data_dir, port)
     try:
         info = await asyncio.to_thread(start_server, data_dir, port, ui_port)
     except PluginError:
         if port_open("127.0.0.1", port):  # another CLI started it at the same moment
-            return f"127.0.0.1:{port}", _known_ui(data_dir, port)
+            await wait_until_ready(local, timeout=READY_TIMEOUT)
+            return local, _known_ui(data_dir, port)
         raise
     ui_note = f"; web UI at {info.ui_url}" if info.ui_url else ""
     print(
