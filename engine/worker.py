@@ -29,7 +29,7 @@ from temporalio.common import WorkflowIDConflictPolicy
 from temporalio.worker import Worker
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
 
-from activities import LongRunningActivities, NodeActivities
+from activities import LongRunningActivities, NodeActivities, RegistryActivities
 from engine.blobs import BlobStore
 from engine.catalog import describe_plugins
 from engine.connection import connect, default_task_queue, with_pydantic_converter
@@ -112,6 +112,7 @@ def create_worker(
     executor = ThreadPoolExecutor(max_workers=plugin_threads, thread_name_prefix="plugin")
     activities = NodeActivities(registry, executor=executor, blobs=blob_store)
     long_running = LongRunningActivities(registry, with_pydantic_converter(client), executor)
+    registry_reads = RegistryActivities(with_pydantic_converter(client))
     worker = Worker(
         with_pydantic_converter(client),
         task_queue=task_queue or default_task_queue(),
@@ -120,6 +121,7 @@ def create_worker(
             activities.run_plugin_node,
             long_running.watch_event_source,
             long_running.run_stream,
+            registry_reads.read_registered_definition,
         ],
         max_concurrent_activities=max_concurrent_activities,
         max_concurrent_workflow_tasks=max_concurrent_workflow_tasks,
