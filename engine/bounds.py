@@ -201,6 +201,26 @@ def queue_room(state: LongRunState, *, definition_bytes: int, input_bytes: int) 
     return CARRY_LIMIT_BYTES - CARRY_MARGIN_BYTES - fixed - json_bytes(state.queue)
 
 
+def long_run_problem(params: ExecutionInput) -> str | None:
+    """Why a long-running execution started with ``params`` could not carry its state
+    across continue-as-new with even one event of the largest payload queued, or None."""
+    definition = params.workflow
+    capacity = queue_room(
+        LongRunState(workflow=definition, start_time=""),
+        definition_bytes=json_bytes(definition.model_dump(exclude_defaults=True)),
+        input_bytes=json_bytes(params.input_data),
+    )
+    if capacity >= MAX_EVENT_BYTES + 4096:
+        return None
+    return (
+        f"a {definition.execution_mode.name} execution carries its definition twice and its "
+        f"input from one Temporal run to the next, in one payload of at most "
+        f"{CARRY_LIMIT_BYTES:,} bytes; with this definition and input, "
+        f"{max(0, capacity):,} bytes would be left for queued events, less than one event "
+        f"({MAX_EVENT_BYTES:,} bytes): make the definition or the input smaller"
+    )
+
+
 def fit_carried(params: ExecutionInput) -> ExecutionInput:
     """``params`` (a long run's continue-as-new input) shrunk to fit
     :data:`CARRY_LIMIT_BYTES`: counters stripped, then the event log's oldest entries dropped

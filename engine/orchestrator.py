@@ -41,6 +41,7 @@ from engine.bounds import (
     MAX_SOURCE_CHARS,
     event_problem,
     json_bytes,
+    long_run_problem,
     text_problem,
 )
 from engine.catalog import check_workflow
@@ -239,8 +240,9 @@ class AdvancedPluginOrchestrator:
         is exhausted or they are cancelled.
 
         Raises:
-            PluginError: ``WorkflowNotFound``, ``InvalidWorkflowStructure`` (no nodes),
-                ``InvalidInput``.
+            PluginError: ``WorkflowNotFound``, ``InvalidWorkflowStructure`` (no nodes, or
+                a long-running definition and input too large to carry across
+                continue-as-new), ``InvalidInput``.
         """
         if input_data is not None and not isinstance(input_data, dict):
             raise PluginError(
@@ -261,6 +263,10 @@ class AdvancedPluginOrchestrator:
             subworkflows=await self._subworkflows(definition),
             search_attributes=searchable,
         )
+        if definition.execution_mode not in _BATCH_MODES and (problem := long_run_problem(params)):
+            raise PluginError(
+                PluginErrorCode.InvalidWorkflowStructure, f"workflow '{workflow_id}': {problem}"
+            )
         with translate_errors(f"workflow '{workflow_id}'"):
             await self.client.start_workflow(
                 EXECUTION_WORKFLOW,
