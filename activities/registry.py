@@ -11,6 +11,8 @@ the verdict is recorded in history with the activity's result.
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 import structlog
 from temporalio import activity
 from temporalio.client import Client, WorkflowQueryRejectedError
@@ -28,6 +30,9 @@ from engine.models import PluginWorkflow
 from engine.validation import validate_workflow
 
 log = structlog.get_logger("activities.registry")
+# Within the activity's start-to-close timeout (engine.workflow): a registry whose worker does
+# not answer fails this attempt, and the next one tries again.
+_QUERY_TIMEOUT = timedelta(seconds=10)
 
 
 class RegistryActivities:
@@ -48,6 +53,7 @@ class RegistryActivities:
                 "definition",
                 result_type=PluginWorkflow,
                 reject_condition=QueryRejectCondition.NOT_OPEN,
+                rpc_timeout=_QUERY_TIMEOUT,
             )
         except WorkflowQueryRejectedError:
             return DefinitionReading()  # unregistered: the entity has completed

@@ -149,12 +149,12 @@ DEFINITION_FROM_REGISTRY_PATCH = "definition-from-registry"
 BOUNDED_SIGNALS_PATCH = "bounded-signals"
 # A long run shrinks what it carries to fit continue-as-new, or fails if it cannot.
 CARRY_BUDGET_PATCH = "carry-budget"
-# How a running execution reads its registered definition: a quick query, retried for a
-# while if the server is unavailable.
+# How a running execution reads its registered definition: a query, tried a few times. A
+# cancellation or continue-as-new waits for a read under way, so it stays short; a read that
+# fails is recorded, and the next notice (or subscription) reads again.
+_READ_DEFINITION_TIMEOUT = timedelta(seconds=15)
 _READ_DEFINITION_RETRY = RetryPolicy(
-    initial_interval=timedelta(seconds=1),
-    maximum_interval=timedelta(seconds=30),
-    maximum_attempts=10,
+    initial_interval=timedelta(seconds=1), maximum_interval=timedelta(seconds=5), maximum_attempts=3
 )
 # Characters of a refusal's reason kept in the event that records it.
 _REASON_CHARS = 1000
@@ -652,7 +652,7 @@ class PluginWorkflowExecution:
                     result_type=DefinitionReading,
                     activity_id=self._next_activity_id("definition"),
                     summary=f"read the registered definition of {current.workflow_id}",
-                    start_to_close_timeout=timedelta(seconds=30),
+                    start_to_close_timeout=_READ_DEFINITION_TIMEOUT,
                     retry_policy=_READ_DEFINITION_RETRY,
                 )
         except ActivityError as err:
