@@ -650,7 +650,7 @@ class PluginWorkflowExecution:
                     READ_DEFINITION_ACTIVITY,
                     lookup,
                     result_type=DefinitionReading,
-                    activity_id=self._next_activity_id("definition"),
+                    activity_id=self._next_activity_id("@definition"),  # no node id has "@"
                     summary=f"read the registered definition of {current.workflow_id}",
                     start_to_close_timeout=_READ_DEFINITION_TIMEOUT,
                     retry_policy=_READ_DEFINITION_RETRY,
