@@ -32,6 +32,18 @@ from temporalio.service import RPCError, RPCStatusCode, TLSConfig
 
 from engine import executions
 from engine.blobs import BlobIntegrityError, BlobReferenceError, BlobStore
+from engine.bounds import (
+    MAX_COMMENT_CHARS,
+    MAX_EVENT_BYTES,
+    MAX_EVENT_ID_CHARS,
+    MAX_EVENT_TYPE_CHARS,
+    MAX_NAME_CHARS,
+    MAX_SOURCE_CHARS,
+    event_problem,
+    json_bytes,
+    long_run_problem,
+    text_problem,
+)
 from engine.catalog import check_workflow
 from engine.connection import connect, default_task_queue, with_pydantic_converter
 from engine.contracts import (
@@ -76,8 +88,10 @@ from engine.validation import MAX_TEMPORAL_ID_LENGTH, check_id, validate_workflo
 
 # How long this process trusts its own writes over the visibility store.
 _OVERLAY_SECONDS = 30.0
+# The limit on event payloads and approval data now lives in engine.bounds; this name stays
+# until docs/LIMITS.md names engine.bounds.MAX_EVENT_BYTES.
+_MAX_EVENT_BYTES = MAX_EVENT_BYTES
 
-_MAX_EVENT_BYTES = 256 * 1024
 # Seconds a query may wait: past Temporal's default workflow task timeout (10 s), after
 # which the task of a stopped worker goes to another one (see the class docstring).
 QUERY_TIMEOUT = 15.0
@@ -242,8 +256,9 @@ class AdvancedPluginOrchestrator:
         is exhausted or they are cancelled.
 
         Raises:
-            PluginError: ``WorkflowNotFound``, ``InvalidWorkflowStructure`` (no nodes),
-                ``InvalidInput``.
+            PluginError: ``WorkflowNotFound``, ``InvalidWorkflowStructure`` (no nodes, or
+                a long-running definition and input too large to carry across
+                continue-as-new), ``InvalidInput``.
         """
         if input_data is not None and not isinstance(input_data, dict):
             raise PluginError(
@@ -264,6 +279,10 @@ class AdvancedPluginOrchestrator:
             subworkflows=await self._subworkflows(definition),
             search_attributes=searchable,
         )
+        if definition.execution_mode not in _BATCH_MODES and (problem := long_run_problem(params)):
+            raise PluginError(
+                PluginErrorCode.InvalidWorkflowStructure, f"workflow '{workflow_id}': {problem}"
+            )
         with translate_errors(f"workflow '{workflow_id}'"):
             await self.client.start_workflow(
                 EXECUTION_WORKFLOW,
@@ -305,12 +324,17 @@ class AdvancedPluginOrchestrator:
         Raises:
             PluginError: ``ExecutionNotFound``; ``InvalidState`` if the execution is not a
                 running EventDriven one; ``InvalidInput`` for a payload that is not a JSON
-                object of at most 256 KB; ``Timeout`` if it stays busy.
+                object of at most 256 KiB, or a type, id or source out of bounds
+                (:mod:`engine.bounds`), or an event the execution could never carry;
+                ``Timeout`` if it stays busy.
         """
+        _check_text("event_type", event_type, MAX_EVENT_TYPE_CHARS)
+        _check_text("event_id", event_id or "", MAX_EVENT_ID_CHARS)
+        _check_text("source", source or "", MAX_SOURCE_CHARS)
         event = IncomingEvent(
             event_id=event_id or uuid.uuid4().hex,
             event_type=event_type,
-            payload=executions.json_object(payload, _MAX_EVENT_BYTES),
+            payload=executions.json_object(payload, MAX_EVENT_BYTES),
             source=source or "",
         )
         await self.send_events(execution_id, [event], timeout=timeout)
@@ -319,8 +343,16 @@ class AdvancedPluginOrchestrator:
     async def send_events(
         self, execution_id: str, events: list[IncomingEvent], *, timeout: float = 60.0
     ) -> None:
-        """Send several events at once (one signal per 100), in order; see
-        :meth:`send_event`."""
+        """Send several events at once (one update per 100 events or 256 KiB), in order;
+        see :meth:`send_event`."""
+        for index, event in enumerate(events):
+            if not isinstance(event, IncomingEvent):
+                raise PluginError(
+                    PluginErrorCode.InvalidInput,
+                    f"events[{index}] is a {type(event).__name__}, not an IncomingEvent",
+                )
+            if problem := event_problem(event):
+                raise PluginError(PluginErrorCode.InvalidInput, f"events[{index}]: {problem}")
         handle = self._execution(execution_id)
         description = await executions.describe(handle, execution_id)
         memo = await description.memo()
@@ -333,9 +365,9 @@ class AdvancedPluginOrchestrator:
                 f"{mode or 'an execution'} and {state}; events go to running EventDriven "
                 "executions",
             )
-        for start in range(0, len(events), 100):
-            batch = EventsSignal(events=events[start : start + 100])
-            await executions.submit_events(handle, execution_id, batch, timeout)
+        for batch in _batches(events):
+            signal = EventsSignal(events=batch)
+            await executions.submit_events(handle, execution_id, signal, timeout)
 
     async def retry_execution(self, execution_id: str) -> str:
         """Run a failed (or cancelled) batch execution again from where it stopped: nodes
@@ -369,8 +401,10 @@ class AdvancedPluginOrchestrator:
 
         Raises:
             PluginError: ``ExecutionNotFound``, ``NodeNotFound``; ``InvalidState`` if the
-                node has already finished or the execution cannot take it.
+                node has already finished or the execution cannot take it; ``InvalidInput``
+                for an output that is not a JSON object of at most 500,000 bytes.
         """
+        _check_text("node_id", node_id, MAX_NAME_CHARS)
         data = executions.json_object(output, MAX_INPUT_BYTES)
         handle = self._execution(execution_id)
         description = await executions.describe(handle, execution_id)
@@ -462,14 +496,23 @@ class AdvancedPluginOrchestrator:
 
         Raises:
             PluginError: ``ExecutionNotFound``; ``InvalidState`` if the node is not waiting
-                (or the execution has ended).
+                (or the execution has ended); ``InvalidInput`` for ``by``, ``comment`` or
+                ``data`` out of bounds (:mod:`engine.bounds`).
         """
+        _check_text("node_id", node_id, MAX_NAME_CHARS)
+        if not isinstance(approved, bool):
+            raise PluginError(
+                PluginErrorCode.InvalidInput,
+                f"approved must be True or False, not {type(approved).__name__}",
+            )
+        _check_text("by", by, MAX_NAME_CHARS)
+        _check_text("comment", comment, MAX_COMMENT_CHARS)
         decision = ApprovalDecision(
             node_id=node_id,
             approved=approved,
             by=by,
             comment=comment,
-            data=executions.json_object(data, _MAX_EVENT_BYTES),
+            data=executions.json_object(data, MAX_EVENT_BYTES),
         )
         await executions.update_execution(
             self._execution(execution_id), execution_id, "decide", decision
@@ -768,3 +811,24 @@ class AdvancedPluginOrchestrator:
 
     def _remember_definition(self, workflow_id: str, *, registered: bool) -> None:
         self._recent_definitions[workflow_id] = (registered, time.monotonic())
+
+
+def _check_text(field: str, value: object, limit: int) -> None:
+    """Refuse a string argument out of bounds with ``InvalidInput``."""
+    if problem := text_problem(field, value, limit):
+        raise PluginError(PluginErrorCode.InvalidInput, problem)
+
+
+def _batches(events: list[IncomingEvent]) -> list[list[IncomingEvent]]:
+    """Events in order, in batches of at most 100 events and about ``MAX_EVENT_BYTES`` (an
+    event of the largest payload goes alone), so each update stays one moderate payload."""
+    batches: list[list[IncomingEvent]] = []
+    size = 0
+    for event in events:
+        event_size = json_bytes(event)
+        if not batches or len(batches[-1]) >= 100 or size + event_size > MAX_EVENT_BYTES:
+            batches.append([])
+            size = 0
+        batches[-1].append(event)
+        size += event_size
+    return batches

@@ -27,7 +27,7 @@ from temporalio.common import WorkflowIDConflictPolicy
 from temporalio.runtime import Runtime
 from temporalio.worker import FixedSizeSlotSupplier, Worker, WorkerTuner
 
-from activities import LongRunningActivities, NodeActivities
+from activities import LongRunningActivities, NodeActivities, RegistryActivities
 from activities.capacity import ActivitySlots, PluginThreads
 from engine.blobs import BlobStore
 from engine.catalog import describe_plugins
@@ -101,6 +101,7 @@ def create_worker(
     threads = PluginThreads(plugin_threads, max_abandoned_threads, meter)
     activities = NodeActivities(registry, threads=threads, blobs=blob_store)
     long_running = LongRunningActivities(registry, with_pydantic_converter(client), threads)
+    registry_reads = RegistryActivities(with_pydantic_converter(client))
     worker = Worker(
         with_pydantic_converter(client),
         task_queue=queue,
@@ -109,6 +110,7 @@ def create_worker(
             activities.run_plugin_node,
             long_running.watch_event_source,
             long_running.run_stream,
+            registry_reads.read_registered_definition,
         ],
         tuner=_tuner(max_concurrent_activities, max_concurrent_workflow_tasks, threads),
         max_cached_workflows=max_cached_workflows,
