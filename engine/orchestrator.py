@@ -88,10 +88,6 @@ from engine.validation import MAX_TEMPORAL_ID_LENGTH, check_id, validate_workflo
 
 # How long this process trusts its own writes over the visibility store.
 _OVERLAY_SECONDS = 30.0
-# The limit on event payloads and approval data now lives in engine.bounds; this name stays
-# until docs/LIMITS.md names engine.bounds.MAX_EVENT_BYTES.
-_MAX_EVENT_BYTES = MAX_EVENT_BYTES
-
 # Seconds a query may wait: past Temporal's default workflow task timeout (10 s), after
 # which the task of a stopped worker goes to another one (see the class docstring).
 QUERY_TIMEOUT = 15.0
