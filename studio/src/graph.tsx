@@ -1,23 +1,30 @@
 // Drawing a definition: nodes by type (colour, icon, label), declared ports as handles
 // (inputs left, outputs right), connections by type (DataFlow solid, Control dashed with its
-// condition, Event dotted, Dependency thin grey, error routes red).
+// condition, Event dotted, Dependency thin grey, error routes red), each routed around the
+// nodes it does not connect (routing.ts).
 
 import {
+  BaseEdge,
   Handle,
   MarkerType,
   Position as Side,
+  useStore,
   type Edge,
+  type EdgeProps,
   type Node,
   type NodeChange,
   type NodeProps,
+  type ReactFlowState,
 } from "@xyflow/react";
 import { useCallback, useMemo, useState, type CSSProperties, type ReactNode } from "react";
-import { positionsOf } from "./layout";
+import { readablePositions } from "./layout";
+import { routeEdge, type Box } from "./routing";
 import type {
   ConnectionType,
   NodeStatus,
   NodeType,
   PluginWorkflow,
+  Position,
   WorkflowConnection,
   WorkflowNode,
 } from "./types";
@@ -213,6 +220,64 @@ export function PluginNodeView({ data, selected }: NodeProps<PluginFlowNode>) {
 
 export const nodeTypes = { plugin: PluginNodeView };
 
+/** The drawn boxes of the nodes (flow coordinates), once React Flow has measured them. */
+function nodeBoxes(state: ReactFlowState): Box[] {
+  const boxes: Box[] = [];
+  for (const node of state.nodeLookup.values()) {
+    const { width, height } = node.measured;
+    if (node.hidden || !width || !height) continue;
+    const { x, y } = node.internals.positionAbsolute;
+    boxes.push({ id: node.id, left: x, top: y, right: x + width, bottom: y + height });
+  }
+  return boxes;
+}
+
+function sameBoxes(a: Box[], b: Box[]): boolean {
+  return (
+    a.length === b.length &&
+    a.every((box, i) => {
+      const other = b[i];
+      return (
+        box.id === other.id &&
+        box.left === other.left &&
+        box.top === other.top &&
+        box.right === other.right &&
+        box.bottom === other.bottom
+      );
+    })
+  );
+}
+
+/** An edge that goes around the nodes it does not connect (a curve where the way is clear). */
+export function RoutedEdge(props: EdgeProps) {
+  const { source, target, sourceX, sourceY, targetX, targetY } = props;
+  const boxes = useStore(nodeBoxes, sameBoxes);
+  const route = useMemo(
+    () => routeEdge({ x: sourceX, y: sourceY }, { x: targetX, y: targetY }, source, target, boxes),
+    [sourceX, sourceY, targetX, targetY, source, target, boxes],
+  );
+  return (
+    <BaseEdge
+      id={props.id}
+      path={route.path}
+      labelX={route.labelX}
+      labelY={route.labelY}
+      label={props.label}
+      labelStyle={props.labelStyle}
+      labelShowBg={props.labelShowBg}
+      labelBgStyle={props.labelBgStyle}
+      labelBgPadding={props.labelBgPadding}
+      labelBgBorderRadius={props.labelBgBorderRadius}
+      style={props.style}
+      markerStart={props.markerStart}
+      markerEnd={props.markerEnd}
+      interactionWidth={props.interactionWidth}
+    />
+  );
+}
+
+export const edgeTypes = { routed: RoutedEdge };
+
 /** Label and colours of a connection, by type; error routes red. */
 export function connectionLook(conn: WorkflowConnection): {
   style: CSSProperties;
@@ -265,6 +330,7 @@ export function toEdges(workflow: PluginWorkflow, options: EdgeOptions = {}): Ed
       : look.style;
     edges.push({
       id: `e${index}`,
+      type: "routed",
       source: conn.source_node,
       target: conn.target_node,
       sourceHandle: conn.source_port || ANY_PORT,
@@ -289,12 +355,13 @@ export function toEdges(workflow: PluginWorkflow, options: EdgeOptions = {}): Ed
   return edges;
 }
 
+/** The definition's nodes for React Flow, at ``positions`` (by default, readable ones). */
 export function toNodes(
   workflow: PluginWorkflow,
   extra: (node: WorkflowNode) => Partial<PluginNodeData> = () => ({}),
   selectedId?: string | null,
+  positions: Record<string, Position> = readablePositions(workflow),
 ): PluginFlowNode[] {
-  const positions = positionsOf(workflow);
   const seen = new Set<string>();
   const nodes: PluginFlowNode[] = [];
   for (const node of workflow.nodes) {

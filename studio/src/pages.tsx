@@ -4,7 +4,7 @@ import { Background, Controls, ReactFlow, type Edge } from "@xyflow/react";
 import { useCallback, useEffect, useMemo, useState } from "react";
 import { api, errorText, workflowPath } from "./api";
 import { RunDialog, StatusBadge, downloadJson, formatDuration, formatTime, normalizeWorkflow, usePolling } from "./components";
-import { Legend, nodeTypes, toEdges, toNodes, useMeasuredNodes, type PluginFlowNode } from "./graph";
+import { Legend, edgeTypes, nodeTypes, toEdges, toNodes, useMeasuredNodes, type PluginFlowNode } from "./graph";
 import { href, navigate } from "./router";
 import type { ExecutionRow, PluginWorkflow, WorkflowSummary } from "./types";
 
@@ -146,6 +146,7 @@ export function DefinitionPage({ workflowId }: { workflowId: string }) {
             nodes={measured}
             edges={edges}
             nodeTypes={nodeTypes}
+            edgeTypes={edgeTypes}
             onNodesChange={onNodesChange}
             nodesDraggable={false}
             nodesConnectable={false}
