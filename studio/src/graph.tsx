@@ -18,7 +18,7 @@ import {
 } from "@xyflow/react";
 import { useCallback, useMemo, useState, type CSSProperties, type ReactNode } from "react";
 import { readablePositions } from "./layout";
-import { routeEdge, type Box } from "./routing";
+import { routeEdge, routeSpan, type Box } from "./routing";
 import type {
   ConnectionType,
   NodeStatus,
@@ -220,14 +220,14 @@ export function PluginNodeView({ data, selected }: NodeProps<PluginFlowNode>) {
 
 export const nodeTypes = { plugin: PluginNodeView };
 
-/** The drawn boxes of the nodes (flow coordinates), once React Flow has measured them. */
-function nodeBoxes(state: ReactFlowState): Box[] {
+/** The drawn boxes (flow coordinates) of the measured nodes across x from left to right. */
+function nodeBoxes(state: ReactFlowState, left: number, right: number): Box[] {
   const boxes: Box[] = [];
   for (const node of state.nodeLookup.values()) {
     const { width, height } = node.measured;
     if (node.hidden || !width || !height) continue;
     const { x, y } = node.internals.positionAbsolute;
-    boxes.push({ id: node.id, left: x, top: y, right: x + width, bottom: y + height });
+    if (x + width > left && x < right) boxes.push({ id: node.id, left: x, top: y, right: x + width, bottom: y + height });
   }
   return boxes;
 }
@@ -251,7 +251,10 @@ function sameBoxes(a: Box[], b: Box[]): boolean {
 /** An edge that goes around the nodes it does not connect (a curve where the way is clear). */
 export function RoutedEdge(props: EdgeProps) {
   const { source, target, sourceX, sourceY, targetX, targetY } = props;
-  const boxes = useStore(nodeBoxes, sameBoxes);
+  // Only the nodes across the edge's span: moving any other node does not route it again.
+  const { left, right } = routeSpan({ x: sourceX, y: sourceY }, { x: targetX, y: targetY });
+  const selectBoxes = useCallback((state: ReactFlowState) => nodeBoxes(state, left, right), [left, right]);
+  const boxes = useStore(selectBoxes, sameBoxes);
   const route = useMemo(
     () => routeEdge({ x: sourceX, y: sourceY }, { x: targetX, y: targetY }, source, target, boxes),
     [sourceX, sourceY, targetX, targetY, source, target, boxes],

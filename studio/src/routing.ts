@@ -30,6 +30,18 @@ export const CLEARANCE = 10;
 /** The straight run out of a source handle, and into a target handle, before a route turns. */
 export const STUB = 20;
 const RADIUS = 8;
+// Bounds on the candidates tried for one edge (nearest first), so a crowded canvas (nodes
+// dragged onto each other in the designer) stays responsive: past them, the plain curve.
+const MAX_LANES = 32;
+const MAX_TURNS = 16;
+
+/** The stretch of x a route between these handles may use: only the nodes across it matter. */
+export function routeSpan(source: Point, target: Point): { left: number; right: number } {
+  return {
+    left: Math.min(source.x, target.x) - STUB - CLEARANCE,
+    right: Math.max(source.x, target.x) + STUB + CLEARANCE,
+  };
+}
 
 /** The path of an edge from a source handle (on a node's right) to a target handle (on a
  * node's left), clear of every box but where that cannot be had. */
@@ -125,18 +137,21 @@ function orthogonalRoute(
 ): Point[] | null {
   const firstX = source.x + STUB;
   const lastX = target.x - STUB;
-  const spanLeft = Math.min(source.x, target.x) - STUB - CLEARANCE;
-  const spanRight = Math.max(source.x, target.x) + STUB + CLEARANCE;
-  // Only nodes across the span can be in the way.
-  const near = boxes.filter((b) => b.right > spanLeft && b.left < spanRight);
+  const span = routeSpan(source, target);
+  const near = boxes.filter((b) => b.right > span.left && b.left < span.right);
   const others = near.filter((b) => b.id !== sourceId && b.id !== targetId);
   const sides = near.flatMap((b) => [b.left - CLEARANCE, b.right + CLEARANCE]);
-  const firstTurns = unique([firstX, ...sides.filter((x) => x > firstX)]).sort((a, b) => a - b);
-  const lastTurns = unique([lastX, ...sides.filter((x) => x < lastX)]).sort((a, b) => b - a);
-  const lanes = unique([source.y, target.y, ...near.flatMap((b) => [b.top - CLEARANCE, b.bottom + CLEARANCE])]);
+  const firstTurns = unique([firstX, ...sides.filter((x) => x > firstX)])
+    .sort((a, b) => a - b)
+    .slice(0, MAX_TURNS);
+  const lastTurns = unique([lastX, ...sides.filter((x) => x < lastX)])
+    .sort((a, b) => b - a)
+    .slice(0, MAX_TURNS);
   const turns = (y: number) => (y === source.y || y === target.y ? 0 : 1);
   const cost = (y: number) => Math.abs(y - source.y) + Math.abs(y - target.y);
-  lanes.sort((a, b) => cost(a) - cost(b) || turns(a) - turns(b));
+  const lanes = unique([source.y, target.y, ...near.flatMap((b) => [b.top - CLEARANCE, b.bottom + CLEARANCE])])
+    .sort((a, b) => cost(a) - cost(b) || turns(a) - turns(b))
+    .slice(0, MAX_LANES);
   const startsClear = (x: number, y: number) =>
     segmentIsClear(source, { x, y: source.y }, others) && segmentIsClear({ x, y: source.y }, { x, y }, near);
   const endsClear = (x: number, y: number) =>
