@@ -331,7 +331,7 @@ export function Designer({ workflowId }: { workflowId: string | null }) {
     for (const n of flowNodesRef.current) {
       if (n.measured?.width && n.measured.height) measured[n.id] = { width: n.measured.width, height: n.measured.height };
     }
-    const laid = autoLayout(workflow, measured);
+    const laid = autoLayout(workflow, { measured });
     update((current) => ({
       ...current,
       nodes: current.nodes.map((node) => ({

@@ -5,7 +5,7 @@ import { useCallback, useEffect, useMemo, useRef, useState } from "react";
 import { api, errorText, eventsUrl, executionPath } from "./api";
 import { JsonView, StatusBadge, formatDuration, formatTime, usePolling } from "./components";
 import { Legend, edgeTypes, nodeTypes, toEdges, toNodes, useMeasuredNodes, type PluginFlowNode } from "./graph";
-import { readablePositions } from "./layout";
+import { DETAIL_LINE, readablePositions } from "./layout";
 import { href } from "./router";
 import {
   TERMINAL,
@@ -180,8 +180,9 @@ export function Monitor({ executionId }: { executionId: string }) {
 
   const definition = view?.definition;
   const context = view?.context;
-  // Laid out once per definition, not on every tick of the clock below.
-  const positions = useMemo(() => (definition ? readablePositions(definition) : {}), [definition]);
+  // Laid out once per definition, not on every tick of the clock below; nodes here carry a
+  // line of detail (duration, counters).
+  const positions = useMemo(() => (definition ? readablePositions(definition, DETAIL_LINE) : {}), [definition]);
   const nodes = useMemo(() => {
     if (!definition || !context) return [];
     return toNodes(

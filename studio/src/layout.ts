@@ -8,12 +8,14 @@ import type { PluginWorkflow, Position, WorkflowNode } from "./types";
 /** The drawn width of a node (.wf-node in styles.css). */
 export const NODE_WIDTH = 190;
 
+/** The height of the monitor's line of detail under a node's title (.wf-node-detail). */
+export const DETAIL_LINE = 16;
+
 /** The drawn height of a node, at most: 68 px of header and body (72 with the double border
- * of aggregators and splitters), 20 px a row of ports. The monitor's line of detail (16 px)
- * fits in the space kept between nodes. */
-export function nodeHeight(node: WorkflowNode): number {
+ * of aggregators and splitters), 20 px a row of ports, and ``extra`` (a view's own lines). */
+export function nodeHeight(node: WorkflowNode, extra = 0): number {
   const rows = Math.max(node.input_ports.length, node.output_ports.length);
-  return 72 + (rows > 0 ? rows * 20 + 4 : 0);
+  return 72 + (rows > 0 ? rows * 20 + 4 : 0) + extra;
 }
 
 export type Size = { width: number; height: number };
@@ -23,7 +25,7 @@ export type Size = { width: number; height: number };
 // routing.ts: STUB, CLEARANCE).
 const LAYOUT = { rankdir: "LR", ranksep: 100, nodesep: 40, edgesep: 24, marginx: 20, marginy: 20 };
 // The least clear space between nodes drawn from saved positions: side by side, room for an
-// edge with its arrow; one above the other, room for the monitor's line of detail and more.
+// edge with its arrow; one above the other, room to tell them apart.
 const MIN_GAP_X = 60;
 const MIN_GAP_Y = 30;
 // Saved positions are spread by at most this factor; closer ones are laid out afresh.
@@ -41,15 +43,19 @@ export function storedPosition(node: WorkflowNode): Position | null {
 }
 
 /** Left-to-right layered layout of the whole graph (top-left corners), with the nodes'
- * measured sizes where given (the designer's canvas), else their drawn sizes. */
-export function autoLayout(workflow: PluginWorkflow, measured: Record<string, Size> = {}): Record<string, Position> {
+ * measured sizes where given (the designer's canvas), else their drawn sizes (``extra``
+ * taller each). */
+export function autoLayout(
+  workflow: PluginWorkflow,
+  { measured = {}, extra = 0 }: { measured?: Record<string, Size>; extra?: number } = {},
+): Record<string, Position> {
   const graph = new dagre.graphlib.Graph();
   graph.setGraph(LAYOUT);
   graph.setDefaultEdgeLabel(() => ({}));
   const sizes = new Map<string, Size>();
   for (const node of workflow.nodes) {
     if (sizes.has(node.node_id)) continue;
-    const size = measured[node.node_id] ?? { width: NODE_WIDTH, height: nodeHeight(node) };
+    const size = measured[node.node_id] ?? { width: NODE_WIDTH, height: nodeHeight(node, extra) };
     sizes.set(node.node_id, size);
     graph.setNode(node.node_id, { ...size });
   }
@@ -70,13 +76,14 @@ export function autoLayout(workflow: PluginWorkflow, measured: Record<string, Si
 }
 
 /** Where each node is: its stored position, or the auto-layout's for nodes without. The
- * designer draws these as they are (a node may be dragged onto another while editing). */
-export function positionsOf(workflow: PluginWorkflow): Record<string, Position> {
+ * designer draws these as they are (a node may be dragged onto another while editing).
+ * ``extra``: how much taller than nodeHeight the view draws each node. */
+export function positionsOf(workflow: PluginWorkflow, extra = 0): Record<string, Position> {
   const stored = workflow.nodes.map(storedPosition);
   if (stored.every((p) => p !== null)) {
     return Object.fromEntries(workflow.nodes.map((n, i) => [n.node_id, stored[i] as Position]));
   }
-  const laid = autoLayout(workflow);
+  const laid = autoLayout(workflow, { extra });
   const positions: Record<string, Position> = {};
   workflow.nodes.forEach((node, i) => {
     positions[node.node_id] = stored[i] ?? laid[node.node_id] ?? { x: 0, y: 0 };
@@ -92,11 +99,11 @@ export function positionsOf(workflow: PluginWorkflow): Record<string, Position> 
  * top-left corner, so the arrangement the author chose is kept; nodes saved (nearly) on the
  * same spot cannot be parted that way, and the graph is laid out afresh.
  */
-export function readablePositions(workflow: PluginWorkflow): Record<string, Position> {
-  const positions = positionsOf(workflow);
-  const factor = spreadFactor(workflow, positions);
+export function readablePositions(workflow: PluginWorkflow, extra = 0): Record<string, Position> {
+  const positions = positionsOf(workflow, extra);
+  const factor = spreadFactor(workflow, positions, extra);
   if (factor === 1) return positions;
-  if (factor > MAX_SPREAD) return autoLayout(workflow);
+  if (factor > MAX_SPREAD) return autoLayout(workflow, { extra });
   const ids = Object.keys(positions);
   const left = Math.min(...ids.map((id) => positions[id].x));
   const top = Math.min(...ids.map((id) => positions[id].y));
@@ -110,7 +117,7 @@ export function readablePositions(workflow: PluginWorkflow): Record<string, Posi
 
 /** The least factor (1 at least, Infinity for nodes on one spot) by which the positions must
  * be scaled so that every two nodes are far enough apart, side by side or one above the other. */
-function spreadFactor(workflow: PluginWorkflow, positions: Record<string, Position>): number {
+function spreadFactor(workflow: PluginWorkflow, positions: Record<string, Position>, extra: number): number {
   const byId = new Map(workflow.nodes.map((n) => [n.node_id, n])); // a duplicate id counts once
   const nodes = [...byId.values()].filter((n) => positions[n.node_id]);
   // A little over the gap, so that rounding the scaled positions cannot undo it.
@@ -124,7 +131,7 @@ function spreadFactor(workflow: PluginWorkflow, positions: Record<string, Positi
       const dy = Math.abs(a.y - b.y);
       const upper = a.y <= b.y ? nodes[i] : nodes[j];
       const sideBySide = dx > 0 ? (NODE_WIDTH + MIN_GAP_X) / dx : Infinity;
-      const stacked = dy > 0 ? (nodeHeight(upper) + MIN_GAP_Y) / dy : Infinity;
+      const stacked = dy > 0 ? (nodeHeight(upper, extra) + MIN_GAP_Y) / dy : Infinity;
       const needed = Math.min(sideBySide, stacked);
       if (needed > factor) factor = needed * slack;
     }

@@ -154,8 +154,8 @@ def branching(workflow_id: str) -> PluginWorkflow:
         edge("c", "join"),
         edge("start", "join"),
         edge("join", "check"),
-        edge("check", "high", condition="size(keys) > 1"),
-        edge("check", "low", condition="size(keys) <= 1"),
+        edge("check", "high", condition="node == 'check'"),
+        edge("check", "low", condition="node != 'check'"),
         edge("high", "end"),
         edge("low", "end"),
         edge("start", "end"),
@@ -191,3 +191,15 @@ async def test_auto_layout_keeps_edges_clear_of_nodes(
         problems = await drawn(page, "designer-canvas", definition)
         assert not problems, f"laid out {definition.workflow_id}: {problems}"
     await shot(page, "layout-auto-branching-designer")
+
+    # The monitor draws it the same, its nodes a line taller (durations, counters).
+    from playwright.async_api import expect
+
+    execution_id = await orchestrator.execute_workflow(definition.workflow_id)
+    final = await orchestrator.wait_for_completion(execution_id, 60)
+    await page.goto(f"{studio.url}/#/executions/{execution_id}")
+    status = page.get_by_test_id("execution-status")
+    await expect(status).to_have_attribute("data-status", final.status.value)
+    problems = await drawn(page, "monitor-canvas", definition)
+    assert not problems, f"monitored {definition.workflow_id}: {problems}"
+    await shot(page, "layout-auto-branching-monitor")
