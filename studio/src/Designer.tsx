@@ -17,6 +17,7 @@ import { Modal, RunDialog, downloadJson, normalizeWorkflow } from "./components"
 import {
   ANY_PORT,
   CONNECTION_TYPES,
+  HandleKeeper,
   Legend,
   NODE_TYPES,
   TypeIcon,
@@ -502,6 +503,7 @@ export function Designer({ workflowId }: { workflowId: string | null }) {
             >
               <Background gap={20} color="#e2e8f0" />
               <Controls showInteractive={false} />
+              <HandleKeeper />
               <MiniMap pannable zoomable nodeColor={(n) => NODE_TYPES[(n as PluginFlowNode).data.node.node_type]?.color ?? "#94a3b8"} />
             </ReactFlow>
             {workflow.nodes.length === 0 && (

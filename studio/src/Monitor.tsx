@@ -4,7 +4,7 @@ import { Background, Controls, ReactFlow, type Edge } from "@xyflow/react";
 import { useCallback, useEffect, useMemo, useRef, useState } from "react";
 import { api, errorText, eventsUrl, executionPath } from "./api";
 import { JsonView, StatusBadge, formatDuration, formatTime, usePolling } from "./components";
-import { Legend, edgeTypes, nodeTypes, toEdges, toNodes, useMeasuredNodes, type PluginFlowNode } from "./graph";
+import { HandleKeeper, Legend, edgeTypes, nodeTypes, toEdges, toNodes, useMeasuredNodes, type PluginFlowNode } from "./graph";
 import { DETAIL_LINE, readablePositions } from "./layout";
 import { href } from "./router";
 import {
@@ -317,6 +317,7 @@ export function Monitor({ executionId }: { executionId: string }) {
           >
             <Background gap={20} color="#e2e8f0" />
             <Controls showInteractive={false} />
+            <HandleKeeper />
           </ReactFlow>
         </div>
         <aside className="inspector" data-testid="node-details">

@@ -9,6 +9,7 @@ import {
   MarkerType,
   Position as Side,
   useStore,
+  useUpdateNodeInternals,
   type Edge,
   type EdgeProps,
   type Node,
@@ -16,7 +17,7 @@ import {
   type NodeProps,
   type ReactFlowState,
 } from "@xyflow/react";
-import { useCallback, useMemo, useState, type CSSProperties, type ReactNode } from "react";
+import { useCallback, useEffect, useMemo, useState, type CSSProperties, type ReactNode } from "react";
 import { readablePositions } from "./layout";
 import { routeEdge, routeSpan, type Box } from "./routing";
 import type {
@@ -433,6 +434,31 @@ export function Legend({ statuses = false }: { statuses?: boolean }) {
       )}
     </div>
   );
+}
+
+function unmeasuredHandles(state: ReactFlowState): string {
+  const ids: string[] = [];
+  for (const node of state.nodeLookup.values()) {
+    if (!node.hidden && node.measured.width && node.measured.height && !node.internals.handleBounds) ids.push(node.id);
+  }
+  return ids.join("\n");
+}
+
+/**
+ * Measures again the handles of nodes that have a size but no handles. Views rebuild their
+ * nodes as data arrives, keeping the measured sizes (useMeasuredNodes, the designer): a
+ * rebuild that lands between React Flow's measuring of a node and the size reaching us gives
+ * React Flow a node with a size and without handles, which it never measures again (its
+ * size did not change), so no edge of it is drawn (seen on the monitor of a run that had
+ * already ended: every event at once). Render inside <ReactFlow>.
+ */
+export function HandleKeeper() {
+  const missing = useStore(unmeasuredHandles);
+  const updateNodeInternals = useUpdateNodeInternals();
+  useEffect(() => {
+    if (missing) updateNodeInternals(missing.split("\n"));
+  }, [missing, updateNodeInternals]);
+  return null;
 }
 
 /** Read-only graphs rebuild their nodes on every update; this keeps React Flow's measured

@@ -13,7 +13,7 @@ import {
   normalizeWorkflow,
   usePolling,
 } from "./components";
-import { Legend, edgeTypes, nodeTypes, toEdges, toNodes, useMeasuredNodes, type PluginFlowNode } from "./graph";
+import { HandleKeeper, Legend, edgeTypes, nodeTypes, toEdges, toNodes, useMeasuredNodes, type PluginFlowNode } from "./graph";
 import { href, navigate } from "./router";
 import type { ExecutionRow, PluginWorkflow, WorkflowSummary } from "./types";
 
@@ -246,6 +246,7 @@ export function DefinitionPage({ workflowId }: { workflowId: string }) {
           >
             <Background gap={20} color="#e2e8f0" />
             <Controls showInteractive={false} />
+            <HandleKeeper />
           </ReactFlow>
         </div>
         <aside className="inspector">

@@ -203,3 +203,22 @@ async def test_auto_layout_keeps_edges_clear_of_nodes(
     problems = await drawn(page, "monitor-canvas", definition)
     assert not problems, f"monitored {definition.workflow_id}: {problems}"
     await shot(page, "layout-auto-branching-monitor")
+
+
+async def test_the_monitor_of_an_ended_run_draws_its_edges_every_time(
+    page: Any, studio: StudioServer, orchestrator: AdvancedPluginOrchestrator, unique
+) -> None:
+    """Opening an ended run replays all its events at once; nodes rebuilt while React Flow
+    measured them once lost their handles for good, and then no edge was drawn (about one
+    load in ten). Loaded a dozen times, every load draws every edge."""
+    from playwright.async_api import expect
+
+    definition = branching(unique("replayed"))
+    await orchestrator.register_workflow(definition)
+    execution_id = await orchestrator.execute_workflow(definition.workflow_id)
+    await orchestrator.wait_for_completion(execution_id, 60)
+    edges = page.locator('[data-testid="monitor-canvas"] .react-flow__edge')
+    for _ in range(12):
+        await page.goto("about:blank")
+        await page.goto(f"{studio.url}/#/executions/{execution_id}")
+        await expect(edges).to_have_count(len(definition.connections), timeout=10_000)
