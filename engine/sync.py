@@ -1,6 +1,7 @@
 """A synchronous facade for scripts and REPLs, with the same method names as the async API.
 
-The spec's Python example runs with ``qtforge.orchestration.`` replaced by ``engine.sync.``::
+The spec's Python example runs with ``import qtforge`` replaced by ``import engine.sync`` and
+``qtforge.orchestration.`` by ``engine.sync.``::
 
     import engine.sync
 
@@ -105,10 +106,14 @@ def default_drain_timeout() -> float:
         seconds = float(value)
     except ValueError:
         seconds = -1.0
+    return _checked_drain_timeout(seconds, ENV_DRAIN_TIMEOUT, value)
+
+
+def _checked_drain_timeout(seconds: float, name: str, given: object) -> float:
     if not 0 <= seconds < float("inf"):
         raise PluginError(
             PluginErrorCode.InvalidConfiguration,
-            f"{ENV_DRAIN_TIMEOUT} must be a number of seconds (0 or more), got {value!r}",
+            f"{name} must be a number of seconds (0 or more), got {given!r}",
         )
     return seconds
 
@@ -141,7 +146,11 @@ class AdvancedPluginOrchestrator:
         data_dir: str | Path | None = None,
         drain_timeout: float | None = None,
     ) -> None:
-        self._drain_timeout = default_drain_timeout() if drain_timeout is None else drain_timeout
+        self._drain_timeout = (
+            default_drain_timeout()
+            if drain_timeout is None
+            else _checked_drain_timeout(drain_timeout, "drain_timeout", drain_timeout)
+        )
         self._started: dict[str, None] = {}  # execution ids started here, in order
         self._address = ""
         self._hosted: EngineWorker | None = None
