@@ -230,6 +230,7 @@ async def status_of(client: Client, execution_id: str) -> WorkflowExecutionStatu
 # -- the README's example ----------------------------------------------------------------
 
 
+@pytest.mark.timeout(900)  # 20 fresh interpreters on a loaded machine
 def test_readme_example_exits_cleanly_20_times(
     dev_server: DevServer, task_queue: str, tmp_path: Path
 ) -> None:
@@ -271,6 +272,7 @@ def test_readme_example_dies_of_its_error_without_aborting(
         worker.terminate()
 
 
+@pytest.mark.timeout(600)
 def test_a_script_that_never_closes_its_orchestrator_exits_cleanly(
     dev_server: DevServer, task_queue: str, tmp_path: Path
 ) -> None:
