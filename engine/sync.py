@@ -309,7 +309,7 @@ class AdvancedPluginOrchestrator:
             await asyncio.gather(*tasks, return_exceptions=True)
 
     def _say_waiting(self, waiting: dict[str, str]) -> None:
-        listed = ", ".join(waiting)
+        listed = ", ".join(list(waiting))  # a copy: the loop thread removes ended ones
         print(
             f"engine.sync: waiting up to {self._drain_timeout:g}s for {_executions(waiting)} "
             f"started here to finish before this process's worker stops (Ctrl-C stops "
@@ -336,7 +336,7 @@ class AdvancedPluginOrchestrator:
             "process's worker stops now:"
         ]
         for execution_id, mode in remaining.items():
-            until = " (runs until cancelled)" if mode == "event_driven" else ""
+            until = " (runs until cancelled)" if mode == _EVENT_DRIVEN else ""
             lines.append(f"  {execution_id} ({mode or 'unknown mode'}){until}")
         lines.append(
             f"They continue when a worker polls their task queue; start one with:\n  {command}"
