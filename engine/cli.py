@@ -20,7 +20,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import gc
 import json
 import logging
 import os
@@ -38,7 +37,7 @@ from rich.live import Live
 from temporalio.client import WorkflowExecutionStatus as TemporalStatus
 
 from engine import executions
-from engine.connection import connect, default_namespace, default_task_queue
+from engine.connection import default_namespace, default_task_queue
 from engine.devserver import port_open
 from engine.embedded import (
     ENV_UI_URL,
@@ -96,9 +95,10 @@ class Session:
 @asynccontextmanager
 async def _session(args: argparse.Namespace) -> AsyncIterator[Session]:
     address, ui_url = await ensure_server(args.address, args.data_dir)
-    client = await connect(address, args.namespace)
-    orchestrator = AdvancedPluginOrchestrator(client, task_queue=args.task_queue)
-    yield Session(orchestrator, args.ui_url or ui_url)
+    async with await AdvancedPluginOrchestrator.connect(
+        address, args.namespace, args.task_queue
+    ) as orchestrator:
+        yield Session(orchestrator, args.ui_url or ui_url)
 
 
 def _run_async(command: Callable[[argparse.Namespace], Coroutine[Any, Any, int]]) -> Handler:
@@ -1085,10 +1085,6 @@ def main(argv: list[str] | None = None) -> int:
         # The reader went away (`| head`): no traceback, and no flush error at exit.
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 1
-    finally:
-        # Tracebacks form reference cycles that keep Temporal's native client alive; freed
-        # during interpreter shutdown it aborts with "Fatal Python error: PyGILState_Release".
-        gc.collect()
 
 
 if __name__ == "__main__":

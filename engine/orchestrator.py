@@ -13,11 +13,13 @@ exceptions are translated here, at the boundary.
 from __future__ import annotations
 
 import asyncio
+import functools
 import time
 import uuid
+import weakref
 from collections.abc import AsyncGenerator, AsyncIterator
 from datetime import timedelta
-from typing import Any
+from typing import Any, NoReturn, cast
 
 from temporalio.client import (
     Client,
@@ -30,7 +32,7 @@ from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
 from temporalio.exceptions import WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode, TLSConfig
 
-from engine import executions
+from engine import executions, lifetime
 from engine.blobs import BlobIntegrityError, BlobReferenceError, BlobStore
 from engine.bounds import (
     MAX_COMMENT_CHARS,
@@ -98,10 +100,30 @@ _BATCH_MODES = (
 )
 
 
+class _ClosedClient:
+    """Stands in for the client of a closed orchestrator, so any later call says so."""
+
+    def __getattr__(self, name: str) -> NoReturn:
+        raise PluginError(
+            PluginErrorCode.InvalidState,
+            "this AdvancedPluginOrchestrator is closed; connect a new one",
+        )
+
+
+def _detach_at_exit(ref: weakref.ref[AdvancedPluginOrchestrator]) -> None:
+    """Let an orchestrator left open at exit free its client (the runtime is released by
+    :mod:`engine.lifetime` right after)."""
+    orchestrator = ref()
+    if orchestrator is not None:
+        orchestrator._detach()
+
+
 class AdvancedPluginOrchestrator:
     """Register, run and control graph workflows on Temporal.
 
-    Build one with :meth:`connect`, or wrap an existing ``temporalio.client.Client``.
+    Build one with :meth:`connect` and close it when done (``await orch.close()``, or
+    ``async with await AdvancedPluginOrchestrator.connect() as orch:``), or wrap an existing
+    ``temporalio.client.Client`` (which stays the caller's to manage).
 
     Args:
         client: A connected client; it is given this engine's data converter.
@@ -137,6 +159,8 @@ class AdvancedPluginOrchestrator:
         self.blobs = BlobStore.configured()
         self._recent_definitions: dict[str, tuple[bool, float]] = {}
         self._recent_executions: dict[str, float] = {}
+        self._runtime_key: int | None = None  # set when connect() made the client
+        self._exit_token = -1
 
     @classmethod
     async def connect(
@@ -151,9 +175,46 @@ class AdvancedPluginOrchestrator:
     ) -> AdvancedPluginOrchestrator:
         """Connect to Temporal (defaults: ``TEMPORAL_ADDRESS``/``TEMPORAL_NAMESPACE``, then
         ``localhost:7233``/``default``; TLS and API key from the environment, see
-        :mod:`engine.connection`)."""
-        client = await connect(target, namespace, tls=tls, api_key=api_key)
-        return cls(client, task_queue=task_queue, query_timeout=query_timeout)
+        :mod:`engine.connection`).
+
+        The client runs on an SDK runtime of its own, which :meth:`close` shuts down (see
+        :mod:`engine.lifetime`); one never closed is released at interpreter exit.
+        """
+        key, runtime = lifetime.new_runtime()
+        try:
+            client = await connect(target, namespace, tls=tls, api_key=api_key, runtime=runtime)
+            orchestrator = cls(client, task_queue=task_queue, query_timeout=query_timeout)
+        except BaseException:
+            del runtime
+            lifetime.release_runtime(key)
+            raise
+        orchestrator._runtime_key = key
+        # Weakly: a program that drops the orchestrator unclosed must not keep it alive.
+        orchestrator._exit_token = lifetime.close_at_exit(
+            functools.partial(_detach_at_exit, weakref.ref(orchestrator))
+        )
+        return orchestrator
+
+    async def close(self) -> None:
+        """Stop using Temporal: later calls raise ``InvalidState``. An orchestrator made by
+        :meth:`connect` also shuts its client's SDK runtime down, so no SDK thread outlives
+        it; a client passed in is left to its owner. Closing twice is harmless."""
+        key = self._detach()
+        if key is not None:
+            lifetime.release_runtime(key)
+
+    def _detach(self) -> int | None:
+        """Drop the client; return the key of the runtime this orchestrator owns, if any."""
+        self.client = cast(Client, _ClosedClient())
+        lifetime.cancel_close_at_exit(self._exit_token)
+        key, self._runtime_key = self._runtime_key, None
+        return key
+
+    async def __aenter__(self) -> AdvancedPluginOrchestrator:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
 
     # -- workflow management -------------------------------------------------------------
 

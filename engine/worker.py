@@ -29,6 +29,7 @@ from temporalio.worker import FixedSizeSlotSupplier, Worker, WorkerTuner
 
 from activities import LongRunningActivities, NodeActivities, RegistryActivities
 from activities.capacity import ActivitySlots, PluginThreads
+from engine import lifetime
 from engine.blobs import BlobStore
 from engine.catalog import describe_plugins
 from engine.connection import connect, default_task_queue, with_pydantic_converter
@@ -235,25 +236,43 @@ async def run_worker(
     """
     configure_logging()
     bind = metrics_bind_address(metrics_bind)
-    runtime = metrics_runtime(bind) if bind else None
-    client = await connect(target, namespace, runtime=runtime)
-    stop = stop or asyncio.Event()
+    # The metrics runtime is shared per address; any other is this call's, shut down at
+    # its end so no SDK thread outlives it (engine.lifetime).
+    key, runtime = (None, metrics_runtime(bind)) if bind else lifetime.new_runtime()
+    try:
+        client = await connect(target, namespace, runtime=runtime)
+        del runtime
+        await _serve(
+            create_worker(
+                client,
+                task_queue=task_queue,
+                plugins=plugins,
+                max_concurrent_activities=max_concurrent_activities,
+                graceful_shutdown=graceful_shutdown,
+            ),
+            stop or asyncio.Event(),
+            graceful_shutdown,
+            f"http://{bind}/metrics" if bind else None,
+        )
+        del client
+    finally:
+        if key is not None:
+            lifetime.release_runtime(key)
+
+
+async def _serve(
+    worker: EngineWorker, stop: asyncio.Event, graceful_shutdown: float, metrics: str | None
+) -> None:
+    """Run ``worker`` until SIGTERM, SIGINT or ``stop``, then drain it."""
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-    worker = create_worker(
-        client,
-        task_queue=task_queue,
-        plugins=plugins,
-        max_concurrent_activities=max_concurrent_activities,
-        graceful_shutdown=graceful_shutdown,
-    )
     log.info(
         "worker started",
         task_queue=worker.task_queue,
-        namespace=client.namespace,
+        namespace=worker.client.namespace,
         plugins=worker.plugins.ids(),
-        metrics=f"http://{bind}/metrics" if bind else None,
+        metrics=metrics,
     )
     try:
         async with worker:
