@@ -14,6 +14,7 @@ from fastapi import FastAPI
 from engine import AdvancedPluginOrchestrator, PluginError, PluginErrorCode
 from engine.studio import StudioServer, create_app, serve
 from tests.helpers.builders import chain, edge, node, workflow
+from tests.helpers.histories import scheduled_activities
 from tests.helpers.plugins import read_count
 from tests.helpers.waiting import eventually
 from tests.studio.conftest import UI_URL
@@ -353,7 +354,11 @@ async def read_sse(response: httpx.Response) -> list[dict[str, str]]:
 
 
 async def test_pause_resume_cancel_and_their_conflicts(
-    api: httpx.AsyncClient, worker: object, unique, tmp_path: Path
+    api: httpx.AsyncClient,
+    orchestrator: AdvancedPluginOrchestrator,
+    worker: object,
+    unique,
+    tmp_path: Path,
 ) -> None:
     workflow_id = unique("control")
     await api.put(f"/api/workflows/{workflow_id}", json=sleep_chain(workflow_id, 1.0))
@@ -372,7 +377,8 @@ async def test_pause_resume_cancel_and_their_conflicts(
     assert again.json()["code"] == "InvalidState"
     context = await wait_node(api, execution_id, "n0", "completed")
     assert context["status"] == "paused"
-    await asyncio.sleep(1.0)
+    # The workflow task that recorded n0's completion started nothing.
+    assert await scheduled_activities(orchestrator.client, execution_id) == ["n0"]
     assert (await execution(api, execution_id))["node_states"]["n1"]["status"] == "pending"
     assert read_count(tmp_path, "n1.started") == 0
     rows = (await api.get("/api/executions", params={"workflow_id": workflow_id})).json()
