@@ -43,7 +43,7 @@ from pydantic import ConfigDict, Field, model_validator
 from plugins._context import PluginContext
 from plugins._registry import plugin
 from plugins.builtin._common import config_error, data_error, json_type, optional_str
-from plugins.builtin._models import NonEmptyStr, PluginConfig
+from plugins.builtin._models import JmesPathExpression, NonEmptyStr, PluginConfig
 
 
 class JsonTransformConfig(PluginConfig):
@@ -58,12 +58,12 @@ class JsonTransformConfig(PluginConfig):
         }
     )
 
-    mapping: dict[NonEmptyStr, NonEmptyStr] | None = Field(
+    mapping: dict[NonEmptyStr, JmesPathExpression] | None = Field(
         None,
         description='Map of output field to a JMESPath expression, e.g. {"total": '
         '"sum(orders[].amount)"}.',
     )
-    expression: NonEmptyStr | None = Field(
+    expression: JmesPathExpression | None = Field(
         None, description="One JMESPath expression whose result (an object) is the output."
     )
 
