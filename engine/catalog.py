@@ -232,14 +232,30 @@ _Validator: type[jsonschema.Draft202012Validator] = jsonschema.validators.extend
 
 
 def _precise(error: jsonschema.ValidationError) -> list[jsonschema.ValidationError]:
-    """An expression that does not compile inside an ``anyOf`` (a field that may also be
-    null) fails every branch; report the compiler's reason, not "not valid under any of the
-    given schemas"."""
-    if error.validator in ("anyOf", "oneOf") and error.absolute_path:
-        found = _expression_errors(error)
-        if found:
-            return found
-    return [error]
+    """The errors that say what is wrong with a field whose schema has alternatives: an
+    expression that does not compile fails every branch of an ``anyOf``, and a value of an
+    optional field fails its ``null`` branch too; "not valid under any of the given
+    schemas" would name neither."""
+    if error.validator not in ("anyOf", "oneOf") or not error.absolute_path:
+        return [error]
+    if found := _expression_errors(error):
+        return found
+    branch = _only_branch_but_null(error)
+    within = [
+        sub
+        for sub in error.context or ()
+        if sub.relative_schema_path and sub.relative_schema_path[0] == branch
+    ]
+    if branch is None or not within:
+        return [error]
+    return [precise for sub in within for precise in _precise(sub)]
+
+
+def _only_branch_but_null(error: jsonschema.ValidationError) -> int | None:
+    """The index of the one alternative that is not ``{"type": "null"}``, if so."""
+    branches = error.validator_value if isinstance(error.validator_value, list) else []
+    others = [index for index, branch in enumerate(branches) if branch != {"type": "null"}]
+    return others[0] if len(others) == 1 and len(branches) == 2 else None
 
 
 def _expression_errors(error: jsonschema.ValidationError) -> list[jsonschema.ValidationError]:
