@@ -129,16 +129,11 @@ def catalog_problems(
     offered_by: str = TASK_QUEUE_WORKERS,
 ) -> list[Problem]:
     """Every node's problems with the catalog, in node order (one per node at most)."""
-    long_running = workflow.execution_mode in (
-        WorkflowExecutionMode.EventDriven,
-        WorkflowExecutionMode.Streaming,
-    )
     problems: list[Problem] = []
     for node in workflow.nodes:
         if is_engine_node(node.plugin_id):
             continue  # run by the engine itself; validation checks their configuration
-        as_source = long_running and node.node_type is WorkflowNodeType.Source
-        problem = _node_problem(workflow, node, catalog, as_source, offered_by)
+        problem = _node_problem(workflow, node, catalog, _as_source(workflow, node), offered_by)
         if problem is not None:
             problems.append(problem)
     return problems
@@ -147,19 +142,27 @@ def catalog_problems(
 def unchecked_nodes(workflow: PluginWorkflow, catalog: Mapping[str, PluginInfo]) -> list[str]:
     """Nodes whose plugin is in the catalog without a configuration schema (only their
     plugin id could be checked), as ``"node (plugin)"``."""
-    long_running = workflow.execution_mode in (
-        WorkflowExecutionMode.EventDriven,
-        WorkflowExecutionMode.Streaming,
-    )
     unchecked: list[str] = []
     for node in workflow.nodes:
         info = catalog.get(node.plugin_id)
         if info is None or is_engine_node(node.plugin_id):
             continue
-        as_source = long_running and node.node_type is WorkflowNodeType.Source
-        if (info.source_config_schema if as_source else info.config_schema) is None:
+        if _schema(info, _as_source(workflow, node)) is None:
             unchecked.append(f"{node.node_id} ({node.plugin_id})")
     return unchecked
+
+
+def _as_source(workflow: PluginWorkflow, node: WorkflowNode) -> bool:
+    """Does the node open its plugin as a source (a Source node of a long-running mode)?"""
+    long_running = workflow.execution_mode in (
+        WorkflowExecutionMode.EventDriven,
+        WorkflowExecutionMode.Streaming,
+    )
+    return long_running and node.node_type is WorkflowNodeType.Source
+
+
+def _schema(info: PluginInfo, as_source: bool) -> dict[str, Any] | None:
+    return info.source_config_schema if as_source else info.config_schema
 
 
 def _node_problem(
@@ -182,7 +185,7 @@ def _node_problem(
             f"{role} (offered: {known or 'none'})",
             details,
         )
-    schema = info.source_config_schema if as_source else info.config_schema
+    schema = _schema(info, as_source)
     if schema is None:
         return None
     reasons = _config_problems(workflow, node.configuration, schema)

@@ -209,6 +209,8 @@ def _jmespath_reason(text: str) -> str | None:
         parsed = jmespath.compile(text).parsed
     except jmespath.exceptions.JMESPathError as exc:
         return f"is not valid JMESPath: {_jmespath_syntax(exc)}"
+    except RecursionError:  # the parser is recursive
+        return "nests too deeply"
     return _jmespath_call_problem(parsed)
 
 

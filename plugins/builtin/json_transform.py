@@ -147,6 +147,8 @@ def _compile(key: str, text: str) -> Any:
     except jmespath.exceptions.JMESPathError as exc:
         reason = " ".join(str(exc).split())
         raise config_error(key, f"is not valid JMESPath ({text!r}): {reason}") from None
+    except RecursionError:  # the parser is recursive: a non-retryable refusal, not a crash
+        raise config_error(key, "nests too deeply to parse") from None
 
 
 def _evaluate(key: str, text: str, compiled: Any, data: dict[str, Any]) -> Any:

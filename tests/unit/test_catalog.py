@@ -163,6 +163,11 @@ def test_the_strings_extension_is_what_the_plugins_add() -> None:
         ),
         (
             "json_transform",
+            {"mapping": {"deep": "(" * 5000 + "a" + ")" * 5000}},
+            "mapping.deep: '((((",  # the parser is recursive: refused, not a crash
+        ),
+        (
+            "json_transform",
             {"expression": "{n: length(a, b)}"},
             "expression: '{n: length(a, b)}' calls 'length' with 2 argument(s); it takes 1",
         ),
