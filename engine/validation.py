@@ -114,8 +114,9 @@ def validate_workflow(
 
     Args:
         workflow: The definition.
-        more: Further checks (the plugin catalog's, :mod:`engine.catalog`), run once the
-            values are plain JSON; their problems are reported with the others.
+        more: Further checks (the plugin catalog's, :mod:`engine.catalog`), run when the
+            values are plain JSON and the definition is within the size limits; their
+            problems are reported with the others.
 
     Raises:
         PluginError: the first problem's code; the message lists every problem found.
@@ -154,6 +155,7 @@ def _compile(
         _check_cycles(graph, problems, with_events=strict)
     elif strict:
         _check_cycles_despite(workflow, graph, problems)
+    size: int | None = None
     if not problems:
         size = len(workflow.model_dump_json(exclude_defaults=True))
         if size > MAX_DEFINITION_BYTES:
@@ -164,11 +166,21 @@ def _compile(
                     f"{MAX_DEFINITION_BYTES:,} (it travels with every execution)",
                 )
             )
-    if more is not None:
+    if more is not None and _within_size_limits(workflow, size):
         problems.extend(more(workflow))
     if problems:
         raise problems_error(workflow, problems)
     return graph
+
+
+def _within_size_limits(workflow: PluginWorkflow, size: int | None) -> bool:
+    """Is the definition within the registration size limits? Further checks (compiling
+    every expression of every node) run only then, so their cost stays bounded."""
+    if len(workflow.nodes) > MAX_NODES or len(workflow.connections) > MAX_CONNECTIONS:
+        return False
+    if size is None:
+        size = len(workflow.model_dump_json(exclude_defaults=True))
+    return size <= MAX_DEFINITION_BYTES
 
 
 def check_id(kind: str, value: str) -> str | None:

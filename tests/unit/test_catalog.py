@@ -335,6 +335,22 @@ def test_values_that_are_not_json_are_reported_before_any_plugin_check() -> None
     assert "configuration.bad is nan, which is not a JSON number" in error.message
 
 
+def test_an_oversize_definition_is_not_checked_against_the_catalog() -> None:
+    """Compiling every node's expressions costs time: only definitions within the size
+    limits get that far (the size problem is reported alone)."""
+    definition = workflow(
+        "big",
+        [
+            node("load", "data_source", records=[{"text": "x" * 1_300_000}]),
+            node("keep", "data_filter", condition="score >= "),
+            node("send", "no_such_plugin"),
+        ],
+    )
+    error = refusal(definition)
+    [entry] = error.details["problems"]
+    assert "bytes of JSON; the limit is 1,200,000" in entry["message"]
+
+
 def test_without_a_catalog_only_structure_is_checked() -> None:
     validate_with_catalog(one_node("anything", condition="score >= "), {})
     validate_with_catalog(one_node("anything", condition="score >= "), None)
