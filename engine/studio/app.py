@@ -325,7 +325,7 @@ def _api(orch: AdvancedPluginOrchestrator, *, ui_url: str | None, auth: bool) ->
                 Code.InvalidInput,
                 f"the definition's workflow_id {workflow.workflow_id!r} is not {workflow_id!r}",
             )
-        check_definition(workflow, await catalog_of(orch))
+        await check_definition_off_loop(workflow, await catalog_of(orch))
         current: PluginWorkflow | None
         try:
             current = await orch.get_workflow(workflow_id)
@@ -370,7 +370,7 @@ def _api(orch: AdvancedPluginOrchestrator, *, ui_url: str | None, auth: bool) ->
         catalog = await catalog_of(orch)
         try:
             workflow = parse_workflow(definition)
-            check_definition(workflow, catalog)
+            await check_definition_off_loop(workflow, catalog)
         except PluginError as exc:
             return {"ok": False, "code": exc.code.value, "problems": exc.details["problems"]}
         return {"ok": True, "problems": [], "catalog_checked": bool(catalog)}
@@ -592,6 +592,14 @@ def problem(workflow: PluginWorkflow, code: str, message: str) -> dict[str, Any]
 async def catalog_of(orch: AdvancedPluginOrchestrator) -> dict[str, PluginInfo]:
     """The task queue's plugin catalog by id (empty before any worker published one)."""
     return {info.plugin_id: info for info in await orch.get_plugin_catalog()}
+
+
+async def check_definition_off_loop(
+    workflow: PluginWorkflow, catalog: dict[str, PluginInfo]
+) -> None:
+    """:func:`check_definition` in a thread: compiling every condition and expression of a
+    large definition takes seconds of CPU, during which other requests are served."""
+    await asyncio.to_thread(check_definition, workflow, catalog)
 
 
 def check_definition(workflow: PluginWorkflow, catalog: dict[str, PluginInfo]) -> None:
