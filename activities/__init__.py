@@ -1,6 +1,8 @@
-"""Activities: the generic node activity, and the event-source and stream activities."""
+"""Activities: the generic node activity, the event-source and stream activities, and the
+registry read of long-running executions."""
 
 from activities.long_running import LongRunningActivities
 from activities.node import NodeActivities
+from activities.registry import RegistryActivities
 
-__all__ = ["LongRunningActivities", "NodeActivities"]
+__all__ = ["LongRunningActivities", "NodeActivities", "RegistryActivities"]

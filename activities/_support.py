@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import contextvars
 import functools
+import inspect
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 from typing import Any
 
@@ -14,6 +15,7 @@ import structlog
 from temporalio import activity
 from temporalio.exceptions import ApplicationError, ApplicationErrorCategory
 
+from activities.capacity import CANCEL_GRACE_SECONDS, PluginThreads, ThreadCall
 from engine.errors import PluginErrorCode
 from plugins import Plugin, PluginContext
 
@@ -80,17 +82,73 @@ async def invoke(
     inputs: dict[str, Any],
     config: Any,
     ctx: PluginContext,
-    executor: ThreadPoolExecutor,
+    threads: PluginThreads,
+    *,
+    on_cancel: Callable[[], None] | None = None,
 ) -> Any:
-    """Call a plugin: async ones on the event loop, synchronous ones in a thread (so a
-    blocking plugin never stalls the heartbeats of other nodes)."""
+    """Call a plugin: async ones in a task of their own, synchronous ones on a thread of
+    their own (:class:`~activities.capacity.PluginThreads`), so a blocking plugin never
+    stalls the heartbeats of other nodes.
+
+    When the attempt is cancelled (or timed out) ``on_cancel`` runs at once (stop the
+    heartbeats), the plugin sees ``ctx.is_cancelled`` (an async one also gets
+    ``CancelledError``) and gets :data:`CANCEL_GRACE_SECONDS` to return; a call still
+    running then is abandoned and logged, and the attempt ends as cancelled all the same.
+    """
+    thread: ThreadCall | None = None
     if plugin.is_async:
-        return await plugin.function(inputs, config, ctx)  # type: ignore[misc]
-    loop = asyncio.get_running_loop()
-    call = functools.partial(contextvars.copy_context().run, plugin.function, inputs, config, ctx)
-    # A thread cannot be interrupted; on cancellation we stop waiting and the plugin sees
-    # ctx.is_cancelled.
-    return await loop.run_in_executor(executor, call)
+        coroutine = plugin.function(inputs, config, ctx)
+        assert inspect.isawaitable(coroutine)
+        work: asyncio.Future[Any] = asyncio.ensure_future(coroutine)
+    else:
+        call = functools.partial(
+            contextvars.copy_context().run, plugin.function, inputs, config, ctx
+        )
+        thread = await threads.start(call)
+        work = thread.future
+    try:
+        return await asyncio.shield(work)
+    except asyncio.CancelledError:
+        ctx._cancelled.set()
+        if on_cancel is not None:
+            on_cancel()
+        if thread is None:
+            work.cancel()
+        if not await _returns_within(work, CANCEL_GRACE_SECONDS):
+            _abandon(work, thread, threads, ctx)
+        raise
+
+
+async def _returns_within(work: asyncio.Future[Any], seconds: float) -> bool:
+    """Wait up to ``seconds`` for a cancelled call (shielded: a second cancellation of the
+    activity does not cut the grace short); its outcome no longer matters."""
+    waiting = asyncio.ensure_future(asyncio.wait({work}, timeout=seconds))
+    while not waiting.done():
+        with contextlib.suppress(asyncio.CancelledError):
+            await asyncio.shield(waiting)
+    if work.done() and not work.cancelled():
+        work.exception()  # retrieved: the attempt is cancelled whatever the plugin did
+    return work.done()
+
+
+def _abandon(
+    work: asyncio.Future[Any], thread: ThreadCall | None, threads: PluginThreads, ctx: PluginContext
+) -> None:
+    if thread is not None and not thread.abandon():
+        return  # it returned at the last moment
+    kind = "async" if thread is None else "sync"
+    threads.count_abandoned_attempt(kind)
+    ctx.logger.warning(
+        "node attempt abandoned",
+        kind=kind,
+        grace_seconds=CANCEL_GRACE_SECONDS,
+        abandoned_threads=threads.abandoned,
+        detail=(
+            "the plugin swallowed its cancellation and keeps running in the worker's event loop"
+            if thread is None
+            else "the plugin's thread cannot be stopped; it keeps running until it returns"
+        ),
+    )
 
 
 class Heartbeats:
@@ -105,9 +163,24 @@ class Heartbeats:
         self._details: tuple[Any, ...] = () if details is None else (details,)
         self._loop = asyncio.get_running_loop()
         self._on_beat = on_beat
+        self._stopped = False
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self, timeout: timedelta | None) -> None:
+        """Beat in the background until :meth:`stop`."""
+        self._task = asyncio.create_task(self.run(timeout))
+
+    def stop(self) -> None:
+        """No more beats, also none the plugin asks for: an attempt that ended (timed out,
+        cancelled) must not look alive while its plugin call winds down or is abandoned."""
+        self._stopped = True
+        if self._task is not None:
+            self._task.cancel()
 
     def record(self, *details: Any) -> None:
         """Remember new details and heartbeat them (callable from any thread)."""
+        if self._stopped:
+            return
         if details:
             self._details = details
         try:

@@ -23,8 +23,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import time
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import structlog
@@ -33,6 +33,7 @@ from temporalio import activity
 from temporalio.client import Client
 
 from activities._support import TERMINAL_CODES, Heartbeats, failure, invoke, plugin_context
+from activities.capacity import PluginThreads
 from engine.contracts import (
     EVENTS_SIGNAL,
     RUN_STREAM_ACTIVITY,
@@ -57,7 +58,7 @@ from engine.stream_plan import (
     primary_items,
     sink_count,
 )
-from plugins import PluginRegistry, Source, SourceItem, SourceSpec
+from plugins import PluginRegistry, Source, SourceItem, SourceSpec, checked_checkpoint
 
 log = structlog.get_logger("activities.long_running")
 
@@ -69,12 +70,10 @@ class LongRunningActivities:
     """Activities of the EventDriven and Streaming modes, bound to a worker's plugins and
     a client (to signal executions)."""
 
-    def __init__(
-        self, plugins: PluginRegistry, client: Client, executor: ThreadPoolExecutor
-    ) -> None:
+    def __init__(self, plugins: PluginRegistry, client: Client, threads: PluginThreads) -> None:
         self._plugins = plugins
         self._client = client
-        self._executor = executor
+        self._threads = threads
 
     # -- EventDriven ---------------------------------------------------------------------
 
@@ -107,13 +106,10 @@ class LongRunningActivities:
                     events = [_event(item, request.node_id) for item in chunk]
                     await execution.signal(EVENTS_SIGNAL, EventsSignal(events=events))
                 await source.commit(items)
-                heartbeats.record(source.checkpoint())
-            return source.checkpoint()
+                heartbeats.record(checked_checkpoint(source.checkpoint(), request.plugin_id))
+            return checked_checkpoint(source.checkpoint(), request.plugin_id)
         except asyncio.CancelledError:
-            final = SourceCheckpoint(node_id=request.node_id, checkpoint=source.checkpoint())
-            with contextlib.suppress(Exception):
-                await execution.signal(SOURCE_CHECKPOINT_SIGNAL, final)
-            ctx.logger.info("event source stopped", checkpoint=final.checkpoint)
+            await _report_stopped_source(execution, request, source, ctx)
             raise
         except PluginError as exc:
             ctx.logger.warning("event source failed", error=exc.message)
@@ -165,6 +161,8 @@ class _StreamRun:
         self._progress = progress
         self._settings = request.settings
         self._plan: StreamPlan = plan_stream(request.workflow, request.source_node)
+        source_node = request.workflow.node(request.source_node)
+        self._source_plugin_id = source_node.plugin_id if source_node else request.source_node
         self._queue: asyncio.Queue[list[SourceItem] | None] = asyncio.Queue(
             maxsize=self._settings.max_batches_in_flight
         )
@@ -173,6 +171,7 @@ class _StreamRun:
         self._reporting: asyncio.Task[None] | None = None
         self._configs: dict[str, Any] = {}
         self._source_lock = asyncio.Lock()
+        self._source_replays = False  # set from the source's spec when the run starts
 
     def _counters(self, node_id: str) -> NodeCounters:
         counters = self._progress.counters.get(node_id)
@@ -186,6 +185,7 @@ class _StreamRun:
         source_node = request.workflow.node(request.source_node)
         assert source_node is not None
         spec = self._owner._source(source_node.plugin_id, source_node.node_id)
+        self._source_replays = spec.replays
         plugins = {}
         for step in self._plan.steps:
             plugin = self._owner._plugins.get(step.plugin_id)
@@ -220,7 +220,8 @@ class _StreamRun:
         ctx = self._contexts[request.source_node]
         config = plugin_config(request.workflow.global_configuration, source_node.configuration)
         source = await _open(spec, config, self._progress.checkpoint, ctx, source_node.node_id)
-        heartbeats = Heartbeats(self._progress, on_beat=self._maybe_report)
+        # Heartbeats carry copies taken at batch boundaries (the SDK serialises them later).
+        heartbeats = Heartbeats(self._progress.model_copy(deep=True), on_beat=self._maybe_report)
         self._heartbeats = heartbeats
         beating = asyncio.create_task(heartbeats.run(info.heartbeat_timeout))
         reader = asyncio.create_task(self._read(source))
@@ -246,8 +247,10 @@ class _StreamRun:
             await self._queue.put(None)
             await asyncio.gather(pump, return_exceptions=True)
             self._progress.final = True
-            with contextlib.suppress(Exception):
+            try:
                 await self._execution.signal(STREAM_PROGRESS_SIGNAL, self._progress)
+            except Exception as exc:  # it resumes from the last progress report instead
+                ctx.logger.error("stream checkpoint not recorded: signal failed", error=str(exc))
             ctx.logger.info("stream stopped", checkpoint=self._progress.checkpoint)
             raise
         except (PluginError, StreamError) as exc:
@@ -288,14 +291,20 @@ class _StreamRun:
             await self._process([item.value for item in batch])
             async with self._source_lock:
                 await source.commit(batch)
-                self._progress.checkpoint = source.checkpoint()
-            self._heartbeats.record(self._progress)
+                self._progress.checkpoint = checked_checkpoint(
+                    source.checkpoint(), self._source_plugin_id
+                )
+                # Counted with the checkpoint, in one step: the number of batches committed
+                # is the next batch's number (PluginContext.stream_batch), also on a resume.
+                counters = self._counters(self._plan.source)
+                counters.batches += 1
+                counters.items_out += len(batch)
+            self._heartbeats.record(self._progress.model_copy(deep=True))
 
     async def _process(self, values: list[dict[str, Any]]) -> None:
         started = time.monotonic()
         source = self._counters(self._plan.source)
-        source.batches += 1
-        source.items_out += len(values)
+        number = source.batches
         outputs: dict[str, dict[str, Any] | list[dict[str, Any]]] = {self._plan.source: values}
         for step in self._plan.steps:
             inputs: dict[str, list[dict[str, Any]]] = {}
@@ -314,8 +323,12 @@ class _StreamRun:
                     self._plugins[step.node_id],
                     dict(inputs),
                     self._configs[step.node_id],
-                    self._contexts[step.node_id],
-                    self._owner._executor,
+                    dataclasses.replace(
+                        self._contexts[step.node_id],
+                        stream_batch=number,
+                        stream_replays=self._source_replays,
+                    ),
+                    self._owner._threads,
                 )
             except Exception as exc:
                 counters.errors += 1
@@ -376,6 +389,31 @@ async def _open(
             activity.info().attempt,
             exc.code in TERMINAL_CODES,
         ) from exc
+
+
+async def _report_stopped_source(
+    execution: Any, request: WatchSourceInput, source: Source, ctx: Any
+) -> None:
+    """Signal where the stopped source resumes. A checkpoint too large to record fails the
+    source (its position would be lost); a signal that cannot be delivered is logged as an
+    error (the source then resumes from an earlier checkpoint: its events since come again,
+    deduplicated by id)."""
+    try:
+        checkpoint = checked_checkpoint(source.checkpoint(), request.plugin_id)
+    except PluginError as exc:
+        ctx.logger.error("event source checkpoint not recorded", error=exc.message)
+        raise failure(
+            f"Source node '{request.node_id}': {exc.message}",
+            exc.code.value,
+            activity.info().attempt,
+            non_retryable=True,
+        ) from exc
+    final = SourceCheckpoint(node_id=request.node_id, checkpoint=checkpoint)
+    try:
+        await execution.signal(SOURCE_CHECKPOINT_SIGNAL, final)
+    except Exception as exc:
+        ctx.logger.error("event source checkpoint not recorded: the signal failed", error=str(exc))
+    ctx.logger.info("event source stopped", checkpoint=checkpoint)
 
 
 def _event(item: SourceItem, node_id: str) -> IncomingEvent:

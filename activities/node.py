@@ -7,8 +7,10 @@ Every node of every workflow runs through :meth:`NodeActivities.run_plugin_node`
 * heartbeats in the background for the whole call, so a dead worker is noticed within the
   node's ``heartbeat_timeout`` and cancellation reaches the plugin even if the plugin never
   heartbeats itself;
-* runs async plugins on the event loop and synchronous ones in a thread pool, so a blocking
-  plugin never stalls other nodes' heartbeats;
+* runs async plugins in a task and synchronous ones on threads of their own, so a blocking
+  plugin never stalls other nodes' heartbeats; an attempt that times out or is cancelled stops
+  heartbeating at once and gives its plugin a short grace before abandoning it
+  (:mod:`activities.capacity`);
 * resolves the blob references the engine made in the inputs (anything else shaped like one
   reaches the plugin as plain data; a genuine one whose blob was tampered with fails the node
   for good) and moves large output values to the blob store (:mod:`engine.blobs`), so no
@@ -26,7 +28,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import structlog
@@ -34,6 +35,7 @@ from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from activities._support import TERMINAL_CODES, Heartbeats, failure, invoke, plugin_context
+from activities.capacity import PluginThreads
 from engine.blobs import BlobIntegrityError, BlobStore, blob_threshold, contains_refs
 from engine.contracts import MAX_PAYLOAD_BYTES, NODE_ACTIVITY, NodeActivityInput, NodeActivityResult
 from engine.errors import PluginError, PluginErrorCode
@@ -51,11 +53,11 @@ class NodeActivities:
         self,
         plugins: PluginRegistry,
         *,
-        executor: ThreadPoolExecutor | None = None,
+        threads: PluginThreads | None = None,
         blobs: BlobStore | None = None,
     ):
         self._plugins = plugins
-        self._executor = executor or ThreadPoolExecutor(max_workers=32, thread_name_prefix="plugin")
+        self._threads = threads or PluginThreads()
         self._blobs = blobs or BlobStore.configured()
         self._threshold = blob_threshold()
 
@@ -120,7 +122,7 @@ class NodeActivities:
         logger = ctx.logger
         heartbeats = Heartbeats(checkpoint)
         ctx._heartbeat = heartbeats.record
-        beating = asyncio.create_task(heartbeats.run(info.heartbeat_timeout))
+        heartbeats.start(info.heartbeat_timeout)
         try:
             config = plugin.check_config(request.config)
             inputs = request.inputs
@@ -128,7 +130,9 @@ class NodeActivities:
                 inputs = await asyncio.to_thread(
                     self._blobs.resolve, inputs, within=request.execution_id
                 )
-            output = await invoke(plugin, inputs, config, ctx, self._executor)
+            output = await invoke(
+                plugin, inputs, config, ctx, self._threads, on_cancel=heartbeats.stop
+            )
         except asyncio.CancelledError:
             ctx._cancelled.set()
             logger.info("node cancelled")
@@ -149,7 +153,7 @@ class NodeActivities:
             logger.warning("node attempt failed", error_type=type(exc).__name__, exc_info=exc)
             raise failure(str(exc) or type(exc).__name__, type(exc).__name__, info.attempt) from exc
         finally:
-            beating.cancel()
+            heartbeats.stop()
         try:
             checked = await asyncio.to_thread(self._checked_output, request, output)
         except ApplicationError as exc:

@@ -20,7 +20,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import gc
 import json
 import logging
 import os
@@ -39,7 +38,7 @@ from temporalio.client import WorkflowExecutionStatus as TemporalStatus
 
 from engine import executions
 from engine.catalog import describe_plugins, unchecked_nodes, validate_with_catalog
-from engine.connection import connect, default_namespace, default_task_queue
+from engine.connection import default_namespace, default_task_queue
 from engine.contracts import PluginInfo
 from engine.devserver import port_open
 from engine.embedded import (
@@ -55,6 +54,7 @@ from engine.embedded import (
     worker_is_polling,
 )
 from engine.errors import PluginError, PluginErrorCode
+from engine.execution_list import STATUS_FILTERS
 from engine.extras import require_extra
 from engine.graph_view import FORMATS, render, status_view
 from engine.logging import configure_logging
@@ -98,9 +98,10 @@ class Session:
 @asynccontextmanager
 async def _session(args: argparse.Namespace) -> AsyncIterator[Session]:
     address, ui_url = await ensure_server(args.address, args.data_dir)
-    client = await connect(address, args.namespace)
-    orchestrator = AdvancedPluginOrchestrator(client, task_queue=args.task_queue)
-    yield Session(orchestrator, args.ui_url or ui_url)
+    async with await AdvancedPluginOrchestrator.connect(
+        address, args.namespace, args.task_queue
+    ) as orchestrator:
+        yield Session(orchestrator, args.ui_url or ui_url)
 
 
 def _run_async(command: Callable[[argparse.Namespace], Coroutine[Any, Any, int]]) -> Handler:
@@ -214,10 +215,15 @@ async def _cmd_register(args: argparse.Namespace) -> int:
             try:
                 await orch.register_workflow(workflow)
             except PluginError as exc:
-                if exc.code is not Code.WorkflowAlreadyExists or not args.replace:
+                if exc.code is not Code.WorkflowAlreadyExists:
                     raise
-                updated = await orch.update_workflow(workflow)
-                print(f"updated {workflow.workflow_id} to version {updated.version}")
+                if not args.replace:
+                    raise PluginError(
+                        exc.code,
+                        f"{exc.message}; `orchestrator register {args.file} --replace` makes "
+                        "this file its next version",
+                    ) from None
+                print(await _register(orch, workflow))
                 return 0
             # Read it back before the worker stops: a worker that stops while holding the
             # registry entity's first task leaves it stalled for the 10 s task timeout.
@@ -252,9 +258,43 @@ async def _cmd_list(args: argparse.Namespace) -> int:
 
 
 async def _cmd_executions(args: argparse.Namespace) -> int:
+    if args.limit < 1 or args.page < 1:
+        raise UsageError("--limit and --page count from 1")
+    if args.active and args.status:
+        raise UsageError("--active and --status do not go together")
     async with _session(args) as session:
-        for execution_id in await session.orchestrator.get_active_executions():
-            print(execution_id)
+        orch = session.orchestrator
+        if args.active:
+            active = await orch.get_active_executions()
+            offset = (args.page - 1) * args.limit
+            rows = [
+                row
+                for row in await orch.list_executions(args.workflow, None, offset + len(active))
+                if row.active
+            ][offset : offset + args.limit]
+        else:
+            rows = await orch.list_executions(
+                args.workflow, args.status, args.limit, (args.page - 1) * args.limit
+            )
+    if args.json:
+        print(json.dumps([row.model_dump() for row in rows], indent=2))
+        return 0
+    if not rows:
+        filters = [f"workflow {args.workflow}"] if args.workflow else []
+        filters += [f"status {args.status}"] if args.status else []
+        filters += ["active"] if args.active else []
+        where = f" ({', '.join(filters)})" if filters else ""
+        page = f" on page {args.page}" if args.page > 1 else ""
+        print(f"no executions{where}{page} on task queue '{orch.task_queue}'")
+        return 0
+    width = max(len(row.execution_id) for row in rows)
+    print(f"{'execution':<{width}}  {'status':<10}  {'progress':>8}  started")
+    for row in rows:
+        progress = f"{row.progress:.0%}" if row.progress is not None else "-"
+        started = (row.start_time or "-")[:19].replace("T", " ")
+        print(f"{row.execution_id:<{width}}  {row.status:<10}  {progress:>8}  {started}")
+    if len(rows) == args.limit:
+        print(f"(more may follow: --page {args.page + 1})")
     return 0
 
 
@@ -304,7 +344,12 @@ async def _cmd_run(args: argparse.Namespace) -> int:
         async with embedded_worker(orch.client, orch.task_queue):
             if workflow is not None:
                 print(await _register(orch, workflow), file=sys.stderr)
-            execution_id = await orch.execute_workflow(workflow_id, input_data)
+            try:
+                execution_id = await orch.execute_workflow(workflow_id, input_data)
+            except PluginError as exc:
+                if exc.code is Code.WorkflowNotFound and workflow is None:
+                    raise _not_a_file_either(workflow_id, orch.task_queue, exc) from None
+                raise
             print(f"execution: {execution_id}")
             if link := session.ui_link(execution_id):
                 print(f"temporal ui: {link}")
@@ -324,6 +369,18 @@ async def _cmd_run(args: argparse.Namespace) -> int:
                 raise
     _print_outcome(context)
     return 0 if context.status is WorkflowExecutionStatus.Completed else 1
+
+
+def _not_a_file_either(name: str, task_queue: str, exc: PluginError) -> PluginError:
+    """`run NAME` where NAME is neither a file nor a registered workflow: a name ending in
+    .json was meant as a file, so say that first."""
+    if not name.lower().endswith(".json"):
+        return exc
+    return PluginError(
+        Code.InvalidInput,
+        f"no such file: {name} (nor is a workflow '{name}' registered on task queue "
+        f"'{task_queue}')",
+    )
 
 
 async def _await_end(
@@ -488,10 +545,13 @@ async def _cmd_graph(args: argparse.Namespace) -> int:
             orch = session.orchestrator
             workflow = await orch.get_execution_definition(args.execution)
             context = await orch.get_execution_status(args.execution)
-        if args.workflow not in (workflow.workflow_id, None):
+        named = args.workflow
+        if named is not None and _is_file_argument(named):
+            named = _load_definition(named).workflow_id  # the README's `graph FILE --execution`
+        if named not in (workflow.workflow_id, None):
             raise UsageError(
                 f"execution '{args.execution}' runs workflow '{workflow.workflow_id}', "
-                f"not '{args.workflow}'"
+                f"not '{named}'"
             )
         print(render(workflow, args.format, context.node_states), end="")
         return 0
@@ -869,7 +929,17 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_argument("workflow_id")
 
     command("list", _run_async(_cmd_list), "list registered workflow ids")
-    command("executions", _run_async(_cmd_executions), "list active execution ids")
+    sub = command(
+        "executions",
+        _run_async(_cmd_executions),
+        "list executions, active and ended, newest first",
+    )
+    sub.add_argument("--workflow", metavar="ID", help="only executions of this definition")
+    sub.add_argument("--status", choices=STATUS_FILTERS, help="only executions in this status")
+    sub.add_argument("--active", action="store_true", help="only running and paused ones")
+    sub.add_argument("--limit", type=int, default=20, help="rows per page (20)")
+    sub.add_argument("--page", type=int, default=1, help="page number, from 1")
+    sub.add_argument("--json", action="store_true", help="print JSON rows")
 
     sub = command(
         "run",
@@ -1077,10 +1147,6 @@ def main(argv: list[str] | None = None) -> int:
         # The reader went away (`| head`): no traceback, and no flush error at exit.
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 1
-    finally:
-        # Tracebacks form reference cycles that keep Temporal's native client alive; freed
-        # during interpreter shutdown it aborts with "Fatal Python error: PyGILState_Release".
-        gc.collect()
 
 
 if __name__ == "__main__":

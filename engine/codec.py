@@ -15,6 +15,10 @@ Environment (at most one of the two; neither: no encryption):
 ``ORCHESTRATOR_ENCRYPTION_KEYS_FILE``
     A file with the same entries, one per line or comma-separated; lines starting with
     ``#`` are comments (for secrets mounted as files).
+``ORCHESTRATOR_ALLOW_PLAINTEXT_PAYLOADS``
+    ``1`` (or ``true``, ``yes``) lets payloads without encryption through while keys are
+    configured: only for migrating histories written before encryption was turned on.
+    Default: refused (see below).
 
 A key id is 1-64 ASCII letters, digits, ``_ . -``; a key is 16, 24 or 32 random bytes
 (AES-128/192/256; use 32), base64 (standard or URL-safe alphabet). ``python -m engine.codec
@@ -24,8 +28,26 @@ Wire format: an encrypted payload has the metadata ``encoding: binary/encrypted`
 ``encryption-key-id: <id>``; its data is a fresh random 12-byte nonce followed by the
 AES-GCM ciphertext and tag of the whole original payload (its metadata too, so even the
 original encoding is hidden), with the key id as associated data. Decoding picks the key by
-that id; payloads without the encrypted encoding pass through, so histories written before
-encryption was turned on stay readable.
+that id.
+
+Refusal: with encryption on, anyone who can reach Temporal but holds no key could still send
+a plaintext signal, update or start input. Such a payload is refused by default. The codec
+never raises while decoding, because the SDK decodes a whole workflow activation at once and
+a codec error there fails the workflow task again and again (one bad signal would wedge any
+run). Instead a payload the codec cannot or will not open is handed on *marked*, and the
+engine's payload converter (:class:`EnginePayloadConverter`, on every client and worker,
+with or without keys) raises a :class:`~engine.errors.PluginError` naming the problem where
+the value is used: the SDK then drops such a signal with a logged error, rejects such an
+update, fails such a query or activity attempt, and fails (and retries) the workflow task of
+a run whose own input cannot be read. The marks:
+
+* a plaintext payload becomes ``encoding: binary/refused-plaintext`` (its data dropped;
+  ``refused-encoding`` tells what it claimed to be) -> ``InvalidInput``;
+* a payload encrypted with a key this process lacks stays ``binary/encrypted`` ->
+  ``InvalidConfiguration`` naming the key id and the variables to set (also what a process
+  with no keys at all says, instead of the SDK's bare ``KeyError``);
+* a payload that does not decrypt with its key (wrong key material, altered data) becomes
+  ``binary/undecryptable`` -> ``InvalidConfiguration``.
 """
 
 from __future__ import annotations
@@ -38,18 +60,24 @@ import secrets
 import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from temporalio.api.common.v1 import Payload
-from temporalio.converter import PayloadCodec
+from temporalio.contrib.pydantic import PydanticPayloadConverter
+from temporalio.converter import EncodingPayloadConverter, PayloadCodec
 
 from engine.errors import PluginError, PluginErrorCode
 
 KEYS_VARIABLE = "ORCHESTRATOR_ENCRYPTION_KEYS"
 KEYS_FILE_VARIABLE = "ORCHESTRATOR_ENCRYPTION_KEYS_FILE"
+ALLOW_PLAINTEXT_VARIABLE = "ORCHESTRATOR_ALLOW_PLAINTEXT_PAYLOADS"
 ENCODING = b"binary/encrypted"
+REFUSED_PLAINTEXT_ENCODING = b"binary/refused-plaintext"
+UNDECRYPTABLE_ENCODING = b"binary/undecryptable"
 KEY_ID_METADATA = "encryption-key-id"
+REFUSED_ENCODING_METADATA = "refused-encoding"
 NONCE_BYTES = 12
 KEY_SIZES = (16, 24, 32)
 _KEY_ID = re.compile(r"[A-Za-z0-9_.-]{1,64}")
@@ -60,12 +88,14 @@ class EncryptionCodec(PayloadCodec):
 
     Args:
         keys: ``(key id, key bytes)`` pairs, the current key first.
+        allow_plaintext: Let payloads without encryption through (migration only); by
+            default they are refused (see the module docstring).
 
     Raises:
         ValueError: No keys, a duplicate or malformed id, or a key of the wrong size.
     """
 
-    def __init__(self, keys: Sequence[tuple[str, bytes]]) -> None:
+    def __init__(self, keys: Sequence[tuple[str, bytes]], *, allow_plaintext: bool = False) -> None:
         if not keys:
             raise ValueError("at least one key is needed")
         self._ciphers: dict[str, AESGCM] = {}
@@ -78,6 +108,7 @@ class EncryptionCodec(PayloadCodec):
                 raise ValueError(f"key '{key_id}' has {len(key)} bytes; AES needs 16, 24 or 32")
             self._ciphers[key_id] = AESGCM(key)
         self.current_key_id = keys[0][0]
+        self.allow_plaintext = allow_plaintext
 
     @property
     def key_ids(self) -> list[str]:
@@ -104,37 +135,98 @@ class EncryptionCodec(PayloadCodec):
         )
 
     def decrypt(self, payload: Payload) -> Payload:
-        """The original payload (one that is not encrypted passes through).
+        """The original payload, or the payload marked for the converter to refuse.
 
-        Raises:
-            PluginError: ``InvalidConfiguration`` naming the key id when that key is not
-                configured, or when the data does not decrypt with it.
+        Never raises (see the module docstring): a plaintext payload comes back as
+        ``binary/refused-plaintext`` (unless plaintext is allowed), one whose key is not
+        configured here stays ``binary/encrypted``, one that does not decrypt comes back as
+        ``binary/undecryptable``. :class:`EnginePayloadConverter` explains each.
         """
         if payload.metadata.get("encoding") != ENCODING:
-            return payload
+            return payload if self.allow_plaintext else _refused_plaintext(payload)
         key_id = payload.metadata.get(KEY_ID_METADATA, b"").decode("utf-8", "replace")
         cipher = self._ciphers.get(key_id)
         if cipher is None:
-            raise PluginError(
-                PluginErrorCode.InvalidConfiguration,
-                f"payload is encrypted with key '{key_id}', which is not configured "
-                f"(configured: {', '.join(self._ciphers)}); add it to {KEYS_VARIABLE} or "
-                f"{KEYS_FILE_VARIABLE} as a decrypt-only key after the current one",
-                {"key_id": key_id},
-            )
+            return payload
         data = payload.data
         try:
             plain = cipher.decrypt(data[:NONCE_BYTES], data[NONCE_BYTES:], key_id.encode())
         except InvalidTag:
-            raise PluginError(
-                PluginErrorCode.InvalidConfiguration,
-                f"payload encrypted with key '{key_id}' does not decrypt: the configured key "
-                "material for that id is wrong, or the payload was altered",
-                {"key_id": key_id},
-            ) from None
+            return Payload(
+                metadata={"encoding": UNDECRYPTABLE_ENCODING, KEY_ID_METADATA: key_id.encode()}
+            )
         original = Payload()
         original.ParseFromString(plain)
         return original
+
+
+def _refused_plaintext(payload: Payload) -> Payload:
+    claimed = payload.metadata.get("encoding", b"none")[:64]
+    return Payload(
+        metadata={"encoding": REFUSED_PLAINTEXT_ENCODING, REFUSED_ENCODING_METADATA: claimed}
+    )
+
+
+class _Refusal(EncodingPayloadConverter):
+    """Reads one of the codec's marks as the error it stands for; writes nothing."""
+
+    def __init__(self, encoding: bytes) -> None:
+        self._encoding = encoding
+
+    @property
+    def encoding(self) -> str:
+        return self._encoding.decode()
+
+    def to_payload(self, value: Any) -> Payload | None:
+        return None
+
+    def from_payload(self, payload: Payload, type_hint: type | None = None) -> Any:
+        raise refusal_error(payload)
+
+
+def refusal_error(payload: Payload) -> PluginError:
+    """The error a payload marked by :meth:`EncryptionCodec.decrypt` stands for."""
+    encoding = payload.metadata.get("encoding")
+    key_id = _metadata_text(payload, KEY_ID_METADATA)
+    if encoding == REFUSED_PLAINTEXT_ENCODING:
+        claimed = _metadata_text(payload, REFUSED_ENCODING_METADATA)
+        return PluginError(
+            PluginErrorCode.InvalidInput,
+            f"refused a plaintext payload (encoding '{claimed}'): encryption is on, so every "
+            "payload must be encrypted with a configured key. It was sent by someone without "
+            f"the keys, or written before encryption was turned on (set "
+            f"{ALLOW_PLAINTEXT_VARIABLE}=1 while migrating such histories)",
+            {"encoding": claimed},
+        )
+    if encoding == UNDECRYPTABLE_ENCODING:
+        return PluginError(
+            PluginErrorCode.InvalidConfiguration,
+            f"payload encrypted with key '{key_id}' does not decrypt: the configured key "
+            "material for that id is wrong, or the payload was altered",
+            {"key_id": key_id},
+        )
+    return PluginError(
+        PluginErrorCode.InvalidConfiguration,
+        f"payload is encrypted with key '{key_id}', which this process does not have; add "
+        f"that key to {KEYS_VARIABLE} or {KEYS_FILE_VARIABLE} (as a decrypt-only key after "
+        "the current one if it is an old key)",
+        {"key_id": key_id},
+    )
+
+
+def _metadata_text(payload: Payload, name: str) -> str:
+    return payload.metadata.get(name, b"").decode("utf-8", "replace")[:64]
+
+
+class EnginePayloadConverter(PydanticPayloadConverter):
+    """Pydantic JSON payloads, plus the codec's marks read as clear errors (see the module
+    docstring): also in a process without keys, which would otherwise fail on an
+    encrypted payload with the SDK's bare ``KeyError: Unknown payload encoding``."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        refusals = (ENCODING, REFUSED_PLAINTEXT_ENCODING, UNDECRYPTABLE_ENCODING)
+        self._set_converters(*self.converters.values(), *map(_Refusal, refusals))
 
 
 def parse_keys(text: str, source: str) -> list[tuple[str, bytes]]:
@@ -177,9 +269,26 @@ def codec_from_env(environ: Mapping[str, str] | None = None) -> EncryptionCodec 
 
     Raises:
         PluginError: ``InvalidConfiguration`` naming the variable: both variables set, an
-            unreadable key file, or bad key material.
+            unreadable key file, bad key material, or a plaintext switch that is not a
+            yes or no.
     """
     env = os.environ if environ is None else environ
+    keys = _keys_from_env(env)
+    if keys is None:
+        return None
+    return EncryptionCodec(keys, allow_plaintext=_allow_plaintext(env))
+
+
+def _allow_plaintext(env: Mapping[str, str]) -> bool:
+    value = env.get(ALLOW_PLAINTEXT_VARIABLE, "").strip().lower()
+    if value in ("", "0", "false", "no"):
+        return False
+    if value in ("1", "true", "yes"):
+        return True
+    raise _config_error(ALLOW_PLAINTEXT_VARIABLE, f"must be 1 or 0, got {value!r}")
+
+
+def _keys_from_env(env: Mapping[str, str]) -> list[tuple[str, bytes]] | None:
     inline, file_name = env.get(KEYS_VARIABLE, "").strip(), env.get(KEYS_FILE_VARIABLE, "")
     if inline and file_name.strip():
         raise PluginError(
@@ -187,13 +296,13 @@ def codec_from_env(environ: Mapping[str, str] | None = None) -> EncryptionCodec 
             f"set {KEYS_VARIABLE} or {KEYS_FILE_VARIABLE}, not both",
         )
     if inline:
-        return EncryptionCodec(parse_keys(inline, KEYS_VARIABLE))
+        return parse_keys(inline, KEYS_VARIABLE)
     if file_name.strip():
         try:
             text = Path(file_name.strip()).read_text(encoding="utf-8")
         except (OSError, UnicodeDecodeError) as exc:
             raise _config_error(KEYS_FILE_VARIABLE, f"cannot be read: {exc}") from None
-        return EncryptionCodec(parse_keys(text, f"{KEYS_FILE_VARIABLE} ({file_name.strip()})"))
+        return parse_keys(text, f"{KEYS_FILE_VARIABLE} ({file_name.strip()})")
     return None
 
 

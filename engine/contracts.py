@@ -192,6 +192,7 @@ BUSY = "Busy"  # error type of a refused submit_events: try again shortly
 SOURCE_CHECKPOINT_SIGNAL = "source_checkpoint"
 STREAM_PROGRESS_SIGNAL = "stream_progress"
 DEFINITION_CHANGED_SIGNAL = "definition_changed"
+READ_DEFINITION_ACTIVITY = "read_registered_definition"
 SUBSCRIBE_SIGNAL = "subscribe"
 UNSUBSCRIBE_SIGNAL = "unsubscribe"
 
@@ -302,6 +303,40 @@ class Subscription(_Contract):
 
     execution_id: str
     version: int
+
+
+class DefinitionNotice(_Contract):
+    """Signal ``definition_changed``: the registry holds a new version of the definition.
+
+    Only a hint. Anyone who can reach Temporal can send a signal, and a signal names no
+    sender, so the execution reads the definition from its registry entity itself
+    (:data:`READ_DEFINITION_ACTIVITY`) and never adopts what a signal carries. Registries
+    of earlier releases sent the whole definition: read as a notice, it gives its id and
+    version and the rest is ignored.
+    """
+
+    workflow_id: str = ""
+    version: int = 0
+
+
+class DefinitionLookup(_Contract):
+    """Argument of the activity that reads a registered definition for an execution."""
+
+    workflow_id: str
+    task_queue: str
+
+
+class DefinitionReading(_Contract):
+    """Result of that activity: the registered definition if it passed registration's
+    validation, else why not (``refused``; empty with no definition: not registered)."""
+
+    definition: PluginWorkflow | None = None
+    version: int = 0
+    refused: str = ""
+
+    @field_serializer("definition")
+    def _compact_definition(self, definition: PluginWorkflow | None) -> dict[str, Any] | None:
+        return compact(definition) if definition is not None else None
 
 
 class BatchRunState(_Contract):

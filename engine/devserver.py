@@ -10,6 +10,7 @@ attributes (``OrchestratorWorkflowId``, ``OrchestratorStatus``: :mod:`engine.tel
 
 from __future__ import annotations
 
+import asyncio
 import os
 import shutil
 import signal
@@ -17,8 +18,14 @@ import socket
 import subprocess
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from datetime import timedelta
 from pathlib import Path
+
+from temporalio.api.workflowservice.v1 import DescribeNamespaceRequest
+from temporalio.client import Client
+from temporalio.service import RPCError
 
 from engine.errors import PluginError, PluginErrorCode
 from engine.telemetry import SEARCH_ATTRIBUTE_DEFINITIONS
@@ -57,6 +64,62 @@ def port_open(host: str, port: int, timeout: float = 0.5) -> bool:
             return True
     except OSError:
         return False
+
+
+# One health probe may take this long before it counts as a failed try.
+_PROBE_TIMEOUT = timedelta(seconds=3)
+
+
+async def wait_until_ready(address: str, namespace: str = "default", timeout: float = 60.0) -> None:
+    """Return once the Temporal frontend at ``address`` is ready; raise after ``timeout``.
+
+    Ready means what a client needs, not an open port: the frontend answers the gRPC health
+    check as serving and knows ``namespace``. A dev server opens its port seconds before
+    that ("Frontend is not healthy yet"). The product (:meth:`DevServer.start`,
+    :func:`engine.embedded.ensure_server`) and the tests' fixtures all wait here.
+
+    Raises:
+        PluginError: ``ServerUnavailable`` naming the address, the namespace and the last
+            answer when the server is not ready in time.
+    """
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    problem = "no answer yet"
+    while True:
+        probe_seconds = max(0.2, min(deadline - loop.time(), _PROBE_TIMEOUT.total_seconds()))
+        try:
+            # The SDK's own connect timeout is 30 s whatever it is told: bound each try here.
+            await asyncio.wait_for(_probe(address, namespace), probe_seconds)
+            return
+        except TimeoutError:
+            problem = f"no answer within {probe_seconds:.1f}s"
+        except (RPCError, RuntimeError, OSError) as exc:
+            problem = str(exc) or type(exc).__name__
+        if loop.time() >= deadline:
+            raise PluginError(
+                PluginErrorCode.ServerUnavailable,
+                f"the Temporal server at {address} is not ready (namespace '{namespace}') "
+                f"after {timeout:g}s: {problem}",
+            )
+        await asyncio.sleep(0.1)
+
+
+async def _probe(address: str, namespace: str) -> None:
+    """One readiness check; raises what the server (or the connection) answered."""
+    client = await Client.connect(address, namespace=namespace, lazy=True)
+    if not await client.service_client.check_health(timeout=_PROBE_TIMEOUT):
+        raise RuntimeError("the health check answered NOT_SERVING")
+    request = DescribeNamespaceRequest(namespace=namespace)
+    await client.workflow_service.describe_namespace(request, timeout=_PROBE_TIMEOUT)
+
+
+def wait_until_ready_blocking(
+    address: str, namespace: str = "default", timeout: float = 60.0
+) -> None:
+    """:func:`wait_until_ready` for synchronous callers (also inside a running event loop:
+    it runs on a thread of its own)."""
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="temporal-ready") as pool:
+        pool.submit(asyncio.run, wait_until_ready(address, namespace, timeout)).result()
 
 
 @dataclass
@@ -130,15 +193,16 @@ class DevServer:
         return args + list(self.extra_args)
 
     def start(self, *, detach: bool = False, timeout: float = 60.0) -> DevServer:
-        """Start the server and wait until its frontend accepts connections.
+        """Start the server and wait until it is ready (:func:`wait_until_ready`).
 
         Args:
             detach: Start it in its own session so it outlives this process (the CLI does
                 this; ``stop`` or ``orchestrator server stop`` ends it).
-            timeout: Seconds to wait for the port.
+            timeout: Seconds to wait for it to be ready.
 
         Raises:
-            PluginError: ``ServerUnavailable`` if it exits or never opens its port.
+            PluginError: ``ServerUnavailable`` if it exits, never opens its port or is not
+                ready in time (the server is killed then).
         """
         self.data_dir.mkdir(parents=True, exist_ok=True)
         existing = self.db_file.exists()
@@ -161,6 +225,7 @@ class DevServer:
                     f"temporal dev server exited with code {self.process.returncode}: {tail}",
                 )
             if port_open("127.0.0.1", self.port):
+                self._wait_until_ready(deadline)
                 if existing:
                     self.register_search_attributes()
                 return self
@@ -170,6 +235,16 @@ class DevServer:
             PluginErrorCode.ServerUnavailable,
             f"temporal dev server did not open port {self.port} within {timeout:g}s",
         )
+
+    def _wait_until_ready(self, deadline: float) -> None:
+        try:
+            wait_until_ready_blocking(
+                self.address, self.namespace, max(1.0, deadline - time.monotonic())
+            )
+        except PluginError as exc:
+            self.kill()
+            tail = self.log_file.read_text(errors="replace")[-2000:]
+            raise PluginError(exc.code, f"{exc.message}; server log: {tail}") from None
 
     def register_search_attributes(self, timeout: float = 10.0) -> bool:
         """Register :data:`SEARCH_ATTRIBUTES` (idempotent); True if it worked.

@@ -38,12 +38,14 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote as urlquote
 
-from temporalio.api.enums.v1 import TaskQueueKind, TaskQueueType
+from google.protobuf.timestamp_pb2 import Timestamp
+from temporalio.api.enums.v1 import TaskQueueKind, TaskQueueType, WorkerStatus
 from temporalio.api.taskqueue.v1 import TaskQueue
-from temporalio.api.workflowservice.v1 import DescribeTaskQueueRequest
+from temporalio.api.workflowservice.v1 import DescribeTaskQueueRequest, ListWorkersRequest
 from temporalio.client import Client
+from temporalio.service import RPCError
 
-from engine.devserver import DevServer, port_open, stop_detached
+from engine.devserver import DevServer, port_open, stop_detached, wait_until_ready
 from engine.errors import PluginError, PluginErrorCode
 from engine.executions import translate_errors
 from engine.worker import EngineWorker, create_worker
@@ -59,10 +61,14 @@ DEFAULT_UI_PORT = 8233
 # Worker identity prefix of CLI-embedded workers (they vanish with their CLI process).
 EMBEDDED_IDENTITY_PREFIX = "orchestrator-cli:"
 # The server keeps pollers listed for minutes after they stop; an idle worker re-polls at
-# least every ~60 s (the long-poll timeout), so a poller seen within this window is alive.
+# least every ~60 s (the long-poll timeout), so a poller not seen within this window is gone.
 POLLER_FRESH_SECONDS = 90.0
+# Pages of ListWorkers read to find shutdown reports (a queue's workers, 100 or so a page).
+_MAX_WORKER_PAGES = 10
 
 _RECORD_FILE = "server.json"
+# Seconds a server found on the embedded port (perhaps still starting) gets to be ready.
+READY_TIMEOUT = 60.0
 
 
 def default_data_dir() -> Path:
@@ -178,20 +184,27 @@ async def ensure_server(address: str | None, data_dir: Path) -> tuple[str, str |
         address: ``host:port`` to use as is (no auto-start); default ``TEMPORAL_ADDRESS``.
         data_dir: Where the embedded server keeps its SQLite file, log and pid.
 
+    A server found listening on the embedded port, or started here, is returned only once
+    it is ready (:func:`engine.devserver.wait_until_ready`), never when its port merely opens.
+
     Raises:
-        PluginError: ``ServerUnavailable`` if the embedded server cannot be started.
+        PluginError: ``ServerUnavailable`` if the embedded server cannot be started, or the
+            one listening on the embedded port is not ready in time.
     """
     given = address or os.environ.get("TEMPORAL_ADDRESS")
     if given:
         return given, os.environ.get(ENV_UI_URL) or None
     port, ui_port = embedded_ports()
+    local = f"127.0.0.1:{port}"
     if port_open("127.0.0.1", port):
-        return f"127.0.0.1:{port}", _known_ui(data_dir, port)
+        await wait_until_ready(local, timeout=READY_TIMEOUT)
+        return local, _known_ui(data_dir, port)
     try:
         info = await asyncio.to_thread(start_server, data_dir, port, ui_port)
     except PluginError:
         if port_open("127.0.0.1", port):  # another CLI started it at the same moment
-            return f"127.0.0.1:{port}", _known_ui(data_dir, port)
+            await wait_until_ready(local, timeout=READY_TIMEOUT)
+            return local, _known_ui(data_dir, port)
         raise
     ui_note = f"; web UI at {info.ui_url}" if info.ui_url else ""
     print(
@@ -224,7 +237,15 @@ def temporal_ui_link(ui_base: str, namespace: str, execution_id: str) -> str:
 async def worker_is_polling(
     client: Client, task_queue: str, *, include_embedded: bool = False
 ) -> bool:
-    """True if a worker polled ``task_queue``'s workflow tasks recently.
+    """True if a live worker polls ``task_queue``'s workflow tasks.
+
+    Temporal lists a queue's pollers for minutes after they stop, and an idle live worker's
+    entry is up to a long poll (about a minute) old, so recency alone cannot tell a worker
+    that exited from one that waits. A poller counts if it polled within
+    ``POLLER_FRESH_SECONDS`` and has not reported its shutdown since: workers send a final
+    heartbeat (status ``SHUTTING_DOWN``) when they stop, which ``ListWorkers`` returns. A
+    worker that died without stopping (SIGKILL) still counts until its entry is older than
+    ``POLLER_FRESH_SECONDS``; a server without ``ListWorkers`` leaves recency as the only test.
 
     Args:
         client: A connected client.
@@ -243,14 +264,46 @@ async def worker_is_polling(
     with translate_errors(f"task queue '{task_queue}'"):
         response = await client.workflow_service.describe_task_queue(request)
     now = time.time()
+    candidates: dict[str, float] = {}  # identity -> when it last polled
     for poller in response.pollers:
         embedded = poller.identity.startswith(EMBEDDED_IDENTITY_PREFIX)
         if embedded and (not include_embedded or _embedded_worker_gone(poller.identity)):
             continue
-        seen = poller.last_access_time.ToSeconds() if poller.HasField("last_access_time") else 0
+        seen = _seconds(poller.last_access_time) if poller.HasField("last_access_time") else 0
         if now - seen <= POLLER_FRESH_SECONDS:
-            return True
-    return False
+            candidates[poller.identity] = seen
+    if not candidates:
+        return False
+    stopped = await _shutdowns(client, task_queue)
+    return any(stopped.get(identity, -1.0) < seen for identity, seen in candidates.items())
+
+
+async def _shutdowns(client: Client, task_queue: str) -> dict[str, float]:
+    """When each worker identity of ``task_queue`` last reported its shutdown (worker
+    heartbeats, ``ListWorkers``); empty where the server does not keep them."""
+    stopping = (WorkerStatus.WORKER_STATUS_SHUTTING_DOWN, WorkerStatus.WORKER_STATUS_SHUTDOWN)
+    stopped: dict[str, float] = {}
+    request = ListWorkersRequest(namespace=client.namespace, query=f"TaskQueue = '{task_queue}'")
+    for _page in range(_MAX_WORKER_PAGES):
+        try:
+            response = await client.workflow_service.list_workers(request)
+        except RPCError:
+            return stopped  # an older server, or no permission: recency decides alone
+        for info in response.workers_info:
+            heartbeat = info.worker_heartbeat
+            if heartbeat.status in stopping and heartbeat.task_queue == task_queue:
+                at = _seconds(heartbeat.heartbeat_time)
+                stopped[heartbeat.worker_identity] = max(
+                    at, stopped.get(heartbeat.worker_identity, at)
+                )
+        if not response.next_page_token:
+            break
+        request.next_page_token = response.next_page_token
+    return stopped
+
+
+def _seconds(timestamp: Timestamp) -> float:
+    return timestamp.ToNanoseconds() / 1e9
 
 
 def _embedded_worker_gone(identity: str) -> bool:

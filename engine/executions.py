@@ -219,7 +219,12 @@ async def describe(
 
 
 def status_name(status: TemporalStatus | None) -> str:
-    return status.name.lower() if status is not None else "unknown"
+    """A Temporal run status in the engine's words ("cancelled", as everywhere else)."""
+    if status is None:
+        return "unknown"
+    if status is TemporalStatus.CANCELED:
+        return "cancelled"
+    return status.name.lower().replace("_", " ")
 
 
 async def update_execution(

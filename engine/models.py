@@ -501,6 +501,10 @@ class WorkflowEventType(StrEnum):
     event_received = "event_received"
     event_processed = "event_processed"
     definition_updated = "definition_updated"
+    # A new version the execution did not adopt (details: version and reason).
+    definition_refused = "definition_refused"
+    # Events a signal brought that the execution did not take (details: how many, why).
+    events_refused = "events_refused"
 
     @property
     def is_terminal(self) -> bool:

@@ -13,11 +13,13 @@ exceptions are translated here, at the boundary.
 from __future__ import annotations
 
 import asyncio
+import functools
 import time
 import uuid
+import weakref
 from collections.abc import AsyncGenerator, AsyncIterator
 from datetime import timedelta
-from typing import Any
+from typing import Any, NoReturn, cast
 
 from temporalio.client import (
     Client,
@@ -30,8 +32,20 @@ from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
 from temporalio.exceptions import WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode, TLSConfig
 
-from engine import executions
+from engine import executions, lifetime
 from engine.blobs import BlobIntegrityError, BlobReferenceError, BlobStore
+from engine.bounds import (
+    MAX_COMMENT_CHARS,
+    MAX_EVENT_BYTES,
+    MAX_EVENT_ID_CHARS,
+    MAX_EVENT_TYPE_CHARS,
+    MAX_NAME_CHARS,
+    MAX_SOURCE_CHARS,
+    event_problem,
+    json_bytes,
+    long_run_problem,
+    text_problem,
+)
 from engine.catalog import validate_with_catalog
 from engine.connection import connect, default_task_queue, with_pydantic_converter
 from engine.contracts import (
@@ -55,6 +69,7 @@ from engine.contracts import (
 )
 from engine.engine_nodes import SUBWORKFLOW
 from engine.errors import PluginError, PluginErrorCode
+from engine.execution_list import ExecutionSummary, list_executions
 from engine.executions import translate_errors
 from engine.models import (
     PluginWorkflow,
@@ -75,8 +90,6 @@ from engine.validation import MAX_TEMPORAL_ID_LENGTH, check_id
 
 # How long this process trusts its own writes over the visibility store.
 _OVERLAY_SECONDS = 30.0
-
-_MAX_EVENT_BYTES = 256 * 1024
 # Seconds a query may wait: past Temporal's default workflow task timeout (10 s), after
 # which the task of a stopped worker goes to another one (see the class docstring).
 QUERY_TIMEOUT = 15.0
@@ -87,10 +100,30 @@ _BATCH_MODES = (
 )
 
 
+class _ClosedClient:
+    """Stands in for the client of a closed orchestrator, so any later call says so."""
+
+    def __getattr__(self, name: str) -> NoReturn:
+        raise PluginError(
+            PluginErrorCode.InvalidState,
+            "this AdvancedPluginOrchestrator is closed; connect a new one",
+        )
+
+
+def _detach_at_exit(ref: weakref.ref[AdvancedPluginOrchestrator]) -> None:
+    """Let an orchestrator left open at exit free its client (the runtime is released by
+    :mod:`engine.lifetime` right after)."""
+    orchestrator = ref()
+    if orchestrator is not None:
+        orchestrator._detach()
+
+
 class AdvancedPluginOrchestrator:
     """Register, run and control graph workflows on Temporal.
 
-    Build one with :meth:`connect`, or wrap an existing ``temporalio.client.Client``.
+    Build one with :meth:`connect` and close it when done (``await orch.close()``, or
+    ``async with await AdvancedPluginOrchestrator.connect() as orch:``), or wrap an existing
+    ``temporalio.client.Client`` (which stays the caller's to manage).
 
     Args:
         client: A connected client; it is given this engine's data converter.
@@ -126,6 +159,8 @@ class AdvancedPluginOrchestrator:
         self.blobs = BlobStore.configured()
         self._recent_definitions: dict[str, tuple[bool, float]] = {}
         self._recent_executions: dict[str, float] = {}
+        self._runtime_key: int | None = None  # set when connect() made the client
+        self._exit_token = -1
 
     @classmethod
     async def connect(
@@ -140,9 +175,46 @@ class AdvancedPluginOrchestrator:
     ) -> AdvancedPluginOrchestrator:
         """Connect to Temporal (defaults: ``TEMPORAL_ADDRESS``/``TEMPORAL_NAMESPACE``, then
         ``localhost:7233``/``default``; TLS and API key from the environment, see
-        :mod:`engine.connection`)."""
-        client = await connect(target, namespace, tls=tls, api_key=api_key)
-        return cls(client, task_queue=task_queue, query_timeout=query_timeout)
+        :mod:`engine.connection`).
+
+        The client runs on an SDK runtime of its own, which :meth:`close` shuts down (see
+        :mod:`engine.lifetime`); one never closed is released at interpreter exit.
+        """
+        key, runtime = lifetime.new_runtime()
+        try:
+            client = await connect(target, namespace, tls=tls, api_key=api_key, runtime=runtime)
+            orchestrator = cls(client, task_queue=task_queue, query_timeout=query_timeout)
+        except BaseException:
+            del runtime
+            lifetime.release_runtime(key)
+            raise
+        orchestrator._runtime_key = key
+        # Weakly: a program that drops the orchestrator unclosed must not keep it alive.
+        orchestrator._exit_token = lifetime.close_at_exit(
+            functools.partial(_detach_at_exit, weakref.ref(orchestrator))
+        )
+        return orchestrator
+
+    async def close(self) -> None:
+        """Stop using Temporal: later calls raise ``InvalidState``. An orchestrator made by
+        :meth:`connect` also shuts its client's SDK runtime down, so no SDK thread outlives
+        it; a client passed in is left to its owner. Closing twice is harmless."""
+        key = self._detach()
+        if key is not None:
+            lifetime.release_runtime(key)
+
+    def _detach(self) -> int | None:
+        """Drop the client; return the key of the runtime this orchestrator owns, if any."""
+        self.client = cast(Client, _ClosedClient())
+        lifetime.cancel_close_at_exit(self._exit_token)
+        key, self._runtime_key = self._runtime_key, None
+        return key
+
+    async def __aenter__(self) -> AdvancedPluginOrchestrator:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
 
     # -- workflow management -------------------------------------------------------------
 
@@ -240,8 +312,9 @@ class AdvancedPluginOrchestrator:
         is exhausted or they are cancelled.
 
         Raises:
-            PluginError: ``WorkflowNotFound``, ``InvalidWorkflowStructure`` (no nodes),
-                ``InvalidInput``.
+            PluginError: ``WorkflowNotFound``, ``InvalidWorkflowStructure`` (no nodes, or
+                a long-running definition and input too large to carry across
+                continue-as-new), ``InvalidInput``.
         """
         if input_data is not None and not isinstance(input_data, dict):
             raise PluginError(
@@ -262,6 +335,10 @@ class AdvancedPluginOrchestrator:
             subworkflows=await self._subworkflows(definition),
             search_attributes=searchable,
         )
+        if definition.execution_mode not in _BATCH_MODES and (problem := long_run_problem(params)):
+            raise PluginError(
+                PluginErrorCode.InvalidWorkflowStructure, f"workflow '{workflow_id}': {problem}"
+            )
         with translate_errors(f"workflow '{workflow_id}'"):
             await self.client.start_workflow(
                 EXECUTION_WORKFLOW,
@@ -303,12 +380,17 @@ class AdvancedPluginOrchestrator:
         Raises:
             PluginError: ``ExecutionNotFound``; ``InvalidState`` if the execution is not a
                 running EventDriven one; ``InvalidInput`` for a payload that is not a JSON
-                object of at most 256 KB; ``Timeout`` if it stays busy.
+                object of at most 256 KiB, or a type, id or source out of bounds
+                (:mod:`engine.bounds`), or an event the execution could never carry;
+                ``Timeout`` if it stays busy.
         """
+        _check_text("event_type", event_type, MAX_EVENT_TYPE_CHARS)
+        _check_text("event_id", event_id or "", MAX_EVENT_ID_CHARS)
+        _check_text("source", source or "", MAX_SOURCE_CHARS)
         event = IncomingEvent(
             event_id=event_id or uuid.uuid4().hex,
             event_type=event_type,
-            payload=executions.json_object(payload, _MAX_EVENT_BYTES),
+            payload=executions.json_object(payload, MAX_EVENT_BYTES),
             source=source or "",
         )
         await self.send_events(execution_id, [event], timeout=timeout)
@@ -317,8 +399,16 @@ class AdvancedPluginOrchestrator:
     async def send_events(
         self, execution_id: str, events: list[IncomingEvent], *, timeout: float = 60.0
     ) -> None:
-        """Send several events at once (one signal per 100), in order; see
-        :meth:`send_event`."""
+        """Send several events at once (one update per 100 events or 256 KiB), in order;
+        see :meth:`send_event`."""
+        for index, event in enumerate(events):
+            if not isinstance(event, IncomingEvent):
+                raise PluginError(
+                    PluginErrorCode.InvalidInput,
+                    f"events[{index}] is a {type(event).__name__}, not an IncomingEvent",
+                )
+            if problem := event_problem(event):
+                raise PluginError(PluginErrorCode.InvalidInput, f"events[{index}]: {problem}")
         handle = self._execution(execution_id)
         description = await executions.describe(handle, execution_id)
         memo = await description.memo()
@@ -331,9 +421,9 @@ class AdvancedPluginOrchestrator:
                 f"{mode or 'an execution'} and {state}; events go to running EventDriven "
                 "executions",
             )
-        for start in range(0, len(events), 100):
-            batch = EventsSignal(events=events[start : start + 100])
-            await executions.submit_events(handle, execution_id, batch, timeout)
+        for batch in _batches(events):
+            signal = EventsSignal(events=batch)
+            await executions.submit_events(handle, execution_id, signal, timeout)
 
     async def retry_execution(self, execution_id: str) -> str:
         """Run a failed (or cancelled) batch execution again from where it stopped: nodes
@@ -367,8 +457,10 @@ class AdvancedPluginOrchestrator:
 
         Raises:
             PluginError: ``ExecutionNotFound``, ``NodeNotFound``; ``InvalidState`` if the
-                node has already finished or the execution cannot take it.
+                node has already finished or the execution cannot take it; ``InvalidInput``
+                for an output that is not a JSON object of at most 500,000 bytes.
         """
+        _check_text("node_id", node_id, MAX_NAME_CHARS)
         data = executions.json_object(output, MAX_INPUT_BYTES)
         handle = self._execution(execution_id)
         description = await executions.describe(handle, execution_id)
@@ -460,14 +552,23 @@ class AdvancedPluginOrchestrator:
 
         Raises:
             PluginError: ``ExecutionNotFound``; ``InvalidState`` if the node is not waiting
-                (or the execution has ended).
+                (or the execution has ended); ``InvalidInput`` for ``by``, ``comment`` or
+                ``data`` out of bounds (:mod:`engine.bounds`).
         """
+        _check_text("node_id", node_id, MAX_NAME_CHARS)
+        if not isinstance(approved, bool):
+            raise PluginError(
+                PluginErrorCode.InvalidInput,
+                f"approved must be True or False, not {type(approved).__name__}",
+            )
+        _check_text("by", by, MAX_NAME_CHARS)
+        _check_text("comment", comment, MAX_COMMENT_CHARS)
         decision = ApprovalDecision(
             node_id=node_id,
             approved=approved,
             by=by,
             comment=comment,
-            data=executions.json_object(data, _MAX_EVENT_BYTES),
+            data=executions.json_object(data, MAX_EVENT_BYTES),
         )
         await executions.update_execution(
             self._execution(execution_id), execution_id, "decide", decision
@@ -519,6 +620,28 @@ class AdvancedPluginOrchestrator:
         return await executions.context_of(
             self._execution(execution_id), execution_id, self.query_timeout
         )
+
+    async def list_executions(
+        self,
+        workflow_id: str | None = None,
+        status: str | None = None,
+        limit: int = 50,
+        offset: int = 0,
+    ) -> list[ExecutionSummary]:
+        """Executions of this task queue, active and ended, newest first (one row per
+        execution id, however often it was retried or continued as new).
+
+        Args:
+            workflow_id: Only executions of this definition.
+            status: Only executions in this status (``running``, ``paused``, ``pending``,
+                ``completed``, ``failed``, ``cancelled``, ``terminated``).
+            limit: At most this many rows.
+            offset: Skip this many of the newest first (a page is ``offset=page*limit``).
+
+        Raises:
+            PluginError: ``InvalidInput`` for a filter that is not a workflow id or a status.
+        """
+        return await list_executions(self, workflow_id, status, limit, offset)
 
     async def get_execution_definition(self, execution_id: str) -> PluginWorkflow:
         """The definition the execution runs: the snapshot its latest run started with (a
@@ -744,3 +867,24 @@ class AdvancedPluginOrchestrator:
 
     def _remember_definition(self, workflow_id: str, *, registered: bool) -> None:
         self._recent_definitions[workflow_id] = (registered, time.monotonic())
+
+
+def _check_text(field: str, value: object, limit: int) -> None:
+    """Refuse a string argument out of bounds with ``InvalidInput``."""
+    if problem := text_problem(field, value, limit):
+        raise PluginError(PluginErrorCode.InvalidInput, problem)
+
+
+def _batches(events: list[IncomingEvent]) -> list[list[IncomingEvent]]:
+    """Events in order, in batches of at most 100 events and about ``MAX_EVENT_BYTES`` (an
+    event of the largest payload goes alone), so each update stays one moderate payload."""
+    batches: list[list[IncomingEvent]] = []
+    size = 0
+    for event in events:
+        event_size = json_bytes(event)
+        if not batches or len(batches[-1]) >= 100 or size + event_size > MAX_EVENT_BYTES:
+            batches.append([])
+            size = 0
+        batches[-1].append(event)
+        size += event_size
+    return batches

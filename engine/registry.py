@@ -19,10 +19,13 @@ The entity continues-as-new when Temporal suggests it, so its history stays shor
 often the definition changes.
 
 Running EventDriven and Streaming executions subscribe to their entity; each accepted change
-is signalled to them (they adopt it at their next event or batch). A subscriber that asks
-with an older version than the current one is sent the current one at once, so a change
-between an execution's start and its subscription is not missed. Batch executions never
-subscribe: they keep the version they started with.
+is signalled to them as a notice naming the new version (they read it from the entity, check
+it and adopt it at their next event or batch). A subscriber that asks with an older version
+than the current one is notified at once, so a change between an execution's start and its
+subscription is not missed. Batch executions never subscribe: they keep the version they
+started with. Subscriptions are bounded (:data:`MAX_SUBSCRIBERS`, execution ids of this
+definition only), so signals from anyone who can reach Temporal cannot grow the entity's
+state past what continue-as-new carries.
 """
 
 from __future__ import annotations
@@ -39,6 +42,7 @@ with workflow.unsafe.imports_passed_through():
         CATALOG_WORKFLOW,
         DEFINITION_CHANGED_SIGNAL,
         DEFINITION_WORKFLOW,
+        MAX_INPUT_BYTES,
         PUBLISH_SIGNAL,
         SUBSCRIBE_SIGNAL,
         UNSUBSCRIBE_SIGNAL,
@@ -46,6 +50,7 @@ with workflow.unsafe.imports_passed_through():
         CatalogEntry,
         CatalogState,
         DefinitionChange,
+        DefinitionNotice,
         DefinitionState,
         PluginInfo,
         Subscription,
@@ -57,6 +62,16 @@ with workflow.unsafe.imports_passed_through():
     from engine.telemetry import ENTITY_DIVISION, NAMESPACE_DIVISION
 
 ENTITY_DIVISION_PATCH = "entity-namespace-division"
+
+# Histories recorded before it sent the whole definition to subscribers; now a notice.
+DEFINITION_NOTICE_PATCH = "definition-notice"
+# Histories recorded before it took every subscription; now only executions of this
+# definition, up to MAX_SUBSCRIBERS.
+BOUNDED_SUBSCRIPTIONS_PATCH = "bounded-subscriptions"
+# Running long-running executions of one definition that get notices: each id takes at
+# most about 150 bytes (``<workflow_id>/run-<16 hex>``), so the entity's state stays within
+# MAX_INPUT_BYTES next to the definition.
+MAX_SUBSCRIBERS = MAX_INPUT_BYTES // 500
 
 
 @workflow.defn(name=DEFINITION_WORKFLOW)
@@ -98,6 +113,10 @@ class PluginWorkflowDefinition:
     @workflow.signal(name=SUBSCRIBE_SIGNAL)
     async def subscribe(self, subscription: Subscription) -> None:
         """A long-running execution wants new versions from now on."""
+        problem = self._subscription_problem(subscription)
+        if problem and workflow.patched(BOUNDED_SUBSCRIPTIONS_PATCH):
+            workflow.logger.warning("ignored a subscription: %s", problem)
+            return
         if subscription.execution_id not in self._state.subscribers:
             self._state.subscribers.append(subscription.execution_id)
         if subscription.version < self._state.workflow.version:
@@ -109,12 +128,33 @@ class PluginWorkflowDefinition:
         if subscription.execution_id in self._state.subscribers:
             self._state.subscribers.remove(subscription.execution_id)
 
+    def _subscription_problem(self, subscription: Subscription) -> str | None:
+        prefix = f"{self._state.workflow.workflow_id}/run-"
+        execution_id = subscription.execution_id
+        if not execution_id.startswith(prefix) or len(execution_id) > len(prefix) + 32:
+            return f"{execution_id[:200]!r} is not an execution of this definition"
+        if (
+            execution_id not in self._state.subscribers
+            and len(self._state.subscribers) >= MAX_SUBSCRIBERS
+        ):
+            return f"{MAX_SUBSCRIBERS} executions are subscribed already"
+        return None
+
     async def _notify(self, execution_ids: list[str]) -> None:
+        if not execution_ids:
+            return
         definition = self._state.workflow
+        # Executions read the definition from this entity themselves: a notice is enough,
+        # and they trust no signal's definition (anyone can send one).
+        message: PluginWorkflow | DefinitionNotice = definition
+        if workflow.patched(DEFINITION_NOTICE_PATCH):
+            message = DefinitionNotice(
+                workflow_id=definition.workflow_id, version=definition.version
+            )
         results = await asyncio.gather(
             *(
                 workflow.get_external_workflow_handle(execution_id).signal(
-                    DEFINITION_CHANGED_SIGNAL, definition
+                    DEFINITION_CHANGED_SIGNAL, message
                 )
                 for execution_id in execution_ids
             ),

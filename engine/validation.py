@@ -510,13 +510,29 @@ def _check_mode(workflow: PluginWorkflow, graph: Graph, add: _Add) -> None:
 def _check_cycles(graph: Graph, problems: list[Problem], *, with_events: bool) -> None:
     """Name every cycle over the ordering connections (and over Event connections too
     ``with_events``: a pass runs them as Dependency connections)."""
-    sources: dict[str, list[str]] = {
-        node_id: [edge.source for edge in edges] for node_id, edges in graph.incoming.items()
-    }
-    if with_events:
+    incoming = graph.incoming
+    outgoing = graph.outgoing
+    if with_events and graph.event_edges:
+        incoming = {node_id: list(edges) for node_id, edges in incoming.items()}
+        outgoing = {node_id: list(edges) for node_id, edges in outgoing.items()}
         for edge in graph.event_edges:
-            sources[edge.target].append(edge.source)
-    _report_cycles(graph.position, sources, problems)
+            incoming[edge.target].append(edge)
+            outgoing[edge.source].append(edge)
+    # Kahn's algorithm: an acyclic graph (the usual case) costs one linear pass.
+    indegree = {node_id: len(edges) for node_id, edges in incoming.items()}
+    queue = [node_id for node_id, degree in indegree.items() if degree == 0]
+    while queue:
+        for edge in outgoing[queue.pop()]:
+            indegree[edge.target] -= 1
+            if indegree[edge.target] == 0:
+                queue.append(edge.target)
+    remaining = {node_id for node_id, degree in indegree.items() if degree > 0}
+    if remaining:
+        sources = {
+            node_id: [e.source for e in incoming[node_id] if e.source in remaining]
+            for node_id in remaining
+        }
+        _report_cycles(remaining, sources, graph.position, problems)
 
 
 def _check_cycles_despite(workflow: PluginWorkflow, graph: Graph, problems: list[Problem]) -> None:
@@ -528,31 +544,24 @@ def _check_cycles_despite(workflow: PluginWorkflow, graph: Graph, problems: list
         source, target = conn.source_node, conn.target_node
         if source != target and source in sources and target in sources:
             sources[target].append(source)
-    _report_cycles(graph.position, sources, problems)
+    _report_cycles(set(sources), sources, graph.position, problems)
 
 
 def _report_cycles(
-    position: dict[str, int], sources: dict[str, list[str]], problems: list[Problem]
+    nodes: set[str],
+    sources: dict[str, list[str]],
+    position: dict[str, int],
+    problems: list[Problem],
 ) -> None:
-    """One problem per strongly connected component that holds a cycle, each naming one of
-    its cycles, in the order of the components' first nodes. Kahn's algorithm first: an
-    acyclic graph (the usual case) costs one linear pass."""
-    outgoing: dict[str, list[str]] = {node_id: [] for node_id in sources}
-    for target, origins in sources.items():
-        for origin in origins:
-            outgoing[origin].append(target)
-    indegree = {node_id: len(origins) for node_id, origins in sources.items()}
-    queue = [node_id for node_id, degree in indegree.items() if degree == 0]
-    while queue:
-        for target in outgoing[queue.pop()]:
-            indegree[target] -= 1
-            if indegree[target] == 0:
-                queue.append(target)
-    remaining = {node_id for node_id, degree in indegree.items() if degree > 0}
-    if not remaining:
-        return
+    """One problem per strongly connected component of ``nodes`` that holds a cycle, each
+    naming one of its cycles, in the order of the components' first nodes."""
+    outgoing: dict[str, list[str]] = {node_id: [] for node_id in nodes}
+    for target in nodes:
+        for origin in sources[target]:
+            if origin in nodes:
+                outgoing[origin].append(target)
     found: list[list[str]] = []
-    for component in _components(remaining, outgoing, position):
+    for component in _components(nodes, outgoing, position):
         if len(component) > 1:
             found.append(_cycle_in(component, sources, position))
     found.sort(key=lambda cycle: position[cycle[0]])

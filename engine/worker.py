@@ -19,16 +19,17 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import signal
-import weakref
-from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 
 import structlog
 from temporalio.client import Client
 from temporalio.common import WorkflowIDConflictPolicy
-from temporalio.worker import Worker
+from temporalio.runtime import Runtime
+from temporalio.worker import FixedSizeSlotSupplier, Worker, WorkerTuner
 
-from activities import LongRunningActivities, NodeActivities
+from activities import LongRunningActivities, NodeActivities, RegistryActivities
+from activities.capacity import ActivitySlots, PluginThreads
+from engine import lifetime
 from engine.blobs import BlobStore
 from engine.catalog import describe_plugins
 from engine.connection import connect, default_task_queue, with_pydantic_converter
@@ -61,6 +62,7 @@ def create_worker(
     max_cached_workflows: int = 1000,
     graceful_shutdown: float = 30.0,
     plugin_threads: int = 32,
+    max_abandoned_threads: int = 128,
     heartbeat_throttle: float = 1.0,
     identity: str | None = None,
     blob_store: BlobStore | None = None,
@@ -76,7 +78,12 @@ def create_worker(
         max_concurrent_workflow_tasks: Workflow tasks at once (SDK default if None).
         max_cached_workflows: Workflow cache size; 0 forces a replay on every task (tests).
         graceful_shutdown: Seconds running activities get to finish on shutdown.
-        plugin_threads: Threads for synchronous plugins.
+        plugin_threads: Synchronous plugin calls running at once (each on a thread of its
+            own; :mod:`activities.capacity`).
+        max_abandoned_threads: Threads of timed-out or cancelled synchronous plugin calls
+            that may still be running before the worker counts as saturated and takes no
+            more activities until some return (it logs an error and sets the
+            ``orchestrator_worker_saturated`` gauge).
         heartbeat_throttle: At most one heartbeat per running node reaches the server in
             this many seconds; a cancellation reaches a plugin within about this time.
         identity: How the worker names itself to Temporal (default: the client's).
@@ -89,20 +96,24 @@ def create_worker(
     """
     hide_traceback_locals()
     registry = plugins if plugins is not None else PluginRegistry.default()
-    executor = ThreadPoolExecutor(max_workers=plugin_threads, thread_name_prefix="plugin")
-    activities = NodeActivities(registry, executor=executor, blobs=blob_store)
-    long_running = LongRunningActivities(registry, with_pydantic_converter(client), executor)
+    queue = task_queue or default_task_queue()
+    runtime = client.service_client.config.runtime or Runtime.default()
+    meter = runtime.metric_meter.with_additional_attributes({"task_queue": queue})
+    threads = PluginThreads(plugin_threads, max_abandoned_threads, meter)
+    activities = NodeActivities(registry, threads=threads, blobs=blob_store)
+    long_running = LongRunningActivities(registry, with_pydantic_converter(client), threads)
+    registry_reads = RegistryActivities(with_pydantic_converter(client))
     worker = Worker(
         with_pydantic_converter(client),
-        task_queue=task_queue or default_task_queue(),
+        task_queue=queue,
         workflows=[PluginWorkflowExecution, PluginWorkflowDefinition, PluginCatalog],
         activities=[
             activities.run_plugin_node,
             long_running.watch_event_source,
             long_running.run_stream,
+            registry_reads.read_registered_definition,
         ],
-        max_concurrent_activities=max_concurrent_activities,
-        max_concurrent_workflow_tasks=max_concurrent_workflow_tasks,
+        tuner=_tuner(max_concurrent_activities, max_concurrent_workflow_tasks, threads),
         max_cached_workflows=max_cached_workflows,
         graceful_shutdown_timeout=timedelta(seconds=graceful_shutdown),
         max_heartbeat_throttle_interval=timedelta(seconds=heartbeat_throttle),
@@ -113,9 +124,22 @@ def create_worker(
         # sticky queue before any worker may take them: keep the stall after a restart short.
         sticky_queue_schedule_to_start_timeout=timedelta(seconds=3),
     )
-    # The plugin threads belong to the worker: release them when it goes away.
-    weakref.finalize(worker, executor.shutdown, wait=False)
     return EngineWorker(worker, with_pydantic_converter(client), registry, identity)
+
+
+def _tuner(
+    max_concurrent_activities: int,
+    max_concurrent_workflow_tasks: int | None,
+    threads: PluginThreads,
+) -> WorkerTuner:
+    """The SDK's fixed slots (its defaults: 100), but activity slots that stop while
+    abandoned plugin threads saturate the worker (:class:`ActivitySlots`)."""
+    return WorkerTuner.create_composite(
+        workflow_supplier=FixedSizeSlotSupplier(max_concurrent_workflow_tasks or 100),
+        activity_supplier=ActivitySlots(max_concurrent_activities, threads),
+        local_activity_supplier=FixedSizeSlotSupplier(100),
+        nexus_supplier=FixedSizeSlotSupplier(100),
+    )
 
 
 class EngineWorker:
@@ -212,25 +236,43 @@ async def run_worker(
     """
     configure_logging()
     bind = metrics_bind_address(metrics_bind)
-    runtime = metrics_runtime(bind) if bind else None
-    client = await connect(target, namespace, runtime=runtime)
-    stop = stop or asyncio.Event()
+    # The metrics runtime is shared per address; any other is this call's, shut down at
+    # its end so no SDK thread outlives it (engine.lifetime).
+    key, runtime = (None, metrics_runtime(bind)) if bind else lifetime.new_runtime()
+    try:
+        client = await connect(target, namespace, runtime=runtime)
+        del runtime
+        await _serve(
+            create_worker(
+                client,
+                task_queue=task_queue,
+                plugins=plugins,
+                max_concurrent_activities=max_concurrent_activities,
+                graceful_shutdown=graceful_shutdown,
+            ),
+            stop or asyncio.Event(),
+            graceful_shutdown,
+            f"http://{bind}/metrics" if bind else None,
+        )
+        del client
+    finally:
+        if key is not None:
+            lifetime.release_runtime(key)
+
+
+async def _serve(
+    worker: EngineWorker, stop: asyncio.Event, graceful_shutdown: float, metrics: str | None
+) -> None:
+    """Run ``worker`` until SIGTERM, SIGINT or ``stop``, then drain it."""
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-    worker = create_worker(
-        client,
-        task_queue=task_queue,
-        plugins=plugins,
-        max_concurrent_activities=max_concurrent_activities,
-        graceful_shutdown=graceful_shutdown,
-    )
     log.info(
         "worker started",
         task_queue=worker.task_queue,
-        namespace=client.namespace,
+        namespace=worker.client.namespace,
         plugins=worker.plugins.ids(),
-        metrics=f"http://{bind}/metrics" if bind else None,
+        metrics=metrics,
     )
     try:
         async with worker:

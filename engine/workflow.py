@@ -35,10 +35,11 @@ import contextlib
 import json
 from collections.abc import AsyncIterator
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, TypeVar
 
+from pydantic import BaseModel
 from temporalio import workflow
-from temporalio.common import RetryPolicy
+from temporalio.common import RawValue, RetryPolicy
 from temporalio.exceptions import (
     ActivityError,
     ApplicationError,
@@ -49,6 +50,17 @@ from temporalio.exceptions import (
 )
 
 with workflow.unsafe.imports_passed_through():
+    from engine.bounds import (
+        checkpoint_problem,
+        decision_problem,
+        event_problem,
+        fit_carried,
+        json_bytes,
+        progress_problem,
+        queue_room,
+        skip_problem,
+        stripped_counters,
+    )
     from engine.contracts import (
         BUSY,
         DEFINITION_CHANGED_SIGNAL,
@@ -56,6 +68,7 @@ with workflow.unsafe.imports_passed_through():
         EXECUTION_WORKFLOW,
         MAX_PAYLOAD_BYTES,
         NODE_ACTIVITY,
+        READ_DEFINITION_ACTIVITY,
         RUN_STREAM_ACTIVITY,
         SOURCE_CHECKPOINT_SIGNAL,
         STREAM_PROGRESS_SIGNAL,
@@ -65,13 +78,19 @@ with workflow.unsafe.imports_passed_through():
         WATCH_SOURCE_ACTIVITY,
         Admission,
         ApprovalDecision,
+        DefinitionLookup,
+        DefinitionNotice,
+        DefinitionReading,
         EventsPage,
         EventsSignal,
         ExecutionInput,
         ExecutionOutcome,
+        IncomingEvent,
+        LongRunState,
         MapShard,
         NodeActivityInput,
         NodeActivityResult,
+        NodeCounters,
         SkipNode,
         SourceCheckpoint,
         StreamProgress,
@@ -96,7 +115,7 @@ with workflow.unsafe.imports_passed_through():
     from engine.errors import PluginError, PluginErrorCode
     from engine.event_run import EventRun
     from engine.interpreter import CarryOver, Interpreter, NodeCall, NodeFailure, NodeSuccess
-    from engine.long_run import ContinueAsNew, LongRun
+    from engine.long_run import MAX_EVENT_RESULT_BYTES, ContinueAsNew, LongRun
     from engine.map_node import (
         MapOutcome,
         MapPlan,
@@ -107,6 +126,7 @@ with workflow.unsafe.imports_passed_through():
     )
     from engine.models import (
         PluginWorkflow,
+        WorkflowEventType,
         WorkflowExecutionContext,
         WorkflowExecutionMode,
         WorkflowExecutionStatus,
@@ -121,6 +141,23 @@ OUTCOME_MEMO_KEY = "outcome"
 SEARCH_ATTRIBUTES_PATCH = "search-attributes"
 BATCH_CONTINUE_AS_NEW_PATCH = "batch-continue-as-new"
 IN_FLIGHT_PATCH = "in-flight-budget"
+# Long runs read new versions from the registry and check them (histories recorded before
+# adopted the definition a signal carried).
+DEFINITION_FROM_REGISTRY_PATCH = "definition-from-registry"
+# Signal handlers drop values out of bounds (engine.bounds); histories recorded before took
+# them. Consulted only when a value is out of bounds.
+BOUNDED_SIGNALS_PATCH = "bounded-signals"
+# A long run shrinks what it carries to fit continue-as-new, or fails if it cannot.
+CARRY_BUDGET_PATCH = "carry-budget"
+# How a running execution reads its registered definition: a query, tried a few times. A
+# cancellation or continue-as-new waits for a read under way, so it stays short; a read that
+# fails is recorded, and the next notice (or subscription) reads again.
+_READ_DEFINITION_TIMEOUT = timedelta(seconds=15)
+_READ_DEFINITION_RETRY = RetryPolicy(
+    initial_interval=timedelta(seconds=1), maximum_interval=timedelta(seconds=5), maximum_attempts=3
+)
+# Characters of a refusal's reason kept in the event that records it.
+_REASON_CHARS = 1000
 LONG_RUNNING = (WorkflowExecutionMode.EventDriven, WorkflowExecutionMode.Streaming)
 # Sources and streams run for weeks: a year per attempt, heartbeats notice a dead worker.
 _LONG_ACTIVITY = timedelta(days=365)
@@ -129,6 +166,8 @@ _SOURCE_RETRY = RetrySettings(max_attempts=100, initial_interval=1.0, maximum_in
 # Events an ended run keeps when all of them would not fit in its outcome.
 _KEPT_EVENTS = 2000
 Status = WorkflowExecutionStatus
+_SOURCE = WorkflowNodeType.Source
+_Model = TypeVar("_Model", bound=BaseModel)
 
 
 @workflow.defn(name=EXECUTION_WORKFLOW)
@@ -151,6 +190,10 @@ class PluginWorkflowExecution:
         self._task_tracker = _TaskTracker()
         self._tracking: asyncio.Task[None] | None = None
         self._slots: asyncio.Semaphore | None = None  # see _in_flight
+        self._input_data = params.input_data
+        self._carried_sizes: dict[str, int] = {}  # see _queue_capacity
+        self._reading_definition = False  # see _refresh_definition
+        self._definition_wanted = False
         try:
             graph = compile_workflow(params.workflow)
             mode = params.workflow.execution_mode
@@ -224,19 +267,35 @@ class PluginWorkflowExecution:
             status = await long.run()
         except ContinueAsNew as carried:
             await workflow.wait_condition(workflow.all_handlers_finished)
-            workflow.continue_as_new(
-                ExecutionInput(
-                    workflow=carried.state.workflow,
-                    input_data=params.input_data,
-                    state=carried.state,
-                    search_attributes=params.search_attributes,
-                )
-            )
+            following = self._following_run(params, carried.state)
+            if isinstance(following, ExecutionInput):
+                workflow.continue_as_new(following)
+            long.finish(Status.Failed, following)
+            status = Status.Failed
         await self._subscription(UNSUBSCRIBE_SIGNAL, long.workflow)
         await workflow.wait_condition(workflow.all_handlers_finished)
         outcome = _fit(ExecutionOutcome(context=long.context(), events=long.events(0, 10**9)))
         self._publish_status(status)
         return _end(status, outcome)
+
+    def _following_run(self, params: ExecutionInput, state: LongRunState) -> ExecutionInput | str:
+        """The input of a long run's next Temporal run, shrunk to fit Temporal's payload
+        limit (:func:`engine.bounds.fit_carried`); or why it cannot fit even so. The run
+        then fails saying why, where it would otherwise fail every workflow task from then
+        on (histories recorded before the patch went on unchecked)."""
+        following = ExecutionInput(
+            workflow=state.workflow,
+            input_data=params.input_data,
+            state=state,
+            search_attributes=params.search_attributes,
+        )
+        if not workflow.patched(CARRY_BUDGET_PATCH):
+            return following
+        try:
+            return fit_carried(following)
+        except PluginError as exc:
+            workflow.logger.error("cannot continue as new: %s", exc.message)
+            return exc.message
 
     def _publish_status(self, status: Status) -> None:
         """Set ``OrchestratorStatus`` for Temporal UI's filters, if the starter asked for it
@@ -336,6 +395,7 @@ class PluginWorkflowExecution:
 
     @skip_node.validator
     def _validate_skip_node(self, request: SkipNode) -> None:
+        _refuse_out_of_bounds(skip_problem(request))
         if not isinstance(self._interpreter, Interpreter):
             raise ApplicationError(
                 "only executions of batch modes can skip a node",
@@ -354,6 +414,7 @@ class PluginWorkflowExecution:
 
     @decide.validator
     def _validate_decide(self, decision: ApprovalDecision) -> None:
+        _refuse_out_of_bounds(decision_problem(decision))
         self._approval_key(decision.node_id)
 
     def _approval_key(self, node_id: str) -> str:
@@ -409,12 +470,16 @@ class PluginWorkflowExecution:
 
     @submit_events.validator
     def _validate_submit_events(self, signal: EventsSignal) -> None:
+        for event in signal.events:
+            if problem := event_problem(event):
+                _refuse_out_of_bounds(f"event {event.event_id[:100]!r}: {problem}")
         if not isinstance(self._long, EventRun) or self._long.status.is_terminal:
             raise ApplicationError(
                 "events go to running EventDriven executions",
                 type=PluginErrorCode.InvalidState.value,
                 non_retryable=True,
             )
+        self._check_queue_room(self._long, signal.events)
         info = workflow.info()
         admission = self._long.admission(info.get_current_history_length())
         if not admission.accepting:
@@ -429,30 +494,194 @@ class PluginWorkflowExecution:
 
     @workflow.signal(name=EVENTS_SIGNAL)
     def receive_events(self, signal: EventsSignal) -> None:
-        """Events for an EventDriven execution (from its sources or from clients)."""
+        """Events for an EventDriven execution (from its sources). Anyone who can reach
+        Temporal can send this signal: events out of bounds, or beyond what the run can
+        carry, are dropped with a warning and an ``events_refused`` event."""
         if isinstance(self._long, EventRun):
-            self._long.accept(signal.events)
+            self._long.accept(self._events_within_bounds(self._long, signal.events))
         else:
             workflow.logger.warning("ignored events: not an EventDriven execution")
 
     @workflow.signal(name=SOURCE_CHECKPOINT_SIGNAL)
     def receive_checkpoint(self, signal: SourceCheckpoint) -> None:
-        """Where a stopped event source will resume."""
+        """Where a stopped event source will resume (dropped unless it is one of the
+        execution's sources and within ``MAX_CHECKPOINT_BYTES``)."""
         if isinstance(self._long, EventRun):
+            sources = {n.node_id for n in self._long.workflow.nodes if n.node_type is _SOURCE}
+            sources.update(self._long.state.checkpoints)
+            problem = checkpoint_problem(signal, sources)
+            if problem and workflow.patched(BOUNDED_SIGNALS_PATCH):
+                workflow.logger.warning("ignored a source checkpoint: %s", problem)
+                return
             self._long.record_checkpoint(signal.node_id, signal.checkpoint)
 
     @workflow.signal(name=STREAM_PROGRESS_SIGNAL)
     def receive_progress(self, signal: StreamProgress) -> None:
-        """Counters and checkpoint of the running stream."""
-        if isinstance(self._long, StreamRun):
-            self._long.progress(signal)
+        """Counters and checkpoint of the running stream (dropped if they name nodes the
+        execution does not have or the checkpoint is too large; last results and errors
+        are cut to what a long run keeps)."""
+        if not isinstance(self._long, StreamRun):
+            return
+        nodes = {node.node_id for node in self._long.workflow.nodes}
+        nodes.update(self._long.state.counters)
+        problem = progress_problem(signal, nodes)
+        bounded = signal.model_copy(
+            update={"counters": {k: _kept_counters(c) for k, c in signal.counters.items()}}
+        )
+        if (problem or bounded != signal) and workflow.patched(BOUNDED_SIGNALS_PATCH):
+            if problem:
+                workflow.logger.warning("ignored stream progress: %s", problem)
+                return
+            signal = bounded
+        self._long.progress(signal)
 
     @workflow.signal(name=DEFINITION_CHANGED_SIGNAL)
-    def receive_definition(self, definition: PluginWorkflow) -> None:
-        """A new version of the definition (from the registry): adopt it at the next event
-        or batch. Batch executions keep the version they started with."""
-        if self._long is not None:
-            self._long.adopt(definition)
+    async def receive_definition(self, notice: RawValue) -> None:
+        """The registry holds a new version of the definition: read it from the registry,
+        check it and adopt it at the next event or batch. What the signal carries is never
+        adopted (anyone who can reach Temporal can send it). Batch executions keep the
+        version they started with."""
+        if self._long is None:
+            return
+        if not workflow.patched(DEFINITION_FROM_REGISTRY_PATCH):
+            # Histories recorded before: the definition the signal carried was adopted.
+            definition = _decoded(notice, PluginWorkflow)
+            if definition is not None:
+                self._long.adopt(definition)
+            return
+        hint = _decoded(notice, DefinitionNotice)
+        if hint is not None and 0 < hint.version <= self._long.workflow.version:
+            return  # an old or repeated notice
+        await self._refresh_definition()
+
+    # -- bounds on what comes in (engine.bounds) ---------------------------------------------
+
+    def _queue_capacity(self, long: LongRun) -> int:
+        """Bytes of events the run's queue may hold in all (:func:`engine.bounds.queue_room`
+        with an empty queue); the definition's and the input's sizes are measured once."""
+        definition = long.workflow
+        key = f"definition-{definition.version}"
+        if key not in self._carried_sizes:
+            self._carried_sizes[key] = json_bytes(definition.model_dump(exclude_defaults=True))
+        if "input" not in self._carried_sizes:
+            self._carried_sizes["input"] = json_bytes(self._input_data)
+        empty = long.state.model_copy(update={"queue": []})
+        return queue_room(
+            empty,
+            definition_bytes=self._carried_sizes[key],
+            input_bytes=self._carried_sizes["input"],
+        )
+
+    def _check_queue_room(self, long: LongRun, events: list[IncomingEvent]) -> None:
+        """Refuse events the run could not carry across continue-as-new: ``Busy`` while the
+        queue holds too much, ``InvalidInput`` if they would not fit even in an empty one."""
+        capacity = self._queue_capacity(long)
+        incoming = json_bytes(events)
+        if incoming > capacity:
+            _refuse_out_of_bounds(
+                f"{len(events)} events of {incoming:,} bytes do not fit: this execution can "
+                f"queue at most {max(0, capacity):,} bytes of events (what it carries from "
+                "one Temporal run to the next is limited)"
+            )
+        queued = json_bytes(long.state.queue)
+        if queued + incoming > capacity:
+            raise ApplicationError(
+                f"{len(long.state.queue)} queued events hold {queued:,} bytes of {capacity:,}",
+                type=BUSY,
+                non_retryable=True,
+            )
+
+    def _events_within_bounds(
+        self, long: EventRun, events: list[IncomingEvent]
+    ) -> list[IncomingEvent]:
+        """The events of a signal the run can take: within bounds, and within what the queue
+        may hold. The others are dropped with a warning and an ``events_refused`` event
+        (histories recorded before the patch took them all)."""
+        room = self._queue_capacity(long) - json_bytes(long.state.queue)
+        kept: list[IncomingEvent] = []
+        reasons: list[str] = []
+        for event in events:
+            problem = event_problem(event)
+            size = json_bytes(event) + 1
+            if problem is None and size > room:
+                problem = f"{size:,} bytes; the queue has room for {max(0, room):,}"
+            if problem is None:
+                room -= size
+                kept.append(event)
+            else:
+                reasons.append(f"event {event.event_id[:100]!r}: {problem}")
+        if not reasons or not workflow.patched(BOUNDED_SIGNALS_PATCH):
+            return events
+        workflow.logger.warning("dropped %d events: %s", len(reasons), reasons[0])
+        if not long.status.is_terminal:
+            long.emit(
+                WorkflowEventType.events_refused,
+                details={"count": len(reasons), "reason": reasons[0][:_REASON_CHARS]},
+            )
+        return kept
+
+    # -- new versions of the definition ------------------------------------------------------
+
+    async def _refresh_definition(self) -> None:
+        """Read the registered definition and adopt it if it is newer and valid. Notices
+        that arrive while a read is under way lead to one more read after it, never to
+        several at once."""
+        self._definition_wanted = True
+        if self._reading_definition:
+            return
+        self._reading_definition = True
+        try:
+            while self._definition_wanted:
+                self._definition_wanted = False
+                await self._read_definition()
+        finally:
+            self._reading_definition = False
+
+    async def _read_definition(self) -> None:
+        long = self._long
+        assert long is not None
+        current = long.workflow
+        lookup = DefinitionLookup(
+            workflow_id=current.workflow_id, task_queue=workflow.info().task_queue
+        )
+        try:
+            async with self._in_flight():
+                reading: DefinitionReading = await workflow.execute_activity(
+                    READ_DEFINITION_ACTIVITY,
+                    lookup,
+                    result_type=DefinitionReading,
+                    activity_id=self._next_activity_id("@definition"),  # no node id has "@"
+                    summary=f"read the registered definition of {current.workflow_id}",
+                    start_to_close_timeout=_READ_DEFINITION_TIMEOUT,
+                    retry_policy=_READ_DEFINITION_RETRY,
+                )
+        except ActivityError as err:
+            cause = err.cause.message if isinstance(err.cause, ApplicationError) else err.cause
+            self._refuse_definition(0, f"the registry could not be read: {cause or err}")
+            return
+        if reading.definition is None:
+            if reading.refused:
+                self._refuse_definition(reading.version, reading.refused)
+            return  # unregistered: the execution keeps the version it runs
+        definition = reading.definition
+        same = definition.workflow_id == current.workflow_id
+        if same and definition.version <= long.workflow.version:
+            return  # nothing newer (a notice raced an earlier read)
+        if problem := _succession_problem(long.workflow, definition):
+            self._refuse_definition(definition.version, problem)
+            return
+        if not long.status.is_terminal:
+            long.adopt(definition)
+
+    def _refuse_definition(self, version: int, reason: str) -> None:
+        """Log and record (``definition_refused``) a version the run does not adopt."""
+        workflow.logger.warning("definition version %s not adopted: %s", version, reason)
+        long = self._long
+        if long is not None and not long.status.is_terminal:
+            long.emit(
+                WorkflowEventType.definition_refused,
+                details={"workflow_version": version, "reason": reason[:_REASON_CHARS]},
+            )
 
     # -- internals -------------------------------------------------------------------------
 
@@ -870,6 +1099,56 @@ class _TaskTracker:
         self._last = now
         if not self._provisional:
             self._sequence = last_sequence
+
+
+def _refuse_out_of_bounds(problem: str | None) -> None:
+    """Refuse an update whose argument is out of bounds (it writes nothing to history)."""
+    if problem:
+        raise ApplicationError(problem, type=PluginErrorCode.InvalidInput.value, non_retryable=True)
+
+
+def _decoded(raw: RawValue, kind: type[_Model]) -> _Model | None:
+    """A signal's argument as ``kind``, or None (logged) if it is not one."""
+    try:
+        value = workflow.payload_converter().from_payload(raw.payload, kind)
+    except Exception as exc:  # anything may arrive: never fail the run over it
+        workflow.logger.warning("ignored a signal that is not a %s: %s", kind.__name__, exc)
+        return None
+    return value if isinstance(value, kind) else None
+
+
+def _succession_problem(current: PluginWorkflow, candidate: PluginWorkflow) -> str | None:
+    """Why ``candidate`` cannot follow ``current`` in a running execution, or None: it must
+    be a later version of the same definition in the same mode, and valid under the rules
+    workflow code applies (registration's stricter rules were applied when it was read)."""
+    if candidate.workflow_id != current.workflow_id:
+        return (
+            f"it is the definition of '{candidate.workflow_id[:200]}', not of "
+            f"'{current.workflow_id}'"
+        )
+    if candidate.version <= current.version:
+        return f"version {candidate.version} does not follow version {current.version}"
+    if candidate.execution_mode is not current.execution_mode:
+        return (
+            f"it runs in {candidate.execution_mode.name} mode; a running "
+            f"{current.execution_mode.name} execution keeps its mode"
+        )
+    try:
+        compile_workflow(candidate)
+    except PluginError as exc:
+        return exc.message
+    return None
+
+
+def _kept_counters(counters: NodeCounters) -> NodeCounters:
+    """Stream counters as a report may bring them: a last result only up to
+    ``MAX_EVENT_RESULT_BYTES``, the last error cut short."""
+    kept = stripped_counters(counters)
+    if counters.last_result is not None and json_bytes(counters.last_result) <= (
+        MAX_EVENT_RESULT_BYTES
+    ):
+        kept.last_result = counters.last_result
+    return kept
 
 
 def _config_failure(exc: PluginError) -> NodeFailure:

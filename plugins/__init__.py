@@ -18,16 +18,19 @@ from plugins._registry import (
     plugin,
 )
 from plugins._source import (
+    MAX_CHECKPOINT_BYTES,
     GeneratorSource,
     Source,
     SourceFactory,
     SourceItem,
     SourceSpec,
+    checked_checkpoint,
     source_plugin,
 )
 
 __all__ = [
     "ENTRY_POINT_GROUP",
+    "MAX_CHECKPOINT_BYTES",
     "CelCondition",
     "CelExpression",
     "GeneratorSource",
@@ -43,6 +46,7 @@ __all__ = [
     "SourceFactory",
     "SourceItem",
     "SourceSpec",
+    "checked_checkpoint",
     "plugin",
     "source_plugin",
 ]

@@ -24,6 +24,14 @@ class PluginContext:
             so a retried plugin can resume where the previous attempt stopped.
         idempotency_key: Stable across retries of this node in this run (run id + activity
             id): use it to deduplicate side effects.
+        stream_batch: Streaming only (None elsewhere): how many batches the stream had
+            committed before this one. After a crash the stream resumes from its last
+            recorded checkpoint, and numbers the batches from there again.
+        stream_replays: Streaming only: the source delivers again every item after a
+            checkpoint (``SourceSpec.replays``). Then a batch whose number was seen before
+            starts where that one started (a replay after a crash), and a sink can cut back
+            to there (see ``data_sink``); otherwise numbers can repeat while only the items
+            never acknowledged come again.
         logger: A structlog logger bound to execution, node, plugin and attempt.
     """
 
@@ -34,6 +42,8 @@ class PluginContext:
     attempt: int
     idempotency_key: str
     checkpoint: Any = None
+    stream_batch: int | None = None
+    stream_replays: bool = False
     logger: Any = field(default_factory=lambda: structlog.get_logger("plugin"))
     _heartbeat: Callable[..., None] = field(default=lambda *details: None, repr=False)
     _cancelled: threading.Event = field(default_factory=threading.Event, repr=False)

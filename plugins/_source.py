@@ -25,6 +25,11 @@ and must start after that many items::
 
 Sources that can acknowledge upstream (Redis Streams, NATS JetStream, MQTT) implement the
 :class:`Source` protocol directly.
+
+A checkpoint is at most :data:`MAX_CHECKPOINT_BYTES` of compact JSON, whatever the source has
+seen: it travels in every heartbeat, in a signal when the source stops, and in the
+execution's state across continue-as-new. The engine fails the source with a clear error
+(``InvalidOutput``, non-retryable) rather than lose a checkpoint it cannot record.
 """
 
 from __future__ import annotations
@@ -32,13 +37,20 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import inspect
+import json
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, Protocol, runtime_checkable
 
 from pydantic import BaseModel
 
+from engine.errors import PluginError, PluginErrorCode
 from plugins._context import PluginContext
+
+#: The largest checkpoint a source may report, in bytes of compact JSON. A heartbeat or a
+#: signal is capped at 2 MB by Temporal, and the execution carries the checkpoints of all its
+#: sources next to its definition across continue-as-new.
+MAX_CHECKPOINT_BYTES = 64 * 1024
 
 
 @dataclass(frozen=True)
@@ -93,10 +105,15 @@ SourceGenerator = Callable[
 
 
 def source_plugin(
-    plugin_id: str, *, description: str = "", config: type[BaseModel] | None = None
+    plugin_id: str,
+    *,
+    description: str = "",
+    config: type[BaseModel] | None = None,
+    replays: bool = False,
 ) -> Callable[[SourceGenerator | SourceFactory], SourceSpec]:
     """Decorator: an async generator function, or a factory returning a :class:`Source`;
-    ``config`` is a pydantic model describing (and checked against) its configuration."""
+    ``config`` is a pydantic model describing (and checked against) its configuration;
+    ``replays`` see :attr:`SourceSpec.replays` (always true for a generator)."""
 
     def wrap(function: SourceGenerator | SourceFactory) -> SourceSpec:
         doc = description or (inspect.getdoc(function) or "").split("\n\n")[0]
@@ -108,8 +125,8 @@ def source_plugin(
             ) -> Source:
                 return GeneratorSource(generator(config, checkpoint, ctx), checkpoint)
 
-            return SourceSpec(plugin_id, open_generator, doc, config)
-        return SourceSpec(plugin_id, function, doc, config)  # type: ignore[arg-type]
+            return SourceSpec(plugin_id, open_generator, doc, config, replays=True)
+        return SourceSpec(plugin_id, function, doc, config, replays=replays)  # type: ignore[arg-type]
 
     return wrap
 
@@ -117,13 +134,21 @@ def source_plugin(
 @dataclass(frozen=True)
 class SourceSpec:
     """A source plugin: its id, how to open it, and optionally its configuration model and
-    output ports (for the catalog and checks at registration)."""
+    output ports (for the catalog and checks at registration).
+
+    ``replays``: reopened with a checkpoint, the source delivers again every item after it,
+    in the same order (a generator, a file read by offset). Sources that acknowledge upstream
+    (a broker redelivers only what was not acknowledged) leave it false. A stream tells its
+    sinks (``PluginContext.stream_replays``), so a sink cuts back a replayed batch only when
+    the items after it come again too.
+    """
 
     plugin_id: str
     open: SourceFactory
     description: str = ""
     config_model: type[BaseModel] | None = None
     output_ports: tuple[str, ...] = ()
+    replays: bool = False
 
 
 class GeneratorSource:
@@ -190,3 +215,25 @@ def _as_item(raw: SourceItem | dict[str, Any], position: int) -> SourceItem:
     if not isinstance(raw, dict):
         raise TypeError(f"a source yielded {type(raw).__name__}, expected a JSON object")
     return SourceItem(value=raw, item_id=str(position))
+
+
+def checked_checkpoint(checkpoint: Any, plugin_id: str) -> Any:
+    """``checkpoint`` itself once it is known to be JSON within :data:`MAX_CHECKPOINT_BYTES`.
+
+    Raises:
+        PluginError: ``InvalidOutput`` naming the source, the size and the limit.
+    """
+    try:
+        size = len(json.dumps(checkpoint, separators=(",", ":"), allow_nan=False).encode())
+    except (TypeError, ValueError) as exc:
+        raise PluginError(
+            PluginErrorCode.InvalidOutput,
+            f"the checkpoint of source '{plugin_id}' is not JSON: {exc}",
+        ) from None
+    if size > MAX_CHECKPOINT_BYTES:
+        raise PluginError(
+            PluginErrorCode.InvalidOutput,
+            f"the checkpoint of source '{plugin_id}' is {size:,} bytes of JSON, over the limit "
+            f"of {MAX_CHECKPOINT_BYTES:,} (MAX_CHECKPOINT_BYTES); it could not be recorded",
+        )
+    return checkpoint

@@ -28,7 +28,7 @@ import contextlib
 import itertools
 import json
 import re
-from collections.abc import AsyncIterator, Awaitable, Iterable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Iterable
 from pathlib import Path
 from typing import Annotated, Any, Literal, TypeVar
 
@@ -38,12 +38,10 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, StreamingResponse
 from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel, ConfigDict, Field
-from temporalio.client import WorkflowExecution
-from temporalio.client import WorkflowExecutionStatus as TemporalStatus
 
 from engine import executions
 from engine.catalog import validate_with_catalog
-from engine.contracts import EXECUTION_WORKFLOW, PluginInfo
+from engine.contracts import PluginInfo
 from engine.embedded import temporal_ui_link
 from engine.engine_nodes import ENGINE_NODE_MODELS
 from engine.errors import PluginError, PluginErrorCode
@@ -57,7 +55,6 @@ from engine.models import (
 )
 from engine.orchestrator import AdvancedPluginOrchestrator
 from engine.studio.guard import Guard, check_token
-from engine.validation import check_id
 
 Code = PluginErrorCode
 T = TypeVar("T")
@@ -87,25 +84,6 @@ STATUS_OF: dict[PluginErrorCode, int] = {
 carry ``problems``) is always 422, ``NodeNotFound`` included."""
 
 # Temporal's status of an execution's latest run, as the engine names it.
-_TEMPORAL_STATUS = {
-    TemporalStatus.RUNNING: "running",
-    TemporalStatus.COMPLETED: "completed",
-    TemporalStatus.FAILED: "failed",
-    TemporalStatus.CANCELED: "cancelled",
-    TemporalStatus.TERMINATED: "terminated",
-    TemporalStatus.TIMED_OUT: "failed",
-    TemporalStatus.CONTINUED_AS_NEW: "running",
-}
-# A status filter as a visibility query clause.
-_STATUS_CLAUSE = {
-    "running": "ExecutionStatus = 'Running'",
-    "paused": "ExecutionStatus = 'Running'",
-    "pending": "ExecutionStatus = 'Running'",
-    "completed": "ExecutionStatus = 'Completed'",
-    "failed": "(ExecutionStatus = 'Failed' OR ExecutionStatus = 'TimedOut')",
-    "cancelled": "ExecutionStatus = 'Canceled'",
-    "terminated": "ExecutionStatus = 'Terminated'",
-}
 _LIST_LIMIT = 50
 _KEEPALIVE_SECONDS = 15.0
 _TRANSIENT = {Code.WorkerUnavailable, Code.ServerUnavailable, Code.Timeout}
@@ -428,7 +406,8 @@ def _api(orch: AdvancedPluginOrchestrator, *, ui_url: str | None, auth: bool) ->
         limit: Annotated[int, Query(ge=1, le=200)] = _LIST_LIMIT,
     ) -> list[dict[str, Any]]:
         """Active executions and recent ended ones of this task queue, newest first."""
-        return await _executions(orch, workflow_id or None, status, limit)
+        rows = await orch.list_executions(workflow_id or None, status, limit)
+        return [row.model_dump() for row in rows]
 
     # Routes with a suffix come before the plain one: execution ids contain '/'.
 
@@ -649,104 +628,6 @@ def plugin_entry(info: PluginInfo) -> dict[str, Any]:
 
 def _first_line(text: str) -> str:
     return text.strip().splitlines()[0] if text.strip() else ""
-
-
-async def _executions(
-    orch: AdvancedPluginOrchestrator, workflow_id: str | None, status: str | None, limit: int
-) -> list[dict[str, Any]]:
-    if workflow_id is not None and (reason := check_id("workflow_id", workflow_id)):
-        raise PluginError(Code.InvalidInput, f"workflow_id filter: {reason}")
-    prefix = f"{workflow_id}/run-" if workflow_id else ""
-    clauses = [
-        f"WorkflowType = '{EXECUTION_WORKFLOW}'",
-        f"TaskQueue = '{orch.task_queue}'",
-        "ExecutionStatus != 'ContinuedAsNew'",
-    ]
-    if prefix:
-        clauses.append(f"WorkflowId STARTS_WITH '{prefix}'")
-    if status:
-        clauses.append(_STATUS_CLAUSE[status])
-    rows = await _listed(orch, " AND ".join(clauses), limit)
-    active_ids = [
-        i
-        for i in await orch.get_active_executions()
-        if i.startswith(prefix)
-        and i not in rows
-        and (status in (None, "running", "paused", "pending"))
-    ]
-    for execution_id in active_ids:
-        rows[execution_id] = {
-            "execution_id": execution_id,
-            "workflow_id": execution_id.split("/run-")[0],
-            "status": "running",
-            "start_time": None,
-            "end_time": None,
-            "active": True,
-        }
-
-    async def refine(row: dict[str, Any]) -> None:
-        if not row["active"]:
-            return
-        try:
-            context = await orch.get_execution_status(row["execution_id"])
-        except PluginError as exc:
-            row["error"] = error_body(exc)
-            return
-        row["status"] = context.status.value
-        row["progress"] = context.progress
-        row["active"] = not context.status.is_terminal
-        if row["start_time"] is None and context.start_time is not None:
-            row["start_time"] = context.start_time.isoformat()
-
-    await asyncio.gather(*(refine(row) for row in rows.values()))
-    result = [row for row in rows.values() if status is None or row["status"] == status]
-    result.sort(key=lambda r: r["start_time"] or "9999", reverse=True)
-    return result[:limit]
-
-
-_order_by_supported = True
-
-
-async def _listed(
-    orch: AdvancedPluginOrchestrator, query: str, limit: int
-) -> dict[str, dict[str, Any]]:
-    """The newest ``limit`` executions matching ``query``, one row per execution id.
-
-    Newest first by start time: with ``ORDER BY StartTime DESC`` where the visibility store
-    supports it (Elasticsearch); SQL stores (the dev server's SQLite) list running
-    executions first, then by close time, which is close enough for "recent"."""
-    global _order_by_supported
-    rows: dict[str, dict[str, Any]] = {}
-    ordered = f"{query} ORDER BY StartTime DESC" if _order_by_supported else query
-    try:
-        with executions.translate_errors("listing executions"):
-            async for execution in orch.client.list_workflows(ordered, limit=limit):
-                if execution.id not in rows:  # a retried execution: its newest run only
-                    rows[execution.id] = await _row(execution)
-    except PluginError as exc:
-        if not _order_by_supported or "ORDER BY" not in exc.message:
-            raise
-        _order_by_supported = False
-        return await _listed(orch, query, limit)
-    return rows
-
-
-async def _row(execution: WorkflowExecution) -> dict[str, Any]:
-    memo: Mapping[str, Any] = {}
-    with contextlib.suppress(Exception):  # a memo this version cannot decode: show no extras
-        memo = await execution.memo()
-    status = _TEMPORAL_STATUS.get(execution.status, "running") if execution.status else "running"
-    return {
-        "execution_id": execution.id,
-        "workflow_id": str(memo.get("workflow_id") or execution.id.split("/run-")[0]),
-        "workflow_version": memo.get("workflow_version"),
-        "execution_mode": memo.get("execution_mode"),
-        "status": status,
-        "start_time": execution.start_time.isoformat() if execution.start_time else None,
-        "end_time": execution.close_time.isoformat() if execution.close_time else None,
-        "active": execution.status is TemporalStatus.RUNNING,
-        "progress": 1.0 if status == "completed" else None,
-    }
 
 
 async def _sse(

@@ -70,7 +70,7 @@ class JsonlSourceConfig(PluginConfig):
     )
 
 
-@source_plugin("jsonl_source", config=JsonlSourceConfig)
+@source_plugin("jsonl_source", config=JsonlSourceConfig, replays=True)
 async def open_jsonl_source(config: dict[str, Any], checkpoint: Any, ctx: PluginContext) -> Source:
     """Items from a JSON Lines file or a directory of them, resumable by byte offset."""
     configured = required_str(config, "path")

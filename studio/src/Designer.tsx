@@ -17,15 +17,17 @@ import { Modal, RunDialog, downloadJson, normalizeWorkflow } from "./components"
 import {
   ANY_PORT,
   CONNECTION_TYPES,
+  HandleKeeper,
   Legend,
   NODE_TYPES,
   TypeIcon,
+  edgeTypes,
   nodeTypes,
   toEdges,
   toNodes,
   type PluginFlowNode,
 } from "./graph";
-import { autoLayout, positionsOf } from "./layout";
+import { autoLayout, positionsOf, readablePositions, type Size } from "./layout";
 import { href, navigate } from "./router";
 import { SchemaForm } from "./SchemaForm";
 import type {
@@ -74,9 +76,10 @@ function emptyWorkflow(): PluginWorkflow {
   };
 }
 
-/** Every node gets a stored position (auto-laid out where missing), so saving keeps them. */
+/** Every node gets a stored position (auto-laid out where missing, spread apart where saved
+ * too close: see readablePositions), so saving keeps them. */
 function withPositions(workflow: PluginWorkflow): PluginWorkflow {
-  const positions = positionsOf(workflow);
+  const positions = readablePositions(workflow);
   return {
     ...workflow,
     nodes: workflow.nodes.map((node) => ({
@@ -211,6 +214,7 @@ export function Designer({ workflowId }: { workflowId: string | null }) {
         workflow,
         (node) => ({ problem: problemNodes.get(node.node_id)?.join("\n") }),
         selectedNodeId,
+        positionsOf(workflow),
       ).map((n) => ({ ...n, measured: measured.get(n.id) }));
     });
   }, [workflow, problemNodes, selectedNodeId]);
@@ -324,7 +328,11 @@ export function Designer({ workflowId }: { workflowId: string | null }) {
   };
 
   const relayout = () => {
-    const laid = autoLayout(workflow);
+    const measured: Record<string, Size> = {};
+    for (const n of flowNodesRef.current) {
+      if (n.measured?.width && n.measured.height) measured[n.id] = { width: n.measured.width, height: n.measured.height };
+    }
+    const laid = autoLayout(workflow, { measured });
     update((current) => ({
       ...current,
       nodes: current.nodes.map((node) => ({
@@ -477,6 +485,7 @@ export function Designer({ workflowId }: { workflowId: string | null }) {
               nodes={flowNodes}
               edges={flowEdges}
               nodeTypes={nodeTypes}
+              edgeTypes={edgeTypes}
               onNodesChange={onNodesChange}
               onConnect={onConnect}
               onDelete={onDelete}
@@ -494,6 +503,7 @@ export function Designer({ workflowId }: { workflowId: string | null }) {
             >
               <Background gap={20} color="#e2e8f0" />
               <Controls showInteractive={false} />
+              <HandleKeeper />
               <MiniMap pannable zoomable nodeColor={(n) => NODE_TYPES[(n as PluginFlowNode).data.node.node_type]?.color ?? "#94a3b8"} />
             </ReactFlow>
             {workflow.nodes.length === 0 && (

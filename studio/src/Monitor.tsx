@@ -4,7 +4,8 @@ import { Background, Controls, ReactFlow, type Edge } from "@xyflow/react";
 import { useCallback, useEffect, useMemo, useRef, useState } from "react";
 import { api, errorText, eventsUrl, executionPath } from "./api";
 import { JsonView, StatusBadge, formatDuration, formatTime, usePolling } from "./components";
-import { Legend, nodeTypes, toEdges, toNodes, useMeasuredNodes, type PluginFlowNode } from "./graph";
+import { HandleKeeper, Legend, edgeTypes, nodeTypes, toEdges, toNodes, useMeasuredNodes, type PluginFlowNode } from "./graph";
+import { DETAIL_LINE, readablePositions } from "./layout";
 import { href } from "./router";
 import {
   TERMINAL,
@@ -179,6 +180,9 @@ export function Monitor({ executionId }: { executionId: string }) {
 
   const definition = view?.definition;
   const context = view?.context;
+  // Laid out once per definition, not on every tick of the clock below; nodes here carry a
+  // line of detail (duration, counters).
+  const positions = useMemo(() => (definition ? readablePositions(definition, DETAIL_LINE) : {}), [definition]);
   const nodes = useMemo(() => {
     if (!definition || !context) return [];
     return toNodes(
@@ -194,8 +198,9 @@ export function Monitor({ executionId }: { executionId: string }) {
         return { status: s, attempts: state?.attempts, detail };
       },
       selected,
+      positions,
     );
-  }, [definition, context, selected, now]);
+  }, [definition, context, selected, now, positions]);
   const [measuredNodes, onNodesChange] = useMeasuredNodes(nodes);
   const edges: Edge[] = useMemo(() => {
     if (!definition || !context) return [];
@@ -298,6 +303,7 @@ export function Monitor({ executionId }: { executionId: string }) {
             nodes={measuredNodes}
             edges={edges}
             nodeTypes={nodeTypes}
+            edgeTypes={edgeTypes}
             onNodesChange={onNodesChange}
             nodesDraggable={false}
             nodesConnectable={false}
@@ -311,6 +317,7 @@ export function Monitor({ executionId }: { executionId: string }) {
           >
             <Background gap={20} color="#e2e8f0" />
             <Controls showInteractive={false} />
+            <HandleKeeper />
           </ReactFlow>
         </div>
         <aside className="inspector" data-testid="node-details">

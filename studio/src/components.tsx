@@ -53,6 +53,58 @@ export function Modal({
   );
 }
 
+/** Asks before a change that cannot be undone; Cancel (focused first), Escape and a click
+ * outside say no. */
+export function ConfirmDialog({
+  title,
+  children,
+  confirmLabel,
+  onConfirm,
+  onCancel,
+}: {
+  title: string;
+  children: ReactNode;
+  confirmLabel: string;
+  onConfirm: () => void;
+  onCancel: () => void;
+}) {
+  return (
+    <Modal title={title} onClose={onCancel} testId="confirm-dialog">
+      {children}
+      <div className="modal-actions">
+        <button onClick={onCancel} autoFocus data-testid="confirm-cancel">
+          Cancel
+        </button>
+        <button className="danger" onClick={onConfirm} data-testid="confirm-ok">
+          {confirmLabel}
+        </button>
+      </div>
+    </Modal>
+  );
+}
+
+/** The confirmation of unregistering a definition. */
+export function ConfirmUnregister({
+  workflowId,
+  onConfirm,
+  onCancel,
+}: {
+  workflowId: string;
+  onConfirm: () => void;
+  onCancel: () => void;
+}) {
+  return (
+    <ConfirmDialog title="Unregister a definition" confirmLabel="Unregister" onConfirm={onConfirm} onCancel={onCancel}>
+      <p>
+        Unregister <code>{workflowId}</code>?
+      </p>
+      <p className="muted small">
+        It leaves this task queue: no new execution can start. Running executions keep their snapshot and finish.
+      </p>
+    </ConfirmDialog>
+  );
+}
+
 export function JsonView({ value, testId }: { value: unknown; testId?: string }) {
   if (value === undefined) return <span className="muted">—</span>;
   return (

@@ -1,23 +1,31 @@
 // Drawing a definition: nodes by type (colour, icon, label), declared ports as handles
 // (inputs left, outputs right), connections by type (DataFlow solid, Control dashed with its
-// condition, Event dotted, Dependency thin grey, error routes red).
+// condition, Event dotted, Dependency thin grey, error routes red), each routed around the
+// nodes it does not connect (routing.ts).
 
 import {
+  BaseEdge,
   Handle,
   MarkerType,
   Position as Side,
+  useStore,
+  useUpdateNodeInternals,
   type Edge,
+  type EdgeProps,
   type Node,
   type NodeChange,
   type NodeProps,
+  type ReactFlowState,
 } from "@xyflow/react";
-import { useCallback, useMemo, useState, type CSSProperties, type ReactNode } from "react";
-import { positionsOf } from "./layout";
+import { useCallback, useEffect, useMemo, useState, type CSSProperties, type ReactNode } from "react";
+import { readablePositions } from "./layout";
+import { routeEdge, routeSpan, type Box } from "./routing";
 import type {
   ConnectionType,
   NodeStatus,
   NodeType,
   PluginWorkflow,
+  Position,
   WorkflowConnection,
   WorkflowNode,
 } from "./types";
@@ -213,6 +221,67 @@ export function PluginNodeView({ data, selected }: NodeProps<PluginFlowNode>) {
 
 export const nodeTypes = { plugin: PluginNodeView };
 
+/** The drawn boxes (flow coordinates) of the measured nodes across x from left to right. */
+function nodeBoxes(state: ReactFlowState, left: number, right: number): Box[] {
+  const boxes: Box[] = [];
+  for (const node of state.nodeLookup.values()) {
+    const { width, height } = node.measured;
+    if (node.hidden || !width || !height) continue;
+    const { x, y } = node.internals.positionAbsolute;
+    if (x + width > left && x < right) boxes.push({ id: node.id, left: x, top: y, right: x + width, bottom: y + height });
+  }
+  return boxes;
+}
+
+function sameBoxes(a: Box[], b: Box[]): boolean {
+  return (
+    a.length === b.length &&
+    a.every((box, i) => {
+      const other = b[i];
+      return (
+        box.id === other.id &&
+        box.left === other.left &&
+        box.top === other.top &&
+        box.right === other.right &&
+        box.bottom === other.bottom
+      );
+    })
+  );
+}
+
+/** An edge that goes around the nodes it does not connect (a curve where the way is clear). */
+export function RoutedEdge(props: EdgeProps) {
+  const { source, target, sourceX, sourceY, targetX, targetY } = props;
+  // Only the nodes across the edge's span: moving any other node does not route it again.
+  const { left, right } = routeSpan({ x: sourceX, y: sourceY }, { x: targetX, y: targetY });
+  const selectBoxes = useCallback((state: ReactFlowState) => nodeBoxes(state, left, right), [left, right]);
+  const boxes = useStore(selectBoxes, sameBoxes);
+  const route = useMemo(
+    () => routeEdge({ x: sourceX, y: sourceY }, { x: targetX, y: targetY }, source, target, boxes),
+    [sourceX, sourceY, targetX, targetY, source, target, boxes],
+  );
+  return (
+    <BaseEdge
+      id={props.id}
+      path={route.path}
+      labelX={route.labelX}
+      labelY={route.labelY}
+      label={props.label}
+      labelStyle={props.labelStyle}
+      labelShowBg={props.labelShowBg}
+      labelBgStyle={props.labelBgStyle}
+      labelBgPadding={props.labelBgPadding}
+      labelBgBorderRadius={props.labelBgBorderRadius}
+      style={props.style}
+      markerStart={props.markerStart}
+      markerEnd={props.markerEnd}
+      interactionWidth={props.interactionWidth}
+    />
+  );
+}
+
+export const edgeTypes = { routed: RoutedEdge };
+
 /** Label and colours of a connection, by type; error routes red. */
 export function connectionLook(conn: WorkflowConnection): {
   style: CSSProperties;
@@ -265,6 +334,7 @@ export function toEdges(workflow: PluginWorkflow, options: EdgeOptions = {}): Ed
       : look.style;
     edges.push({
       id: `e${index}`,
+      type: "routed",
       source: conn.source_node,
       target: conn.target_node,
       sourceHandle: conn.source_port || ANY_PORT,
@@ -289,12 +359,13 @@ export function toEdges(workflow: PluginWorkflow, options: EdgeOptions = {}): Ed
   return edges;
 }
 
+/** The definition's nodes for React Flow, at ``positions`` (by default, readable ones). */
 export function toNodes(
   workflow: PluginWorkflow,
   extra: (node: WorkflowNode) => Partial<PluginNodeData> = () => ({}),
   selectedId?: string | null,
+  positions: Record<string, Position> = readablePositions(workflow),
 ): PluginFlowNode[] {
-  const positions = positionsOf(workflow);
   const seen = new Set<string>();
   const nodes: PluginFlowNode[] = [];
   for (const node of workflow.nodes) {
@@ -363,6 +434,31 @@ export function Legend({ statuses = false }: { statuses?: boolean }) {
       )}
     </div>
   );
+}
+
+function unmeasuredHandles(state: ReactFlowState): string {
+  const ids: string[] = [];
+  for (const node of state.nodeLookup.values()) {
+    if (!node.hidden && node.measured.width && node.measured.height && !node.internals.handleBounds) ids.push(node.id);
+  }
+  return ids.join("\n");
+}
+
+/**
+ * Measures again the handles of nodes that have a size but no handles. Views rebuild their
+ * nodes as data arrives, keeping the measured sizes (useMeasuredNodes, the designer): a
+ * rebuild that lands between React Flow's measuring of a node and the size reaching us gives
+ * React Flow a node with a size and without handles, which it never measures again (its
+ * size did not change), so no edge of it is drawn (seen on the monitor of a run that had
+ * already ended: every event at once). Render inside <ReactFlow>.
+ */
+export function HandleKeeper() {
+  const missing = useStore(unmeasuredHandles);
+  const updateNodeInternals = useUpdateNodeInternals();
+  useEffect(() => {
+    if (missing) updateNodeInternals(missing.split("\n"));
+  }, [missing, updateNodeInternals]);
+  return null;
 }
 
 /** Read-only graphs rebuild their nodes on every update; this keeps React Flow's measured

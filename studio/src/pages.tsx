@@ -3,39 +3,102 @@
 import { Background, Controls, ReactFlow, type Edge } from "@xyflow/react";
 import { useCallback, useEffect, useMemo, useState } from "react";
 import { api, errorText, workflowPath } from "./api";
-import { RunDialog, StatusBadge, downloadJson, formatDuration, formatTime, normalizeWorkflow, usePolling } from "./components";
-import { Legend, nodeTypes, toEdges, toNodes, useMeasuredNodes, type PluginFlowNode } from "./graph";
+import {
+  ConfirmUnregister,
+  RunDialog,
+  StatusBadge,
+  downloadJson,
+  formatDuration,
+  formatTime,
+  normalizeWorkflow,
+  usePolling,
+} from "./components";
+import { HandleKeeper, Legend, edgeTypes, nodeTypes, toEdges, toNodes, useMeasuredNodes, type PluginFlowNode } from "./graph";
 import { href, navigate } from "./router";
 import type { ExecutionRow, PluginWorkflow, WorkflowSummary } from "./types";
 
 const STATUS_FILTERS = ["", "running", "paused", "pending", "completed", "failed", "cancelled", "terminated"];
 
+/** Whether a definition's row matches a search: its id or its name contains the text, in any case. */
+function matches(row: WorkflowSummary, needle: string): boolean {
+  return row.workflow_id.toLowerCase().includes(needle) || (row.name ?? "").toLowerCase().includes(needle);
+}
+
 export function DefinitionsPage() {
   const [rows, setRows] = useState<WorkflowSummary[] | null>(null);
-  const [error, setError] = useState<string | null>(null);
+  const [loadError, setLoadError] = useState<string | null>(null);
   const [run, setRun] = useState<string | null>(null);
+  const [query, setQuery] = useState("");
+  const [confirming, setConfirming] = useState<string | null>(null);
+  // The outcome of the last unregister: the list is reloaded either way.
+  const [outcome, setOutcome] = useState<{ ok: boolean; text: string } | null>(null);
   const load = useCallback(() => {
     api<WorkflowSummary[]>("GET", "/api/workflows").then(
       (r) => {
         setRows(r);
-        setError(null);
+        setLoadError(null);
       },
-      (exc) => setError(errorText(exc)),
+      (exc) => setLoadError(errorText(exc)),
     );
   }, []);
   useEffect(load, [load]);
+  const unregister = async (workflowId: string) => {
+    setConfirming(null);
+    try {
+      await api("DELETE", workflowPath(workflowId));
+      setOutcome({ ok: true, text: `Unregistered ${workflowId}.` });
+    } catch (exc) {
+      setOutcome({ ok: false, text: `Cannot unregister ${workflowId}: ${errorText(exc)}` });
+    }
+    load();
+  };
+  const needle = query.trim().toLowerCase();
+  const shown = rows && needle ? rows.filter((row) => matches(row, needle)) : rows;
   return (
     <div className="page">
       <div className="page-header">
         <h2>Definitions</h2>
+        {rows !== null && rows.length > 0 && (
+          <div className="search">
+            <input
+              type="text"
+              value={query}
+              placeholder="Search by id or name"
+              aria-label="Search definitions by id or name"
+              data-testid="definitions-search"
+              onChange={(e) => setQuery(e.target.value)}
+              onKeyDown={(e) => e.key === "Escape" && setQuery("")}
+            />
+            {query && (
+              <button className="icon-button" onClick={() => setQuery("")} aria-label="clear the search" data-testid="definitions-search-clear">
+                ×
+              </button>
+            )}
+          </div>
+        )}
+        {needle && shown && rows && (
+          <span className="muted small" data-testid="definitions-count">
+            {shown.length} of {rows.length}
+          </span>
+        )}
         <span className="spacer" />
         <button onClick={load}>Refresh</button>
         <a className="button-link primary" href={href("designer")} data-testid="new-definition-button">
           + New definition
         </a>
       </div>
-      {error && <div className="error-box">{error}</div>}
-      {rows === null ? (
+      {loadError && <div className="error-box">{loadError}</div>}
+      {outcome &&
+        (outcome.ok ? (
+          <div className="notice ok" data-testid="definitions-notice">
+            {outcome.text}
+          </div>
+        ) : (
+          <div className="error-box" data-testid="definitions-error">
+            {outcome.text}
+          </div>
+        ))}
+      {rows === null || shown === null ? (
         <p className="muted">Loading…</p>
       ) : rows.length === 0 ? (
         <div className="empty">
@@ -44,6 +107,10 @@ export function DefinitionsPage() {
             Design the first one
           </a>
         </div>
+      ) : shown.length === 0 ? (
+        <p className="muted" data-testid="definitions-no-match">
+          No definition's id or name contains “{query.trim()}”.
+        </p>
       ) : (
         <table className="table" data-testid="definitions-table">
           <thead>
@@ -58,7 +125,7 @@ export function DefinitionsPage() {
             </tr>
           </thead>
           <tbody>
-            {rows.map((row) => (
+            {shown.map((row) => (
               <tr key={row.workflow_id} data-testid={`definition-row-${row.workflow_id}`}>
                 <td>
                   <a href={href("workflows", row.workflow_id)} data-testid={`open-definition-${row.workflow_id}`}>
@@ -78,6 +145,14 @@ export function DefinitionsPage() {
                   <button className="small" onClick={() => setRun(row.workflow_id)} data-testid={`run-definition-${row.workflow_id}`}>
                     ▶ Run
                   </button>
+                  <button
+                    className="small danger"
+                    onClick={() => setConfirming(row.workflow_id)}
+                    title="Unregister (delete) this definition"
+                    data-testid={`delete-definition-${row.workflow_id}`}
+                  >
+                    Unregister
+                  </button>
                 </td>
               </tr>
             ))}
@@ -85,6 +160,13 @@ export function DefinitionsPage() {
         </table>
       )}
       {run && <RunDialog workflowId={run} onClose={() => setRun(null)} />}
+      {confirming && (
+        <ConfirmUnregister
+          workflowId={confirming}
+          onConfirm={() => void unregister(confirming)}
+          onCancel={() => setConfirming(null)}
+        />
+      )}
     </div>
   );
 }
@@ -93,6 +175,8 @@ export function DefinitionPage({ workflowId }: { workflowId: string }) {
   const [workflow, setWorkflow] = useState<PluginWorkflow | null>(null);
   const [error, setError] = useState<string | null>(null);
   const [run, setRun] = useState(false);
+  const [confirming, setConfirming] = useState(false);
+  const [removeError, setRemoveError] = useState<string | null>(null);
   useEffect(() => {
     setWorkflow(null);
     api<PluginWorkflow>("GET", workflowPath(workflowId)).then(
@@ -104,12 +188,12 @@ export function DefinitionPage({ workflowId }: { workflowId: string }) {
   const [measured, onNodesChange] = useMeasuredNodes(nodes);
   const edges: Edge[] = useMemo(() => (workflow ? toEdges(workflow) : []), [workflow]);
   const remove = async () => {
-    if (!window.confirm(`Unregister ${workflowId}? Running executions keep their snapshot.`)) return;
+    setConfirming(false);
     try {
       await api("DELETE", workflowPath(workflowId));
       navigate(href(""));
     } catch (exc) {
-      setError(errorText(exc));
+      setRemoveError(`Cannot unregister ${workflowId}: ${errorText(exc)}`);
     }
   };
   if (error) return <div className="page"><div className="error-box">{error}</div></div>;
@@ -125,7 +209,7 @@ export function DefinitionPage({ workflowId }: { workflowId: string }) {
         </span>
         <span className="spacer" />
         <button onClick={() => downloadJson(`${workflow.workflow_id}.json`, workflow)}>Export JSON</button>
-        <button className="danger" onClick={remove}>
+        <button className="danger" onClick={() => setConfirming(true)} data-testid="unregister-button">
           Unregister
         </button>
         <a className="button-link" href={href("designer", workflow.workflow_id)} data-testid="edit-button">
@@ -135,6 +219,11 @@ export function DefinitionPage({ workflowId }: { workflowId: string }) {
           ▶ Run
         </button>
       </div>
+      {removeError && (
+        <div className="notice bad" data-testid="unregister-error">
+          {removeError}
+        </div>
+      )}
       {(workflow.name || workflow.description) && (
         <div className="definition-meta">
           <strong>{workflow.name}</strong> {workflow.description && <span className="muted">— {workflow.description}</span>}
@@ -146,6 +235,7 @@ export function DefinitionPage({ workflowId }: { workflowId: string }) {
             nodes={measured}
             edges={edges}
             nodeTypes={nodeTypes}
+            edgeTypes={edgeTypes}
             onNodesChange={onNodesChange}
             nodesDraggable={false}
             nodesConnectable={false}
@@ -156,6 +246,7 @@ export function DefinitionPage({ workflowId }: { workflowId: string }) {
           >
             <Background gap={20} color="#e2e8f0" />
             <Controls showInteractive={false} />
+            <HandleKeeper />
           </ReactFlow>
         </div>
         <aside className="inspector">
@@ -165,6 +256,9 @@ export function DefinitionPage({ workflowId }: { workflowId: string }) {
       </div>
       <Legend />
       {run && <RunDialog workflowId={workflow.workflow_id} onClose={() => setRun(false)} />}
+      {confirming && (
+        <ConfirmUnregister workflowId={workflowId} onConfirm={() => void remove()} onCancel={() => setConfirming(false)} />
+      )}
     </div>
   );
 }

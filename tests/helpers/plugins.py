@@ -12,7 +12,15 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from plugins import PluginBase, PluginContext, PluginRegistry, source_plugin
+from plugins import (
+    PluginBase,
+    PluginContext,
+    PluginRegistry,
+    Source,
+    SourceItem,
+    SourceSpec,
+    source_plugin,
+)
 
 
 def count_file(directory: Path, name: str) -> Path:
@@ -165,6 +173,7 @@ def test_registry(side_effects: Path) -> PluginRegistry:
             n += 1
 
     registry.add(numbers)
+    registry.add(SourceSpec("bloated", _open_bloated, "A source with a checkpoint of any size."))
     registry.add(Greet())
     return registry
 
@@ -185,6 +194,40 @@ class Greet(PluginBase):
     async def run(self, inputs: dict[str, Any], config: Any, ctx: PluginContext) -> dict[str, Any]:
         name = (inputs.get("person") or {}).get("name", "world")
         return {"text": " ".join([f"{config.greeting} {name}"] * config.times)}
+
+
+class _BloatedSource:
+    """``count`` items ``{"n": i}``, then nothing; its checkpoint is ``checkpoint_bytes``
+    characters of text, whatever it has done."""
+
+    def __init__(self, count: int, size: int) -> None:
+        self._count = count
+        self._size = size
+        self._next = 0
+
+    async def read(self, max_items: int, max_wait: float) -> list[SourceItem]:
+        if self._next < self._count:
+            self._next += 1
+            return [SourceItem({"n": self._next - 1}, item_id=str(self._next - 1))]
+        await asyncio.sleep(max_wait)
+        return []
+
+    async def commit(self, items: list[SourceItem]) -> None:
+        return None
+
+    def checkpoint(self) -> Any:
+        return "x" * self._size
+
+    @property
+    def exhausted(self) -> bool:
+        return False
+
+    async def close(self) -> None:
+        return None
+
+
+async def _open_bloated(config: dict[str, Any], checkpoint: Any, ctx: PluginContext) -> Source:
+    return _BloatedSource(int(config.get("count", 0)), int(config["checkpoint_bytes"]))
 
 
 def read_jsonl(directory: Path, name: str) -> list[dict[str, Any]]:

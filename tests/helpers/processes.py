@@ -84,8 +84,12 @@ class WorkerProcess:
 
     def _expect(self, word: str) -> None:
         assert self.process.stdout is not None
-        line = self.process.stdout.readline()
-        if line.strip() != word.encode():
+        # A worker polls before it says so: a task it picks up at once can log to stdout
+        # before the word (a retried stream activity does); those lines go to the log.
+        while (line := self.process.stdout.readline()) and line.strip() != word.encode():
+            self._log_handle.write(line)
+            self._log_handle.flush()
+        if not line:
             self.kill()
             raise RuntimeError(f"worker did not start: {self.log.read_text()[-3000:]}")
 

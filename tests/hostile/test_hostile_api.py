@@ -485,3 +485,68 @@ async def test_a_condition_that_fails_on_the_data_fails_the_run_cleanly(
     assert final.status is Status.Failed
     assert any(message in error for error in final.error_messages), final.error_messages
     assert final.node_states["b"]["status"] == "cancelled"
+
+
+# -- events, approvals and skips -----------------------------------------------------------------
+
+HUGE = "t" * 1_500_000
+
+
+async def test_event_approval_and_skip_values_out_of_bounds_are_refused(
+    orchestrator: AdvancedPluginOrchestrator,
+    worker: object,
+    unique: Callable[[str], str],
+) -> None:
+    from engine.contracts import IncomingEvent
+    from tests.long_running.test_event_driven import _router
+
+    o = orchestrator
+    events = _router(unique("bounded-events"))
+    await o.register_workflow(events)
+    event_run = await o.execute_workflow(events.workflow_id)
+    approval = workflow(unique("bounded-approval"), [node("ask", "approval"), node("after")])
+    await o.register_workflow(approval)
+    waiting = await o.execute_workflow(approval.workflow_id)
+    await eventually(
+        lambda: o.get_execution_status(waiting),
+        lambda c: c.execution_data.get("awaiting_approval") == ["ask"],
+    )
+
+    big = {"blob": "x" * 300_000}
+    for call, message in [
+        (o.send_event(event_run, HUGE), "event_type is 1,500,000 characters; the limit is 256"),
+        (o.send_event(event_run, "n", event_id=HUGE), "event_id is 1,500,000 characters"),
+        (o.send_event(event_run, "n", event_id="i" * 1025), "the limit is 1,024"),
+        (o.send_event(event_run, "n", source="s" * 129), "source is 129 characters"),
+        (o.send_event(event_run, "\ud800"), "event_type contains a lone surrogate"),
+        (o.send_event(event_run, 7), "event_type must be a string, not int"),  # type: ignore[arg-type]
+        (o.send_event(event_run, "n", big), "the limit is 262,144"),
+        (
+            o.send_events(event_run, [IncomingEvent(event_id="a", event_type=HUGE)]),
+            "events[0]: event_type is 1,500,000 characters",
+        ),
+        (
+            o.send_events(event_run, [IncomingEvent(event_id="a", payload=big)]),
+            "events[0]: payload is",
+        ),
+        (o.approve_node(waiting, "ask", by="b" * 257), "by is 257 characters; the limit is 256"),
+        (o.approve_node(waiting, "ask", comment=HUGE), "the limit is 4,096"),
+        (o.approve_node(waiting, "ask", data=big), "the limit is 262,144"),
+        (o.approve_node(waiting, HUGE), "node_id is 1,500,000 characters"),
+        (o.approve_node(waiting, "ask", "yes"), "approved must be True or False"),  # type: ignore[arg-type]
+        (o.skip_node(waiting, "n" * 257), "node_id is 257 characters"),
+        (o.skip_node(waiting, "ask", {"blob": "x" * 600_000}), "the limit is 500,000"),
+    ]:
+        await expect(call, Code.InvalidInput, message)
+
+    # Nothing reached either execution: no event was taken, the approval still waits.
+    status = await o.get_execution_status(event_run)
+    assert status.status is Status.Running
+    assert status.execution_data["events_received"] == 0
+    status = await o.get_execution_status(waiting)
+    assert status.execution_data["awaiting_approval"] == ["ask"]
+    await o.approve_node(waiting, "ask", by="b" * 256, comment="c" * 4096)
+    final = await o.wait_for_completion(waiting, 30)
+    assert final.node_states["ask"]["result"]["by"] == "b" * 256
+    await o.cancel_execution(event_run)
+    await o.wait_for_completion(event_run, 30)

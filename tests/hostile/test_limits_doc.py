@@ -8,7 +8,7 @@ from pathlib import Path
 
 DOC = Path(__file__).resolve().parents[2] / "docs" / "LIMITS.md"
 # A table row whose first cell names one constant: | `engine.module.NAME` | value | ...
-ROW = re.compile(r"^\| `(engine(?:\.\w+)+)\.(\w+)` \| ([^|]+) \|", re.MULTILINE)
+ROW = re.compile(r"^\| `((?:engine|plugins)(?:\.\w+)+)\.(\w+)` \| ([^|]+) \|", re.MULTILINE)
 
 
 def test_every_limit_in_the_doc_is_a_constant_with_the_stated_value() -> None:

@@ -4,12 +4,24 @@ the worker is dead are picked up after it returns, none handled twice."""
 
 from __future__ import annotations
 
+import functools
 import json
 from pathlib import Path
 
-from engine import AdvancedPluginOrchestrator, PluginWorkflow, WorkflowExecutionStatus
+from engine import (
+    AdvancedPluginOrchestrator,
+    ConnectionType,
+    PluginWorkflow,
+    WorkflowConnection,
+    WorkflowExecutionMode,
+    WorkflowExecutionStatus,
+    WorkflowNode,
+    WorkflowNodeType,
+)
 from engine.connection import connect
 from engine.devserver import DevServer
+from plugins import MAX_CHECKPOINT_BYTES
+from tests.helpers.builders import node as plain_node
 from tests.helpers.processes import WorkerProcess
 from tests.helpers.waiting import eventually
 
@@ -87,3 +99,131 @@ async def test_drop_zone_survives_a_dead_worker(
     assert sorted(p.name for p in (zone / "quarantine").iterdir()) == ["bad0.csv", "bad1.csv"]
     assert len(list((zone / "errors").iterdir())) == 2
     assert final.status is WorkflowExecutionStatus.Cancelled
+
+
+def _summarise_zone(workflow_id: str, incoming: Path, out: Path) -> PluginWorkflow:
+    """file_system_monitor (existing files are the baseline) -> csv_processor."""
+    watcher = WorkflowNode(
+        node_id="watch",
+        plugin_id="file_system_monitor",
+        node_type=WorkflowNodeType.Source,
+        configuration={
+            "watch_path": str(incoming),
+            "file_pattern": "*.csv",
+            "include_existing": False,
+            "poll_interval": 0.3,
+            "settle_seconds": 0.1,
+            "heartbeat_timeout": 5,
+        },
+    )
+    summarise = WorkflowNode(
+        node_id="summarise",
+        plugin_id="csv_processor",
+        node_type=WorkflowNodeType.Processor,
+        configuration={"output_dir": str(out)},
+    )
+    return PluginWorkflow(
+        workflow_id=workflow_id,
+        execution_mode=WorkflowExecutionMode.EventDriven,
+        nodes=[watcher, summarise],
+        connections=[
+            WorkflowConnection(
+                source_node="watch", target_node="summarise", connection_type=ConnectionType.Event
+            )
+        ],
+    )
+
+
+async def test_a_file_dropped_while_paused_in_a_crowded_zone_is_processed(
+    orchestrator: AdvancedPluginOrchestrator, worker: object, unique, tmp_path: Path
+) -> None:
+    """9,000 files with long names: the first checkpoint format listed every one (over
+    2 MB), so heartbeats failed, the checkpoint signalled at pause was lost without a word,
+    and a file dropped while paused was taken for the baseline and never processed."""
+    incoming = tmp_path / "incoming"
+    incoming.mkdir()
+    out = tmp_path / "out"
+    for i in range(9000):
+        (incoming / f"{'x' * 230}-{i:05}.csv").write_text("a\n1\n")
+    definition = _summarise_zone(unique("crowded"), incoming, out)
+    await orchestrator.register_workflow(definition)
+    execution_id = await orchestrator.execute_workflow(definition.workflow_id)
+
+    probes = 0
+
+    async def summaries() -> list[str]:
+        # Files dropped before the first scan are the baseline: drop until one is processed.
+        nonlocal probes
+        probes += 1
+        _drop(incoming, f"probe{probes}.csv", valid=True)
+        return sorted(path.name for path in out.iterdir()) if out.exists() else []
+
+    await eventually(summaries, bool, timeout=90, interval=0.5)
+    last = out / f"probe{probes}.summary.json"  # dropped after the baseline: it is processed
+    await eventually(lambda: _async(last.exists()), bool, timeout=60)
+    await eventually(  # every probe event handled: nothing waits in the queue at the pause
+        lambda: orchestrator.get_execution_status(execution_id),
+        lambda c: (
+            c.execution_data["events_processed"] == c.execution_data["events_received"]
+            and not c.execution_data.get("events_queued")
+        ),
+        timeout=60,
+    )
+    await orchestrator.pause_execution(execution_id)
+    await eventually(
+        lambda: orchestrator.get_execution_status(execution_id),
+        lambda c: c.node_states["watch"]["counters"]["running"] == 0,
+        timeout=60,
+    )
+    _drop(incoming, "late.csv", valid=True)  # while paused
+    await orchestrator.resume_execution(execution_id)
+    await eventually(
+        lambda: _async((out / "late.summary.json").exists()), bool, timeout=90, interval=0.3
+    )
+    status = await orchestrator.get_execution_status(execution_id)
+    await orchestrator.cancel_execution(execution_id)
+    final = await orchestrator.wait_for_completion(execution_id, 60)
+    assert status.status is WorkflowExecutionStatus.Running, status.error_messages
+    assert status.node_states["watch"]["counters"]["errors"] == 0
+    assert final.status is WorkflowExecutionStatus.Cancelled
+
+
+async def _async(value: bool) -> bool:
+    return value
+
+
+async def test_a_checkpoint_too_large_to_record_fails_the_source_loudly(
+    orchestrator: AdvancedPluginOrchestrator, worker: object, unique
+) -> None:
+    """A source whose checkpoint outgrows MAX_CHECKPOINT_BYTES: the execution fails with an
+    error naming the limit, at the first heartbeat after an event, and at a stop."""
+    for count, stop in ((1, False), (0, True)):
+        source = WorkflowNode(
+            node_id="inbox",
+            plugin_id="bloated",
+            node_type=WorkflowNodeType.Source,
+            configuration={"count": count, "checkpoint_bytes": MAX_CHECKPOINT_BYTES + 1},
+        )
+        definition = PluginWorkflow(
+            workflow_id=unique(f"bloated-{count}"),
+            execution_mode=WorkflowExecutionMode.EventDriven,
+            nodes=[source, plain_node("handle")],
+            connections=[
+                WorkflowConnection(
+                    source_node="inbox", target_node="handle", connection_type=ConnectionType.Event
+                )
+            ],
+        )
+        await orchestrator.register_workflow(definition)
+        execution_id = await orchestrator.execute_workflow(definition.workflow_id)
+        if stop:
+            await eventually(
+                functools.partial(orchestrator.get_execution_status, execution_id),
+                lambda c: c.node_states["inbox"]["counters"]["running"] == 1,
+            )
+            await orchestrator.pause_execution(execution_id)
+        final = await orchestrator.wait_for_completion(execution_id, 60)
+        assert final.status is WorkflowExecutionStatus.Failed
+        [message] = final.error_messages
+        assert "event source 'inbox' failed" in message
+        assert f"over the limit of {MAX_CHECKPOINT_BYTES:,} (MAX_CHECKPOINT_BYTES)" in message

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import json
 from pathlib import Path
+
+import pytest
 
 from engine import (
     AdvancedPluginOrchestrator,
@@ -168,3 +171,47 @@ async def test_the_source_never_runs_far_ahead_of_a_slow_sink(
     written = _ns(tmp_path, definition.workflow_id)
     # The sink's pace (a batch per 0.2 s) set the rate, not the source's (thousands a second).
     assert batch <= len(written) <= (elapsed / 0.2 + 1) * batch
+
+
+def _to_data_sink(
+    workflow_id: str, count: int | None, path: Path, **settings: object
+) -> PluginWorkflow:
+    """numbers -> double -> data_sink writing ``path``."""
+    definition = _pipeline(workflow_id, count, **settings)
+    definition.nodes[2] = node("sink", "data_sink", path=str(path))
+    return definition
+
+
+@pytest.mark.parametrize("suffix", [".jsonl", ".csv"])
+async def test_data_sink_appends_every_batch_of_a_stream(
+    orchestrator: AdvancedPluginOrchestrator, worker: object, unique, tmp_path: Path, suffix: str
+) -> None:
+    """batch_size=1 and 4 records: the file replaced itself on every batch (it held the last
+    one while the counters said more were written); now every batch is appended once."""
+    path = tmp_path / f"out{suffix}"
+    path.write_text("left over from an earlier run\n")
+    definition = _to_data_sink(unique("sink-stream"), 4, path, batch_size=1)
+    await orchestrator.register_workflow(definition)
+    execution_id = await orchestrator.execute_workflow(definition.workflow_id)
+    context = await orchestrator.wait_for_completion(execution_id, timeout=60)
+    assert context.status is Status.Completed, context.error_messages
+    if suffix == ".jsonl":
+        written = [json.loads(line) for line in path.read_text().splitlines()]
+        assert written == [{"n": 2 * n} for n in range(4)]
+    else:
+        assert path.read_bytes() == b"n\r\n0\r\n2\r\n4\r\n6\r\n"
+    counters = context.node_states["sink"]["counters"]
+    assert counters["items_in"] == 4
+    assert counters["items_out"] == 4
+    assert context.node_states["source"]["counters"]["batches"] == 4
+
+
+async def test_data_sink_refuses_a_json_array_in_a_stream(
+    orchestrator: AdvancedPluginOrchestrator, worker: object, unique, tmp_path: Path
+) -> None:
+    definition = _to_data_sink(unique("sink-json"), 4, tmp_path / "out.json", batch_size=1)
+    await orchestrator.register_workflow(definition)
+    execution_id = await orchestrator.execute_workflow(definition.workflow_id)
+    context = await orchestrator.wait_for_completion(execution_id, timeout=60)
+    assert context.status is Status.Failed
+    assert "cannot be appended to" in " ".join(context.error_messages)

@@ -22,7 +22,13 @@ from temporalio.client import Client
 
 from engine import AdvancedPluginOrchestrator, PluginWorkflow
 from engine.connection import connect
-from engine.contracts import definition_entity_id
+from engine.contracts import (
+    DEFINITION_CHANGED_SIGNAL,
+    EVENTS_SIGNAL,
+    SUBSCRIBE_SIGNAL,
+    IncomingEvent,
+    definition_entity_id,
+)
 from engine.devserver import DevServer, free_port
 from engine.worker import create_worker
 from tests.helpers.builders import chain, edge, node, workflow
@@ -207,6 +213,51 @@ async def _batch_continued(orch: AdvancedPluginOrchestrator, name: str) -> str:
     return execution_id
 
 
+async def _definition_checks(orch: AdvancedPluginOrchestrator, name: str) -> str:
+    """An EventDriven run (its first Temporal run, recorded as ``<name>``) that is sent a
+    definition by signal (only a notice: it reads its registry and adopts nothing), an event
+    out of bounds by signal (dropped), then a real change (read, checked, adopted), and
+    continues as new after 100 events with its state fitted. Its registry entity, which
+    sends notices and ignores a subscription that is not one of its executions, is recorded
+    as ``<name>_registry``."""
+    definition = _router(name, events_per_run=100)
+    await orch.register_workflow(definition)
+    execution_id = await orch.execute_workflow(name)
+    handle = orch.client.get_workflow_handle(execution_id)
+    await orch.send_event(execution_id, "number", {"n": 5}, event_id="e5")
+    await _processed(orch, execution_id, 1)
+    injected = definition.model_copy(deep=True, update={"version": 99})
+    injected.nodes.append(node("exfil"))
+    injected.connections.append(edge("check", "exfil"))
+    await handle.signal(DEFINITION_CHANGED_SIGNAL, injected)
+    await handle.signal(EVENTS_SIGNAL, {"events": [{"event_id": "big", "event_type": "t" * 300}]})
+    entity = orch.client.get_workflow_handle(definition_entity_id(name, TASK_QUEUE))
+    await entity.signal(SUBSCRIBE_SIGNAL, {"execution_id": "not-an-execution", "version": 1})
+    await orch.add_node_to_workflow(name, node("audit"))
+    await orch.add_connection_to_workflow(name, edge("small", "audit"))
+    await eventually(
+        lambda: orch.get_execution_status(execution_id),
+        lambda c: c.execution_data["workflow_version"] == 3,
+    )
+    await orch.send_event(execution_id, "number", {"n": 7}, event_id="e7")
+    await _processed(orch, execution_id, 2)
+    events = [
+        IncomingEvent(event_id=f"bulk{n}", event_type="number", payload={"n": n})
+        for n in range(100)
+    ]
+    await orch.send_events(execution_id, events)
+    await _processed(orch, execution_id, 102)
+    await orch.cancel_execution(execution_id)
+    await orch.wait_for_completion(execution_id, 60)
+    runs = [run async for run in orch.client.list_workflows(f'WorkflowId = "{execution_id}"')]
+    first = min(runs, key=lambda run: run.start_time)
+    await orch.unregister_workflow(name)
+    await entity.result()
+    await _record(orch.client, entity.id, f"{name}_registry")
+    await _record(orch.client, execution_id, name, run_id=first.run_id)
+    return ""
+
+
 async def _processed(orch: AdvancedPluginOrchestrator, execution_id: str, count: int) -> None:
     await eventually(
         lambda: orch.get_execution_status(execution_id),
@@ -220,6 +271,7 @@ RECORDERS = {
     "event_driven": _event_driven,
     "streaming": _streaming,
     "batch_continued_as_new": _batch_continued,
+    "definition_checks": _definition_checks,
 }
 
 
@@ -243,7 +295,9 @@ async def main(names: list[str], force: bool) -> None:
                 client, task_queue=TASK_QUEUE, plugins=test_registry(Path(tmp))
             ):
                 for name in wanted:
-                    await _record(client, await RECORDERS[name](orch, name), name)
+                    recorded = await RECORDERS[name](orch, name)
+                    if recorded:  # else the recorder recorded its histories itself
+                        await _record(client, recorded, name)
         finally:
             server.stop()
 

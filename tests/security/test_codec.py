@@ -9,21 +9,25 @@ from pathlib import Path
 import pytest
 from temporalio.api.common.v1 import Payload
 from temporalio.api.failure.v1 import Failure
-from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.converter import DataConverter
 from temporalio.exceptions import ApplicationError
 
 from engine import PluginError, PluginErrorCode
 from engine.codec import (
+    ALLOW_PLAINTEXT_VARIABLE,
     ENCODING,
     KEY_ID_METADATA,
     KEYS_FILE_VARIABLE,
     KEYS_VARIABLE,
+    REFUSED_PLAINTEXT_ENCODING,
+    UNDECRYPTABLE_ENCODING,
     EncryptionCodec,
+    EnginePayloadConverter,
     codec_from_env,
     new_key_entry,
     parse_keys,
 )
-from engine.connection import data_converter
+from engine.connection import PLAIN_CONVERTER, data_converter
 
 K1 = bytes(range(32))
 K2 = bytes(range(32, 64))
@@ -63,25 +67,45 @@ async def test_rotation_keeps_old_payloads_readable() -> None:
     assert new.metadata[KEY_ID_METADATA] == b"k2"
 
 
+def converter_with(codec: EncryptionCodec | None) -> DataConverter:
+    """The engine's converter with this codec (what connect() builds from the environment)."""
+    return DataConverter(payload_converter_class=EnginePayloadConverter, payload_codec=codec)
+
+
 async def test_unknown_key_id_is_named() -> None:
+    """The codec never raises (an error while decoding a workflow activation would wedge
+    the run): the payload stays sealed and the converter names the key where it is used."""
     [old] = await EncryptionCodec([("k1", K1)]).encode([plain()])
+    assert await EncryptionCodec([("k2", K2)]).decode([old]) == [old]
     with pytest.raises(PluginError) as caught:
-        await EncryptionCodec([("k2", K2)]).decode([old])
+        await converter_with(EncryptionCodec([("k2", K2)])).decode([old])
     assert caught.value.code is PluginErrorCode.InvalidConfiguration
     assert "'k1'" in caught.value.message
     assert KEYS_VARIABLE in caught.value.message
     assert caught.value.details == {"key_id": "k1"}
 
 
+async def test_a_process_without_keys_names_the_missing_key() -> None:
+    """Issue 11, item 13: was the SDK's bare ``KeyError: Unknown payload encoding``."""
+    [sealed] = await EncryptionCodec([("k7", K1)]).encode([plain()])
+    with pytest.raises(PluginError) as caught:
+        await PLAIN_CONVERTER.decode([sealed])
+    assert caught.value.code is PluginErrorCode.InvalidConfiguration
+    assert "encrypted with key 'k7', which this process does not have" in caught.value.message
+    assert KEYS_VARIABLE in caught.value.message
+
+
 async def test_wrong_key_material_or_tampering_fails_clearly() -> None:
     [sealed] = await EncryptionCodec([("k1", K1)]).encode([plain()])
+    [marked] = await EncryptionCodec([("k1", K2)]).decode([sealed])
+    assert marked.metadata["encoding"] == UNDECRYPTABLE_ENCODING
     with pytest.raises(PluginError, match="'k1' does not decrypt"):
-        await EncryptionCodec([("k1", K2)]).decode([sealed])
+        await converter_with(EncryptionCodec([("k1", K2)])).decode([sealed])
     tampered = Payload()
     tampered.CopyFrom(sealed)
     tampered.data = sealed.data[:-1] + bytes([sealed.data[-1] ^ 1])
     with pytest.raises(PluginError, match="does not decrypt"):
-        await EncryptionCodec([("k1", K1)]).decode([tampered])
+        await converter_with(EncryptionCodec([("k1", K1)])).decode([tampered])
 
 
 async def test_a_swapped_key_id_does_not_decrypt() -> None:
@@ -90,12 +114,41 @@ async def test_a_swapped_key_id_does_not_decrypt() -> None:
     [sealed] = await codec.encode([plain()])
     sealed.metadata[KEY_ID_METADATA] = b"k2"
     with pytest.raises(PluginError, match="'k2' does not decrypt"):
-        await codec.decode([sealed])
+        await converter_with(codec).decode([sealed])
 
 
-async def test_plaintext_passes_through_and_nothing_is_wrapped_twice() -> None:
+async def test_plaintext_is_refused_unless_allowed() -> None:
     codec = EncryptionCodec([("k1", K1)])
-    assert await codec.decode([plain()]) == [plain()]
+    [marked] = await codec.decode([plain()])
+    assert marked.metadata["encoding"] == REFUSED_PLAINTEXT_ENCODING
+    assert SECRET.encode() not in marked.SerializeToString()  # nothing of it goes further
+    with pytest.raises(PluginError) as caught:
+        await converter_with(codec).decode([plain()])
+    assert caught.value.code is PluginErrorCode.InvalidInput
+    assert "refused a plaintext payload (encoding 'json/plain')" in caught.value.message
+    assert ALLOW_PLAINTEXT_VARIABLE in caught.value.message
+
+    migrating = EncryptionCodec([("k1", K1)], allow_plaintext=True)
+    assert await migrating.decode([plain()]) == [plain()]
+    assert await converter_with(migrating).decode([plain()]) == [SECRET]
+
+
+@pytest.mark.parametrize(
+    ("value", "allowed"), [("", False), ("0", False), ("1", True), ("yes", True)]
+)
+def test_the_plaintext_switch(value: str, allowed: bool) -> None:
+    codec = codec_from_env({KEYS_VARIABLE: entry("k1", K1), ALLOW_PLAINTEXT_VARIABLE: value})
+    assert codec is not None
+    assert codec.allow_plaintext is allowed
+
+
+def test_a_bad_plaintext_switch_is_named() -> None:
+    with pytest.raises(PluginError, match=f"{ALLOW_PLAINTEXT_VARIABLE}: must be 1 or 0"):
+        codec_from_env({KEYS_VARIABLE: entry("k1", K1), ALLOW_PLAINTEXT_VARIABLE: "maybe"})
+
+
+async def test_nothing_is_wrapped_twice() -> None:
+    codec = EncryptionCodec([("k1", K1)])
     [sealed] = await codec.encode([plain()])
     assert await codec.encode([sealed]) == [sealed]
 
@@ -148,7 +201,7 @@ def test_no_keys_no_encryption(monkeypatch: pytest.MonkeyPatch) -> None:
     assert codec_from_env({}) is None
     monkeypatch.delenv(KEYS_VARIABLE, raising=False)
     monkeypatch.delenv(KEYS_FILE_VARIABLE, raising=False)
-    assert data_converter() is pydantic_data_converter
+    assert data_converter() is PLAIN_CONVERTER
 
 
 async def test_data_converter_encrypts_payloads_and_failure_messages(

@@ -10,14 +10,10 @@ in CI (``CI=true``), where that is a failure. Screenshots go to ``tests/artifact
 from __future__ import annotations
 
 import json
-import os
-import shutil
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-import pytest_asyncio
 
 from engine import (
     AdvancedPluginOrchestrator,
@@ -29,93 +25,9 @@ from engine.studio import StudioServer
 from tests.helpers.builders import edge, node, workflow
 from tests.helpers.plugins import read_count
 from tests.helpers.waiting import eventually
+from tests.studio.browser import UI_URL, shot
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
-
-CHROMIUM = os.environ.get("STUDIO_CHROMIUM", "/usr/bin/chromium")
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
-ARTIFACTS = Path(__file__).resolve().parents[1] / "artifacts" / "studio"
-UI_URL = "http://127.0.0.1:8233"
-TIMEOUT_MS = 30_000
-
-
-def _browser_missing() -> str | None:
-    try:
-        import playwright.async_api  # noqa: F401
-    except ImportError:
-        return "the Python package 'playwright' is not installed (pip install -e '.[test]')"
-    if not (Path(CHROMIUM).is_file() or shutil.which(CHROMIUM)):
-        return f"no Chromium at {CHROMIUM} (apt-get install chromium)"
-    return None
-
-
-@pytest.fixture(name="chromium", scope="module")
-def fixture_chromium() -> str:
-    """The browser binary; skipped without one, except in CI where it must be there."""
-    reason = _browser_missing()
-    if reason is not None:
-        if os.environ.get("CI", "").lower() == "true":
-            pytest.fail(f"browser tests need Chromium in CI: {reason}")
-        pytest.skip(reason)
-    return CHROMIUM
-
-
-@pytest_asyncio.fixture(name="studio", loop_scope="session")
-async def fixture_studio(
-    orchestrator: AdvancedPluginOrchestrator, worker: object
-) -> AsyncIterator[StudioServer]:
-    """The real studio server on a free loopback port, in this event loop."""
-    server = StudioServer(orchestrator, "127.0.0.1", 0, ui_url=UI_URL)
-    await server.start()
-    yield server
-    await server.stop()
-
-
-@pytest_asyncio.fixture(name="page", loop_scope="session")
-async def fixture_page(chromium: str, studio: StudioServer, tmp_path: Path) -> AsyncIterator[Any]:
-    """A fresh Chromium (own user-data dir) and its page, closed before the studio stops;
-    errors in the page or its console fail the test."""
-    from playwright.async_api import async_playwright, expect
-
-    expect.set_options(timeout=TIMEOUT_MS)
-    ARTIFACTS.mkdir(parents=True, exist_ok=True)
-    errors: list[str] = []
-    async with async_playwright() as playwright:
-        context = await playwright.chromium.launch_persistent_context(
-            str(tmp_path / "chromium-profile"),
-            executable_path=chromium,
-            args=CHROMIUM_ARGS,
-            headless=True,
-            viewport={"width": 1440, "height": 900},
-            accept_downloads=True,
-        )
-        page = context.pages[0] if context.pages else await context.new_page()
-        page.set_default_timeout(TIMEOUT_MS)
-        page.on("pageerror", lambda exc: errors.append(f"page error: {exc}"))
-        page.on(
-            "console",
-            lambda message: (
-                errors.append(f"console: {message.text}") if message.type == "error" else None
-            ),
-        )
-        try:
-            yield page
-        finally:
-            await context.close()
-    assert errors == [], errors
-
-
-async def shot(page: Any, name: str) -> None:
-    await page.screenshot(path=str(ARTIFACTS / f"{name}.png"))
 
 
 async def drag(page: Any, source: str, target: str) -> None:

@@ -353,6 +353,156 @@ def test_sink_writes_csv_with_union_header(tmp_path: Path) -> None:
     ]
 
 
+def test_sink_escapes_csv_formulas_by_default(tmp_path: Path) -> None:
+    """Cells a spreadsheet would run as a formula (OWASP CSV injection) start with a quote."""
+    path = tmp_path / "hostile.csv"
+    records = [
+        {"=key": '=HYPERLINK("http://x")', "b": "+1+1", "c": "-2+3+cmd|' /C calc'!A0"},
+        {"=key": "@SUM(A1)", "b": "\tx", "c": "\r=1", "n": -5},
+        {"=key": "a=b", "b": "", "c": "plain", "n": 2.5},
+    ]
+    run(data_sink_plugin, {"records": records}, {"path": str(path)})
+    with path.open(encoding="utf-8", newline="") as handle:
+        rows = list(csv.reader(handle))
+    assert rows == [
+        ["'=key", "b", "c", "n"],
+        ['\'=HYPERLINK("http://x")', "'+1+1", "'-2+3+cmd|' /C calc'!A0", ""],
+        ["'@SUM(A1)", "'\tx", "'\r=1", "-5"],  # a JSON number is a number, not a formula
+        ["a=b", "", "plain", "2.5"],
+    ]
+
+
+def test_sink_csv_formula_escaping_can_be_switched_off(tmp_path: Path) -> None:
+    path = tmp_path / "raw.csv"
+    records = [{"f": "=1+1", "g": "@x"}]
+    run(data_sink_plugin, {"records": records}, {"path": str(path), "csv_escape_formulas": False})
+    with path.open(encoding="utf-8", newline="") as handle:
+        assert list(csv.reader(handle)) == [["f", "g"], ["=1+1", "@x"]]
+    config_error(
+        data_sink_plugin,
+        {"records": records},
+        {"path": str(path), "csv_escape_formulas": "no"},
+        "csv_escape_formulas",
+    )
+
+
+def stream_ctx(batch: int, execution_id: str = "e", *, replays: bool = True) -> PluginContext:
+    ctx = make_ctx("sink")
+    ctx.stream_batch = batch
+    ctx.stream_replays = replays
+    ctx.execution_id = execution_id
+    return ctx
+
+
+def sink_batch(path: Path, batch: int, ns: list[Any], *, replays: bool = True) -> dict[str, Any]:
+    """data_sink as a stream calls it: one micro-batch, numbered."""
+    inputs = {"upstream": [{"n": n} for n in ns]}
+    checked = data_sink_plugin.check_config({"path": str(path)})
+    result = data_sink_plugin.function(inputs, checked, stream_ctx(batch, replays=replays))
+    assert isinstance(result, dict)
+    return result
+
+
+def jsonl_ns(path: Path) -> list[int]:
+    return [json.loads(line)["n"] for line in path.read_text(encoding="utf-8").splitlines()]
+
+
+def test_sink_in_a_stream_appends_and_a_replay_cuts_back(tmp_path: Path) -> None:
+    path = tmp_path / "out" / "stream.jsonl"
+    path.parent.mkdir()
+    write(path, '{"n": -1}\n')  # an earlier run's file: the stream's first batch replaces it
+    first = sink_batch(path, 0, [0, 1])
+    assert jsonl_ns(path) == [0, 1]
+    assert (first["count"], first["batch"], first["file_bytes"]) == (2, 0, path.stat().st_size)
+    sink_batch(path, 1, [2])
+    sink_batch(path, 2, [3, 4])
+    # The worker died after batch 2; the stream resumed from the checkpoint after batch 0 and
+    # reads the same items again, cut into batches differently.
+    sink_batch(path, 1, [2, 3])
+    assert jsonl_ns(path) == [0, 1, 2, 3]
+    sink_batch(path, 2, [4])
+    sink_batch(path, 3, [5])
+    assert jsonl_ns(path) == [0, 1, 2, 3, 4, 5]
+    assert files_in(path.parent) == [".stream.jsonl.batches", "stream.jsonl"]
+
+
+def test_sink_in_a_stream_survives_a_torn_write_and_skipped_batches(tmp_path: Path) -> None:
+    path = tmp_path / "stream.jsonl"
+    sink_batch(path, 0, [0])
+    sink_batch(path, 3, [1])  # batches 1 and 2 had nothing for this sink
+    sink_batch(path, 4, [2, 3])
+    # The worker died while writing batch 4, and while recording batch 5 in the journal.
+    with path.open("r+b") as handle:
+        handle.truncate(path.stat().st_size - 5)
+    with (tmp_path / ".stream.jsonl.batches").open("ab") as handle:
+        handle.write(b"\x00\x00\x00")
+    sink_batch(path, 4, [2, 3])
+    assert jsonl_ns(path) == [0, 1, 2, 3]
+    sink_batch(path, 2, [1, 2, 3])  # a replay from before batch 3 cuts back to it
+    assert jsonl_ns(path) == [0, 1, 2, 3]
+
+
+def test_sink_in_a_stream_cuts_back_a_batch_that_never_finished(tmp_path: Path) -> None:
+    """The worker died while writing a batch: it was never committed, so whatever it left
+    goes, whether the source replays or not."""
+    for replays in (True, False):
+        path = tmp_path / f"stream-{replays}.jsonl"
+        sink_batch(path, 0, [0], replays=replays)
+        with pytest.raises(PluginError):
+            sink_batch(path, 1, [1, float("nan")], replays=replays)  # fails before writing
+        with path.open("ab") as handle:
+            handle.write(b'{"n": 1}\n{"n"')  # as if it had died halfway through the write
+        sink_batch(path, 1, [1], replays=replays)
+        assert jsonl_ns(path) == [0, 1]
+
+
+def test_sink_in_a_stream_of_a_source_that_does_not_replay_never_cuts_back(
+    tmp_path: Path,
+) -> None:
+    """A broker redelivers only what was never acknowledged: batches the stream committed
+    stay, though their numbers come again after a crash (the checkpoint lagged)."""
+    path = tmp_path / "stream.jsonl"
+    sink_batch(path, 0, [0, 1], replays=False)
+    sink_batch(path, 1, [2], replays=False)
+    sink_batch(path, 2, [3], replays=False)  # committed and acknowledged, not heartbeated
+    sink_batch(path, 1, [4], replays=False)  # after the crash: only the unacknowledged item
+    assert jsonl_ns(path) == [0, 1, 2, 3, 4]
+
+
+def test_sink_in_a_stream_a_new_execution_starts_the_file_afresh(tmp_path: Path) -> None:
+    path = tmp_path / "stream.jsonl"
+    sink_batch(path, 0, [0])
+    sink_batch(path, 1, [1])
+    checked = data_sink_plugin.check_config({"path": str(path)})
+    data_sink_plugin.function({"u": [{"n": 7}]}, checked, stream_ctx(5, execution_id="other"))
+    assert jsonl_ns(path) == [7]
+
+
+def test_sink_in_a_stream_csv_keeps_the_first_batch_columns(tmp_path: Path) -> None:
+    path = tmp_path / "stream.csv"
+    checked = data_sink_plugin.check_config({"path": str(path)})
+    records = [{"=a": "=1", "b": 2}]
+    data_sink_plugin.function({"u": records}, checked, stream_ctx(0))
+    data_sink_plugin.function({"u": [{"b": 3}, {"=a": "x"}]}, checked, stream_ctx(1))
+    with path.open(encoding="utf-8", newline="") as handle:
+        assert list(csv.reader(handle)) == [["'=a", "b"], ["'=1", "2"], ["", "3"], ["x", ""]]
+    with pytest.raises(PluginError) as info:
+        data_sink_plugin.function({"u": [{"c": 1}]}, checked, stream_ctx(2))
+    assert info.value.code is PluginErrorCode.PluginExecutionFailed
+    assert "'c'" in info.value.message
+    assert "first batch fixes the CSV columns" in info.value.message
+
+
+def test_sink_in_a_stream_refuses_a_json_array(tmp_path: Path) -> None:
+    path = tmp_path / "stream.json"
+    checked = data_sink_plugin.check_config({"path": str(path)})
+    with pytest.raises(PluginError) as info:
+        data_sink_plugin.function({"u": [{"n": 1}]}, checked, stream_ctx(0))
+    assert info.value.code is PluginErrorCode.InvalidConfiguration
+    assert "'format'" in info.value.message
+    assert not path.exists()
+
+
 def test_sink_empty_records_give_empty_csv(tmp_path: Path) -> None:
     path = tmp_path / "empty.csv"
     result = run(data_sink_plugin, {"records": []}, {"path": str(path)})

@@ -20,6 +20,7 @@ from plugins.builtin import (
     open_file_system_monitor,
     open_jsonl_source,
 )
+from plugins.builtin import file_system_monitor as fsm
 from plugins.builtin.database_writer import database_writer_plugin
 
 
@@ -69,6 +70,8 @@ async def read_all(source: Source, *, max_wait: float = 0.3, limit: int = 100) -
 
 # --- file_system_monitor ----------------------------------------------------------------------
 
+MAX_DONE_DIGESTS = fsm.MAX_DONE_DIGESTS
+
 FAST = {"poll_interval": 0.02, "settle_seconds": 0.05}
 
 
@@ -93,7 +96,7 @@ async def test_monitor_emits_existing_new_and_modified_files(tmp_path: Path) -> 
             "mtime": info.st_mtime_ns / 1e9,
             "event": "created",
         }
-        assert item.item_id == f"{first}|1|{info.st_mtime_ns}"
+        assert item.item_id == f"{first}|{info.st_ino}|{info.st_ctime_ns}|1|{info.st_mtime_ns}"
         assert item.event_type == "created"
         assert not source.exhausted
 
@@ -133,29 +136,186 @@ async def test_monitor_resumes_from_checkpoint(tmp_path: Path) -> None:
     zone.mkdir()
     a = drop(zone, "a.txt")
     b = drop(zone, "b.txt")
-    os.utime(a, ns=(1_000_000_000, 1_000_000_000))  # a landed first
     config = {"watch_path": str(zone), **FAST}
 
     source = await open_source(open_file_system_monitor, config)
     items = await read_all(source)
-    assert [item.value["name"] for item in items] == ["a.txt", "b.txt"]
+    assert [item.value["name"] for item in items] == ["a.txt", "b.txt"]  # the order they landed
     await source.commit(items[:1])  # b is read, never committed
     checkpoint = source.checkpoint()
-    assert checkpoint == {str(a): [4, 1_000_000_000]}
+    assert checkpoint["format"] == 2
+    assert checkpoint["ctime_ns"] <= b.stat().st_ctime_ns  # b still waits
     await source.close()
 
     c = drop(zone, "c.txt")  # lands while nothing runs
     source = await open_source(open_file_system_monitor, config, json.loads(json.dumps(checkpoint)))
     try:
         items = await read_all(source)
-        assert sorted(item.value["name"] for item in items) == ["b.txt", "c.txt"]
+        assert [item.value["name"] for item in items] == ["b.txt", "c.txt"]
         assert all(item.event_type == "created" for item in items)
         await source.commit(items)
-        assert set(source.checkpoint()) == {str(a), str(b), str(c)}
 
-        b.unlink()  # deleted files leave the checkpoint at the next scan
+        b.unlink()  # deleting emits nothing
         assert await source.read(10, 0.15) == []
-        assert set(source.checkpoint()) == {str(a), str(c)}
+        checkpoint = source.checkpoint()
+    finally:
+        await source.close()
+    source = await open_source(open_file_system_monitor, config, json.loads(json.dumps(checkpoint)))
+    try:
+        assert await read_all(source, max_wait=0.2) == []  # a and c are done
+        assert a.exists()
+        assert c.exists()
+    finally:
+        await source.close()
+
+
+async def test_monitor_redelivers_an_uncommitted_file_with_the_same_id(tmp_path: Path) -> None:
+    """A crash between read and commit: the same file state comes again with the same id,
+    which the engine drops as a duplicate."""
+    drop(tmp_path, "a.txt")
+    config = {"watch_path": str(tmp_path), **FAST}
+    source = await open_source(open_file_system_monitor, config)
+    [first] = await source.read(10, 2.0)
+    checkpoint = source.checkpoint()  # as heartbeated before the crash: nothing committed
+    await source.close()
+    source = await open_source(open_file_system_monitor, config, json.loads(json.dumps(checkpoint)))
+    try:
+        [again] = await source.read(10, 2.0)
+        assert again.item_id == first.item_id
+    finally:
+        await source.close()
+
+
+async def test_monitor_a_file_that_reappears_is_a_new_event(tmp_path: Path) -> None:
+    """Moved out and back, or re-created with the same size and modification time: a new
+    event with a new id (the engine deduplicates by id)."""
+    zone = tmp_path / "zone"
+    zone.mkdir()
+    a = drop(zone, "a.csv", "same")
+    config = {"watch_path": str(zone), **FAST}
+    source = await open_source(open_file_system_monitor, config)
+    try:
+        [first] = await source.read(10, 2.0)
+        await source.commit([first])
+        a.rename(tmp_path / "a.csv")  # moved out...
+        assert await source.read(10, 0.15) == []
+        (tmp_path / "a.csv").rename(a)  # ...and back
+        [back] = await source.read(10, 2.0)
+        assert back.value["path"] == first.value["path"]
+        assert (back.value["size"], back.value["mtime"]) == (
+            first.value["size"],
+            first.value["mtime"],
+        )
+        assert back.item_id != first.item_id
+        await source.commit([back])
+
+        a.rename(tmp_path / "a.csv")  # out and back between two scans
+        (tmp_path / "a.csv").rename(a)
+        [quick] = await source.read(10, 2.0)
+        assert quick.item_id not in {first.item_id, back.item_id}
+        await source.commit([quick])
+
+        mtime_ns = a.stat().st_mtime_ns
+        a.unlink()  # re-created with the same content and modification time (cp -p)
+        drop(zone, "a.csv", "same")
+        os.utime(a, ns=(mtime_ns, mtime_ns))
+        [copied] = await source.read(10, 2.0)
+        assert copied.item_id not in {first.item_id, back.item_id, quick.item_id}
+        checkpoint = source.checkpoint()
+    finally:
+        await source.close()
+
+    a.rename(tmp_path / "a.csv")  # moved out and back while nothing runs
+    (tmp_path / "a.csv").rename(a)
+    source = await open_source(open_file_system_monitor, config, json.loads(json.dumps(checkpoint)))
+    try:
+        [after_restart] = await source.read(10, 2.0)
+        assert after_restart.item_id != copied.item_id
+    finally:
+        await source.close()
+
+
+async def test_monitor_checkpoint_stays_bounded(tmp_path: Path) -> None:
+    """3,000 files with long names: the first format's checkpoint listed every one (over
+    700 KB); now it is a watermark, small whatever the zone holds."""
+    zone = tmp_path / "zone"
+    zone.mkdir()
+    for i in range(3000):
+        drop(zone, f"{'x' * 200}-{i:05}.csv", "1")
+    config = {"watch_path": str(zone), "poll_interval": 0.05, "settle_seconds": 0}
+    source = await open_source(open_file_system_monitor, config)
+    try:
+        items = await read_all(source, limit=5000)
+        assert len(items) == 3000
+        sizes = []
+        for start in range(0, 3000, 100):
+            await source.commit(items[start : start + 100])
+            sizes.append(len(json.dumps(source.checkpoint())))
+        # Once the burst is a second older than a scan, the watermark covers all of it.
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + 30
+        while source.checkpoint()["done"] and loop.time() < deadline:
+            assert await source.read(10, 0.1) == []
+        checkpoint = source.checkpoint()
+    finally:
+        await source.close()
+    assert max(sizes) <= 20 * MAX_DONE_DIGESTS + 100
+    assert checkpoint["done"] == []
+    assert len(json.dumps(checkpoint)) < 100
+    source = await open_source(open_file_system_monitor, config, checkpoint)
+    try:
+        drop(zone, "late.csv")  # dropped while "paused"
+        [item] = await read_all(source)
+        assert item.value["name"] == "late.csv"
+    finally:
+        await source.close()
+
+
+async def test_monitor_reads_a_first_format_checkpoint(tmp_path: Path) -> None:
+    """An execution running when the format changed goes on: files recorded with the same
+    size and modification time are done, the others are events."""
+    zone = tmp_path / "zone"
+    zone.mkdir()
+    done = drop(zone, "done.txt", "1")
+    changed = drop(zone, "changed.txt", "2")
+    drop(zone, "new.txt", "3")
+    legacy = {
+        str(done): [1, done.stat().st_mtime_ns],
+        str(changed): [5, changed.stat().st_mtime_ns],
+        str(zone / "deleted.txt"): [1, 1],
+    }
+    config = {"watch_path": str(zone), **FAST}
+    source = await open_source(open_file_system_monitor, config, legacy)
+    try:
+        assert source.checkpoint() == legacy  # kept until the first scan
+        items = await read_all(source)
+        found = {item.value["name"]: item.event_type for item in items}
+        assert found == {"changed.txt": "modified", "new.txt": "created"}
+        await source.commit(items)
+        checkpoint = source.checkpoint()
+        assert checkpoint["format"] == 2
+    finally:
+        await source.close()
+    source = await open_source(open_file_system_monitor, config, checkpoint)
+    try:
+        assert await read_all(source, max_wait=0.2) == []
+    finally:
+        await source.close()
+
+
+async def test_monitor_an_uncommitted_older_file_holds_the_watermark(tmp_path: Path) -> None:
+    """Items committed out of order: the checkpoint never covers a file still waiting."""
+    drop(tmp_path, "a.txt")
+    drop(tmp_path, "b.txt")
+    config = {"watch_path": str(tmp_path), **FAST}
+    source = await open_source(open_file_system_monitor, config)
+    items = await read_all(source)
+    await source.commit(items[1:])  # b, not a
+    checkpoint = source.checkpoint()
+    await source.close()
+    source = await open_source(open_file_system_monitor, config, checkpoint)
+    try:
+        assert [item.value["name"] for item in await read_all(source)] == ["a.txt"]
     finally:
         await source.close()
 
@@ -165,13 +325,73 @@ async def test_monitor_include_existing_false_takes_a_baseline(tmp_path: Path) -
     config = {"watch_path": str(tmp_path), "include_existing": False, **FAST}
     source = await open_source(open_file_system_monitor, config)
     try:
+        assert source.checkpoint() is None  # before the first scan: still a first start
         assert await source.read(10, 0.15) == []
-        assert list(source.checkpoint()) == [str(tmp_path / "old.txt")]
+        checkpoint = source.checkpoint()
+        assert checkpoint["format"] == 2
         drop(tmp_path, "new.txt")
         [item] = await source.read(10, 2.0)
         assert item.value["name"] == "new.txt"
     finally:
         await source.close()
+    source = await open_source(open_file_system_monitor, config, checkpoint)
+    try:
+        assert [item.value["name"] for item in await read_all(source)] == ["new.txt"]
+    finally:
+        await source.close()
+
+
+async def test_monitor_never_follows_links_or_reads_special_files(tmp_path: Path) -> None:
+    """A link in the zone to a private file outside it, a linked directory and a FIFO are
+    never events (the file's contents reached outputs and history before)."""
+    secret = tmp_path / "secret.csv"
+    secret.write_text("password,1\n")
+    secret.chmod(0o600)
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    drop(outside, "other.csv")
+    zone = tmp_path / "zone"
+    (zone / "sub").mkdir(parents=True)
+    (zone / "link.csv").symlink_to(secret)
+    (zone / "linked_dir").symlink_to(outside, target_is_directory=True)
+    (zone / "sub" / "deep_link.csv").symlink_to(secret)
+    os.mkfifo(zone / "pipe.csv")
+    drop(zone, "real.csv")
+    drop(zone / "sub", "deep.csv")
+    config = {"watch_path": str(zone), "file_pattern": "*.csv", "recursive": True, **FAST}
+    source = await open_source(open_file_system_monitor, config)
+    try:
+        items = await read_all(source)
+        assert sorted(item.value["path"] for item in items) == [
+            str(zone / "real.csv"),
+            str(zone / "sub" / "deep.csv"),
+        ]
+    finally:
+        await source.close()
+
+
+def test_monitor_listing_never_leaves_the_zone(tmp_path: Path) -> None:
+    """The walk opens subdirectories without following links, and a file whose resolved
+    path leaves the zone is not confirmed before it is emitted."""
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    drop(outside, "a.csv")
+    zone = tmp_path / "zone"
+    zone.mkdir()
+    (zone / "sub").symlink_to(outside, target_is_directory=True)
+    settings = fsm._settings({"watch_path": str(zone), "recursive": True})
+    assert fsm._open_subdirectory(os.open(zone, os.O_RDONLY), "sub") is None
+    listing = fsm._list_files(settings)
+    assert listing is not None
+    assert listing.files == {}
+    # A file seen as regular, then swapped for a link to the outside before its emission.
+    drop(zone, "b.csv")
+    listing = fsm._list_files(settings)
+    assert listing is not None
+    assert list(listing.files) == ["b.csv"]
+    (zone / "b.csv").unlink()
+    (zone / "b.csv").symlink_to(outside / "a.csv")
+    assert fsm._inside_zone(settings, list(listing.files.items())) == set()
 
 
 async def test_monitor_pattern_recursion_and_hidden_files(tmp_path: Path) -> None:
