@@ -37,7 +37,9 @@ from rich.live import Live
 from temporalio.client import WorkflowExecutionStatus as TemporalStatus
 
 from engine import executions
+from engine.catalog import describe_plugins, unchecked_nodes, validate_with_catalog
 from engine.connection import default_namespace, default_task_queue
+from engine.contracts import PluginInfo
 from engine.devserver import port_open
 from engine.embedded import (
     ENV_UI_URL,
@@ -65,6 +67,7 @@ from engine.models import (
 from engine.orchestrator import AdvancedPluginOrchestrator
 from engine.validation import validate_workflow
 from engine.worker import run_worker
+from plugins import PluginRegistry
 
 Code = PluginErrorCode
 ENV_STUDIO_TOKEN = "ORCHESTRATOR_STUDIO_TOKEN"
@@ -126,13 +129,62 @@ def _is_file_argument(value: str) -> bool:
 
 
 def _cmd_validate(args: argparse.Namespace) -> int:
+    """Structure, then (unless ``--structure-only``) every node's plugin and configuration
+    against the plugins installed here: the built-ins and installed packages' entry points,
+    as ``orchestrator worker`` would load them. No server."""
     workflow = _load_definition(args.file)
-    validate_workflow(workflow)
-    print(
-        f"valid: {workflow.workflow_id} ({len(workflow.nodes)} nodes, "
+    summary = (
+        f"{workflow.workflow_id} ({len(workflow.nodes)} nodes, "
         f"{len(workflow.connections)} connections, {workflow.execution_mode.name})"
     )
+    if args.structure_only:
+        validate_workflow(workflow)
+        print(f"structure valid: {summary}; plugins and configurations not checked")
+        return 0
+    catalog = _installed_catalog()
+    try:
+        validate_with_catalog(workflow, catalog, offered_by=_NOT_INSTALLED)
+    except PluginError as exc:
+        raise _checked_locally(exc, len(catalog)) from None
+    print(
+        f"valid: {summary}; structure, plugins and configurations checked against "
+        f"{len(catalog)} built-in and installed plugins"
+    )
+    if unchecked := unchecked_nodes(workflow, catalog):
+        print(f"configuration not checked (no schema installed here): {', '.join(unchecked)}")
     return 0
+
+
+# Completes "node 'x' uses plugin 'y', which ... as a node plugin".
+_NOT_INSTALLED = "neither the built-ins nor an installed package offer"
+_SKIP_HINT = "`orchestrator validate --structure-only` checks structure only"
+
+
+def _installed_catalog() -> dict[str, PluginInfo]:
+    """The catalog a worker started here would publish."""
+    try:
+        registry = PluginRegistry.default()
+    except PluginError as exc:
+        raise PluginError(
+            exc.code,
+            f"cannot load the installed plugins to check the definition against: "
+            f"{exc.message}; {_SKIP_HINT}",
+            exc.details,
+        ) from None
+    return {info.plugin_id: info for info in describe_plugins(registry)}
+
+
+def _checked_locally(exc: PluginError, plugins: int) -> PluginError:
+    """``exc``, saying where plugins were looked up if a problem is the catalog's."""
+    problems = exc.details.get("problems", [])
+    if not any(isinstance(p, dict) and "plugin_id" in p for p in problems):
+        return exc
+    note = (
+        f" (plugins and configurations were checked against the {plugins} built-in and "
+        "installed plugins of this Python environment; workers may offer others: "
+        f"{_SKIP_HINT})"
+    )
+    return PluginError(exc.code, exc.message + note, exc.details)
 
 
 async def _register(orch: AdvancedPluginOrchestrator, workflow: PluginWorkflow) -> str:
@@ -851,8 +903,18 @@ def build_parser() -> argparse.ArgumentParser:
         sub.set_defaults(handler=handler)
         return sub
 
-    sub = command("validate", _cmd_validate, "check a definition file (no server needed)")
+    sub = command(
+        "validate",
+        _cmd_validate,
+        "check a definition file: its structure, and its plugins and configurations against "
+        "the plugins installed here (no server needed)",
+    )
     sub.add_argument("file", help="JSON definition file")
+    sub.add_argument(
+        "--structure-only",
+        action="store_true",
+        help="check the structure only, not plugin ids and configurations",
+    )
 
     sub = command("register", _run_async(_cmd_register), "register a definition file")
     sub.add_argument("file", help="JSON definition file")

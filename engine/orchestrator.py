@@ -46,7 +46,7 @@ from engine.bounds import (
     long_run_problem,
     text_problem,
 )
-from engine.catalog import check_workflow
+from engine.catalog import validate_with_catalog
 from engine.connection import connect, default_task_queue, with_pydantic_converter
 from engine.contracts import (
     CATALOG_MEMO_KEY,
@@ -86,7 +86,7 @@ from engine.telemetry import (
     search_attributes_enabled,
     start_search_attributes,
 )
-from engine.validation import MAX_TEMPORAL_ID_LENGTH, check_id, validate_workflow
+from engine.validation import MAX_TEMPORAL_ID_LENGTH, check_id
 
 # How long this process trusts its own writes over the visibility store.
 _OVERLAY_SECONDS = 30.0
@@ -224,8 +224,7 @@ class AdvancedPluginOrchestrator:
         Raises:
             PluginError: a validation code, or ``WorkflowAlreadyExists``.
         """
-        validate_workflow(workflow)
-        await self._check_plugins(workflow)
+        await self._check_definition(workflow)
         stored = workflow.model_copy(deep=True, update={"version": 1})
         try:
             with translate_errors(f"workflow '{workflow.workflow_id}'"):
@@ -841,15 +840,15 @@ class AdvancedPluginOrchestrator:
         )
         return catalog
 
-    async def _check_plugins(self, workflow: PluginWorkflow) -> None:
+    async def _check_definition(self, workflow: PluginWorkflow) -> None:
+        """Structure, and every node against the catalog: every problem at once."""
         catalog = await self.get_plugin_catalog()
-        if catalog:
-            check_workflow(workflow, {info.plugin_id: info for info in catalog})
+        validate_with_catalog(workflow, {info.plugin_id: info for info in catalog})
 
     async def _modify(self, workflow_id: str, change: DefinitionChange) -> PluginWorkflow:
-        # Check the plugins of the changed definition before asking the registry, which
-        # checks structure again (it cannot see the catalog).
-        await self._check_plugins(apply_change(await self.get_workflow(workflow_id), change))
+        # Check the changed definition against the catalog before asking the registry,
+        # which checks structure again (it cannot see the catalog).
+        await self._check_definition(apply_change(await self.get_workflow(workflow_id), change))
         result = await self._update_definition(workflow_id, "modify", change)
         assert isinstance(result, PluginWorkflow)
         return result

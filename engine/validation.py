@@ -91,6 +91,8 @@ _ID_PATTERN = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.\-]*")
 # Printable ASCII without spaces: plugin ids name Python registrations, not Temporal ids.
 _PLUGIN_ID_PATTERN = re.compile(r"[!-~]+")
 _MAX_REPORTED = 10
+# Details of a problem that name its node: in its entry of details["problems"].
+_PER_PROBLEM = ("node_id", "plugin_id")
 
 Code = PluginErrorCode
 _Add = Callable[[PluginErrorCode, str], None]
@@ -105,8 +107,16 @@ class Problem:
     details: dict[str, Any] = field(default_factory=dict)
 
 
-def validate_workflow(workflow: PluginWorkflow) -> None:
+def validate_workflow(
+    workflow: PluginWorkflow, *, more: Callable[[PluginWorkflow], list[Problem]] | None = None
+) -> None:
     """Check a definition completely, without a server.
+
+    Args:
+        workflow: The definition.
+        more: Further checks (the plugin catalog's, :mod:`engine.catalog`), run when the
+            values are plain JSON and the definition is within the size limits; their
+            problems are reported with the others.
 
     Raises:
         PluginError: the first problem's code; the message lists every problem found.
@@ -115,8 +125,8 @@ def validate_workflow(workflow: PluginWorkflow) -> None:
     _check_values(workflow, problems)
     if problems:
         # Nothing else looks at values that may be cyclic, deep or not JSON at all.
-        raise _as_error(workflow, problems)
-    _compile(workflow, strict=True)
+        raise problems_error(workflow, problems)
+    _compile(workflow, strict=True, more=more)
 
 
 def compile_workflow(workflow: PluginWorkflow, *, check_maps: bool = True) -> Graph:
@@ -132,13 +142,20 @@ def compile_workflow(workflow: PluginWorkflow, *, check_maps: bool = True) -> Gr
     return _compile(workflow, strict=False, check_maps=check_maps)
 
 
-def _compile(workflow: PluginWorkflow, *, strict: bool, check_maps: bool = True) -> Graph:
+def _compile(
+    workflow: PluginWorkflow,
+    *,
+    strict: bool,
+    check_maps: bool = True,
+    more: Callable[[PluginWorkflow], list[Problem]] | None = None,
+) -> Graph:
     problems: list[Problem] = []
     graph = _build(workflow, problems, strict, check_maps)
     if not problems:
         _check_cycles(graph, problems, with_events=strict)
     elif strict:
         _check_cycles_despite(workflow, graph, problems)
+    size: int | None = None
     if not problems:
         size = len(workflow.model_dump_json(exclude_defaults=True))
         if size > MAX_DEFINITION_BYTES:
@@ -149,9 +166,21 @@ def _compile(workflow: PluginWorkflow, *, strict: bool, check_maps: bool = True)
                     f"{MAX_DEFINITION_BYTES:,} (it travels with every execution)",
                 )
             )
+    if more is not None and _within_size_limits(workflow, size):
+        problems.extend(more(workflow))
     if problems:
-        raise _as_error(workflow, problems)
+        raise problems_error(workflow, problems)
     return graph
+
+
+def _within_size_limits(workflow: PluginWorkflow, size: int | None) -> bool:
+    """Is the definition within the registration size limits? Further checks (compiling
+    every expression of every node) run only then, so their cost stays bounded."""
+    if len(workflow.nodes) > MAX_NODES or len(workflow.connections) > MAX_CONNECTIONS:
+        return False
+    if size is None:
+        size = len(workflow.model_dump_json(exclude_defaults=True))
+    return size <= MAX_DEFINITION_BYTES
 
 
 def check_id(kind: str, value: str) -> str | None:
@@ -621,15 +650,26 @@ def _cycle_in(
         walk.append(current)
 
 
-def _as_error(workflow: PluginWorkflow, problems: list[Problem]) -> PluginError:
+def problems_error(workflow: PluginWorkflow, problems: list[Problem]) -> PluginError:
+    """The error reporting ``problems`` (at least one): the first one's code, a message
+    listing up to ten, ``details["problems"]`` with each one's code and message (and the
+    ``node_id`` and ``plugin_id`` of a catalog problem)."""
     name = f"workflow '{workflow.workflow_id}'" if workflow.workflow_id else "workflow"
     shown = "; ".join(p.message for p in problems[:_MAX_REPORTED])
     if len(problems) > _MAX_REPORTED:
         shown += f"; and {len(problems) - _MAX_REPORTED} more"
     prefix = f"{name} is invalid" if len(problems) == 1 else f"{name} has {len(problems)} problems"
-    details: dict[str, Any] = {
-        "problems": [{"code": p.code.value, "message": p.message} for p in problems]
-    }
+    entries: list[dict[str, Any]] = []
+    for p in problems:
+        entry: dict[str, Any] = {"code": p.code.value, "message": p.message}
+        entry.update((key, p.details[key]) for key in _PER_PROBLEM if key in p.details)
+        entries.append(entry)
+    details: dict[str, Any] = {"problems": entries}
     for problem in problems:
-        details.update(problem.details)
+        # Keys naming one problem's node stand at the top only when there is one problem.
+        details.update(
+            (key, value)
+            for key, value in problem.details.items()
+            if key not in _PER_PROBLEM or len(problems) == 1
+        )
     return PluginError(problems[0].code, f"{prefix}: {shown}", details)

@@ -1,5 +1,11 @@
-"""The plugin interface and the built-in plugins."""
+"""The plugin interface and the built-in plugins.
 
+Configuration fields that hold expressions are declared with :data:`CelExpression`,
+:data:`CelCondition` or :data:`JmesPathExpression` (see :mod:`engine.expressions`), so that
+registration compiles them.
+"""
+
+from engine.expressions import CelCondition, CelExpression, JmesPathExpression
 from plugins._context import PluginContext
 from plugins._registry import (
     ENTRY_POINT_GROUP,
@@ -25,7 +31,10 @@ from plugins._source import (
 __all__ = [
     "ENTRY_POINT_GROUP",
     "MAX_CHECKPOINT_BYTES",
+    "CelCondition",
+    "CelExpression",
     "GeneratorSource",
+    "JmesPathExpression",
     "NoConfig",
     "Plugin",
     "PluginBase",

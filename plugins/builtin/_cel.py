@@ -32,22 +32,25 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
-import celpy
 from celpy import celtypes
-from celpy.celparser import CELParseError
 from celpy.evaluation import CELEvalError
 
-from engine.conditions import (
-    MAX_CONDITION_LENGTH,
-    MAX_CONDITION_NESTING,
-    BudgetExceeded,
-    MeteredProgram,
-    PricedFunction,
-    metered_program,
-)
+from engine.conditions import BudgetExceeded, MeteredProgram, PricedFunction, metered_program
 
 # Importing engine.conditions also quietens celpy's logging of every evaluation error.
 from engine.errors import PluginError, PluginErrorCode
+from engine.expressions import ExpressionError, parse_cel
+
+__all__ = [
+    "COMPILED_CACHE_SIZE",
+    "MAX_EXPRESSION_COST",
+    "Expression",
+    "ExpressionError",
+    "ExpressionTooExpensive",
+    "compile_expression",
+    "to_json",
+    "too_expensive",
+]
 
 #: Cost units one evaluation (one expression on one item) may spend: five times a connection
 #: condition's, since a plugin runs in an activity, not in a workflow task; about 0.5 s of CPU
@@ -57,12 +60,6 @@ MAX_EXPRESSION_COST = 100_000
 #: Distinct expression texts whose compiled form is kept (the processors of a Streaming run
 #: are called once per micro-batch with the same expressions).
 COMPILED_CACHE_SIZE = 256
-
-_ENV = celpy.Environment()
-
-
-class ExpressionError(ValueError):
-    """An expression could not be compiled, evaluated, or its result converted to JSON."""
 
 
 class ExpressionTooExpensive(ExpressionError):
@@ -138,26 +135,9 @@ def compile_expression(text: Any) -> Expression:
 @functools.lru_cache(maxsize=COMPILED_CACHE_SIZE)
 def _compile(text: str) -> Expression:
     """Compile ``text`` (an Expression is immutable and safe to share between threads; an
-    ExpressionError is not cached)."""
-    if not text.strip():
-        raise ExpressionError("is empty")
-    if len(text) > MAX_CONDITION_LENGTH:
-        raise ExpressionError(
-            f"is {len(text)} characters long; the limit is {MAX_CONDITION_LENGTH}"
-        )
-    depth = _max_nesting(text)
-    if depth > MAX_CONDITION_NESTING:
-        raise ExpressionError(f"nests {depth} levels deep; the limit is {MAX_CONDITION_NESTING}")
-    try:
-        program = metered_program(_ENV.compile(text), _FUNCTIONS)
-    except CELParseError as exc:
-        first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else "syntax error"
-        raise ExpressionError(f"is not valid CEL: {first_line}") from None
-    except RecursionError:
-        raise ExpressionError("nests too deeply") from None
-    except Exception as exc:  # the parser raises lark errors of several kinds
-        raise ExpressionError(f"is not valid CEL: {type(exc).__name__}: {exc}") from None
-    return Expression(text=text, _program=program)
+    ExpressionError is not cached). The parse is :func:`engine.expressions.parse_cel`, which
+    registration runs too."""
+    return Expression(text=text, _program=metered_program(parse_cel(text), _FUNCTIONS))
 
 
 def to_json(value: Any) -> Any:
@@ -201,24 +181,6 @@ def _json_key(key: Any) -> str:
     if isinstance(converted, bool):
         return "true" if converted else "false"
     return str(converted)
-
-
-def _max_nesting(text: str) -> int:
-    depth = deepest = 0
-    for char in text:
-        if char in "([{":
-            depth += 1
-            deepest = max(deepest, depth)
-        elif char in ")]}":
-            depth = max(0, depth - 1)
-    run = longest = 0
-    for char in text:
-        if char in "!-":
-            run += 1
-            longest = max(longest, run)
-        elif not char.isspace():
-            run = 0
-    return max(deepest, longest)
 
 
 def _eval_message(exc: Any, variables: dict[str, Any]) -> str:

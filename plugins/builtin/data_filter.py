@@ -54,14 +54,14 @@ from plugins.builtin._cel import (
     too_expensive,
 )
 from plugins.builtin._common import config_error, data_error, required_str
-from plugins.builtin._models import NonEmptyStr, PluginConfig
+from plugins.builtin._models import CelExpression, PluginConfig
 from plugins.builtin._streams import collect_items, optional_choice
 
 
 class DataFilterConfig(PluginConfig):
     """Configuration of ``data_filter``."""
 
-    condition: NonEmptyStr = Field(
+    condition: CelExpression = Field(
         description="CEL condition per item (its keys are the variables); items it is true "
         "for are kept, e.g. \"amount > 10 && status == 'ok'\"."
     )

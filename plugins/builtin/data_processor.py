@@ -48,13 +48,13 @@ from plugins.builtin._common import (
     optional_str_list,
     optional_str_map,
 )
-from plugins.builtin._models import NonEmptyStr, NonNegativeInt, PluginConfig
+from plugins.builtin._models import CelCondition, NonEmptyStr, NonNegativeInt, PluginConfig
 
 
 class DataProcessorConfig(PluginConfig):
     """Configuration of ``data_processor`` (steps applied in the order of the fields)."""
 
-    filter: NonEmptyStr | None = Field(
+    filter: CelCondition | None = Field(
         None,
         description="CEL condition per record (its keys are the variables); records it is "
         'true for are kept, e.g. "int(age) >= 30".',

@@ -66,14 +66,14 @@ from plugins.builtin._common import (
     optional_str_list,
     optional_str_map,
 )
-from plugins.builtin._models import NonEmptyStr, PluginConfig
+from plugins.builtin._models import CelExpression, NonEmptyStr, PluginConfig
 from plugins.builtin._streams import collect_items, optional_choice
 
 
 class DataTransformerConfig(PluginConfig):
     """Configuration of ``data_transformer`` (applied in the order of the fields)."""
 
-    set: dict[NonEmptyStr, NonEmptyStr] | None = Field(
+    set: dict[NonEmptyStr, CelExpression] | None = Field(
         None,
         description="Map of field name to a CEL expression over the item's fields, e.g. "
         '{"total": "price * quantity"}.',

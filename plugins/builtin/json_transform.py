@@ -43,7 +43,7 @@ from pydantic import ConfigDict, Field, model_validator
 from plugins._context import PluginContext
 from plugins._registry import plugin
 from plugins.builtin._common import config_error, data_error, json_type, optional_str
-from plugins.builtin._models import NonEmptyStr, PluginConfig
+from plugins.builtin._models import JmesPathExpression, NonEmptyStr, PluginConfig
 
 
 class JsonTransformConfig(PluginConfig):
@@ -58,12 +58,12 @@ class JsonTransformConfig(PluginConfig):
         }
     )
 
-    mapping: dict[NonEmptyStr, NonEmptyStr] | None = Field(
+    mapping: dict[NonEmptyStr, JmesPathExpression] | None = Field(
         None,
         description='Map of output field to a JMESPath expression, e.g. {"total": '
         '"sum(orders[].amount)"}.',
     )
-    expression: NonEmptyStr | None = Field(
+    expression: JmesPathExpression | None = Field(
         None, description="One JMESPath expression whose result (an object) is the output."
     )
 
@@ -147,6 +147,8 @@ def _compile(key: str, text: str) -> Any:
     except jmespath.exceptions.JMESPathError as exc:
         reason = " ".join(str(exc).split())
         raise config_error(key, f"is not valid JMESPath ({text!r}): {reason}") from None
+    except RecursionError:  # the parser is recursive: a non-retryable refusal, not a crash
+        raise config_error(key, "nests too deeply to parse") from None
 
 
 def _evaluate(key: str, text: str, compiled: Any, data: dict[str, Any]) -> Any:

@@ -98,3 +98,89 @@ async def test_a_typed_plugin_checks_its_configuration_at_run_time(
     assert error["type"] == "InvalidConfiguration"
     assert "greeting: Field required" in error["message"]
     assert context.node_states["hello"]["attempts"] == 1
+
+
+async def test_an_expression_that_cannot_compile_is_refused_at_registration(
+    orchestrator: AdvancedPluginOrchestrator, worker: object, unique
+) -> None:
+    """The issue's case: a data_processor filter of "score >= " used to register and fail
+    only when the run reached it."""
+    definition = workflow(
+        unique("expr"),
+        [
+            node("load", "data_source", records=[{"score": 90}]),
+            node("keep", "data_processor", filter="score >= "),
+        ],
+        [edge("load", "keep")],
+    )
+    with pytest.raises(PluginError) as info:
+        await orchestrator.register_workflow(definition)
+    assert info.value.code is Code.InvalidWorkflowStructure
+    assert info.value.message == (
+        f"workflow '{definition.workflow_id}' is invalid: node 'keep' (plugin 'data_processor') "
+        "configuration: filter: 'score >= ' is not valid CEL: syntax error at column 7"
+    )
+    assert info.value.details["node_id"] == "keep"
+    with pytest.raises(PluginError) as missing:
+        await orchestrator.get_workflow(definition.workflow_id)
+    assert missing.value.code is Code.WorkflowNotFound
+
+    definition.nodes[1].configuration["filter"] = "score >= 80"
+    await orchestrator.register_workflow(definition)
+
+
+async def test_registration_reports_every_problem_at_once(
+    orchestrator: AdvancedPluginOrchestrator, worker: object, unique
+) -> None:
+    definition = workflow(
+        unique("every"),
+        [
+            node("load", "data_source", records=[{"price": 2, "quantity": 3}]),
+            node("shape", "data_transformer", set={"total": "price * quantity", "tax": "total *"}),
+            node("pick", "json_transform", mapping={"n": "length(shape.items, `2`)"}),
+            node("send", "no_such_plugin"),
+            node("keep", "data_filter", conditon="total > 1"),
+        ],
+        [edge("load", "shape"), edge("shape", "pick"), edge("pick", "ghost")],
+    )
+    with pytest.raises(PluginError) as info:
+        await orchestrator.register_workflow(definition)
+    error = info.value
+    assert error.code is Code.NodeNotFound  # the first problem's code
+    assert [(p["code"], p.get("node_id")) for p in error.details["problems"]] == [
+        ("NodeNotFound", None),
+        ("InvalidWorkflowStructure", "shape"),
+        ("InvalidWorkflowStructure", "pick"),
+        ("PluginNotFound", "send"),
+        ("InvalidWorkflowStructure", "keep"),
+    ]
+    messages = [p["message"] for p in error.details["problems"]]
+    assert "set.tax: 'total *' is not valid CEL: syntax error" in messages[1]
+    assert "mapping.n: 'length(shape.items, `2`)' calls 'length' with 2 argument(s)" in messages[2]
+    assert "'no_such_plugin', which no worker of this task queue offers" in messages[3]
+    assert "'conditon' was unexpected" in messages[4]
+    assert "did you mean 'condition'?" in messages[4]
+    assert error.message.startswith(f"workflow '{definition.workflow_id}' has 5 problems: ")
+
+
+async def test_modifications_compile_expressions_too(
+    orchestrator: AdvancedPluginOrchestrator, worker: object, unique
+) -> None:
+    definition = workflow(unique("mod-expr"), [node("a")])
+    await orchestrator.register_workflow(definition)
+    with pytest.raises(PluginError) as info:
+        await orchestrator.add_node_to_workflow(
+            definition.workflow_id, node("f", "data_filter", condition="amount >")
+        )
+    assert info.value.code is Code.InvalidWorkflowStructure
+    assert "node 'f' (plugin 'data_filter') configuration: condition: 'amount >'" in (
+        info.value.message
+    )
+    replaced = definition.model_copy(deep=True)
+    replaced.nodes.append(node("j", "json_transform", expression="{id: a.id"))
+    with pytest.raises(PluginError) as info:
+        await orchestrator.update_workflow(replaced)
+    assert "expression: '{id: a.id' is not valid JMESPath: the expression is incomplete" in (
+        info.value.message
+    )
+    assert (await orchestrator.get_workflow(definition.workflow_id)).version == 1

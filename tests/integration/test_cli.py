@@ -22,7 +22,9 @@ from typing import Any, Protocol
 
 import pytest
 
+from engine.catalog import describe_plugins
 from engine.devserver import DevServer, free_port
+from plugins import PluginRegistry
 
 REPO = Path(__file__).resolve().parents[2]
 QUICKSTART = REPO / "examples" / "quickstart.json"
@@ -114,9 +116,166 @@ def _eventually(check: Callable[[], bool], timeout: float = 15.0) -> None:
 # -- no server needed -------------------------------------------------------------------------
 
 
+def _installed_plugins() -> int:
+    """How many plugin ids a worker started in this environment would offer."""
+    return len(describe_plugins(PluginRegistry.default()))
+
+
 def test_validate_accepts_the_quickstart(tmp_path: Path) -> None:
     result = _run_cli(["validate", str(QUICKSTART)], tmp_path, _env(tmp_path), 0)
-    assert result.stdout.strip() == "valid: quickstart (3 nodes, 2 connections, Sequential)"
+    assert result.stdout.strip() == (
+        "valid: quickstart (3 nodes, 2 connections, Sequential); structure, plugins and "
+        f"configurations checked against {_installed_plugins()} built-in and installed plugins"
+    )
+    assert result.stderr == ""
+    result = _run_cli(
+        ["validate", "--structure-only", str(QUICKSTART)], tmp_path, _env(tmp_path), 0
+    )
+    assert result.stdout.strip() == (
+        "structure valid: quickstart (3 nodes, 2 connections, Sequential); plugins and "
+        "configurations not checked"
+    )
+
+
+def _quickstart_with(tmp_path: Path, change: Callable[[dict[str, Any]], None]) -> Path:
+    data = _definition(QUICKSTART)
+    change(data)
+    path = tmp_path / "changed.json"
+    path.write_text(json.dumps(data))
+    return path
+
+
+def _refused(tmp_path: Path, path: Path) -> str:
+    """``orchestrator validate``'s one-line error (stdout empty, exit code 1)."""
+    result = _run_cli(["validate", str(path)], tmp_path, _env(tmp_path), 1)
+    assert result.stdout == ""
+    assert result.stderr.count("\n") == 1, result.stderr
+    return result.stderr.strip()
+
+
+LOCAL_NOTE = (
+    "(plugins and configurations were checked against the {n} built-in and installed plugins "
+    "of this Python environment; workers may offer others: `orchestrator validate "
+    "--structure-only` checks structure only)"
+)
+
+
+def test_validate_refuses_an_expression_that_cannot_compile(tmp_path: Path) -> None:
+    def incomplete_filter(data: dict[str, Any]) -> None:
+        data["nodes"][1]["configuration"]["filter"] = "score >= "
+
+    path = _quickstart_with(tmp_path, incomplete_filter)
+    assert _refused(tmp_path, path) == (
+        "error: InvalidWorkflowStructure: workflow 'quickstart' is invalid: node 'process' "
+        "(plugin 'data_processor') configuration: filter: 'score >= ' is not valid CEL: syntax "
+        f"error at column 7 {LOCAL_NOTE.format(n=_installed_plugins())}"
+    )
+    # Structure alone is fine, and the output says what was not checked.
+    result = _run_cli(["validate", "--structure-only", str(path)], tmp_path, _env(tmp_path), 0)
+    assert result.stdout.startswith("structure valid: quickstart ")
+    assert result.stdout.rstrip().endswith("; plugins and configurations not checked")
+
+
+def test_validate_refuses_an_unknown_plugin_and_a_misspelled_key(tmp_path: Path) -> None:
+    def unknown_plugin(data: dict[str, Any]) -> None:
+        data["nodes"][1]["plugin_id"] = "data_procesor"
+
+    message = _refused(tmp_path, _quickstart_with(tmp_path, unknown_plugin))
+    assert message.startswith(
+        "error: PluginNotFound: workflow 'quickstart' is invalid: node 'process' uses plugin "
+        "'data_procesor', which neither the built-ins nor an installed package offer as a "
+        "node plugin (offered: csv_processor, data_filter, data_processor, "
+    )
+    assert message.endswith(LOCAL_NOTE.format(n=_installed_plugins()))
+
+    def misspelled_key(data: dict[str, Any]) -> None:
+        data["nodes"][1]["configuration"]["sortby"] = "score"
+
+    message = _refused(tmp_path, _quickstart_with(tmp_path, misspelled_key))
+    assert message.startswith(
+        "error: InvalidWorkflowStructure: workflow 'quickstart' is invalid: node 'process' "
+        "(plugin 'data_processor') configuration: Additional properties are not allowed "
+        "('sortby' was unexpected) (not a configuration field; did you mean 'sort_by'?)"
+    )
+    assert "--structure-only" in message
+
+
+def test_validate_reports_every_problem_at_once(tmp_path: Path) -> None:
+    def two_problems(data: dict[str, Any]) -> None:
+        data["nodes"][1]["configuration"]["filter"] = "score >= "
+        data["connections"][1]["target_node"] = "nowhere"
+        data["nodes"][2]["plugin_id"] = "data_snk"
+
+    message = _refused(tmp_path, _quickstart_with(tmp_path, two_problems))
+    assert message.startswith("error: NodeNotFound: workflow 'quickstart' has 3 problems: ")
+    assert "target_node 'nowhere' is not a node of the workflow" in message
+    assert "filter: 'score >= ' is not valid CEL" in message
+    assert "node 'output' uses plugin 'data_snk', which neither the built-ins" in message
+    assert message.index("nowhere") < message.index("score >= ") < message.index("data_snk")
+
+
+PACKAGE = """
+from pydantic import BaseModel, ConfigDict
+
+from plugins import CelExpression, plugin
+
+
+class StampConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    field: str
+    value: CelExpression
+
+
+def stamp(inputs, config, ctx):
+    return {}
+
+
+PLUGINS = [plugin("stamp", config=StampConfig)(stamp)]
+"""
+
+
+def test_validate_checks_plugins_of_installed_packages(tmp_path: Path) -> None:
+    """A package installed next to the CLI offers a plugin through the entry point group:
+    its id and configuration (an expression field included) are checked like a built-in's."""
+    site = tmp_path / "site"
+    (site / "stamp_plugins").mkdir(parents=True)
+    (site / "stamp_plugins" / "__init__.py").write_text(PACKAGE)
+    info = site / "stamp_plugins-1.0.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: stamp-plugins\nVersion: 1.0\n")
+    (info / "entry_points.txt").write_text(
+        "[orchestrator.plugins]\nstamp = stamp_plugins:PLUGINS\n"
+    )
+    env = _env(tmp_path)
+    env["PYTHONPATH"] = os.pathsep.join([str(REPO), str(site)])
+
+    def with_stamp(value: str) -> Callable[[dict[str, Any]], None]:
+        def change(data: dict[str, Any]) -> None:
+            data["nodes"][1] = {
+                "node_id": "process",
+                "plugin_id": "stamp",
+                "configuration": {"field": "seen", "value": value},
+            }
+
+        return change
+
+    good = _quickstart_with(tmp_path, with_stamp("score * 2"))
+    result = _run_cli(["validate", str(good)], tmp_path, env, 0)
+    assert f"checked against {_installed_plugins() + 1} built-in and installed plugins" in (
+        result.stdout
+    )
+    bad = _quickstart_with(tmp_path, with_stamp("score *"))
+    result = _run_cli(["validate", str(bad)], tmp_path, env, 1)
+    assert (
+        "node 'process' (plugin 'stamp') configuration: value: 'score *' is not valid CEL"
+        in result.stderr
+    )
+    # Without the package the plugin is unknown here.
+    result = _run_cli(["validate", str(good)], tmp_path, _env(tmp_path), 1)
+    assert "uses plugin 'stamp', which neither the built-ins nor an installed package" in (
+        result.stderr
+    )
 
 
 def test_validate_reports_the_problem(tmp_path: Path) -> None:

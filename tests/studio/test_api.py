@@ -213,6 +213,61 @@ async def test_validate_without_saving(api: httpx.AsyncClient, worker: object, u
     ]
 
 
+async def test_validate_compiles_expressions_and_reports_every_problem(
+    api: httpx.AsyncClient, worker: object, unique
+) -> None:
+    """The live check compiles the expressions the catalog's schemas mark, and reports them
+    beside the structural problems, each naming its node."""
+    workflow_id = unique("validate-expr")
+    definition = workflow(
+        workflow_id,
+        [
+            node("load", "data_source", records=[{"score": 90}]),
+            node("keep", "data_processor", filter="score >= "),
+            node("shape", "data_transformer", set={"double": "score * 2", "bad": "score +"}),
+            node("pick", "json_transform", mapping={"first": "items[0"}),
+            node("send", "no_such_plugin"),
+        ],
+        [edge("load", "keep"), edge("keep", "shape"), edge("shape", "ghost")],
+    ).to_json()
+    report = (await api.post("/api/validate", json=definition)).json()
+    assert report["ok"] is False
+    assert report["code"] == "NodeNotFound"
+    assert [(p["code"], p["nodes"]) for p in report["problems"]] == [
+        ("NodeNotFound", []),
+        ("InvalidWorkflowStructure", ["keep"]),
+        ("InvalidWorkflowStructure", ["shape"]),
+        ("InvalidWorkflowStructure", ["pick"]),
+        ("PluginNotFound", ["send"]),
+    ]
+    assert report["problems"][0]["connections"] == [2]
+    messages = [p["message"] for p in report["problems"]]
+    assert messages[1] == (
+        "node 'keep' (plugin 'data_processor') configuration: filter: 'score >= ' is not "
+        "valid CEL: syntax error at column 7"
+    )
+    assert "set.bad: 'score +' is not valid CEL" in messages[2]
+    assert "set.double" not in messages[2]
+    assert "mapping.first: 'items[0' is not valid JMESPath" in messages[3]
+
+    # Saving says the same, and nothing is stored.
+    response = await api.put(f"/api/workflows/{workflow_id}", json=definition)
+    assert response.status_code == 422
+    assert [p["message"] for p in response.json()["details"]["problems"]] == messages
+    assert (await api.get(f"/api/workflows/{workflow_id}")).status_code == 404
+
+    fixed = workflow(
+        workflow_id,
+        [
+            node("load", "data_source", records=[{"score": 90}]),
+            node("keep", "data_processor", filter="score >= 80"),
+        ],
+        [edge("load", "keep")],
+    ).to_json()
+    ok = await api.post("/api/validate", json=fixed)
+    assert ok.json() == {"ok": True, "problems": [], "catalog_checked": True}
+
+
 async def test_catalog_lists_plugins_and_engine_nodes(api: httpx.AsyncClient, worker: object):
     catalog = (await api.get("/api/catalog")).json()
     assert catalog["published"] is True

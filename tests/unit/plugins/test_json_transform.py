@@ -106,6 +106,7 @@ def test_expression_must_give_an_object() -> None:
         ({"expression": "{a: }"}, "expression"),
         ({"mapping": {"x": "no_such_function(orders)"}}, "mapping.x"),
         ({"mapping": {"x": "length(orders, orders)"}}, "mapping.x"),
+        ({"expression": "(" * 5000 + "a" + ")" * 5000}, "expression"),  # a recursive parser
     ],
 )
 def test_bad_configuration_names_the_key(config: dict[str, Any], key: str) -> None:
