@@ -27,6 +27,7 @@ from typing import Any
 import pydantic_core
 
 from engine.contracts import (
+    DEDUP_WINDOW,
     MAX_INPUT_BYTES,
     ApprovalDecision,
     ExecutionInput,
@@ -38,7 +39,6 @@ from engine.contracts import (
     StreamProgress,
 )
 from engine.errors import PluginError, PluginErrorCode
-from engine.event_run import DEDUP_WINDOW
 from engine.models import find_json_problem
 
 # An event's type: routing names (``properties.event_type`` of Event connections).

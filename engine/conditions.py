@@ -139,7 +139,7 @@ def metered_program(
 ) -> MeteredProgram:
     """A :class:`MeteredProgram` of a parse tree (from ``celpy.Environment().compile``), with
     ``functions`` added to CEL's standard ones."""
-    runner = _MeteredRunner(_ENV, ast, priced=functions)
+    runner = _MeteredRunner(_env(), ast, priced=functions)
     return MeteredProgram(_runner=runner, names=_inspect(ast).names)
 
 
@@ -214,7 +214,7 @@ def compile_condition(text: str, *, strict: bool = False) -> Condition:
             "CEL names and operators are ASCII"
         )
     try:
-        ast = _ENV.compile(text)
+        ast = _env().compile(text)
     except CELParseError as exc:
         first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else "syntax error"
         raise ConditionError(f"not valid CEL: {first_line}") from None
@@ -225,8 +225,8 @@ def compile_condition(text: str, *, strict: bool = False) -> Condition:
     shape = _inspect(ast)
     condition = Condition(
         text=text,
-        _metered=MeteredProgram(_runner=_MeteredRunner(_ENV, ast), names=shape.names),
-        _unmetered=_UNMETERED_ENV.program(ast),
+        _metered=MeteredProgram(_runner=_MeteredRunner(_env(), ast), names=shape.names),
+        _unmetered=_unmetered_env().program(ast),
     )
     if strict:
         _check_shape(shape)
@@ -397,7 +397,7 @@ def _check_pattern(tree: lark.Tree[Any]) -> None:
     if any(t.data in ("ident", "dot_ident") for t in tree.iter_subtrees()):
         return
     try:
-        pattern = _MeteredRunner(_ENV, tree).evaluate({})
+        pattern = _MeteredRunner(_env(), tree).evaluate({})
     except (CELEvalError, BudgetExceeded, TypeError, ValueError):
         return  # the constant evaluation of the whole condition reports it
     if not isinstance(pattern, str):
@@ -581,8 +581,24 @@ class _MeteredRunner(celpy.InterpretedRunner):
         return _MeteredEvaluator(self.ast, activation, meter).evaluate(context)
 
 
-_ENV = celpy.Environment(runner_class=_MeteredRunner)
-_UNMETERED_ENV = celpy.Environment()
+@functools.cache
+def _env() -> celpy.Environment:
+    """The metered CEL environment, built on first use: building it builds the CEL parser,
+    which a client that never compiles a condition (the CLI's reads) should not pay for."""
+    return celpy.Environment(runner_class=_MeteredRunner)
+
+
+@functools.cache
+def _unmetered_env() -> celpy.Environment:
+    return celpy.Environment()
+
+
+def prepare() -> None:
+    """Build the CEL parser now. Building it reads its grammar file, which workflow code may
+    not do (the sandbox refuses ``open``): the worker's workflow module calls this when it is
+    imported, outside any workflow."""
+    _env()
+    _unmetered_env()
 
 
 # -- values and messages ---------------------------------------------------------------------

@@ -192,6 +192,9 @@ BUSY = "Busy"  # error type of a refused submit_events: try again shortly
 SOURCE_CHECKPOINT_SIGNAL = "source_checkpoint"
 STREAM_PROGRESS_SIGNAL = "stream_progress"
 DEFINITION_CHANGED_SIGNAL = "definition_changed"
+# Event ids an EventDriven execution remembers to drop duplicates (carried across
+# continue-as-new).
+DEDUP_WINDOW = 5000
 READ_DEFINITION_ACTIVITY = "read_registered_definition"
 SUBSCRIBE_SIGNAL = "subscribe"
 UNSUBSCRIBE_SIGNAL = "unsubscribe"

@@ -35,7 +35,7 @@ import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import quote as urlquote
 
 from google.protobuf.timestamp_pb2 import Timestamp
@@ -48,8 +48,10 @@ from temporalio.service import RPCError
 from engine.devserver import DevServer, port_open, stop_detached, wait_until_ready
 from engine.errors import PluginError, PluginErrorCode
 from engine.executions import translate_errors
-from engine.worker import EngineWorker, create_worker
-from plugins import PluginRegistry
+
+if TYPE_CHECKING:
+    from engine.worker import EngineWorker
+    from plugins import PluginRegistry
 
 ENV_DATA_DIR = "ORCHESTRATOR_DATA_DIR"
 ENV_EMBEDDED_PORT = "ORCHESTRATOR_EMBEDDED_PORT"
@@ -337,6 +339,10 @@ async def embedded_worker(
         yield None
         return
     identity = f"{EMBEDDED_IDENTITY_PREFIX}{os.getpid()}@{socket.gethostname()}"
+    # The worker (activities, plugins, workflow code) loads only when one is hosted: the
+    # CLI's reads and `--help` start without it.
+    from engine.worker import create_worker
+
     worker = create_worker(
         client,
         task_queue=task_queue,

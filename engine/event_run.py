@@ -26,7 +26,7 @@ from collections.abc import Callable, Coroutine
 from datetime import datetime
 from typing import Any, Protocol
 
-from engine.contracts import Admission, IncomingEvent, LongRunState, NodeCounters
+from engine.contracts import DEDUP_WINDOW, Admission, IncomingEvent, LongRunState, NodeCounters
 from engine.errors import PluginError, PluginErrorCode
 from engine.graph import Graph
 from engine.interpreter import Interpreter, NodeRunner
@@ -36,7 +36,6 @@ from engine.options import GlobalOptions, global_options, plugin_config
 from engine.passes import pass_workflow
 from engine.validation import compile_workflow
 
-DEDUP_WINDOW = 5000
 # Sources stop while this many events wait, and start again below half of it.
 MAX_QUEUED_EVENTS = 500
 

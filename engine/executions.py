@@ -17,8 +17,8 @@ import asyncio
 import contextlib
 import json
 from collections.abc import AsyncGenerator, Iterator
-from datetime import datetime, timedelta
-from typing import Any
+from datetime import timedelta
+from typing import TYPE_CHECKING, Any
 
 from temporalio.api.common.v1 import WorkflowExecution
 from temporalio.api.enums.v1 import HistoryEventFilterType
@@ -52,22 +52,18 @@ from engine.contracts import (
     ExecutionOutcome,
 )
 from engine.errors import PluginError, PluginErrorCode
-from engine.event_run import EventRun
 from engine.events import with_results
-from engine.history_state import replayed_state
-from engine.interpreter import Interpreter
-from engine.long_run import LongRun
 from engine.models import (
     PluginWorkflow,
     WorkflowEvent,
     WorkflowEventType,
     WorkflowExecutionContext,
-    WorkflowExecutionMode,
     WorkflowExecutionStatus,
     find_json_problem,
 )
-from engine.stream_run import StreamRun
-from engine.validation import compile_workflow
+
+if TYPE_CHECKING:
+    from engine.history_state import HistoryState
 
 Code = PluginErrorCode
 _LONG_POLL = timedelta(seconds=30)
@@ -358,7 +354,7 @@ async def context_of(
                 return context
         except PluginError as exc:
             if exc.code is Code.WorkerUnavailable:
-                return (await replayed_state(handle, exc.message)).context
+                return (await _replayed(handle, exc.message)).context
             if exc.code is not Code.ExecutionNotFound:
                 raise
             description = await describe(handle, execution_id)  # it ended meanwhile
@@ -418,57 +414,11 @@ async def _pending_context(
 ) -> WorkflowExecutionContext:
     """A context for a run no worker has picked up yet, from its start event's input."""
     params = await start_input(handle)
+    # The controllers (and the CEL parser they compile with) load only when a read needs
+    # them, so the CLI's reads start without them.
+    from engine.pending import initial_context
+
     return initial_context(params, description.id, description.start_time)
-
-
-def initial_context(
-    params: ExecutionInput, execution_id: str, start_time: datetime
-) -> WorkflowExecutionContext:
-    """The context an execution reports before its first step: built by the same pure
-    controller its workflow runs, so it has the same fields, with status Pending."""
-    workflow = params.workflow
-
-    def clock() -> datetime:
-        return start_time
-
-    idle: Any = _runs_nothing
-
-    controller: Interpreter | LongRun
-    if workflow.execution_mode is WorkflowExecutionMode.EventDriven:
-        controller = EventRun(
-            workflow,
-            execution_id=execution_id,
-            state=params.state,
-            runner=idle,
-            watch=idle,
-            clock=clock,
-            should_continue_as_new=lambda: False,
-        )
-    elif workflow.execution_mode is WorkflowExecutionMode.Streaming:
-        controller = StreamRun(
-            workflow,
-            execution_id=execution_id,
-            state=params.state,
-            run_stream=idle,
-            clock=clock,
-            should_continue_as_new=lambda: False,
-        )
-    else:
-        controller = Interpreter(
-            compile_workflow(workflow),
-            execution_id=execution_id,
-            input_data=params.input_data,
-            runner=idle,
-            clock=clock,
-        )
-    context = controller.context()
-    context.status = WorkflowExecutionStatus.Pending
-    context.start_time = context.start_time or start_time
-    return context
-
-
-async def _runs_nothing(*_: Any) -> Any:
-    raise RuntimeError("an initial context runs nothing")
 
 
 async def start_input(handle: WorkflowHandle[Any, Any]) -> ExecutionInput:
@@ -602,7 +552,7 @@ async def follow_events(
             except PluginError as exc:
                 if exc.code is Code.WorkerUnavailable:
                     # No worker to ask: what the history holds now, then wait for it to grow.
-                    page = (await replayed_state(handle, exc.message, sequence)).events
+                    page = (await _replayed(handle, exc.message, sequence)).events
                 elif exc.code is Code.ExecutionNotFound:
                     continue  # ended between describe and query: read the outcome
                 else:
@@ -636,3 +586,13 @@ async def _wait_for_history(client: Client, execution_id: str, token: bytes) -> 
             return token
         raise _from_rpc(exc, f"execution '{execution_id}'", Code.ExecutionNotFound) from None
     return bytes(response.next_page_token) or token
+
+
+async def _replayed(
+    handle: WorkflowHandle[Any, Any], reason: str, events_after: int = 0
+) -> HistoryState:
+    """:func:`engine.history_state.replayed_state`, loaded (with the workflow code it
+    replays) only when no worker answers."""
+    from engine.history_state import replayed_state
+
+    return await replayed_state(handle, reason, events_after)

@@ -87,7 +87,13 @@ _VERDICT_CACHE_SIZE = 1024
 # Characters of an expression quoted in a problem.
 _SHOWN = 80
 
-_ENV = celpy.Environment()
+
+@functools.cache
+def _env() -> celpy.Environment:
+    """Built on first use (it builds the CEL parser)."""
+    return celpy.Environment()
+
+
 _JMESPATH_FUNCTIONS: dict[str, Any] = jmespath.functions.Functions().FUNCTION_TABLE
 
 
@@ -135,7 +141,7 @@ def parse_cel(text: str) -> lark.Tree[Any]:
     if depth > MAX_CONDITION_NESTING:
         raise ExpressionError(f"nests {depth} levels deep; the limit is {MAX_CONDITION_NESTING}")
     try:
-        return _ENV.compile(text)
+        return _env().compile(text)
     except CELParseError as exc:
         raise ExpressionError(f"is not valid CEL: {_syntax_error(exc)}") from None
     except RecursionError:
@@ -265,7 +271,7 @@ def _syntax_error(exc: CELParseError) -> str:
 def _cel_syntax(text: str) -> str | None:
     """The syntax error of ``text``, if the parser reports one."""
     try:
-        _ENV.compile(text)
+        _env().compile(text)
     except CELParseError as exc:
         return _syntax_error(exc)
     except Exception:  # other parser failures: the caller's message says it

@@ -50,6 +50,7 @@ from temporalio.exceptions import (
 )
 
 with workflow.unsafe.imports_passed_through():
+    from engine import conditions
     from engine.bounds import (
         checkpoint_problem,
         decision_problem,
@@ -136,6 +137,9 @@ with workflow.unsafe.imports_passed_through():
     from engine.stream_run import StreamRun
     from engine.telemetry import STATUS_ATTRIBUTE
     from engine.validation import compile_workflow
+
+# Conditions compile in workflow code; their parser reads a grammar file, so build it here.
+conditions.prepare()
 
 OUTCOME_MEMO_KEY = "outcome"
 SEARCH_ATTRIBUTES_PATCH = "search-attributes"

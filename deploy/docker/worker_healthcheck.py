@@ -63,7 +63,7 @@ def main() -> int:
         return 1
     finally:
         # A traceback's reference cycle keeps the native client alive until interpreter
-        # shutdown, where freeing it aborts the process (as engine/cli.py notes).
+        # shutdown, where freeing it aborts the process (engine/lifetime.py explains it).
         gc.collect()
     mine = sorted(identity for identity in identities if identity.endswith(suffix))
     if not mine:

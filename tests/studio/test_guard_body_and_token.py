@@ -158,7 +158,8 @@ def _studio_args(*argv: str) -> argparse.Namespace:
 def test_the_cli_reads_the_token_from_a_file_or_the_environment(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    from engine.cli import ENV_STUDIO_TOKEN, _studio_token
+    from engine.cli.hosting import studio_token as _studio_token
+    from engine.cli.parser import ENV_STUDIO_TOKEN
 
     monkeypatch.delenv(ENV_STUDIO_TOKEN, raising=False)
     assert _studio_token(_studio_args()) is None
