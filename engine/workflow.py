@@ -16,7 +16,9 @@ for Streaming:
 * long-running executions receive ``events``, ``source_checkpoint``, ``stream_progress`` and
   ``definition_changed`` signals, subscribe to their definition's registry entity for new
   versions, and continue-as-new with their state when their history grows (the execution
-  id stays the same);
+  id stays the same); a source or stream whose worker is lost is restarted from its last
+  heartbeat without counting as a failed attempt, and one whose worker dies as it stops
+  counts as stopped (behind the ``long-running-worker-loss`` patch);
 * the run ends the way Temporal shows it: Completed with an :class:`ExecutionOutcome`,
   Failed with the outcome in the failure's details, or Canceled with the outcome in the memo
   (Temporal stores no result for a cancelled run, and a closed run must be readable with no
@@ -927,7 +929,8 @@ def _end(status: Status, outcome: ExecutionOutcome) -> ExecutionOutcome:
 
 def _long_running_options(definition: PluginWorkflow, node_config: dict[str, Any]) -> NodeOptions:
     """Options of a source or stream activity: the node's, with long-running retry defaults
-    unless a retry policy is configured."""
+    unless a retry policy is configured (either way, lost workers do not count against it:
+    see :func:`_long_running_retry`)."""
     options = node_options(definition.global_configuration, node_config)
     if "retry" in node_config or "retry" in definition.global_configuration:
         return options
