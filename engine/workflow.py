@@ -135,6 +135,7 @@ _SOURCE_RETRY = RetrySettings(max_attempts=100, initial_interval=1.0, maximum_in
 # Temporal's names of the timeouts that mean a lost worker (a retry policy may list them as
 # non-retryable: the timeout then comes back to the workflow instead of being retried).
 _WORKER_LOSS_TIMEOUTS = ("TemporalTimeout:Heartbeat", "TemporalTimeout:StartToClose")
+_LOST_WORKER = (TimeoutType.HEARTBEAT, TimeoutType.START_TO_CLOSE)
 # Events an ended run keeps when all of them would not fit in its outcome.
 _KEPT_EVENTS = 2000
 Status = WorkflowExecutionStatus
@@ -545,6 +546,7 @@ class PluginWorkflowExecution:
             workflow.logger.warning(
                 "event source %s lost its worker (%s); restarting it", node_id, lost.message
             )
+            long.wake()  # each restart grows the history: time to continue as new?
 
     async def _run_stream(self, call: StreamRunInput) -> StreamProgress:
         long = self._long
@@ -577,6 +579,7 @@ class PluginWorkflowExecution:
             if stopped:
                 raise asyncio.CancelledError()  # stopped as its worker died; see above
             workflow.logger.warning("stream lost its worker (%s); restarting it", lost.message)
+            long.wake()  # each restart grows the history: time to continue as new?
             call = call.model_copy(
                 update={
                     "checkpoint": long.state.checkpoints.get(call.source_node),
@@ -1002,9 +1005,6 @@ def _settle_activity_error(
         PluginErrorCode.PluginExecutionFailed,
         f"{failure.error_type}: {failure.message} (after {failure.attempts} attempts)",
     ) from None
-
-
-_LOST_WORKER = (TimeoutType.HEARTBEAT, TimeoutType.START_TO_CLOSE)
 
 
 def _adopt_newer_progress(long: StreamRun, details: Sequence[Any]) -> None:
