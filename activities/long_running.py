@@ -288,23 +288,33 @@ class _StreamRun:
             batch = await self._queue.get()
             if batch is None:
                 return
-            await self._process([item.value for item in batch])
+            counters = await self._process([item.value for item in batch])
             async with self._source_lock:
                 await source.commit(batch)
-                self._progress.checkpoint = checked_checkpoint(
-                    source.checkpoint(), self._source_plugin_id
+                # Counters and checkpoint change together: every heartbeat and progress
+                # report is a consistent pair, so a retry resuming from one counts each item
+                # once (counting before the commit counted a lost batch twice).
+                self._progress = StreamProgress(
+                    counters=counters,
+                    checkpoint=checked_checkpoint(source.checkpoint(), self._source_plugin_id),
                 )
-                # Counted with the checkpoint, in one step: the number of batches committed
-                # is the next batch's number (PluginContext.stream_batch), also on a resume.
-                counters = self._counters(self._plan.source)
-                counters.batches += 1
-                counters.items_out += len(batch)
             self._heartbeats.record(self._progress.model_copy(deep=True))
 
-    async def _process(self, values: list[dict[str, Any]]) -> None:
+    async def _process(self, values: list[dict[str, Any]]) -> dict[str, NodeCounters]:
+        """Take one batch through the pipeline; returns the counters after it (the reported
+        ones change only once the batch is committed)."""
         started = time.monotonic()
-        source = self._counters(self._plan.source)
+        counted = {node_id: c.model_copy() for node_id, c in self._progress.counters.items()}
+
+        def counters_of(node_id: str) -> NodeCounters:
+            return counted.setdefault(node_id, NodeCounters())
+
+        source = counters_of(self._plan.source)
+        # The batches committed before this one number it (PluginContext.stream_batch): they
+        # are counted with the checkpoint, so a resume numbers a replayed batch the same.
         number = source.batches
+        source.batches += 1
+        source.items_out += len(values)
         outputs: dict[str, dict[str, Any] | list[dict[str, Any]]] = {self._plan.source: values}
         for step in self._plan.steps:
             inputs: dict[str, list[dict[str, Any]]] = {}
@@ -316,7 +326,7 @@ class _StreamRun:
             taken = sum(len(items) for items in inputs.values())
             if not taken:
                 continue
-            counters = self._counters(step.node_id)
+            counters = counters_of(step.node_id)
             node_started = time.monotonic()
             try:
                 output = await invoke(
@@ -331,8 +341,9 @@ class _StreamRun:
                     self._owner._threads,
                 )
             except Exception as exc:
-                counters.errors += 1
-                counters.last_error = f"{type(exc).__name__}: {exc}"
+                failed = self._counters(step.node_id)  # errors count whether or not committed
+                failed.errors += 1
+                failed.last_error = f"{type(exc).__name__}: {exc}"
                 raise
             if not isinstance(output, dict):
                 raise StreamError(
@@ -350,6 +361,7 @@ class _StreamRun:
             if step.is_sink:
                 counters.last_result = output
         source.last_batch_ms = round((time.monotonic() - started) * 1000, 3)
+        return counted
 
     def _maybe_report(self) -> None:
         """Every ``progress_interval`` seconds, signal counters and checkpoint."""

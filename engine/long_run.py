@@ -104,6 +104,10 @@ class LongRun(abc.ABC):
         self.emit(EventType.workflow_resumed)
         self._wake.set()
 
+    def wake(self) -> None:
+        """Look at the run's state again (e.g. whether its history asks to continue as new)."""
+        self._wake.set()
+
     def adopt(self, workflow: PluginWorkflow) -> None:
         """Switch to a newer version of the definition at the next boundary."""
         if workflow.version <= self.state.workflow.version:

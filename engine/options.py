@@ -8,7 +8,10 @@ what the plugin sees:
     ``max_attempts`` (1-100, default 3), ``initial_interval`` (seconds, default 1),
     ``backoff_coefficient`` (>= 1, default 2), ``maximum_interval`` (seconds, default 60),
     ``non_retryable_errors`` (error type names, e.g. ``"ValueError"``). The node's ``retry``
-    is merged key by key over the global one.
+    is merged key by key over the global one. Source nodes of EventDriven and Streaming
+    executions default to 100 attempts instead; there only plugin errors count: a lost
+    worker (a heartbeat or start-to-close timeout) restarts the source from its last
+    checkpoint without using up an attempt.
 ``timeout``
     Seconds one attempt may run (default 3600).
 ``heartbeat_timeout``

@@ -16,7 +16,9 @@ for Streaming:
 * long-running executions receive ``events``, ``source_checkpoint``, ``stream_progress`` and
   ``definition_changed`` signals, subscribe to their definition's registry entity for new
   versions, and continue-as-new with their state when their history grows (the execution
-  id stays the same);
+  id stays the same); a source or stream whose worker is lost is restarted from its last
+  heartbeat without counting as a failed attempt, and one whose worker dies as it stops
+  counts as stopped (behind the ``long-running-worker-loss`` patch);
 * the run ends the way Temporal shows it: Completed with an :class:`ExecutionOutcome`,
   Failed with the outcome in the failure's details, or Canceled with the outcome in the memo
   (Temporal stores no result for a cancelled run, and a closed run must be readable with no
@@ -33,7 +35,7 @@ import asyncio
 import builtins
 import contextlib
 import json
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from datetime import datetime, timedelta
 from typing import Any, TypeVar
 
@@ -47,6 +49,7 @@ from temporalio.exceptions import (
     ChildWorkflowError,
     RetryState,
     TimeoutError,
+    TimeoutType,
 )
 
 with workflow.unsafe.imports_passed_through():
@@ -162,16 +165,24 @@ _READ_DEFINITION_RETRY = RetryPolicy(
 )
 # Characters of a refusal's reason kept in the event that records it.
 _REASON_CHARS = 1000
+# Sources and streams survive lost workers without using up their retries (see
+# _long_running_retry); without the patch, histories recorded before replay unchanged.
+WORKER_LOSS_PATCH = "long-running-worker-loss"
 LONG_RUNNING = (WorkflowExecutionMode.EventDriven, WorkflowExecutionMode.Streaming)
 # Sources and streams run for weeks: a year per attempt, heartbeats notice a dead worker.
 _LONG_ACTIVITY = timedelta(days=365)
 # Default retries of sources and streams: outages of over an hour before the run fails.
 _SOURCE_RETRY = RetrySettings(max_attempts=100, initial_interval=1.0, maximum_interval=60.0)
+# Temporal's names of the timeouts that mean a lost worker (a retry policy may list them as
+# non-retryable: the timeout then comes back to the workflow instead of being retried).
+_WORKER_LOSS_TIMEOUTS = ("TemporalTimeout:Heartbeat", "TemporalTimeout:StartToClose")
+_LOST_WORKER = (TimeoutType.HEARTBEAT, TimeoutType.START_TO_CLOSE)
 # Events an ended run keeps when all of them would not fit in its outcome.
 _KEPT_EVENTS = 2000
 Status = WorkflowExecutionStatus
 _SOURCE = WorkflowNodeType.Source
 _Model = TypeVar("_Model", bound=BaseModel)
+T = TypeVar("T")
 
 
 @workflow.defn(name=EXECUTION_WORKFLOW)
@@ -725,62 +736,89 @@ class PluginWorkflowExecution:
         self, node_id: str, plugin_id: str, config: dict[str, Any], checkpoint: Any
     ) -> Any:
         long = self._long
-        assert long is not None
+        assert isinstance(long, EventRun)
         node = long.workflow.node(node_id)
         options = _long_running_options(long.workflow, node.configuration if node else {})
-        try:
-            return await workflow.execute_activity(
-                WATCH_SOURCE_ACTIVITY,
-                WatchSourceInput(
-                    execution_id=workflow.info().workflow_id,
-                    workflow_id=long.workflow.workflow_id,
-                    node_id=node_id,
-                    plugin_id=plugin_id,
-                    config=config,
-                    checkpoint=checkpoint,
-                ),
-                activity_id=self._next_activity_id(f"{node_id}@source"),
-                summary=f"{node_id}: watch {plugin_id}",
-                start_to_close_timeout=_LONG_ACTIVITY,
-                heartbeat_timeout=timedelta(seconds=options.heartbeat_timeout),
-                retry_policy=_retry_policy(options),
-                cancellation_type=workflow.ActivityCancellationType.WAIT_CANCELLATION_COMPLETED,
+        survives = workflow.patched(WORKER_LOSS_PATCH)
+        reported = long.state.checkpoints.get(node_id)  # a checkpoint signal replaces it
+        while True:
+            stop = _StopWatch()
+            try:
+                return await stop.result(
+                    workflow.start_activity(
+                        WATCH_SOURCE_ACTIVITY,
+                        WatchSourceInput(
+                            execution_id=workflow.info().workflow_id,
+                            workflow_id=long.workflow.workflow_id,
+                            node_id=node_id,
+                            plugin_id=plugin_id,
+                            config=config,
+                            checkpoint=checkpoint,
+                        ),
+                        activity_id=self._next_activity_id(f"{node_id}@source"),
+                        summary=f"{node_id}: watch {plugin_id}",
+                        start_to_close_timeout=_LONG_ACTIVITY,
+                        heartbeat_timeout=timedelta(seconds=options.heartbeat_timeout),
+                        retry_policy=_long_running_retry(options, survives),
+                        cancellation_type=workflow.ActivityCancellationType.WAIT_CANCELLATION_COMPLETED,
+                    ),
+                    survives,
+                )
+            except ActivityError as err:
+                lost = _settle_activity_error(err, options, survives)
+                stopped = stop.requested or err.retry_state is RetryState.CANCEL_REQUESTED
+            beat = lost.last_heartbeat_details
+            checkpoint = beat[0] if beat else checkpoint
+            if stopped:
+                # Stopped (pause, new version, continue-as-new, cancellation) as its worker
+                # died: it resumes where its last heartbeat got to, unless the checkpoint
+                # signal of a graceful stop arrived first.
+                if long.state.checkpoints.get(node_id) is reported:
+                    long.record_checkpoint(node_id, checkpoint)
+                raise asyncio.CancelledError()
+            workflow.logger.warning(
+                "event source %s lost its worker (%s); restarting it", node_id, lost.message
             )
-        except ActivityError as err:
-            if isinstance(err.cause, CancelledError):
-                raise asyncio.CancelledError() from None
-            failure = _node_failure(err, options)
-            raise PluginError(
-                PluginErrorCode.PluginExecutionFailed,
-                f"{failure.error_type}: {failure.message} (after {failure.attempts} attempts)",
-            ) from None
+            long.wake()  # each restart grows the history: time to continue as new?
 
     async def _run_stream(self, call: StreamRunInput) -> StreamProgress:
         long = self._long
-        assert long is not None
+        assert isinstance(long, StreamRun)
         node = long.workflow.node(call.source_node)
         options = _long_running_options(long.workflow, node.configuration if node else {})
-        try:
-            progress: StreamProgress = await workflow.execute_activity(
-                RUN_STREAM_ACTIVITY,
-                call,
-                result_type=StreamProgress,
-                activity_id=self._next_activity_id("stream"),
-                summary=f"stream from {call.source_node} (v{call.workflow.version})",
-                start_to_close_timeout=_LONG_ACTIVITY,
-                heartbeat_timeout=timedelta(seconds=options.heartbeat_timeout),
-                retry_policy=_retry_policy(options),
-                cancellation_type=workflow.ActivityCancellationType.WAIT_CANCELLATION_COMPLETED,
+        survives = workflow.patched(WORKER_LOSS_PATCH)
+        while True:
+            stop = _StopWatch()
+            try:
+                progress: StreamProgress = await stop.result(
+                    workflow.start_activity(
+                        RUN_STREAM_ACTIVITY,
+                        call,
+                        result_type=StreamProgress,
+                        activity_id=self._next_activity_id("stream"),
+                        summary=f"stream from {call.source_node} (v{call.workflow.version})",
+                        start_to_close_timeout=_LONG_ACTIVITY,
+                        heartbeat_timeout=timedelta(seconds=options.heartbeat_timeout),
+                        retry_policy=_long_running_retry(options, survives),
+                        cancellation_type=workflow.ActivityCancellationType.WAIT_CANCELLATION_COMPLETED,
+                    ),
+                    survives,
+                )
+                return progress
+            except ActivityError as err:
+                lost = _settle_activity_error(err, options, survives)
+                stopped = stop.requested or err.retry_state is RetryState.CANCEL_REQUESTED
+            _adopt_newer_progress(long, lost.last_heartbeat_details)
+            if stopped:
+                raise asyncio.CancelledError()  # stopped as its worker died; see above
+            workflow.logger.warning("stream lost its worker (%s); restarting it", lost.message)
+            long.wake()  # each restart grows the history: time to continue as new?
+            call = call.model_copy(
+                update={
+                    "checkpoint": long.state.checkpoints.get(call.source_node),
+                    "counters": long.state.counters,
+                }
             )
-            return progress
-        except ActivityError as err:
-            if isinstance(err.cause, CancelledError):
-                raise asyncio.CancelledError() from None
-            failure = _node_failure(err, options)
-            raise PluginError(
-                PluginErrorCode.PluginExecutionFailed,
-                f"{failure.error_type}: {failure.message} (after {failure.attempts} attempts)",
-            ) from None
 
     def _validate(self, action: str) -> None:
         try:
@@ -1177,7 +1215,8 @@ def _end(status: Status, outcome: ExecutionOutcome) -> ExecutionOutcome:
 
 def _long_running_options(definition: PluginWorkflow, node_config: dict[str, Any]) -> NodeOptions:
     """Options of a source or stream activity: the node's, with long-running retry defaults
-    unless a retry policy is configured."""
+    unless a retry policy is configured (either way, lost workers do not count against it:
+    see :func:`_long_running_retry`)."""
     options = node_options(definition.global_configuration, node_config)
     if "retry" in node_config or "retry" in definition.global_configuration:
         return options
@@ -1193,6 +1232,79 @@ def _retry_policy(options: NodeOptions) -> RetryPolicy:
         maximum_attempts=retry.max_attempts,
         non_retryable_error_types=list(retry.non_retryable_errors) or None,
     )
+
+
+class _StopWatch:
+    """Awaits a source or stream activity, remembering whether the awaiting task was
+    cancelled meanwhile (we asked the activity to stop). The SDK turns that cancellation
+    into a cancellation request and hides it from the task; a timeout arriving after it
+    (the worker died while stopping) must read as a stop, not as a lost worker to replace,
+    even when the server timed the activity out before it recorded the request."""
+
+    def __init__(self) -> None:
+        self.requested = False
+
+    async def result(self, handle: workflow.ActivityHandle[T], watch: bool) -> T:
+        if not watch:  # histories recorded before the patch awaited the activity plainly
+            return await handle
+        while True:
+            try:
+                return await asyncio.shield(handle)
+            except asyncio.CancelledError:
+                task = asyncio.current_task()
+                if task is not None:
+                    task.uncancel()  # handled here: the next await must not re-raise it
+                self.requested = True
+                if handle.done():
+                    return handle.result()  # it ended as we were cancelled: take its end
+                handle.cancel()  # the activity stops gracefully; wait for how it ended
+
+
+def _long_running_retry(options: NodeOptions, survives: bool) -> RetryPolicy:
+    """The retry policy of a source or stream activity. With ``survives`` a lost worker is
+    not retried by Temporal (which would count it against ``max_attempts``): its timeout
+    comes back to the workflow, which starts the activity again from its last heartbeat
+    without counting it. Only plugin errors use up the attempts."""
+    policy = _retry_policy(options)
+    if survives:
+        kept = list(policy.non_retryable_error_types or ())
+        policy.non_retryable_error_types = [*kept, *_WORKER_LOSS_TIMEOUTS]
+    return policy
+
+
+def _settle_activity_error(
+    err: ActivityError, options: NodeOptions, survives: bool
+) -> TimeoutError:
+    """What a source or stream activity's error means: a lost worker (returns its timeout),
+    our own cancellation acknowledged (raises ``asyncio.CancelledError``), or the source
+    failed for good (raises PluginError)."""
+    if isinstance(err.cause, CancelledError):
+        raise asyncio.CancelledError() from None
+    cause = err.cause
+    if survives and isinstance(cause, TimeoutError) and cause.type in _LOST_WORKER:
+        return cause
+    failure = _node_failure(err, options)
+    raise PluginError(
+        PluginErrorCode.PluginExecutionFailed,
+        f"{failure.error_type}: {failure.message} (after {failure.attempts} attempts)",
+    ) from None
+
+
+def _adopt_newer_progress(long: StreamRun, details: Sequence[Any]) -> None:
+    """Take the progress of a lost stream activity's last heartbeat if it is ahead of what
+    its progress signals reported (each is a consistent pair of counters and checkpoint; the
+    source's batch count tells which is newer)."""
+    if not details:
+        return
+    try:
+        beat = StreamProgress.model_validate(details[0])
+    except ValueError:
+        return
+    source = long.source_node
+    beaten = beat.counters.get(source)
+    reported = long.state.counters.get(source)
+    if beaten is not None and (reported is None or beaten.batches >= reported.batches):
+        long.progress(beat)
 
 
 def _node_failure(err: ActivityError, options: NodeOptions) -> NodeFailure:

@@ -3,15 +3,16 @@ of its own for tests that kill the server) and the seeded replayer processes."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
 import pytest_asyncio
 
 from engine.devserver import DevServer, free_port
-from tests.chaos.harness import Harness
+from tests.chaos.harness import SHORT_HISTORY, Harness
 from tests.chaos.replay import SeededReplayers
+from tests.helpers.servers import configured_server
 
 
 @pytest_asyncio.fixture(name="replayers", loop_scope="session", scope="session")
@@ -48,3 +49,23 @@ async def fixture_own_harness(
     finally:
         await harness.close()
         server.kill()
+
+
+@pytest.fixture(name="short_history_server", scope="session")
+def fixture_short_history_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DevServer]:
+    """A server that suggests continue-as-new after 40 history events."""
+    with configured_server(tmp_path_factory.mktemp("temporal-short"), **SHORT_HISTORY) as server:
+        yield server
+
+
+@pytest_asyncio.fixture(name="short_harness", loop_scope="session")
+async def fixture_short_harness(
+    short_history_server: DevServer, tmp_path: Path, request: pytest.FixtureRequest
+) -> AsyncIterator[Harness]:
+    """A harness on the short-history server (never restarted)."""
+    harness = Harness(short_history_server, tmp_path, request.node.name[5:30], short_history=True)
+    await harness.connect()
+    try:
+        yield harness
+    finally:
+        await harness.close()

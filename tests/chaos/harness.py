@@ -19,12 +19,15 @@ from engine.connection import connect
 from engine.devserver import DevServer
 from tests.chaos.invariants import Expected, check_runs, server_problems
 from tests.chaos.ledger import Effect, Ledger
+from tests.chaos.long_invariants import LongExpected, check_long_runs
 from tests.chaos.proxy import TcpProxy
 from tests.chaos.replay import SeededReplayers
 from tests.helpers.processes import WorkerProcess
 from tests.helpers.waiting import eventually
 
 REGISTRY = "tests.chaos.plugins:chaos_registry"
+# Dynamic config of a server on which a stream continues as new every few seconds.
+SHORT_HISTORY = {"limit.historyCount.suggestContinueAsNew": 40}
 T = TypeVar("T")
 
 
@@ -33,10 +36,15 @@ class Harness:
     server: The server the scenario runs on; only scenarios that say so restart it.
     directory: Holds the ledger, worker logs and histories.
     name: Part of the task queue's name and of every definition id (unique per harness).
+    short_history: The server suggests continue-as-new after a few dozen history events
+        (:data:`SHORT_HISTORY`), so long-running executions cross runs within seconds.
     """
 
-    def __init__(self, server: DevServer, directory: Path, name: str) -> None:
+    def __init__(
+        self, server: DevServer, directory: Path, name: str, *, short_history: bool = False
+    ) -> None:
         self.server = server
+        self.short_history = short_history
         self.directory = directory
         self.suffix = uuid.uuid4().hex[:8]
         self.task_queue = f"chaos-{name}-{self.suffix}"
@@ -94,9 +102,10 @@ class Harness:
     async def go(self, worker: WorkerProcess) -> None:
         await asyncio.to_thread(worker.go)
 
-    def kill(self, worker: WorkerProcess) -> None:
+    def kill(self, worker: WorkerProcess, during: str = "") -> None:
+        """SIGKILL ``worker``; ``during`` names the phase it hit (counted apart)."""
         worker.kill()
-        self.faults["worker SIGKILL"] += 1
+        self.faults[f"worker SIGKILL ({during})" if during else "worker SIGKILL"] += 1
 
     async def terminate(self, worker: WorkerProcess) -> int:
         self.faults["worker SIGTERM"] += 1
@@ -145,12 +154,20 @@ class Harness:
             self.anomalies.append(anomaly)
 
     async def verdict(
-        self, expected: dict[str, Expected], replayers: SeededReplayers, timeout: float = 90
+        self,
+        expected: dict[str, Expected | LongExpected],
+        replayers: SeededReplayers,
+        timeout: float = 90,
     ) -> list[str]:
         """Every anomaly: the scenario's own, the invariant's, and failed replays."""
         client = self.orchestrator.client
-        verdict = await check_runs(client, self.ledger, expected, timeout)
-        self.statuses = verdict.statuses
+        batch = {k: v for k, v in expected.items() if isinstance(v, Expected)}
+        long = {k: v for k, v in expected.items() if isinstance(v, LongExpected)}
+        verdict = await check_runs(client, self.ledger, batch, timeout)
+        long_verdict = await check_long_runs(client, self.ledger, long, timeout)
+        verdict.anomalies += long_verdict.anomalies
+        verdict.histories += long_verdict.histories
+        self.statuses = verdict.statuses + long_verdict.statuses
         on_server = await server_problems(client, self.task_queue, list(expected))
         histories = verdict.histories + self.extra_histories
         path = self.directory / f"histories-{self.suffix}.json"
@@ -170,7 +187,7 @@ async def timed(awaitable: Awaitable[T]) -> tuple[T, float]:
 async def run_scenario(
     harness: Harness,
     replayers: SeededReplayers,
-    scenario: Callable[..., Awaitable[dict[str, Expected]]],
+    scenario: Callable[..., Awaitable[dict[str, Any]]],
     seed: int,
     **options: Any,
 ) -> list[str]:

@@ -87,7 +87,7 @@ async def _check_run(
     definition = (await executions.start_input(handle)).workflow
     history = await handle.fetch_history()
     problems = outcome_problems(outcome, want)
-    problems += _history_problems(history, outcome)
+    problems += history_problems(history, outcome)
     problems += _ledger_problems(ledger, execution_id, outcome, definition)
     status = outcome.context.status.value
     return [f"{execution_id}: {problem}" for problem in problems], history, status
@@ -95,8 +95,12 @@ async def _check_run(
 
 async def server_problems(client: Client, task_queue: str, expected: list[str]) -> list[str]:
     """Compare the executions on the task queue with those the scenario knows of (the
-    visibility store lags a moment behind, so it is read until it agrees or 15 s passed)."""
-    query = f"TaskQueue = '{task_queue}' AND WorkflowType = '{EXECUTION_WORKFLOW}'"
+    visibility store lags a moment behind, so it is read until it agrees or 15 s passed).
+    Runs that continued as new are links of an execution's chain, not executions."""
+    query = (
+        f"TaskQueue = '{task_queue}' AND WorkflowType = '{EXECUTION_WORKFLOW}' "
+        "AND ExecutionStatus != 'ContinuedAsNew'"
+    )
     want = sorted(expected)
     deadline = asyncio.get_running_loop().time() + 15
     while True:
@@ -152,7 +156,9 @@ def _whole_outcome_problems(outcome: ExecutionOutcome, want: Expected) -> list[s
     return problems
 
 
-def _history_problems(history: WorkflowHistory, outcome: ExecutionOutcome) -> list[str]:
+def history_problems(history: WorkflowHistory, outcome: ExecutionOutcome) -> list[str]:
+    """Activities of one Temporal run left open or completed twice, and completed nodes
+    whose activity did not complete exactly once."""
     scheduled: dict[int, str] = {}
     closed: set[int] = set()
     completed: Counter[str] = Counter()

@@ -3,7 +3,10 @@ and its worker processes (WAL, so several workers write while the checker reads)
 
 ``effects`` has one row per phase of a plugin attempt (``started``, ``failed``, ``done``);
 ``applied`` holds the effects a plugin deduplicates by its idempotency key (run id +
-activity id), written at most once however often the node is attempted.
+activity id), written at most once however often the node is attempted. ``handled`` holds
+one row per (item, handler) of the long-running scenarios: which EventDriven pass (its
+idempotency key) or which stream sink write took each source item; ``written`` counts every
+write of an item, duplicates included.
 """
 
 from __future__ import annotations
@@ -22,6 +25,10 @@ CREATE TABLE IF NOT EXISTS effects (
 CREATE TABLE IF NOT EXISTS applied (
     key TEXT PRIMARY KEY, execution_id TEXT NOT NULL, node_id TEXT NOT NULL,
     attempt INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS handled (
+    execution_id TEXT NOT NULL, item INTEGER NOT NULL, handler TEXT NOT NULL,
+    PRIMARY KEY (execution_id, item, handler));
+CREATE TABLE IF NOT EXISTS written (execution_id TEXT NOT NULL, item INTEGER NOT NULL);
 """
 
 
@@ -84,6 +91,34 @@ class Ledger:
                 (execution_id,),
             )
             return dict(rows)
+
+    def handle_items(self, execution_id: str, items: list[int], handler: str) -> None:
+        """Items taken by ``handler`` (idempotent per item and handler), each write counted."""
+        with self._connect() as db:
+            db.executemany(
+                "INSERT OR IGNORE INTO handled VALUES (?, ?, ?)",
+                [(execution_id, item, handler) for item in items],
+            )
+            db.executemany(
+                "INSERT INTO written VALUES (?, ?)", [(execution_id, item) for item in items]
+            )
+
+    def handlers(self, execution_id: str) -> dict[int, int]:
+        """How many distinct handlers took each item of one execution."""
+        with self._connect() as db:
+            rows = db.execute(
+                "SELECT item, COUNT(*) FROM handled WHERE execution_id = ? GROUP BY item",
+                (execution_id,),
+            )
+            return dict(rows)
+
+    def writes(self, execution_id: str) -> int:
+        """Every write of an item of one execution, duplicates included."""
+        with self._connect() as db:
+            (count,) = db.execute(
+                "SELECT COUNT(*) FROM written WHERE execution_id = ?", (execution_id,)
+            ).fetchone()
+            return int(count)
 
     def count(self, node_id: str, phase: str, execution_id: str | None = None) -> int:
         return sum(

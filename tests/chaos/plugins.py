@@ -14,6 +14,15 @@ in a thread, never heartbeats itself) take the same configuration:
 
 The output names node, attempt and worker process, and summarises the inputs: an upstream
 node's whole output by that node's id, anything else as it is.
+
+For the long-running scenarios (all built-in plugins are there too, e.g. the file monitor):
+
+``chaos_feed``  a source of ``{"n": 0}``, ``{"n": 1}``, ... up to ``count`` (forever
+                without), ``delay`` seconds apart; ``fail: true`` makes every read fail
+``take_item``   an EventDriven pass node: records that its pass (idempotency key) took the
+                item whose number is the ``key`` field of its input (default ``"n"``; the
+                digits of a string, e.g. a file name), after ``seconds``
+``sink_items``  a stream sink: records every item of the batch (``delay`` seconds a batch)
 """
 
 from __future__ import annotations
@@ -21,17 +30,18 @@ from __future__ import annotations
 import asyncio
 import os
 import time
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
-from plugins import PluginContext, PluginRegistry
+from plugins import PluginContext, PluginRegistry, source_plugin
 from tests.chaos.ledger import Ledger
 
 
 def chaos_registry(directory: Path) -> PluginRegistry:
     """The chaos plugins writing to the ledger in ``directory``."""
     ledger = Ledger.in_directory(directory)
-    registry = PluginRegistry()
+    registry = PluginRegistry.with_builtins()
 
     @registry.plugin("effect")
     async def effect(
@@ -60,7 +70,57 @@ def chaos_registry(directory: Path) -> PluginRegistry:
                 raise RuntimeError("cancelled")
         return _finish(ledger, inputs, config, ctx, 0)
 
+    @source_plugin("chaos_feed")
+    async def chaos_feed(
+        config: dict[str, Any], checkpoint: Any, ctx: PluginContext
+    ) -> AsyncIterator[dict[str, Any]]:
+        """Numbered items, ``delay`` seconds apart."""
+        count = config.get("count")
+        delay = float(config.get("delay", 0))
+        n = int(checkpoint or 0)
+        while count is None or n < int(count):
+            if config.get("fail"):
+                raise ConnectionError(f"{ctx.node_id} cannot read (attempt {ctx.attempt})")
+            if delay:
+                await asyncio.sleep(delay)
+            yield {"n": n}
+            n += 1
+
+    @registry.plugin("take_item")
+    async def take_item(
+        inputs: dict[str, Any], config: dict[str, Any], ctx: PluginContext
+    ) -> dict[str, Any]:
+        """Record which pass took which item."""
+        await asyncio.sleep(float(config.get("seconds", 0)))
+        item = _item_number(inputs, str(config.get("key", "n")))
+        await asyncio.to_thread(ledger.handle_items, ctx.execution_id, [item], ctx.idempotency_key)
+        return {"item": item, "attempt": ctx.attempt, "pid": os.getpid()}
+
+    @registry.plugin("sink_items")
+    async def sink_items(
+        inputs: dict[str, Any], config: dict[str, Any], ctx: PluginContext
+    ) -> dict[str, Any]:
+        """Record every item of the batch."""
+        items = [item for batch in inputs.values() if isinstance(batch, list) for item in batch]
+        await asyncio.sleep(float(config.get("delay", 0)))
+        numbers = [int(item["n"]) for item in items]
+        await asyncio.to_thread(ledger.handle_items, ctx.execution_id, numbers, "sink")
+        return {"written": len(numbers)}
+
+    registry.add(chaos_feed)
     return registry
+
+
+def _item_number(inputs: dict[str, Any], key: str) -> int:
+    """The ``key`` field of the inputs (an event's payload), or of one of its values."""
+    candidates = [inputs, *(v for v in inputs.values() if isinstance(v, dict))]
+    for value in candidates:
+        if key in value:
+            found = value[key]
+            if isinstance(found, str):
+                found = "".join(ch for ch in found if ch.isdigit())
+            return int(found)
+    raise ValueError(f"no '{key}' in the inputs {sorted(inputs)}")
 
 
 def _begin(ledger: Ledger, config: dict[str, Any], ctx: PluginContext) -> None:

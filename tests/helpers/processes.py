@@ -83,15 +83,16 @@ class WorkerProcess:
         threading.Thread(target=copy, args=(stdout, self.log), daemon=True).start()
 
     def _expect(self, word: str) -> None:
+        """Read stdout up to the line ``word``; other lines (the SDK's core may log there
+        while it connects) go to the log."""
         assert self.process.stdout is not None
-        # A worker polls before it says so: a task it picks up at once can log to stdout
-        # before the word (a retried stream activity does); those lines go to the log.
-        while (line := self.process.stdout.readline()) and line.strip() != word.encode():
-            self._log_handle.write(line)
-            self._log_handle.flush()
-        if not line:
-            self.kill()
-            raise RuntimeError(f"worker did not start: {self.log.read_text()[-3000:]}")
+        while line := self.process.stdout.readline():
+            if line.strip() == word.encode():
+                return
+            with self.log.open("ab") as handle:
+                handle.write(line)
+        self.kill()
+        raise RuntimeError(f"worker did not start: {self.log.read_text()[-3000:]}")
 
     def kill(self) -> None:
         """SIGKILL: the process dies mid-whatever, like a crash."""

@@ -20,7 +20,7 @@ from pathlib import Path
 
 from temporalio.client import Client
 
-from engine import AdvancedPluginOrchestrator, PluginWorkflow
+from engine import AdvancedPluginOrchestrator, PluginWorkflow, WorkflowExecutionContext
 from engine.connection import connect
 from engine.contracts import (
     DEFINITION_CHANGED_SIGNAL,
@@ -33,6 +33,7 @@ from engine.devserver import DevServer, free_port
 from engine.worker import create_worker
 from tests.helpers.builders import chain, edge, node, workflow
 from tests.helpers.plugins import test_registry
+from tests.helpers.processes import WorkerProcess
 from tests.helpers.waiting import eventually
 from tests.long_running.test_event_driven import _router
 from tests.long_running.test_streaming import _pipeline
@@ -265,6 +266,73 @@ async def _processed(orch: AdvancedPluginOrchestrator, execution_id: str, count:
     )
 
 
+async def _killed_workers(
+    orch: AdvancedPluginOrchestrator, definition: PluginWorkflow, steps: list[str]
+) -> str:
+    """Run ``definition`` on worker processes of a task queue of its own and follow
+    ``steps``: "kill" (SIGKILL the worker while the source runs; the next one restarts it
+    from its last heartbeat), "pause-kill" / "cancel-kill" (the request, then SIGKILL before
+    the source acknowledges: a timeout after the stop was asked for), "resume", "wait" (the
+    execution reports more progress)."""
+    queue = f"{TASK_QUEUE}-{definition.workflow_id}"
+    address = orch.client.service_client.config.target_host
+    own = AdvancedPluginOrchestrator(orch.client, task_queue=queue, query_timeout=15.0)
+    await own.register_workflow(definition)
+    with tempfile.TemporaryDirectory() as tmp:
+        worker = WorkerProcess(address, queue, Path(tmp))
+        try:
+            execution_id = await own.execute_workflow(definition.workflow_id)
+            await _more_progress(own, execution_id)
+            for step in steps:
+                if step == "wait":
+                    await _more_progress(own, execution_id)
+                    continue
+                if step == "resume":
+                    await own.resume_execution(execution_id)
+                    continue
+                if step == "pause-kill":
+                    await own.pause_execution(execution_id)
+                if step == "cancel-kill":
+                    await own.cancel_execution(execution_id)
+                worker.kill()
+                worker = await asyncio.to_thread(WorkerProcess, address, queue, Path(tmp))
+            await own.wait_for_completion(execution_id, 120)
+        finally:
+            worker.kill()
+    return execution_id
+
+
+async def _more_progress(orch: AdvancedPluginOrchestrator, execution_id: str) -> None:
+    def done(context: WorkflowExecutionContext) -> int:
+        data = context.execution_data
+        return int(data.get("events_processed", data.get("items_read")) or 0)
+
+    start = done(await orch.get_execution_status(execution_id))
+    await eventually(
+        lambda: orch.get_execution_status(execution_id),
+        lambda c: done(c) >= start + 3,
+        timeout=60,
+    )
+
+
+async def _event_source_worker_lost(orch: AdvancedPluginOrchestrator, name: str) -> str:
+    """A source whose worker dies while it reads (restarted, not counted), then right after
+    a pause (a stopped source), then right after cancellation."""
+    definition = _router(name)
+    definition.nodes[0].configuration = {"delay": 0.1, "heartbeat_timeout": 1}
+    steps = ["kill", "wait", "pause-kill", "resume", "wait", "cancel-kill"]
+    return await _killed_workers(orch, definition, steps)
+
+
+async def _stream_worker_lost(orch: AdvancedPluginOrchestrator, name: str) -> str:
+    """A stream whose worker dies while it runs, then right after a pause, then right after
+    cancellation."""
+    definition = _pipeline(name, None, delay=0.01, batch_size=20, progress_interval=0.5)
+    definition.nodes[0].configuration["heartbeat_timeout"] = 1
+    steps = ["kill", "wait", "pause-kill", "resume", "wait", "cancel-kill"]
+    return await _killed_workers(orch, definition, steps)
+
+
 RECORDERS = {
     **dict.fromkeys(_scenarios(), _batch),
     "registry_entity": _registry_entity,
@@ -272,6 +340,8 @@ RECORDERS = {
     "streaming": _streaming,
     "batch_continued_as_new": _batch_continued,
     "definition_checks": _definition_checks,
+    "event_source_worker_lost": _event_source_worker_lost,
+    "stream_worker_lost": _stream_worker_lost,
 }
 
 
