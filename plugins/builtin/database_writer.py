@@ -45,7 +45,8 @@ Files: a SQLite URL's database file (``sqlite:///relative.db``, ``sqlite:////abs
 a ``file:`` URI) must resolve inside the worker's file roots and not be one of the engine's
 own files (:mod:`plugins.builtin._files`, ``ORCHESTRATOR_FILE_ROOTS``; this covers the
 embedded Temporal server's SQLite database), else the node fails with
-``PluginExecutionFailed`` naming it before anything is opened. In-memory databases need no
+``PluginExecutionFailed`` naming it before anything is opened. Its missing parent
+directories are created (SQLite itself creates only the file). In-memory databases need no
 file. Other databases are reached over the network and are not under this policy.
 
 Transactions: one per batch. Either every item of the batch is written or none is.
@@ -182,7 +183,7 @@ def database_writer_plugin(
     add_columns = optional_bool(config, "add_columns", default=True)
     items = collect_items(inputs)
 
-    _check_database_file(url)
+    _prepare_database_file(url)
     engine = _engine(url)
     if keys and engine.dialect.name not in _UPSERT_DIALECTS:
         raise config_error(
@@ -247,8 +248,9 @@ def _keys(config: dict[str, Any]) -> list[str]:
     return list(names)
 
 
-def _check_database_file(url: str) -> None:
-    """Refuse a SQLite database file outside the file roots (see the module docs)."""
+def _prepare_database_file(url: str) -> None:
+    """Refuse a SQLite database file outside the file roots, else create its missing parent
+    directories (see the module docs)."""
     try:
         parsed = sa.engine.make_url(url)
     except ArgumentError as exc:
@@ -260,7 +262,8 @@ def _check_database_file(url: str) -> None:
         database = _sqlite_uri_path(database, url)
     if database in ("", ":memory:"):
         return
-    checked_path(database, key="config 'url' (its SQLite file)")
+    path = checked_path(database, key="config 'url' (its SQLite file)")
+    path.parent.mkdir(parents=True, exist_ok=True)
 
 
 def _sqlite_uri_path(uri: str, url: str) -> str:
