@@ -3,10 +3,12 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN     = $(VENV)/bin
 STAMP   = $(VENV)/.installed
-# The example needs the core install only (no extras, no test tools): a quicker first run.
+# The examples need the core install only (no extras, no test tools): a quicker first run;
+# the streaming one also needs the sql extra (its sink writes to SQLite).
 CORE_STAMP = $(VENV)/.installed-core
+SQL_STAMP  = $(VENV)/.installed-sql
 
-.PHONY: install example test audit lint format format-check typecheck pytest replay record-histories bench bench-all chaos-soak worker studio studio-build clean
+.PHONY: install example example-stream example-events test audit lint format format-check typecheck pytest replay record-histories bench bench-all chaos-soak worker studio studio-build clean
 
 $(CORE_STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -14,16 +16,29 @@ $(CORE_STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet -e .
 	touch $(CORE_STAMP)
 
+$(SQL_STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[sql]'
+	touch $(SQL_STAMP) $(CORE_STAMP)
+
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e '.[test]'
-	touch $(STAMP) $(CORE_STAMP)
+	touch $(STAMP) $(CORE_STAMP) $(SQL_STAMP)
 
 install: $(STAMP)  ## Create the virtualenv and install the project with every extra and its test tools
 
+# The examples write only under .data/ (ignored by git); see examples/README.md.
 example: $(CORE_STAMP)  ## Run the quick-start workflow end to end on the embedded Temporal server
 	$(BIN)/orchestrator run examples/quickstart.json --follow
+
+example-stream: $(SQL_STAMP)  ## Run the streaming example (JSON Lines -> filter -> transform -> SQLite)
+	$(BIN)/orchestrator run examples/streaming_pipeline.json --follow
+
+example-events: $(CORE_STAMP)  ## Run the CSV drop-zone example until cancelled (examples/README.md)
+	$(BIN)/orchestrator run examples/event_driven_files.json --follow
 
 test: lint format-check typecheck pytest  ## Everything CI checks
 

@@ -37,6 +37,28 @@ def fixture_blob_store(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Pat
         os.environ["ORCHESTRATOR_BLOB_STORE"] = previous
 
 
+@pytest.fixture(name="file_roots", scope="session", autouse=True)
+def fixture_file_roots(tmp_path_factory: pytest.TempPathFactory) -> Iterator[list[Path]]:
+    """The suite's workers (in-process, and worker processes inheriting the environment) may
+    use files in the repository and the session's temporary directories, as an operator would
+    allow them in ORCHESTRATOR_FILE_ROOTS; the data directory is a temporary one too, so
+    nothing is written to the user's."""
+    base = tmp_path_factory.getbasetemp()
+    roots = [Path(__file__).resolve().parents[1], base]
+    settings = {
+        "ORCHESTRATOR_FILE_ROOTS": os.pathsep.join(str(root) for root in roots),
+        "ORCHESTRATOR_DATA_DIR": str(base / "data"),
+    }
+    previous = {name: os.environ.get(name) for name in settings}
+    os.environ.update(settings)
+    yield roots
+    for name, value in previous.items():
+        if value is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = value
+
+
 @pytest.fixture(name="dev_server", scope="session")
 def fixture_dev_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DevServer]:
     """A durable, tuned Temporal dev server for the whole session."""

@@ -128,7 +128,9 @@ class _Records:
 
 
 def _open(path: Path) -> BinaryIO:
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    """Open (or create) ``path`` for reading and writing, never through a final symbolic
+    link (the sink checked the path it resolved; a link put there since is refused)."""
+    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644)
     return os.fdopen(fd, "r+b")
 
 

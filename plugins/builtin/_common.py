@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import csv
 import hashlib
+import io
 import json
 import os
 import stat
@@ -21,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from engine.errors import PluginError, PluginErrorCode
+from plugins.builtin._files import open_regular
 
 #: Record formats the source and sink understand, by file extension.
 FORMATS_BY_EXTENSION = {".json": "json", ".jsonl": "jsonl", ".ndjson": "jsonl", ".csv": "csv"}
@@ -175,28 +177,32 @@ def find_records(inputs: dict[str, Any]) -> list[dict[str, Any]]:
     )
 
 
-def find_path(inputs: dict[str, Any], config: dict[str, Any]) -> str:
-    """The file a file plugin works on.
+def find_path(inputs: dict[str, Any], config: dict[str, Any]) -> tuple[str, str]:
+    """The file a file plugin works on, and where it came from (for messages).
 
     Looked up in this order: config ``path``; ``inputs["path"]``; ``inputs["file_path"]``; the
     ``"path"`` of the first input value that is an object holding one (an upstream node's
-    output).
+    output). Only the configuration is the definition author's; the others are data.
+
+    Returns:
+        ``(path, origin)``, e.g. ``("in.csv", "config 'path'")`` or
+        ``("/zone/a.csv", "input 'file_watcher' path")``.
 
     Raises:
         PluginError: ``InvalidConfiguration`` naming ``path`` if none is found.
     """
     configured = optional_str(config, "path")
     if configured is not None:
-        return configured
+        return configured, "config 'path'"
     for key in ("path", "file_path"):
         value = inputs.get(key)
         if isinstance(value, str) and value:
-            return value
-    for value in inputs.values():
+            return value, f"input '{key}'"
+    for name, value in inputs.items():
         if isinstance(value, dict):
             nested = value.get("path")
             if isinstance(nested, str) and nested:
-                return nested
+                return nested, f"input '{name}' path"
     raise config_error(
         "path",
         "is not set and no input supplies a path (looked for inputs 'path', 'file_path' and "
@@ -259,16 +265,19 @@ def loads_strict(text: str) -> Any:
     return json.loads(text, parse_constant=_reject_constant)
 
 
-def read_csv_rows(path: Path, delimiter: str) -> Iterator[tuple[int, list[str]]]:
+def read_csv_rows(path: Path, delimiter: str, key: str) -> Iterator[tuple[int, list[str]]]:
     """Yield ``(line_number, fields)`` for each non-blank row of a UTF-8 CSV file.
 
-    The first row yielded is the header. A UTF-8 byte-order mark is skipped.
+    The first row yielded is the header. A UTF-8 byte-order mark is skipped. ``path`` is a
+    path :func:`plugins.builtin._files.checked_path` returned (``key`` names its origin): it
+    is opened without following a final symbolic link and must be a regular file.
 
     Raises:
-        PluginError: ``PluginExecutionFailed`` for malformed CSV or text that is not UTF-8.
+        PluginError: ``PluginExecutionFailed`` for malformed CSV, text that is not UTF-8 or
+            a path that is not a regular file.
         OSError: the file cannot be read (``FileNotFoundError`` included).
     """
-    with path.open(encoding="utf-8-sig", newline="") as handle:
+    with io.TextIOWrapper(open_regular(path, key=key), encoding="utf-8-sig", newline="") as handle:
         reader = csv.reader(handle, delimiter=delimiter, strict=True)
         try:
             for row in reader:
@@ -276,7 +285,7 @@ def read_csv_rows(path: Path, delimiter: str) -> Iterator[tuple[int, list[str]]]
                     yield reader.line_num, row
         except UnicodeDecodeError:
             raise data_error(
-                f"{path}: not valid UTF-8 (line {utf8_error_line(path)})", path=str(path)
+                f"{path}: not valid UTF-8 (line {utf8_error_line(path, key)})", path=str(path)
             ) from None
         except csv.Error as exc:
             raise data_error(
@@ -284,12 +293,13 @@ def read_csv_rows(path: Path, delimiter: str) -> Iterator[tuple[int, list[str]]]
             ) from None
 
 
-def utf8_error_line(path: Path) -> int:
+def utf8_error_line(path: Path, key: str) -> int:
     """The line holding the first byte of ``path`` that is not UTF-8 (1 if it all is).
 
     Text is decoded in chunks, so a reader's own line count at the error is not exact.
     """
-    data = path.read_bytes()
+    with open_regular(path, key=key) as handle:
+        data = handle.read()
     try:
         data.decode("utf-8")
     except UnicodeDecodeError as exc:

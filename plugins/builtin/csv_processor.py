@@ -28,6 +28,12 @@ Errors:
     No path, or bad configuration: ``InvalidConfiguration`` naming the key. A missing file
     raises ``FileNotFoundError`` (retried). An empty file, a bad header, text that is not UTF-8
     or malformed CSV: ``PluginExecutionFailed`` naming the line.
+
+Files: the CSV file (its path often comes from an event's data) and ``output_dir`` must
+resolve inside the worker's file roots and not be one of the engine's own files
+(:mod:`plugins.builtin._files`, ``ORCHESTRATOR_FILE_ROOTS``), else the node fails with
+``PluginExecutionFailed`` naming the path and nothing is read or written. The CSV file is
+opened without following a final symbolic link and must be a regular file.
 """
 
 from __future__ import annotations
@@ -54,6 +60,7 @@ from plugins.builtin._common import (
     optional_str,
     read_csv_rows,
 )
+from plugins.builtin._files import checked_path
 from plugins.builtin._models import DELIMITER_DESCRIPTION, Delimiter, NonEmptyStr, PluginConfig
 
 _NUMBER = re.compile(r"[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][+-]?[0-9]+)?")
@@ -143,12 +150,16 @@ def csv_processor_plugin(
         OSError: The file cannot be read (``FileNotFoundError`` included) or the summary
             cannot be written.
     """
-    path_text = find_path(inputs, config)
+    path_text, origin = find_path(inputs, config)
     delimiter = optional_delimiter(config)
     output_dir = optional_str(config, "output_dir")
-    path = Path(path_text)
+    path = checked_path(path_text, key=origin)
+    summary_path: Path | None = None
+    if output_dir is not None:
+        summary_name = f"{Path(path_text).stem}.summary.json"
+        summary_path = checked_path(Path(output_dir) / summary_name, key="config 'output_dir'")
 
-    rows_iter = read_csv_rows(path, delimiter)
+    rows_iter = read_csv_rows(path, delimiter, origin)
     first = next(rows_iter, None)
     if first is None:
         raise data_error(f"{path}: file is empty; expected a CSV header", path=path_text)
@@ -181,8 +192,7 @@ def csv_processor_plugin(
         "numeric": numeric,
     }
 
-    if output_dir is not None:
-        summary_path = Path(output_dir) / f"{path.stem}.summary.json"
+    if summary_path is not None:
         data = (json.dumps(result, indent=2, ensure_ascii=False) + "\n").encode()
         atomic_write(summary_path, data)
         result["summary_path"] = str(summary_path)

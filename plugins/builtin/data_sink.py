@@ -1,12 +1,19 @@
 """``data_sink``: write records to a JSON, JSON Lines or CSV file, atomically.
 
 Config:
-    path (str, required): The file to write. Parent directories are created. The file is
+    path (str, optional): The file to write. Parent directories are created. The file is
         replaced in one step (temporary file + rename), so readers never see a partial file,
-        and the same records always give the same bytes: retrying is safe.
+        and the same records always give the same bytes: retrying is safe. Without it (the
+        spec's Quick Start configures nothing) the sink writes
+        ``<data dir>/outputs/<execution>/<node id>.<format>`` (``.jsonl`` unless ``format``
+        says otherwise), where ``<data dir>`` is ``ORCHESTRATOR_DATA_DIR`` or
+        ``~/.local/share/plugin-orchestrator`` on the worker and ``<execution>`` the
+        execution id with every character other than letters, digits, ``_``, ``.`` and
+        ``-`` replaced by ``_`` (``quickstart/run-1a2b`` gives ``quickstart_run-1a2b``).
+        The output's ``path`` says where.
     format (str, optional): ``"json"`` (a list, indented 2), ``"jsonl"`` (one object per line)
         or ``"csv"`` (RFC 4180, CRLF line endings); default from the extension (``.json``,
-        ``.jsonl``/``.ndjson``, ``.csv``).
+        ``.jsonl``/``.ndjson``, ``.csv``), ``jsonl`` without a ``path``.
     delimiter (str, optional): CSV delimiter, one character (default ``","``).
     csv_escape_formulas (bool, optional): Default true: a CSV cell (a header or a string
         value) that starts with ``=``, ``+``, ``-``, ``@``, a tab or a carriage return gets a
@@ -40,11 +47,19 @@ Inputs:
     ``"records"`` list (an upstream node's output) or a list itself. In a stream, the items of
     every input, concatenated.
 
+Files: ``path`` must resolve inside the worker's file roots (the data directory's
+``outputs`` always is one) and not be one of the engine's own files
+(:mod:`plugins.builtin._files`, ``ORCHESTRATOR_FILE_ROOTS``), else the node fails with
+``PluginExecutionFailed`` naming the path and nothing is written. A final symbolic link is
+resolved and checked like the rest of the path; in a stream the file and its journal are
+opened without following one.
+
 Output:
-    ``path`` (str, as configured), ``count`` (records written), ``sha256`` (hex digest of the
-    file's bytes), ``bytes`` (file size). In a stream, of this batch: ``count`` and ``bytes``
-    (appended), ``sha256`` (of the appended bytes), plus ``batch`` (its number) and
-    ``file_bytes`` (the file's size after it).
+    ``path`` (str, as configured; the absolute path written when none is), ``count``
+    (records written), ``sha256`` (hex digest of the file's bytes), ``bytes`` (file size).
+    In a stream, of this batch: ``count`` and ``bytes`` (appended), ``sha256`` (of the
+    appended bytes), plus ``batch`` (its number) and ``file_bytes`` (the file's size after
+    it).
 
 Errors:
     Bad configuration is ``InvalidConfiguration`` naming the key; no records in the inputs is
@@ -56,6 +71,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import re
 from pathlib import Path
 from typing import Any, BinaryIO
 
@@ -73,9 +89,9 @@ from plugins.builtin._common import (
     optional_bool,
     optional_delimiter,
     optional_str,
-    required_str,
     sha256_hex,
 )
+from plugins.builtin._files import checked_path, outputs_directory
 from plugins.builtin._models import (
     DELIMITER_DESCRIPTION,
     Delimiter,
@@ -89,8 +105,10 @@ from plugins.builtin._streams import collect_items
 class DataSinkConfig(PluginConfig):
     """Configuration of ``data_sink``."""
 
-    path: NonEmptyStr = Field(
-        description="The file to write (replaced atomically; parent directories are created)."
+    path: NonEmptyStr | None = Field(
+        None,
+        description="The file to write (replaced atomically; parent directories are created); "
+        "default: <data dir>/outputs/<execution>/<node id>.jsonl.",
     )
     format: RecordFormat | None = Field(
         None,
@@ -121,15 +139,22 @@ def data_sink_plugin(
 
     Raises:
         PluginError: ``InvalidConfiguration`` naming the bad key, or ``PluginExecutionFailed``
-            when there are no records.
+            when there are no records or the file policy refuses the path.
         OSError: The file cannot be written.
     """
-    path = required_str(config, "path")
-    file_format = _format(config, path)
+    configured = optional_str(config, "path")
+    file_format = _format(config, configured)
     delimiter = optional_delimiter(config)
     escape = optional_bool(config, "csv_escape_formulas", default=True)
+    if configured is None:
+        path = str(default_output(ctx, file_format))
+        target = checked_path(path, key="the default output")
+    else:
+        path = configured
+        target = checked_path(path, key="config 'path'")
     if ctx.stream_batch is not None:
-        return _append(Path(path), file_format, collect_items(inputs), delimiter, escape, ctx)
+        items = collect_items(inputs)
+        return _append(target, path, file_format, items, delimiter, escape, ctx)
     records = find_records(inputs)
 
     if file_format == "csv":
@@ -139,7 +164,7 @@ def data_sink_plugin(
     else:
         data = (_dumps(records, 2) + "\n").encode()
 
-    atomic_write(Path(path), data)
+    atomic_write(target, data)
     digest = sha256_hex(data)
     ctx.logger.info(
         "data_sink.written", path=path, format=file_format, count=len(records), bytes=len(data)
@@ -149,13 +174,15 @@ def data_sink_plugin(
 
 def _append(
     path: Path,
+    shown: str,
     file_format: str,
     records: list[dict[str, Any]],
     delimiter: str,
     escape: bool,
     ctx: PluginContext,
 ) -> dict[str, Any]:
-    """Streaming: append this batch to the file exactly once (see the module docs)."""
+    """Streaming: append this batch to ``path`` (checked; ``shown`` as the output names it)
+    exactly once (see the module docs)."""
     batch = ctx.stream_batch
     assert batch is not None
     if file_format == "json":
@@ -176,10 +203,10 @@ def _append(
     stream = f"{ctx.execution_id}/{ctx.node_id}"
     offset, data = append_batch(path, stream, batch, render, replays=ctx.stream_replays)
     ctx.logger.info(
-        "data_sink.appended", path=str(path), batch=batch, count=len(records), bytes=len(data)
+        "data_sink.appended", path=shown, batch=batch, count=len(records), bytes=len(data)
     )
     return {
-        "path": str(path),
+        "path": shown,
         "count": len(records),
         "sha256": sha256_hex(data),
         "bytes": len(data),
@@ -188,12 +215,36 @@ def _append(
     }
 
 
-def _format(config: dict[str, Any], path: str) -> str:
+def default_output(ctx: PluginContext, file_format: str) -> Path:
+    """Where a sink without ``path`` writes: ``<data dir>/outputs/<execution>/<node>.<ext>``."""
+    return (
+        outputs_directory() / execution_directory(ctx.execution_id) / f"{ctx.node_id}.{file_format}"
+    )
+
+
+def execution_directory(execution_id: str) -> str:
+    """``execution_id`` as one safe directory name (``/`` and other characters to ``_``; never
+    hidden, ``.`` or ``..``; long ids are cut and keep a digest, so names stay distinct)."""
+    name = re.sub(r"[^A-Za-z0-9_.-]", "_", execution_id)
+    if name.startswith("."):
+        name = "_" + name
+    if len(name) > _MAX_NAME:
+        name = f"{name[: _MAX_NAME - 17]}-{sha256_hex(execution_id.encode())[:16]}"
+    return name
+
+
+#: The longest directory name made from an execution id (file systems allow 255 bytes).
+_MAX_NAME = 200
+
+
+def _format(config: dict[str, Any], path: str | None) -> str:
     configured = optional_str(config, "format")
     if configured is not None:
         if configured not in {"json", "jsonl", "csv"}:
             raise config_error("format", f"must be 'json', 'jsonl' or 'csv', got {configured!r}")
         return configured
+    if path is None:
+        return "jsonl"
     suffix = Path(path).suffix.lower()
     if suffix not in FORMATS_BY_EXTENSION:
         raise config_error(

@@ -13,15 +13,24 @@ Config:
 
 Inputs:
     Used only when neither ``path`` nor ``records`` is configured: ``inputs["records"]`` (a list
-    of objects) if present, otherwise the whole inputs object as one record (no record if the
-    inputs are empty).
+    of objects) if present, otherwise the whole inputs object as one record. With nothing
+    configured and no inputs (the spec's Quick Start: an execution without input data, or a
+    source in the long-running modes, which has no inputs) that is one empty record ``{}``,
+    as a manual trigger emits one empty item: the pipeline runs once end to end and its sink
+    writes a file. ``records: []`` gives no record at all.
 
 Output:
     ``records`` (list of objects), ``count`` (int), ``source`` (the configured path,
     ``"inline"`` or ``"input"``).
 
 As a source (EventDriven and Streaming Source nodes): the same records, one item or event
-each, from the file or the inline ``records``; then the source is exhausted.
+each, from the file or the inline ``records`` (with neither, the one empty record); then the
+source is exhausted.
+
+Files: ``path`` must resolve inside the worker's file roots (:mod:`plugins.builtin._files`,
+``ORCHESTRATOR_FILE_ROOTS``) and not be one of the engine's own files; it is opened without
+following a final symbolic link and must be a regular file. A refusal is
+``PluginExecutionFailed`` naming the path.
 
 Errors:
     A missing file raises ``FileNotFoundError`` (retried by the engine). Bad configuration is
@@ -55,6 +64,7 @@ from plugins.builtin._common import (
     optional_str,
     read_csv_rows,
 )
+from plugins.builtin._files import checked_path, open_regular
 from plugins.builtin._models import (
     DELIMITER_DESCRIPTION,
     Delimiter,
@@ -111,7 +121,7 @@ def data_source_plugin(
     records: list[dict[str, Any]]
     if path is not None:
         assert file_format is not None
-        records = _read_file(Path(path), file_format, delimiter)
+        records = _read_file(checked_path(path, key="config 'path'"), file_format, delimiter)
         source = path
     elif inline is not None:
         records = inline
@@ -124,7 +134,7 @@ def data_source_plugin(
                 raise data_error(f"input 'records' must be a list, got {json_type(given)}")
             records = [dict(record) for record in check_records(given, "input 'records'")]
         else:
-            records = [dict(inputs)] if inputs else []
+            records = [dict(inputs)]  # {} without inputs: one empty record (module docs)
 
     if limit is not None:
         records = records[:limit]
@@ -190,8 +200,10 @@ def _read_file(path: Path, file_format: str, delimiter: str) -> list[dict[str, A
 
 
 def _read_text(path: Path) -> str:
+    with open_regular(path, key="config 'path'") as handle:
+        data = handle.read()
     try:
-        return path.read_text(encoding="utf-8-sig")
+        return data.decode("utf-8-sig")
     except UnicodeDecodeError:
         raise data_error(f"{path}: not valid UTF-8", path=str(path)) from None
 
@@ -206,7 +218,7 @@ def _parse_json(text: str, where: str) -> Any:
 
 
 def _read_csv(path: Path, delimiter: str) -> list[dict[str, Any]]:
-    rows = read_csv_rows(path, delimiter)
+    rows = read_csv_rows(path, delimiter, "config 'path'")
     first = next(rows, None)
     if first is None:
         return []

@@ -41,6 +41,14 @@ Values:
 Output:
     ``written`` (rows inserted or upserted), ``table`` (its name).
 
+Files: a SQLite URL's database file (``sqlite:///relative.db``, ``sqlite:////absolute.db``,
+a ``file:`` URI) must resolve inside the worker's file roots and not be one of the engine's
+own files (:mod:`plugins.builtin._files`, ``ORCHESTRATOR_FILE_ROOTS``; this covers the
+embedded Temporal server's SQLite database), else the node fails with
+``PluginExecutionFailed`` naming it before anything is opened. Its missing parent
+directories are created (SQLite itself creates only the file). In-memory databases need no
+file. Other databases are reached over the network and are not under this policy.
+
 Transactions: one per batch. Either every item of the batch is written or none is.
 
 Errors:
@@ -58,6 +66,7 @@ import atexit
 import json
 import re
 import threading
+import urllib.parse
 from typing import Annotated, Any
 
 import sqlalchemy as sa
@@ -85,8 +94,9 @@ from plugins.builtin._common import (
     optional_str_list,
     required_str,
 )
+from plugins.builtin._files import checked_path
 from plugins.builtin._models import NonEmptyStr, PluginConfig
-from plugins.builtin._streams import collect_items
+from plugins.builtin._streams import collect_items, redact_url
 
 DEFAULT_URL = "sqlite:///orchestrator.db"
 _IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
@@ -173,6 +183,7 @@ def database_writer_plugin(
     add_columns = optional_bool(config, "add_columns", default=True)
     items = collect_items(inputs)
 
+    _prepare_database_file(url)
     engine = _engine(url)
     if keys and engine.dialect.name not in _UPSERT_DIALECTS:
         raise config_error(
@@ -235,6 +246,40 @@ def _keys(config: dict[str, Any]) -> list[str]:
     if len(set(names)) != len(names):
         raise config_error("key", f"names a column twice: {names}")
     return list(names)
+
+
+def _prepare_database_file(url: str) -> None:
+    """Refuse a SQLite database file outside the file roots, else create its missing parent
+    directories (see the module docs)."""
+    try:
+        parsed = sa.engine.make_url(url)
+    except ArgumentError as exc:
+        raise config_error("url", f"is not a usable database URL: {exc}") from None
+    if parsed.get_backend_name() != "sqlite":
+        return
+    database = parsed.database or ""
+    if database.startswith("file:"):  # a URI (uri=true, or a build that always reads them)
+        database = _sqlite_uri_path(database, url)
+    if database in ("", ":memory:"):
+        return
+    path = checked_path(database, key="config 'url' (its SQLite file)")
+    path.parent.mkdir(parents=True, exist_ok=True)
+
+
+def _sqlite_uri_path(uri: str, url: str) -> str:
+    """The file a SQLite ``file:`` URI opens ("" for an in-memory database), read the way
+    SQLite reads it: an optional empty or ``localhost`` authority, a percent-encoded path,
+    then ``?query`` and ``#fragment``."""
+    rest = uri.removeprefix("file:").split("#", 1)[0]
+    rest, _, query = rest.partition("?")
+    if rest.startswith("//"):
+        authority, slash, path = rest[2:].partition("/")
+        if authority not in ("", "localhost"):
+            raise config_error("url", f"names a SQLite file on another host: {redact_url(url)}")
+        rest = slash + path
+    if "memory" in urllib.parse.parse_qs(query).get("mode", []):
+        return ""
+    return urllib.parse.unquote(rest)
 
 
 def _engine(url: str) -> Engine:

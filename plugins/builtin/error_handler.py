@@ -30,6 +30,12 @@ Output:
 Errors:
     Bad configuration is ``InvalidConfiguration`` naming the key; I/O errors (``OSError``)
     propagate and are retried.
+
+Files: ``report_dir``, ``quarantine_dir`` and (when it is moved) the source file must resolve
+inside the worker's file roots and not be one of the engine's own files
+(:mod:`plugins.builtin._files`, ``ORCHESTRATOR_FILE_ROOTS``), else the node fails with
+``PluginExecutionFailed`` naming the path before anything is written or moved. Without
+``quarantine_dir`` the source path is only named in the report, never opened.
 """
 
 from __future__ import annotations
@@ -58,6 +64,7 @@ from plugins.builtin._common import (
     safe_file_stem,
     sha256_hex,
 )
+from plugins.builtin._files import checked_path
 from plugins.builtin._models import NonEmptyStr, PluginConfig
 
 
@@ -93,20 +100,29 @@ def error_handler_plugin(
         ``{"handled": true, "report_path": str, "quarantined_path": str | null, "reason": str}``.
 
     Raises:
-        PluginError: ``InvalidConfiguration`` naming the bad key.
+        PluginError: ``InvalidConfiguration`` naming the bad key; ``PluginExecutionFailed``
+            when the file policy refuses a path (nothing is written or moved then).
         OSError: The report cannot be written or the file cannot be moved.
     """
-    report_dir = Path(required_str(config, "report_dir"))
+    report_dir = required_str(config, "report_dir")
     quarantine = optional_str(config, "quarantine_dir")
     reason = _reason(inputs, config)
-    source = _source_path(inputs, config)
+    found = _source_path(inputs, config)
+    source = None if found is None else Path(found[0])
 
     try:
         inputs_json = canonical_json(inputs)
     except (TypeError, ValueError) as exc:
         raise data_error(f"the inputs are not JSON: {exc}") from None
     name = safe_file_stem(source.stem if source is not None else ctx.node_id)
-    report_path = report_dir / f"{name}-{sha256_hex(inputs_json.encode())[:12]}.error.json"
+    report_name = f"{name}-{sha256_hex(inputs_json.encode())[:12]}.error.json"
+    report_path = checked_path(Path(report_dir) / report_name, key="config 'report_dir'")
+    move: tuple[Path, Path] | None = None
+    if quarantine is not None and found is not None:
+        # Both ends are checked before anything is written: a refusal leaves no report.
+        moved = checked_path(found[0], key=found[1])
+        into = checked_path(Path(quarantine) / moved.name, key="config 'quarantine_dir'")
+        move = moved, into
     report = {
         "execution_id": ctx.execution_id,
         "workflow_id": ctx.workflow_id,
@@ -117,9 +133,7 @@ def error_handler_plugin(
     data = (json.dumps(report, indent=2, ensure_ascii=False) + "\n").encode()
     atomic_write(report_path, data)
 
-    quarantined: Path | None = None
-    if quarantine is not None and source is not None:
-        quarantined = _quarantine(source, Path(quarantine))
+    quarantined = None if move is None else _quarantine(*move)
 
     quarantined_path = str(quarantined) if quarantined is not None else None
     ctx.logger.info(
@@ -148,22 +162,24 @@ def _reason(inputs: dict[str, Any], config: dict[str, Any]) -> str:
     return "unspecified"
 
 
-def _source_path(inputs: dict[str, Any], config: dict[str, Any]) -> Path | None:
+def _source_path(inputs: dict[str, Any], config: dict[str, Any]) -> tuple[str, str] | None:
+    """The source file and where it came from, or None when there is none."""
     try:
-        return Path(find_path(inputs, config))
+        return find_path(inputs, config)
     except PluginError:
         if config.get("path") is not None:
             raise  # a malformed config 'path'
         return None
 
 
-def _quarantine(source: Path, directory: Path) -> Path | None:
-    """Move ``source`` into ``directory``; return where it is now, or None if it is nowhere."""
-    target = directory / source.name
+def _quarantine(source: Path, target: Path) -> Path | None:
+    """Move ``source`` to ``target`` (both checked); return where it is now, or None if it is
+    nowhere."""
+    directory = target.parent
     if not source.is_file():
         return target if target.is_file() else None
     directory.mkdir(parents=True, exist_ok=True)
-    if source.resolve() == target.resolve():
+    if source == target:
         return target
     try:
         os.replace(source, target)

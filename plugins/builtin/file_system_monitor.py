@@ -8,7 +8,13 @@ Config:
     watch_path (str, required): The directory to watch. If it does not exist yet but its
         parent does, the source waits for it (a warning is logged once); if the parent does
         not exist either, opening fails with ``InvalidConfiguration`` naming ``watch_path``.
-        A path that exists but is not a directory is also ``InvalidConfiguration``.
+        A path that exists but is not a directory is also ``InvalidConfiguration``. It must
+        resolve inside the worker's file roots and not be one of the engine's own files
+        (:mod:`plugins.builtin._files`, ``ORCHESTRATOR_FILE_ROOTS``), else opening fails
+        with ``PluginExecutionFailed`` naming it; it is checked again at every scan, and a
+        zone that became a symbolic link fails the source the same way.
+    create (bool): Create ``watch_path`` (and missing parents) when the source opens, if it
+        does not exist (default false), so a new drop zone needs no setup step.
     file_pattern (str): A glob the file name must match (default ``"*"``); ``fnmatch``
         syntax (``*``, ``?``, ``[abc]``). A pattern holding ``/`` is matched against the path
         relative to ``watch_path`` instead. Names starting with ``.`` (hidden files, and the
@@ -80,6 +86,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import fnmatch
 import hashlib
 import os
@@ -94,7 +101,14 @@ from pydantic import Field
 
 from plugins._context import PluginContext
 from plugins._source import Source, SourceItem, source_plugin
-from plugins.builtin._common import config_error, json_type, optional_bool, required_str
+from plugins.builtin._common import (
+    config_error,
+    data_error,
+    json_type,
+    optional_bool,
+    required_str,
+)
+from plugins.builtin._files import checked_path
 from plugins.builtin._models import (
     NonEmptyStr,
     NonNegativeSeconds,
@@ -162,7 +176,8 @@ class _Resume:
 
 @dataclass(frozen=True)
 class _Settings:
-    directory: str
+    configured: str  # watch_path as given (checked again at every scan)
+    directory: str  # resolved and checked
     pattern: str
     match_relative: bool
     hidden_allowed: bool
@@ -177,6 +192,9 @@ class FileSystemMonitorConfig(PluginConfig):
 
     watch_path: NonEmptyStr = Field(
         description="The directory to watch (waited for if only its parent exists yet)."
+    )
+    create: bool = Field(
+        False, description="Create watch_path (and missing parents) if it does not exist."
     )
     file_pattern: NonEmptyStr = Field(
         "*",
@@ -407,10 +425,24 @@ def _list_files(settings: _Settings) -> _Listing | None:
     looked at with ``lstat``: nothing here ever follows a symbolic link out of the zone.
     """
     listing = _Listing(started_ns=time.time_ns())
+    if _checked(settings.configured) != Path(settings.directory):
+        raise data_error(
+            f"config 'watch_path' {settings.configured!r} no longer resolves to "
+            f"{settings.directory} (a link put on the way?); refusing to watch elsewhere",
+            watch_path=settings.configured,
+        )
     try:
-        root = os.open(settings.directory, os.O_RDONLY | os.O_DIRECTORY)
+        root = os.open(settings.directory, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW)
     except FileNotFoundError:
         return None
+    except OSError as exc:
+        if exc.errno != errno.ELOOP:
+            raise
+        raise data_error(
+            f"config 'watch_path' {settings.configured!r}: {settings.directory} became a "
+            "symbolic link; refusing to follow it",
+            watch_path=settings.configured,
+        ) from None
     try:
         pending = [""]
         while pending:
@@ -489,9 +521,16 @@ def _inside_zone(settings: _Settings, files: list[tuple[str, FileState]]) -> set
     return confirmed
 
 
+def _checked(watch_path: str) -> Path:
+    return checked_path(os.path.expanduser(watch_path), key="config 'watch_path'")
+
+
 def _settings(config: dict[str, Any]) -> _Settings:
     watch_path = required_str(config, "watch_path")
-    directory = Path(os.path.abspath(os.path.expanduser(watch_path)))
+    directory = _checked(watch_path)
+    if optional_bool(config, "create") and not directory.exists():
+        directory.mkdir(parents=True, exist_ok=True)
+        directory = _checked(watch_path)  # as created
     if directory.exists():
         if not directory.is_dir():
             raise config_error("watch_path", f"is not a directory: {directory}")
@@ -508,6 +547,7 @@ def _settings(config: dict[str, Any]) -> _Settings:
             "file_pattern", f"must be a non-empty glob string, got {json_type(pattern)}"
         )
     return _Settings(
+        configured=watch_path,
         directory=str(directory),
         pattern=pattern,
         match_relative="/" in pattern,

@@ -29,13 +29,20 @@ Output:
 
 Errors:
     Only when there is no path at all (``InvalidConfiguration`` naming ``path``) or the config
-    is malformed. A missing file gives ``errors: ["file not found"]``; other OS errors while
-    reading (permissions, I/O) propagate and are retried.
+    is malformed, or the path is refused. A missing file gives ``errors: ["file not found"]``;
+    other OS errors while reading (permissions, I/O) propagate and are retried.
+
+Files: the path (from the configuration or, often, from an event's data) must resolve inside
+the worker's file roots and not be one of the engine's own files
+(:mod:`plugins.builtin._files`, ``ORCHESTRATOR_FILE_ROOTS``), else the node fails with
+``PluginExecutionFailed`` naming it and nothing is opened. The file is read without
+following a final symbolic link; anything but a regular file is invalid.
 """
 
 from __future__ import annotations
 
 import csv
+import io
 import stat
 from dataclasses import dataclass
 from pathlib import Path
@@ -53,6 +60,7 @@ from plugins.builtin._common import (
     optional_str_list,
     utf8_error_line,
 )
+from plugins.builtin._files import checked_path, open_regular
 from plugins.builtin._models import (
     DELIMITER_DESCRIPTION,
     Delimiter,
@@ -69,6 +77,7 @@ class _Checks:
     max_bytes: int | None
     required_columns: list[str] | None
     min_rows: int | None
+    csv_name: bool  # the path as given ends in .csv
 
 
 class FileValidatorConfig(PluginConfig):
@@ -105,28 +114,31 @@ def file_validator_plugin(
         ``{"file_valid", "path", "errors", "rows", "columns", "bytes"}``.
 
     Raises:
-        PluginError: ``InvalidConfiguration`` naming the bad key, or when no path is found.
+        PluginError: ``InvalidConfiguration`` naming the bad key, or when no path is found;
+            ``PluginExecutionFailed`` when the file policy refuses the path.
         OSError: The file exists but cannot be read.
     """
-    path_text = find_path(inputs, config)
+    path_text, origin = find_path(inputs, config)
     extensions = optional_str_list(config, "extensions")
     config_checks = _Checks(
         max_bytes=optional_int(config, "max_bytes"),
         required_columns=optional_str_list(config, "required_columns"),
         min_rows=optional_int(config, "min_rows"),
+        csv_name=Path(path_text).suffix.lower() == ".csv",
     )
     delimiter = optional_delimiter(config)
 
-    path = Path(path_text)
+    path = checked_path(path_text, key=origin)
     errors: list[str] = []
     rows: int | None = None
     columns: list[str] | None = None
     size: int | None = None
 
     allowed = _normalise(extensions)
-    if allowed and path.suffix.lower() not in allowed:
+    suffix = Path(path_text).suffix
+    if allowed and suffix.lower() not in allowed:
         errors.append(
-            f"extension {path.suffix or '(none)'!r} is not one of {', '.join(sorted(allowed))}"
+            f"extension {suffix or '(none)'!r} is not one of {', '.join(sorted(allowed))}"
         )
 
     try:
@@ -138,7 +150,7 @@ def file_validator_plugin(
             errors.append("not a regular file")
         else:
             size = info.st_size
-            rows, columns = _check_file(path, size, config_checks, delimiter, errors)
+            rows, columns = _check_file(path, origin, size, config_checks, delimiter, errors)
 
     valid = not errors
     ctx.logger.info(
@@ -155,18 +167,16 @@ def file_validator_plugin(
 
 
 def _check_file(
-    path: Path, size: int, checks: _Checks, delimiter: str, errors: list[str]
+    path: Path, origin: str, size: int, checks: _Checks, delimiter: str, errors: list[str]
 ) -> tuple[int | None, list[str] | None]:
     if checks.max_bytes is not None and size > checks.max_bytes:
         errors.append(f"file is {size} bytes; the limit is {checks.max_bytes}")
     wants_csv = (
-        checks.required_columns is not None
-        or checks.min_rows is not None
-        or path.suffix.lower() == ".csv"
+        checks.required_columns is not None or checks.min_rows is not None or checks.csv_name
     )
     if not wants_csv:
         return None, None
-    rows, columns = _check_csv(path, delimiter, errors)
+    rows, columns = _check_csv(path, origin, delimiter, errors)
     if columns is not None and checks.required_columns:
         missing = [name for name in checks.required_columns if name not in columns]
         if missing:
@@ -183,13 +193,14 @@ def _normalise(extensions: list[str] | None) -> set[str] | None:
 
 
 def _check_csv(
-    path: Path, delimiter: str, errors: list[str]
+    path: Path, origin: str, delimiter: str, errors: list[str]
 ) -> tuple[int | None, list[str] | None]:
     """Parse the CSV; append problems to ``errors``; return (rows, columns) or Nones."""
     header: list[str] | None = None
     rows = 0
     row_errors = 0
-    with path.open(encoding="utf-8-sig", newline="") as handle:
+    binary = open_regular(path, key=origin)
+    with io.TextIOWrapper(binary, encoding="utf-8-sig", newline="") as handle:
         reader = csv.reader(handle, delimiter=delimiter, strict=True)
         try:
             for fields in reader:
@@ -210,7 +221,7 @@ def _check_csv(
                             f"the header has {len(header)}"
                         )
         except UnicodeDecodeError:
-            errors.append(f"not valid UTF-8 (line {utf8_error_line(path)})")
+            errors.append(f"not valid UTF-8 (line {utf8_error_line(path, origin)})")
             return None, None
         except csv.Error as exc:
             errors.append(f"malformed CSV at line {reader.line_num}: {exc}")

@@ -23,6 +23,13 @@ Items:
 Delivery: at least once, in file and line order. Lines are read with buffered I/O in a worker
 thread, up to ``max_items`` per batch.
 
+Files: ``path`` must resolve inside the worker's file roots and not be one of the engine's
+own files (:mod:`plugins.builtin._files`, ``ORCHESTRATOR_FILE_ROOTS``), else opening the
+source fails with ``PluginExecutionFailed`` naming it. It is checked again at every look for
+files (a path that did not exist yet may appear as a link), and files are opened without
+following a final symbolic link: in a directory, links and anything but regular files are
+skipped.
+
 Checkpoint:
     ``{"file": file name, "offset": byte offset}``, the position just after the last
     committed line (``None`` before the first commit when there was no checkpoint). Commit
@@ -50,6 +57,7 @@ from plugins.builtin._common import (
     optional_bool,
     required_str,
 )
+from plugins.builtin._files import checked_path, open_regular
 from plugins.builtin._models import NonEmptyStr, PluginConfig, PositiveSeconds
 from plugins.builtin._streams import optional_number
 
@@ -81,16 +89,24 @@ async def open_jsonl_source(config: dict[str, Any], checkpoint: Any, ctx: Plugin
         if not follow:
             raise FileNotFoundError(f"jsonl_source: no such file or directory: {path}")
         ctx.logger.warning("jsonl_source.waiting_for_path", path=str(path))
-    return JsonlSource(path, directory_mode, follow, poll_interval, checkpoint, ctx)
+    return JsonlSource(configured, path, directory_mode, follow, poll_interval, checkpoint, ctx)
 
 
 def _locate(configured: str) -> tuple[Path, bool, bool]:
-    """(absolute path, whether it exists, whether it is read as a directory). A path that
-    does not exist yet is a directory unless its name ends in ``.jsonl``."""
-    path = Path(os.path.abspath(os.path.expanduser(configured)))
+    """(resolved path, whether it exists, whether it is read as a directory). A path that
+    does not exist yet is a directory unless its name ends in ``.jsonl``.
+
+    Raises:
+        PluginError: ``PluginExecutionFailed`` when the file policy refuses the path.
+    """
+    path = _checked(configured)
     if path.exists():
         return path, True, path.is_dir()
     return path, False, path.suffix != SUFFIX
+
+
+def _checked(configured: str) -> Path:
+    return checked_path(os.path.expanduser(configured), key="config 'path'")
 
 
 class JsonlSource:
@@ -98,6 +114,7 @@ class JsonlSource:
 
     def __init__(
         self,
+        configured: str,
         path: Path,
         directory_mode: bool,
         follow: bool,
@@ -105,6 +122,7 @@ class JsonlSource:
         checkpoint: Any,
         ctx: PluginContext,
     ) -> None:
+        self._configured = configured
         self._path = path
         self._directory_mode = directory_mode
         self._follow = follow
@@ -232,7 +250,7 @@ class JsonlSource:
                 return None
             self._current, self._position = names[0], 0
         try:
-            handle = open(self._file_path(self._current), "rb")  # noqa: SIM115 (kept open)
+            handle = open_regular(self._file_path(self._current), key="config 'path'")
         except FileNotFoundError:
             # The file being read (or the checkpoint's) is gone: go on with the next one.
             following = self._next_file(self._current)
@@ -257,6 +275,12 @@ class JsonlSource:
         return next((name for name in self._names() if name > current), None)
 
     def _names(self) -> list[str]:
+        if _checked(self._configured) != self._path:  # it became (or leads through) a link
+            raise data_error(
+                f"config 'path' {self._configured!r} no longer resolves to {self._path}; "
+                "refusing to follow it elsewhere",
+                path=self._configured,
+            )
         if not self._directory_mode:
             return [self._path.name] if self._path.is_file() else []
         try:
@@ -266,7 +290,9 @@ class JsonlSource:
         return sorted(
             entry.name
             for entry in entries
-            if entry.name.endswith(SUFFIX) and not entry.name.startswith(".") and entry.is_file()
+            if entry.name.endswith(SUFFIX)
+            and not entry.name.startswith(".")
+            and entry.is_file(follow_symlinks=False)
         )
 
     def _file_path(self, name: str) -> Path:

@@ -346,7 +346,7 @@ def test_run_file_follow_then_inspect_without_worker(
     assert "status: completed" in result.stdout
     results = json.loads(result.stdout.split("results: ", 1)[1])
     assert results["output"]["count"] == 3
-    written = (tmp_path / "quickstart-output.jsonl").read_text().splitlines()
+    written = (tmp_path / results["output"]["path"]).read_text().splitlines()
     assert [json.loads(line)["name"] for line in written] == ["BARBARA", "ADA", "ALAN"]
 
     # The CLI's worker is gone: ended runs are answered from what Temporal stored.

@@ -26,6 +26,7 @@ from tests.helpers.processes import WorkerProcess
 from tests.helpers.waiting import eventually
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "event_driven_files.json"
+ZONE_PREFIX = ".data/examples/drop-zone/"  # where the example's paths are, under the worker's cwd
 
 
 def _example(workflow_id: str, zone: Path) -> PluginWorkflow:
@@ -33,8 +34,8 @@ def _example(workflow_id: str, zone: Path) -> PluginWorkflow:
     definition.workflow_id = workflow_id
     for node in definition.nodes:
         for key, value in list(node.configuration.items()):
-            if isinstance(value, str) and value.startswith("drop-zone/"):
-                node.configuration[key] = str(zone / value.removeprefix("drop-zone/"))
+            if isinstance(value, str) and value.startswith(ZONE_PREFIX):
+                node.configuration[key] = str(zone / value.removeprefix(ZONE_PREFIX))
     watcher = definition.node("file_watcher")
     assert watcher is not None
     watcher.configuration.update(poll_interval=0.1, settle_seconds=0.1, heartbeat_timeout=2)

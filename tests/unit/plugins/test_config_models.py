@@ -108,6 +108,7 @@ GOOD: list[tuple[str, str, dict[str, Any]]] = [
     ("data_source", "source", {"records": [{"a": 1}], "limit": None}),
     ("data_processor", "function", {"filter": "age > 3", "select": ["a"], "descending": True}),
     ("data_sink", "function", {"path": "out.json", "format": "json"}),
+    ("data_sink", "function", {}),  # writes under the data directory's outputs
     ("file_validator", "function", {"extensions": [], "max_bytes": 10, "min_rows": 1}),
     ("csv_processor", "function", {"output_dir": "out", "delimiter": "\t"}),
     ("error_handler", "function", {"report_dir": "r", "quarantine_dir": "q", "reason": "x"}),
@@ -184,7 +185,6 @@ BAD: list[tuple[str, str, dict[str, Any], str | None]] = [
     ("data_processor", "function", {"descending": "yes"}, "descending"),
     ("data_processor", "function", {"select": "name"}, "select"),
     ("data_processor", "function", {"limit": 1.5}, "limit"),
-    ("data_sink", "function", {}, "path"),
     ("data_sink", "function", {"path": "o.json", "format": "xml"}, "format"),
     ("data_sink", "function", {"path": 3}, "path"),
     ("data_sink", "function", {"path": "o.csv", "delimiter": '"'}, "delimiter"),

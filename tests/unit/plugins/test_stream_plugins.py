@@ -434,7 +434,7 @@ async def test_monitor_waits_for_a_missing_directory(tmp_path: Path) -> None:
     ("config", "key"),
     [
         ({}, "watch_path"),
-        ({"watch_path": "/no/such/parent/zone"}, "watch_path"),
+        ({"watch_path": "DIR/no/such/parent/zone"}, "watch_path"),
         ({"watch_path": "FILE"}, "watch_path"),
         ({"watch_path": "DIR", "poll_interval": 0}, "poll_interval"),
         ({"watch_path": "DIR", "settle_seconds": -1}, "settle_seconds"),
@@ -444,10 +444,15 @@ async def test_monitor_waits_for_a_missing_directory(tmp_path: Path) -> None:
 )
 async def test_monitor_rejects_bad_config(tmp_path: Path, config: dict[str, Any], key: str) -> None:
     regular = drop(tmp_path, "file.txt")
-    replaced = {
-        name: str(regular) if value == "FILE" else str(tmp_path) if value == "DIR" else value
-        for name, value in config.items()
-    }
+
+    def replace(value: Any) -> Any:
+        if value == "FILE":
+            return str(regular)
+        if isinstance(value, str) and value.startswith("DIR"):
+            return str(tmp_path) + value.removeprefix("DIR")
+        return value
+
+    replaced = {name: replace(value) for name, value in config.items()}
     with pytest.raises(PluginError) as info:  # the source's own checks, without the model's
         await open_file_system_monitor.open(replaced, None, make_ctx())
     assert info.value.code is PluginErrorCode.InvalidConfiguration
