@@ -25,6 +25,7 @@ from engine.embedded import (
 from engine.errors import PluginError
 from engine.extras import require_extra
 from engine.worker import run_worker
+from plugins.builtin._files import protect
 
 
 async def cmd_worker(args: argparse.Namespace) -> int:
@@ -91,6 +92,9 @@ def studio_token(args: argparse.Namespace) -> str | None:
     if args.token is not None and args.token_file is not None:
         raise UsageError("give --token-file or --token, not both")
     if args.token_file is not None:
+        # The studio runs nodes in this process when no worker polls: its plugins must not
+        # read the token file (the environment does not name it, so say so here).
+        protect(args.token_file, "the studio's token file")
         token: str | None = _read_token_file(args.token_file)
     elif args.token is not None:
         print(
