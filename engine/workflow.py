@@ -168,6 +168,10 @@ _REASON_CHARS = 1000
 # Sources and streams survive lost workers without using up their retries (see
 # _long_running_retry); without the patch, histories recorded before replay unchanged.
 WORKER_LOSS_PATCH = "long-running-worker-loss"
+# A signal that only records something (a checkpoint, stream progress, a refused event)
+# still grows the history: when that makes continue-as-new due, it wakes the run's loop,
+# which would otherwise wait for some other event (histories recorded before never woke).
+WAKE_TO_CONTINUE_PATCH = "wake-to-continue-as-new"
 LONG_RUNNING = (WorkflowExecutionMode.EventDriven, WorkflowExecutionMode.Streaming)
 # Sources and streams run for weeks: a year per attempt, heartbeats notice a dead worker.
 _LONG_ACTIVITY = timedelta(days=365)
@@ -317,6 +321,15 @@ class PluginWorkflowExecution:
         (a new run: histories recorded before the patch have no marker and never upsert)."""
         if self._searchable and workflow.patched(SEARCH_ATTRIBUTES_PATCH):
             workflow.upsert_search_attributes([STATUS_ATTRIBUTE.value_set(status.value)])
+
+    def _wake_if_continuing(self) -> None:
+        """Wake a long run's loop if continuing as new is due (see WAKE_TO_CONTINUE_PATCH)."""
+        if (
+            self._long is not None
+            and self._should_continue_as_new()
+            and workflow.patched(WAKE_TO_CONTINUE_PATCH)
+        ):
+            self._long.wake()
 
     def _should_continue_as_new(self) -> bool:
         info = workflow.info()
@@ -499,13 +512,10 @@ class PluginWorkflowExecution:
         admission = self._long.admission(info.get_current_history_length())
         if not admission.accepting:
             raise ApplicationError(admission.reason, type=BUSY, non_retryable=True)
-        # Temporal suggests continue-as-new at 90% of the updates a run may take: refused
-        # events write nothing and do not count, so the rest stay for control requests.
-        # (Validators do not run on replay: this cannot change a recorded history.)
-        if info.is_continue_as_new_suggested():
-            raise ApplicationError(
-                "continuing as new (Temporal suggested it)", type=BUSY, non_retryable=True
-            )
+        # No refusal merely because Temporal suggests continuing as new: a refused update
+        # writes nothing, so it could not wake an idle run to act on the suggestion, and every
+        # sender would wait forever. Accepted, it wakes the loop, which starts draining in
+        # this same workflow task; later updates see the drain through admission.
 
     @workflow.signal(name=EVENTS_SIGNAL)
     def receive_events(self, signal: EventsSignal) -> None:
@@ -521,6 +531,7 @@ class PluginWorkflowExecution:
     def receive_checkpoint(self, signal: SourceCheckpoint) -> None:
         """Where a stopped event source will resume (dropped unless it is one of the
         execution's sources and within ``MAX_CHECKPOINT_BYTES``)."""
+        self._wake_if_continuing()
         if isinstance(self._long, EventRun):
             sources = {n.node_id for n in self._long.workflow.nodes if n.node_type is _SOURCE}
             sources.update(self._long.state.checkpoints)
@@ -535,6 +546,7 @@ class PluginWorkflowExecution:
         """Counters and checkpoint of the running stream (dropped if they name nodes the
         execution does not have or the checkpoint is too large; last results and errors
         are cut to what a long run keeps)."""
+        self._wake_if_continuing()
         if not isinstance(self._long, StreamRun):
             return
         nodes = {node.node_id for node in self._long.workflow.nodes}
@@ -566,6 +578,7 @@ class PluginWorkflowExecution:
             return
         hint = _decoded(notice, DefinitionNotice)
         if hint is not None and 0 < hint.version <= self._long.workflow.version:
+            self._wake_if_continuing()
             return  # an old or repeated notice
         await self._refresh_definition()
 

@@ -130,8 +130,16 @@ def _execution_id(stdout: str) -> str:
 def test_the_documented_commands_are_the_make_targets(clone: Clone) -> None:
     readme = (clone.path / "examples" / "README.md").read_text()
     for target, args in TARGETS.items():
+        # Under `make test` the parent make's MAKEFLAGS/MAKELEVEL would make this one print
+        # "Entering/Leaving directory" lines: run it as a user's shell would.
+        env = {k: v for k, v in os.environ.items() if k not in ("MAKEFLAGS", "MAKELEVEL", "MFLAGS")}
         dry_run = subprocess.run(
-            ["make", "-n", target], cwd=clone.path, capture_output=True, text=True, check=True
+            ["make", "--no-print-directory", "-n", target],
+            cwd=clone.path,
+            env=env,
+            capture_output=True,
+            text=True,
+            check=True,
         )
         command = " ".join(args)
         assert dry_run.stdout.splitlines()[-1] == f".venv/bin/orchestrator {command}"

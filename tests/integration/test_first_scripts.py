@@ -127,12 +127,29 @@ print(orchestrator.execute_workflow("slow"))
 
 # Runs a script as __main__ and, at the very end of the interpreter's exit (the last atexit
 # handler), writes the names of the threads other than the main one to a file.
+# A Python thread that was joined can stay listed in /proc for a moment after join()
+# returned (its OS thread ends after it released its join lock): the probe looks again for
+# up to two seconds. A thread still alive at finalization (the SDK's, held by a module
+# global) never ends on its own, so it stays listed whatever the wait.
 THREAD_PROBE = """\
-import atexit, os, runpy, sys
+import atexit, os, runpy, sys, time
+
+def threads():
+    tasks = [t for t in os.listdir("/proc/self/task") if int(t) != os.getpid()]
+    names = []
+    for task in tasks:
+        try:
+            names.append(open(f"/proc/self/task/{task}/comm").read().strip())
+        except FileNotFoundError:  # ended while listed
+            pass
+    return names
 
 def report():
-    tasks = [t for t in os.listdir("/proc/self/task") if int(t) != os.getpid()]
-    names = [open(f"/proc/self/task/{t}/comm").read().strip() for t in tasks]
+    deadline = time.monotonic() + 2
+    names = threads()
+    while names and time.monotonic() < deadline:
+        time.sleep(0.02)
+        names = threads()
     with open(sys.argv[2], "w") as out:
         out.write("\\n".join(sorted(names)))
 

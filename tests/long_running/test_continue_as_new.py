@@ -8,6 +8,7 @@ from pathlib import Path
 from temporalio.client import WorkflowExecutionStatus as TemporalStatus
 
 from engine import AdvancedPluginOrchestrator, WorkflowExecutionStatus
+from engine.contracts import SOURCE_CHECKPOINT_SIGNAL, SourceCheckpoint
 from tests.helpers.plugins import read_jsonl
 from tests.helpers.waiting import eventually
 from tests.long_running.test_event_driven import _router
@@ -80,3 +81,38 @@ async def test_event_run_continues_as_new_with_its_queue_and_dedup(
     final = await orchestrator.wait_for_completion(execution_id, 60)
     assert final.status is Status.Cancelled
     assert max(await _runs(orchestrator, execution_id)) < 400
+
+
+async def test_an_idle_event_run_continues_as_new_when_signals_alone_grow_its_history(
+    short_orchestrator: AdvancedPluginOrchestrator, unique
+) -> None:
+    """Signals that only record something (here a source's checkpoint) grow the history of
+    an idle run: once that makes continuing as new due, the run must act on it, and events
+    sent then must be taken, not refused until the sender gives up."""
+    orchestrator = short_orchestrator
+    definition = _router(unique("can-idle"))
+    await orchestrator.register_workflow(definition)
+    execution_id = await orchestrator.execute_workflow(definition.workflow_id)
+    handle = orchestrator.client.get_workflow_handle(execution_id)
+    first_run = (await handle.describe()).run_id
+    for _ in range(200):  # until the history is well past the 40 that suggest a new run
+        await handle.signal(
+            SOURCE_CHECKPOINT_SIGNAL, SourceCheckpoint(node_id="inbox", checkpoint=0)
+        )
+        description = await handle.describe()
+        if description.run_id != first_run or description.history_length > 60:
+            break
+    lengths = await eventually(
+        lambda: _runs(orchestrator, execution_id), lambda runs: len(runs) >= 2, timeout=30
+    )
+    assert max(lengths) < 120
+    await orchestrator.send_event(execution_id, "number", {"n": 50}, event_id="late", timeout=30)
+    context = await eventually(
+        lambda: orchestrator.get_execution_status(execution_id),
+        lambda c: c.execution_data["events_processed"] == 1,
+        timeout=30,
+    )
+    assert context.node_states["big"]["counters"]["completed"] == 1
+    await orchestrator.cancel_execution(execution_id)
+    final = await orchestrator.wait_for_completion(execution_id, 60)
+    assert final.status is Status.Cancelled
