@@ -110,6 +110,7 @@ from typing import Any
 
 import structlog
 
+from engine.data_dir import default_data_dir
 from engine.errors import PluginError, PluginErrorCode
 
 DEFAULT_THRESHOLD = 256 * 1024
@@ -353,8 +354,6 @@ class BlobStore(ABC):
         configured = os.environ.get("ORCHESTRATOR_BLOB_STORE", "").strip()
         if configured:
             return cls.from_location(configured)
-        from engine.embedded import default_data_dir  # the CLI's data directory
-
         return cls.from_location(str(default_data_dir() / "blobs"))
 
     @staticmethod

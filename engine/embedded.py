@@ -45,6 +45,7 @@ from temporalio.api.workflowservice.v1 import DescribeTaskQueueRequest, ListWork
 from temporalio.client import Client
 from temporalio.service import RPCError
 
+from engine.data_dir import default_data_dir
 from engine.devserver import DevServer, port_open, stop_detached, wait_until_ready
 from engine.errors import PluginError, PluginErrorCode
 from engine.executions import translate_errors
@@ -53,7 +54,6 @@ if TYPE_CHECKING:
     from engine.worker import EngineWorker
     from plugins import PluginRegistry
 
-ENV_DATA_DIR = "ORCHESTRATOR_DATA_DIR"
 ENV_EMBEDDED_PORT = "ORCHESTRATOR_EMBEDDED_PORT"
 ENV_EMBEDDED_UI_PORT = "ORCHESTRATOR_EMBEDDED_UI_PORT"
 ENV_UI_URL = "TEMPORAL_UI_URL"
@@ -71,17 +71,6 @@ _MAX_WORKER_PAGES = 10
 _RECORD_FILE = "server.json"
 # Seconds a server found on the embedded port (perhaps still starting) gets to be ready.
 READY_TIMEOUT = 60.0
-
-
-def default_data_dir() -> Path:
-    """``ORCHESTRATOR_DATA_DIR``, else ``$XDG_DATA_HOME`` (or ``~/.local/share``) joined with
-    ``plugin-orchestrator``."""
-    configured = os.environ.get(ENV_DATA_DIR)
-    if configured:
-        return Path(configured).expanduser()
-    xdg = os.environ.get("XDG_DATA_HOME")
-    base = Path(xdg).expanduser() if xdg else Path.home() / ".local" / "share"
-    return base / "plugin-orchestrator"
 
 
 DATA_DIR = default_data_dir()

@@ -47,6 +47,7 @@ from temporalio.service import RPCError, RPCStatusCode
 
 from engine import lifetime
 from engine import orchestrator as async_api
+from engine.data_dir import default_data_dir
 from engine.errors import PluginError, PluginErrorCode
 from engine.models import (
     ConnectionType,
@@ -179,10 +180,10 @@ class AdvancedPluginOrchestrator:
         plugins: PluginRegistry | None,
         data_dir: str | Path | None,
     ) -> async_api.AdvancedPluginOrchestrator:
-        from engine import embedded
+        from engine import embedded  # loads the worker: only when a facade opens
 
         self._address, _ui = await embedded.ensure_server(
-            target, Path(data_dir) if data_dir else embedded.default_data_dir()
+            target, Path(data_dir) if data_dir else default_data_dir()
         )
         api = await async_api.AdvancedPluginOrchestrator.connect(
             self._address, namespace, task_queue

@@ -120,14 +120,8 @@ with workflow.unsafe.imports_passed_through():
     from engine.event_run import EventRun
     from engine.interpreter import CarryOver, Interpreter, NodeCall, NodeFailure, NodeSuccess
     from engine.long_run import MAX_EVENT_RESULT_BYTES, ContinueAsNew, LongRun
-    from engine.map_node import (
-        MapOutcome,
-        MapPlan,
-        aggregate_items,
-        map_plan,
-        pick_items,
-        run_map_items,
-    )
+    from engine.map_node import MapPlan, aggregate_items, map_plan, pick_items
+    from engine.map_run import MapOutcome, run_map_items
     from engine.models import (
         PluginWorkflow,
         WorkflowEventType,

@@ -21,9 +21,9 @@ from temporalio.client import WorkflowExecutionStatus as TemporalStatus
 
 from engine import executions
 from engine.connection import default_namespace, default_task_queue
+from engine.data_dir import default_data_dir
 from engine.embedded import (
     ENV_UI_URL,
-    default_data_dir,
     ensure_server,
     temporal_ui_link,
     worker_is_polling,

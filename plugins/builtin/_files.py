@@ -44,6 +44,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
+from engine.data_dir import default_data_dir
 from engine.errors import PluginError, PluginErrorCode
 
 ROOTS_VARIABLE = "ORCHESTRATOR_FILE_ROOTS"
@@ -215,8 +216,6 @@ def _within(path: str, base: str) -> bool:
 
 
 def _data_directory() -> Path:
-    from engine.embedded import default_data_dir  # lazily: engine.embedded imports plugins
-
     return default_data_dir()
 
 

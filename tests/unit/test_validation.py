@@ -259,11 +259,12 @@ def test_every_disjoint_cycle_is_named() -> None:
 
 
 def test_a_ten_thousand_node_cycle_is_named_without_recursion() -> None:
+    # CPU time of this process: wall time would count whatever else the machine runs.
     definition = chain("big", 10_000)
     definition.connections.append(edge("n9999", "n0", Kind.Dependency))
-    started = time.perf_counter()
+    started = time.process_time()
     error = _error(definition)
-    assert time.perf_counter() - started < 2.0
+    assert time.process_time() - started < 2.0
     assert error.code is Code.CircularDependency
     assert "(10,000 nodes)" in error.message
 
@@ -280,16 +281,16 @@ def _random_dag(size: int, seed: int = 0) -> PluginWorkflow:
 
 def test_ten_thousand_nodes_validate_well_under_a_second() -> None:
     definition = chain("big", 10_000)
-    started = time.perf_counter()
+    started = time.process_time()
     validate_workflow(definition)
-    assert time.perf_counter() - started < 1.0
+    assert time.process_time() - started < 1.0
 
 
 def test_a_dense_ten_thousand_node_graph_is_refused_quickly_for_its_size() -> None:
     definition = _random_dag(10_000)  # ~30,000 connections: over the definition byte limit
-    started = time.perf_counter()
+    started = time.process_time()
     error = _error(definition)
-    assert time.perf_counter() - started < 1.0
+    assert time.process_time() - started < 1.0
     assert "bytes of JSON; the limit is 1,200,000" in error.message
 
 
