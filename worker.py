@@ -1,6 +1,6 @@
 """Run a worker: ``python worker.py [--task-queue Q ...]`` (defaults from TEMPORAL_* variables).
 
-The same as ``orchestrator worker``; see ``engine/worker.py`` for what it hosts.
+The same as ``orchestrator worker``; see ``engine/hosting/worker.py`` for what it hosts.
 """
 
 import sys

@@ -16,7 +16,7 @@ from temporalio import activity
 from temporalio.exceptions import ApplicationError, ApplicationErrorCategory
 
 from activities.capacity import CANCEL_GRACE_SECONDS, PluginThreads, ThreadCall
-from engine.errors import PluginErrorCode
+from engine.base.errors import PluginErrorCode
 from plugins import Plugin, PluginContext
 
 # Codes a retry cannot fix.

@@ -12,7 +12,7 @@ lost or handled twice.
 
 **Streams** (Streaming): one task reads micro-batches into a bounded queue (the source runs
 at most ``max_batches_in_flight`` batches ahead of the sinks: back-pressure); another takes
-each batch through the pipeline (:mod:`engine.stream_plan`), then commits it at the source
+each batch through the pipeline (:mod:`engine.runtime.stream_plan`), then commits it at the source
 and records the checkpoint. Items never pass through Temporal, so history stays small.
 Delivery is at least once: after a crash, the batches read but not yet committed and
 checkpointed come again (make a sink idempotent by key, e.g. ``database_writer``'s ``key``,
@@ -34,7 +34,9 @@ from temporalio.client import Client
 
 from activities._support import TERMINAL_CODES, Heartbeats, failure, invoke, plugin_context
 from activities.capacity import PluginThreads
-from engine.contracts import (
+from engine.base.errors import PluginError, PluginErrorCode
+from engine.language.options import plugin_config
+from engine.runtime.contracts import (
     EVENTS_SIGNAL,
     RUN_STREAM_ACTIVITY,
     SOURCE_CHECKPOINT_SIGNAL,
@@ -48,9 +50,7 @@ from engine.contracts import (
     StreamRunInput,
     WatchSourceInput,
 )
-from engine.errors import PluginError, PluginErrorCode
-from engine.options import plugin_config
-from engine.stream_plan import (
+from engine.runtime.stream_plan import (
     StreamError,
     StreamPlan,
     carried_items,

@@ -13,7 +13,7 @@ Every node of every workflow runs through :meth:`NodeActivities.run_plugin_node`
   (:mod:`activities.capacity`);
 * resolves the blob references the engine made in the inputs (anything else shaped like one
   reaches the plugin as plain data; a genuine one whose blob was tampered with fails the node
-  for good) and moves large output values to the blob store (:mod:`engine.blobs`), so no
+  for good) and moves large output values to the blob store (:mod:`engine.temporal.blobs`), so no
   payload comes near Temporal's 2 MB limit;
 * checks the output before returning it: it must be a JSON object (and, with its large
   values offloaded, small enough for a payload). Failing checks fail the node once,
@@ -36,11 +36,16 @@ from temporalio.exceptions import ApplicationError
 
 from activities._support import TERMINAL_CODES, Heartbeats, failure, invoke, plugin_context
 from activities.capacity import PluginThreads
-from engine.blobs import BlobIntegrityError, BlobStore, blob_threshold, contains_refs
-from engine.contracts import MAX_PAYLOAD_BYTES, NODE_ACTIVITY, NodeActivityInput, NodeActivityResult
-from engine.errors import PluginError, PluginErrorCode
-from engine.models import find_json_problem
-from engine.telemetry import Outcome, start_node_attempt
+from engine.base.errors import PluginError, PluginErrorCode
+from engine.language.models import find_json_problem
+from engine.runtime.contracts import (
+    MAX_PAYLOAD_BYTES,
+    NODE_ACTIVITY,
+    NodeActivityInput,
+    NodeActivityResult,
+)
+from engine.temporal.blobs import BlobIntegrityError, BlobStore, blob_threshold, contains_refs
+from engine.temporal.telemetry import Outcome, start_node_attempt
 from plugins import PluginRegistry
 
 log = structlog.get_logger("activities.node")
@@ -66,7 +71,8 @@ class NodeActivities:
         """Run one node's plugin and return its checked output.
 
         Each attempt is observed: the node's attributes on the current trace span, its
-        duration and outcome in the metrics (:mod:`engine.telemetry`), and its identity bound
+        duration and outcome in the metrics (:mod:`engine.temporal.telemetry`), and its identity
+        bound
         to every structlog line logged while it runs (also by loggers other than
         ``ctx.logger``).
         """

@@ -4,7 +4,7 @@ A long-running execution adopts new versions of its definition. It never takes o
 signal (anyone who can reach Temporal can send one): told that a new version exists, it runs
 this activity, which asks the definition's registry entity with the worker's own client (the
 entity's state changes only through its validated updates), then validates the answer with
-registration's rules (:func:`engine.validation.validate_workflow`). Validating here rather
+registration's rules (:func:`engine.language.validation.validate_workflow`). Validating here rather
 than in workflow code keeps replay deterministic when a later release tightens those rules:
 the verdict is recorded in history with the activity's result.
 """
@@ -19,18 +19,19 @@ from temporalio.client import Client, WorkflowQueryRejectedError
 from temporalio.common import QueryRejectCondition
 from temporalio.service import RPCError, RPCStatusCode
 
-from engine.contracts import (
+from engine.base.errors import PluginError
+from engine.language.models import PluginWorkflow
+from engine.language.validation import validate_workflow
+from engine.runtime.contracts import (
     READ_DEFINITION_ACTIVITY,
     DefinitionLookup,
     DefinitionReading,
     definition_entity_id,
 )
-from engine.errors import PluginError
-from engine.models import PluginWorkflow
-from engine.validation import validate_workflow
 
 log = structlog.get_logger("activities.registry")
-# Within the activity's start-to-close timeout (engine.workflow): a registry whose worker does
+# Within the activity's start-to-close timeout (engine.temporal.workflow): a registry whose worker
+# does
 # not answer fails this attempt, and the next one tries again.
 _QUERY_TIMEOUT = timedelta(seconds=10)
 

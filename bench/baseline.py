@@ -38,7 +38,8 @@ BASELINE_ACTIVITY = "bench_noop"
 # "baseline+hb" variant isolates what that heartbeat costs.
 HEARTBEAT_ACTIVITY = "bench_noop_heartbeat"
 
-# The engine's defaults (engine/options.py): finite retries, 1 h per attempt, 30 s heartbeat.
+# The engine's defaults (engine/language/options.py): finite retries, 1 h per attempt, 30 s
+# heartbeat.
 RETRY = RetryPolicy(
     initial_interval=timedelta(seconds=1),
     backoff_coefficient=2.0,

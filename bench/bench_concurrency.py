@@ -49,11 +49,11 @@ from bench.bench_engine import (
     environment,
 )
 from engine import AdvancedPluginOrchestrator, WorkflowExecutionStatus
-from engine.connection import connect
-from engine.devserver import DevServer, free_port
-from engine.registry import PluginWorkflowDefinition
-from engine.sandbox import workflow_runner
-from engine.workflow import PluginWorkflowExecution
+from engine.hosting.connection import connect
+from engine.hosting.devserver import DevServer, free_port
+from engine.temporal.registry import PluginWorkflowDefinition
+from engine.temporal.sandbox import workflow_runner
+from engine.temporal.workflow import PluginWorkflowExecution
 
 
 class Sides:

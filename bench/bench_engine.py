@@ -3,7 +3,7 @@
     python -m bench.bench_engine [--runs 5] [--nodes 100] [--json PATH] [--heartbeat-baseline]
     python -m bench.bench_engine --profile engine|baseline [--runs 5] [--profile-dir DIR]
 
-Starts one tuned dev server (``engine.devserver.DevServer``: SQLite file in a temporary
+Starts one tuned dev server (``engine.hosting.devserver.DevServer``: SQLite file in a temporary
 directory, free ports, no UI), one client with the engine's pydantic data converter, and two
 workers in this process with identical settings: the engine's (``create_worker``) on one task
 queue and the baseline's (``temporalio.worker.Worker`` with the same parameters) on another.
@@ -74,14 +74,14 @@ from engine import (
     WorkflowExecutionStatus,
     WorkflowNode,
 )
-from engine.connection import connect, with_pydantic_converter
-from engine.contracts import ExecutionInput, ExecutionOutcome
-from engine.devserver import DevServer, free_port
-from engine.interpreter import Interpreter, NodeCall, NodeSuccess
-from engine.scheduler import Scheduler
-from engine.validation import compile_workflow, validate_workflow
-from engine.worker import EngineWorker, create_worker, workflow_runner
-from engine.workflow import _fit
+from engine.hosting.connection import connect, with_pydantic_converter
+from engine.hosting.devserver import DevServer, free_port
+from engine.hosting.worker import EngineWorker, create_worker, workflow_runner
+from engine.language.validation import compile_workflow, validate_workflow
+from engine.runtime.contracts import ExecutionInput, ExecutionOutcome
+from engine.runtime.interpreter import Interpreter, NodeCall, NodeSuccess
+from engine.runtime.scheduler import Scheduler
+from engine.temporal.workflow import _fit
 from plugins import PluginRegistry
 
 TARGET_RATIO = 1.25

@@ -29,9 +29,9 @@ from engine import (
     WorkflowNode,
     WorkflowNodeType,
 )
-from engine.connection import connect
-from engine.devserver import DevServer, free_port
-from engine.worker import create_worker
+from engine.hosting.connection import connect
+from engine.hosting.devserver import DevServer, free_port
+from engine.hosting.worker import create_worker
 from plugins import PluginRegistry
 from tests.helpers.builders import edge, node
 

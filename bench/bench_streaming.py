@@ -5,7 +5,7 @@
                                     [--event-rate R] [--only stream|events]
     python -m bench.bench_streaming --profile [--items 100000]
 
-Starts one tuned dev server (``engine.devserver.DevServer``: SQLite file in a temporary
+Starts one tuned dev server (``engine.hosting.devserver.DevServer``: SQLite file in a temporary
 directory, free port, no UI), one client with the engine's pydantic data converter, and two
 workers in this process: the engine's (``create_worker``, registry of
 :mod:`bench.streaming_plugins`) and the naive design's (``temporalio.worker.Worker`` with
@@ -73,10 +73,10 @@ from engine import (
     WorkflowNode,
     WorkflowNodeType,
 )
-from engine.connection import connect, with_pydantic_converter
-from engine.devserver import DevServer, free_port
-from engine.logging import configure_logging
-from engine.worker import EngineWorker, create_worker, workflow_runner
+from engine.base.logging import configure_logging
+from engine.hosting.connection import connect, with_pydantic_converter
+from engine.hosting.devserver import DevServer, free_port
+from engine.hosting.worker import EngineWorker, create_worker, workflow_runner
 
 TARGET_RATIO = 20.0
 TARGET_ITEMS_PER_S = 5000.0

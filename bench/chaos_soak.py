@@ -37,7 +37,7 @@ from typing import Any
 from temporalio.runtime import LoggingConfig, Runtime, TelemetryConfig, TelemetryFilter
 
 from engine import WorkflowExecutionMode
-from engine.devserver import DevServer, free_port
+from engine.hosting.devserver import DevServer, free_port
 from tests.chaos import long_scenarios, scenarios
 from tests.chaos.harness import SHORT_HISTORY, Harness, run_scenario
 from tests.chaos.replay import SeededReplayers

@@ -13,8 +13,9 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from engine.errors import PluginError, PluginErrorCode
-    from engine.models import (
+    from engine.base.errors import PluginError, PluginErrorCode
+    from engine.client.orchestrator import AdvancedPluginOrchestrator
+    from engine.language.models import (
         ConnectionType,
         PluginWorkflow,
         WorkflowConnection,
@@ -26,24 +27,23 @@ if TYPE_CHECKING:
         WorkflowNode,
         WorkflowNodeType,
     )
-    from engine.orchestrator import AdvancedPluginOrchestrator
-    from engine.validation import validate_workflow
+    from engine.language.validation import validate_workflow
 
 _EXPORTS = {
-    "AdvancedPluginOrchestrator": "engine.orchestrator",
-    "ConnectionType": "engine.models",
-    "PluginError": "engine.errors",
-    "PluginErrorCode": "engine.errors",
-    "PluginWorkflow": "engine.models",
-    "WorkflowConnection": "engine.models",
-    "WorkflowEvent": "engine.models",
-    "WorkflowEventType": "engine.models",
-    "WorkflowExecutionContext": "engine.models",
-    "WorkflowExecutionMode": "engine.models",
-    "WorkflowExecutionStatus": "engine.models",
-    "WorkflowNode": "engine.models",
-    "WorkflowNodeType": "engine.models",
-    "validate_workflow": "engine.validation",
+    "AdvancedPluginOrchestrator": "engine.client.orchestrator",
+    "ConnectionType": "engine.language.models",
+    "PluginError": "engine.base.errors",
+    "PluginErrorCode": "engine.base.errors",
+    "PluginWorkflow": "engine.language.models",
+    "WorkflowConnection": "engine.language.models",
+    "WorkflowEvent": "engine.language.models",
+    "WorkflowEventType": "engine.language.models",
+    "WorkflowExecutionContext": "engine.language.models",
+    "WorkflowExecutionMode": "engine.language.models",
+    "WorkflowExecutionStatus": "engine.language.models",
+    "WorkflowNode": "engine.language.models",
+    "WorkflowNodeType": "engine.language.models",
+    "validate_workflow": "engine.language.validation",
 }
 
 __all__ = [

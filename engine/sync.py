@@ -13,7 +13,7 @@ The spec's Python example runs with ``import qtforge`` replaced by ``import engi
     execution_id = orchestrator.execute_workflow("python_pipeline")
 
 The facade runs an asyncio loop in a background thread and forwards each call to
-:class:`engine.orchestrator.AdvancedPluginOrchestrator`. With no address given (argument or
+:class:`engine.client.orchestrator.AdvancedPluginOrchestrator`. With no address given (argument or
 ``TEMPORAL_ADDRESS``) it uses the local server, starting the embedded dev server if none
 answers, and it hosts a worker in its thread when no worker polls the task queue, so a REPL
 needs nothing else running.
@@ -24,7 +24,7 @@ started finish, when it hosts the worker that runs them: it waits for them up to
 ``drain_timeout`` seconds (``ORCHESTRATOR_DRAIN_TIMEOUT``, default 30; EventDriven
 executions, which run until cancelled, are not waited for). Whatever is still running then
 is named on stderr with the ``orchestrator worker`` command that continues it. Then it stops
-the worker and shuts the client's SDK runtime down (:mod:`engine.lifetime`).
+the worker and shuts the client's SDK runtime down (:mod:`engine.hosting.lifetime`).
 """
 
 from __future__ import annotations
@@ -45,11 +45,11 @@ from temporalio.client import WorkflowExecutionStatus as TemporalStatus
 from temporalio.client import WorkflowFailureError
 from temporalio.service import RPCError, RPCStatusCode
 
-from engine import lifetime
-from engine import orchestrator as async_api
-from engine.data_dir import default_data_dir
-from engine.errors import PluginError, PluginErrorCode
-from engine.models import (
+from engine.base.data_dir import default_data_dir
+from engine.base.errors import PluginError, PluginErrorCode
+from engine.client import orchestrator as async_api
+from engine.hosting import lifetime
+from engine.language.models import (
     ConnectionType,
     PluginWorkflow,
     WorkflowConnection,
@@ -61,11 +61,11 @@ from engine.models import (
     WorkflowNode,
     WorkflowNodeType,
 )
-from engine.validation import validate_workflow
+from engine.language.validation import validate_workflow
 from plugins import PluginRegistry
 
 if TYPE_CHECKING:  # the worker's modules load only when a worker is hosted
-    from engine.worker import EngineWorker
+    from engine.hosting.worker import EngineWorker
 
 __all__ = [
     "AdvancedPluginOrchestrator",
@@ -120,7 +120,7 @@ def _checked_drain_timeout(seconds: float, name: str, given: object) -> float:
 
 
 class AdvancedPluginOrchestrator:
-    """Blocking twin of :class:`engine.orchestrator.AdvancedPluginOrchestrator`.
+    """Blocking twin of :class:`engine.client.orchestrator.AdvancedPluginOrchestrator`.
 
     Args:
         target: Temporal address; default ``TEMPORAL_ADDRESS``, else the local (embedded)

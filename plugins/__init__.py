@@ -1,11 +1,11 @@
 """The plugin interface and the built-in plugins.
 
 Configuration fields that hold expressions are declared with :data:`CelExpression`,
-:data:`CelCondition` or :data:`JmesPathExpression` (see :mod:`engine.expressions`), so that
+:data:`CelCondition` or :data:`JmesPathExpression` (see :mod:`engine.language.expressions`), so that
 registration compiles them.
 """
 
-from engine.expressions import CelCondition, CelExpression, JmesPathExpression
+from engine.language.expressions import CelCondition, CelExpression, JmesPathExpression
 from plugins._context import PluginContext
 from plugins._registry import (
     ENTRY_POINT_GROUP,

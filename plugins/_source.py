@@ -44,7 +44,7 @@ from typing import Any, Protocol, runtime_checkable
 
 from pydantic import BaseModel
 
-from engine.errors import PluginError, PluginErrorCode
+from engine.base.errors import PluginError, PluginErrorCode
 from plugins._context import PluginContext
 
 #: The largest checkpoint a source may report, in bytes of compact JSON. A heartbeat or a

@@ -1,6 +1,6 @@
 """Shared fixtures: one real Temporal dev server per test session, workers per test.
 
-The server is the same binary and settings as the embedded default (``engine.devserver``),
+The server is the same binary and settings as the embedded default (``engine.hosting.devserver``),
 on free ports with its SQLite file in a temporary directory. Nothing about Temporal is mocked.
 """
 
@@ -17,9 +17,9 @@ from temporalio.client import Client
 from temporalio.worker import Worker
 
 from engine import AdvancedPluginOrchestrator
-from engine.connection import connect
-from engine.devserver import DevServer, free_port
-from engine.worker import create_worker
+from engine.hosting.connection import connect
+from engine.hosting.devserver import DevServer, free_port
+from engine.hosting.worker import create_worker
 from plugins import PluginRegistry
 from tests.helpers.plugins import test_registry
 

@@ -8,7 +8,7 @@ keeps), and a container has a hostname of its own, so a poller on the task queue
 identity ends with ``@<this hostname>`` is this container's worker.
 
 Settings are the worker's own (``TEMPORAL_ADDRESS``, ``TEMPORAL_NAMESPACE``,
-``TEMPORAL_TASK_QUEUE``, the API key and TLS variables; see ``engine/connection.py``).
+``TEMPORAL_TASK_QUEUE``, the API key and TLS variables; see ``engine/hosting/connection.py``).
 The image installs it as ``orchestrator-worker-healthcheck``; Compose runs it as the
 worker's health check. It needs Temporal to answer, so while Temporal is down every worker
 reports unhealthy: use it to see the state of the fleet, not to restart workers
@@ -27,7 +27,7 @@ from temporalio.api.enums.v1 import TaskQueueType
 from temporalio.api.taskqueue.v1 import TaskQueue
 from temporalio.api.workflowservice.v1 import DescribeTaskQueueRequest
 
-from engine.connection import connect, default_task_queue
+from engine.hosting.connection import connect, default_task_queue
 
 TIMEOUT = timedelta(seconds=5)
 QUEUE_TYPES = (
@@ -63,7 +63,7 @@ def main() -> int:
         return 1
     finally:
         # A traceback's reference cycle keeps the native client alive until interpreter
-        # shutdown, where freeing it aborts the process (engine/lifetime.py explains it).
+        # shutdown, where freeing it aborts the process (engine/hosting/lifetime.py explains it).
         gc.collect()
     mine = sorted(identity for identity in identities if identity.endswith(suffix))
     if not mine:

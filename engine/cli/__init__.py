@@ -7,7 +7,8 @@
     orchestrator server start | stop | status
 
 With no ``--address`` (and no ``TEMPORAL_ADDRESS``) the CLI uses the server on 127.0.0.1:7233
-or starts the embedded one there, detached (see :mod:`engine.embedded`); commands that need a
+or starts the embedded one there, detached (see :mod:`engine.hosting.embedded`); commands that need
+a
 worker run one in-process unless a worker already polls the task queue.
 
 Exit codes: 0 success (``run``: the execution completed), 1 a :class:`PluginError` or a
@@ -30,9 +31,9 @@ import sys
 from collections.abc import Callable
 from typing import Any
 
+from engine.base.errors import PluginError
 from engine.cli.errors import UsageError
 from engine.cli.parser import build_parser
-from engine.errors import PluginError
 
 __all__ = ["UsageError", "build_parser", "main"]
 

@@ -19,23 +19,23 @@ from typing import Any
 from rich.console import Console, RenderableType
 from temporalio.client import WorkflowExecutionStatus as TemporalStatus
 
-from engine import executions
-from engine.connection import default_namespace, default_task_queue
-from engine.data_dir import default_data_dir
-from engine.embedded import (
+from engine.base.data_dir import default_data_dir
+from engine.base.errors import PluginError, PluginErrorCode
+from engine.base.logging import configure_logging
+from engine.client import executions
+from engine.client.orchestrator import AdvancedPluginOrchestrator
+from engine.hosting.connection import default_namespace, default_task_queue
+from engine.hosting.embedded import (
     ENV_UI_URL,
     ensure_server,
     temporal_ui_link,
     worker_is_polling,
 )
-from engine.errors import PluginError, PluginErrorCode
-from engine.logging import configure_logging
-from engine.models import (
+from engine.language.models import (
     PluginWorkflow,
     WorkflowEvent,
     WorkflowExecutionContext,
 )
-from engine.orchestrator import AdvancedPluginOrchestrator
 
 Code = PluginErrorCode
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 
-from engine.catalog import describe_plugins, unchecked_nodes, validate_with_catalog
+from engine.base.errors import PluginError
 from engine.cli.common import (
     Code,
     is_file_argument,
@@ -14,13 +14,13 @@ from engine.cli.common import (
     register_or_update,
 )
 from engine.cli.errors import UsageError
-from engine.contracts import PluginInfo
-from engine.embedded import (
+from engine.hosting.embedded import (
     embedded_worker,
 )
-from engine.errors import PluginError
-from engine.graph_view import render
-from engine.validation import validate_workflow
+from engine.language.graph_view import render
+from engine.language.validation import validate_workflow
+from engine.runtime.contracts import PluginInfo
+from engine.temporal.catalog import describe_plugins, unchecked_nodes, validate_with_catalog
 from plugins import PluginRegistry
 
 

@@ -10,11 +10,13 @@ import signal
 import sys
 from pathlib import Path
 
+from engine.base.errors import PluginError
+from engine.base.extras import require_extra
 from engine.cli.common import Code, open_session
 from engine.cli.errors import UsageError
 from engine.cli.parser import ENV_STUDIO_TOKEN
-from engine.devserver import port_open
-from engine.embedded import (
+from engine.hosting.devserver import port_open
+from engine.hosting.embedded import (
     embedded_ports,
     embedded_worker,
     ensure_server,
@@ -22,9 +24,7 @@ from engine.embedded import (
     start_server,
     stop_server,
 )
-from engine.errors import PluginError
-from engine.extras import require_extra
-from engine.worker import run_worker
+from engine.hosting.worker import run_worker
 from plugins.builtin._files import protect
 
 

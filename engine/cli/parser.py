@@ -10,7 +10,8 @@ import sys
 from pathlib import Path
 
 ENV_STUDIO_TOKEN = "ORCHESTRATOR_STUDIO_TOKEN"
-# The same as engine.graph_view.FORMATS and engine.execution_list.STATUS_FILTERS (a test
+# The same as engine.language.graph_view.FORMATS and engine.client.execution_list.STATUS_FILTERS (a
+# test
 # checks): those modules load the rendering and the Temporal client.
 GRAPH_FORMATS = ("mermaid", "dot")
 STATUS_FILTERS = ("pending", "running", "paused", "completed", "failed", "cancelled", "terminated")

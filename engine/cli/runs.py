@@ -14,6 +14,7 @@ from typing import Any
 from rich.console import Console
 from rich.live import Live
 
+from engine.base.errors import PluginError
 from engine.cli.common import (
     Code,
     is_file_argument,
@@ -29,19 +30,18 @@ from engine.cli.common import (
     with_update_timeout,
 )
 from engine.cli.errors import UsageError
-from engine.embedded import (
+from engine.client.orchestrator import AdvancedPluginOrchestrator
+from engine.hosting.embedded import (
     embedded_worker,
     worker_is_polling,
 )
-from engine.errors import PluginError
-from engine.graph_view import status_view
-from engine.models import (
+from engine.language.graph_view import status_view
+from engine.language.models import (
     PluginWorkflow,
     WorkflowExecutionContext,
     WorkflowExecutionStatus,
 )
-from engine.orchestrator import AdvancedPluginOrchestrator
-from engine.validation import validate_workflow
+from engine.language.validation import validate_workflow
 
 
 async def cmd_executions(args: argparse.Namespace) -> int:

@@ -1,4 +1,4 @@
-"""The studio: a web UI over :class:`~engine.orchestrator.AdvancedPluginOrchestrator` to
+"""The studio: a web UI over :class:`~engine.client.orchestrator.AdvancedPluginOrchestrator` to
 design graph workflows and watch their durable runs live.
 
     from engine.studio import serve

@@ -39,13 +39,12 @@ from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, Streamin
 from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel, ConfigDict, Field
 
-from engine import executions
-from engine.catalog import validate_with_catalog
-from engine.contracts import PluginInfo
-from engine.embedded import temporal_ui_link
-from engine.engine_nodes import ENGINE_NODE_MODELS
-from engine.errors import PluginError, PluginErrorCode
-from engine.models import (
+from engine.base.errors import PluginError, PluginErrorCode
+from engine.client import executions
+from engine.client.orchestrator import AdvancedPluginOrchestrator
+from engine.hosting.embedded import temporal_ui_link
+from engine.language.engine_nodes import ENGINE_NODE_MODELS
+from engine.language.models import (
     ConnectionType,
     PluginWorkflow,
     WorkflowEvent,
@@ -53,8 +52,9 @@ from engine.models import (
     WorkflowExecutionStatus,
     WorkflowNodeType,
 )
-from engine.orchestrator import AdvancedPluginOrchestrator
+from engine.runtime.contracts import PluginInfo
 from engine.studio.guard import Guard, check_token
+from engine.temporal.catalog import validate_with_catalog
 
 Code = PluginErrorCode
 T = TypeVar("T")

@@ -20,8 +20,8 @@ import socket
 
 import uvicorn
 
-from engine.errors import PluginError, PluginErrorCode
-from engine.orchestrator import AdvancedPluginOrchestrator
+from engine.base.errors import PluginError, PluginErrorCode
+from engine.client.orchestrator import AdvancedPluginOrchestrator
 from engine.studio.app import create_app
 
 LOOPBACK_NAMES = ("localhost", "127.0.0.1", "[::1]", "::1")

@@ -1,12 +1,12 @@
 """CEL expressions that compute values, for the stream processors.
 
-:mod:`engine.conditions` evaluates boolean conditions inside workflow code. The processors
+:mod:`engine.language.conditions` evaluates boolean conditions inside workflow code. The processors
 (``data_filter``, ``data_transformer``) run in activities and also need expressions whose
 result is a value (``price * quantity``), converted back to plain JSON types. The same
 safety rules apply: CEL has no loops, no I/O and no access to Python objects; item values are
 bound as variables, never pasted into the text; length and nesting are capped before parsing.
 
-Evaluation is metered exactly as connection conditions are (:class:`engine.conditions.
+Evaluation is metered exactly as connection conditions are (:class:`engine.language.conditions.
 MeteredProgram`: only the variables an expression names are converted; every value
 converted, node visited, macro iteration and 256 characters or 16 elements handled costs
 units), with a budget of :data:`MAX_EXPRESSION_COST` units per evaluation, that is per
@@ -35,11 +35,15 @@ from typing import Any
 from celpy import celtypes
 from celpy.evaluation import CELEvalError
 
-from engine.conditions import BudgetExceeded, MeteredProgram, PricedFunction, metered_program
-
-# Importing engine.conditions also quietens celpy's logging of every evaluation error.
-from engine.errors import PluginError, PluginErrorCode
-from engine.expressions import ExpressionError, parse_cel
+# Importing engine.language.conditions also quietens celpy's logging of every evaluation error.
+from engine.base.errors import PluginError, PluginErrorCode
+from engine.language.conditions import (
+    BudgetExceeded,
+    MeteredProgram,
+    PricedFunction,
+    metered_program,
+)
+from engine.language.expressions import ExpressionError, parse_cel
 
 __all__ = [
     "COMPILED_CACHE_SIZE",
@@ -135,7 +139,8 @@ def compile_expression(text: Any) -> Expression:
 @functools.lru_cache(maxsize=COMPILED_CACHE_SIZE)
 def _compile(text: str) -> Expression:
     """Compile ``text`` (an Expression is immutable and safe to share between threads; an
-    ExpressionError is not cached). The parse is :func:`engine.expressions.parse_cel`, which
+    ExpressionError is not cached). The parse is :func:`engine.language.expressions.parse_cel`,
+    which
     registration runs too."""
     return Expression(text=text, _program=metered_program(parse_cel(text), _FUNCTIONS))
 

@@ -21,7 +21,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from engine.errors import PluginError, PluginErrorCode
+from engine.base.errors import PluginError, PluginErrorCode
 from plugins.builtin._files import open_regular
 
 #: Record formats the source and sink understand, by file extension.

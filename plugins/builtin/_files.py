@@ -44,8 +44,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
-from engine.data_dir import default_data_dir
-from engine.errors import PluginError, PluginErrorCode
+from engine.base.data_dir import default_data_dir
+from engine.base.errors import PluginError, PluginErrorCode
 
 ROOTS_VARIABLE = "ORCHESTRATOR_FILE_ROOTS"
 #: The data directory's output area (always a root).

@@ -12,7 +12,7 @@ so a model and its JSON Schema accept the same configurations; the few rules tha
 fields (``mqtt_subscriber``'s password needs a user name, ``http_request`` takes one body,
 ``json_transform`` one of ``mapping`` and ``expression``) are written into the schema too.
 Fields holding expressions are declared as such (:data:`CelExpression`, :data:`CelCondition`,
-:data:`JmesPathExpression`, from :mod:`engine.expressions`): registration compiles them.
+:data:`JmesPathExpression`, from :mod:`engine.language.expressions`): registration compiles them.
 The plugins keep their own checks of the dict they receive (defence in depth: a function
 can be called directly, and sources get their configuration unchecked by the model at run
 time).
@@ -24,7 +24,7 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
-from engine.expressions import CelCondition, CelExpression, JmesPathExpression
+from engine.language.expressions import CelCondition, CelExpression, JmesPathExpression
 
 __all__ = [
     "DELIMITER_DESCRIPTION",

@@ -35,7 +35,7 @@ from typing import Any
 
 from pydantic import Field
 
-from engine.conditions import Condition, ConditionError, compile_condition
+from engine.language.conditions import Condition, ConditionError, compile_condition
 from plugins._context import PluginContext
 from plugins._registry import plugin
 from plugins.builtin._common import (

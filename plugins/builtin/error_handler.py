@@ -50,7 +50,7 @@ from typing import Any
 
 from pydantic import Field
 
-from engine.errors import PluginError
+from engine.base.errors import PluginError
 from plugins._context import PluginContext
 from plugins._registry import plugin
 from plugins.builtin._common import (

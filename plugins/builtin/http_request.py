@@ -87,8 +87,8 @@ from typing import Annotated, Any, Literal
 import httpx
 from pydantic import ConfigDict, Field, StringConstraints, model_validator
 
-from engine.contracts import MAX_PAYLOAD_BYTES
-from engine.errors import PluginError, PluginErrorCode
+from engine.base.errors import PluginError, PluginErrorCode
+from engine.runtime.contracts import MAX_PAYLOAD_BYTES
 from plugins._context import PluginContext
 from plugins._registry import plugin
 from plugins.builtin._common import (

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import pytest_asyncio
 
-from engine.devserver import DevServer, free_port
+from engine.hosting.devserver import DevServer, free_port
 from tests.chaos.harness import SHORT_HISTORY, Harness
 from tests.chaos.replay import SeededReplayers
 from tests.helpers.servers import configured_server

@@ -6,7 +6,7 @@ topological one, with DataFlow (whole outputs or a port of them, under the sourc
 named target port), conditional and plain Control, and Dependency connections, declared
 ports on some nodes, failing first attempts on some, in Sequential, Parallel or Conditional
 mode. The reference model is written from the README's graph semantics, independently of
-engine.scheduler: which nodes complete and which are skipped, each node's inputs, the
+engine.runtime.scheduler: which nodes complete and which are skipped, each node's inputs, the
 result nodes, and for Sequential mode the start order.
 """
 
@@ -18,7 +18,7 @@ from collections.abc import Callable
 from typing import Any
 
 from engine import ConnectionType, PluginWorkflow, WorkflowConnection, WorkflowExecutionMode
-from engine.models import WorkflowExecutionStatus
+from engine.language.models import WorkflowExecutionStatus
 from tests.chaos.invariants import Expected
 from tests.helpers.builders import edge, node, workflow
 

@@ -15,8 +15,8 @@ from typing import Any, TypeVar
 from temporalio.client import WorkflowHistory
 
 from engine import AdvancedPluginOrchestrator
-from engine.connection import connect
-from engine.devserver import DevServer
+from engine.hosting.connection import connect
+from engine.hosting.devserver import DevServer
 from tests.chaos.invariants import Expected, check_runs, server_problems
 from tests.chaos.ledger import Effect, Ledger
 from tests.chaos.long_invariants import LongExpected, check_long_runs

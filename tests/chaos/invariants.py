@@ -29,9 +29,9 @@ from temporalio.api.enums.v1 import EventType
 from temporalio.client import Client, WorkflowHistory
 from temporalio.client import WorkflowExecutionStatus as TemporalStatus
 
-from engine import executions
-from engine.contracts import EXECUTION_WORKFLOW, ExecutionOutcome
-from engine.models import PluginWorkflow, WorkflowEventType, WorkflowExecutionStatus
+from engine.client import executions
+from engine.language.models import PluginWorkflow, WorkflowEventType, WorkflowExecutionStatus
+from engine.runtime.contracts import EXECUTION_WORKFLOW, ExecutionOutcome
 from tests.chaos.ledger import Ledger
 
 LEDGER_PLUGINS = ("effect", "effect_blocking")

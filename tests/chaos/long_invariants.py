@@ -22,9 +22,9 @@ from typing import Any
 
 from temporalio.client import Client, WorkflowHistory
 
-from engine import executions
-from engine.contracts import ExecutionOutcome
-from engine.models import WorkflowExecutionMode, WorkflowExecutionStatus
+from engine.client import executions
+from engine.language.models import WorkflowExecutionMode, WorkflowExecutionStatus
+from engine.runtime.contracts import ExecutionOutcome
 from tests.chaos.invariants import TERMINAL_EVENTS, Verdict, history_problems
 from tests.chaos.ledger import Ledger
 from tests.helpers.histories import run_histories

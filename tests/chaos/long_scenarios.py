@@ -32,8 +32,7 @@ from typing import Any, TypeVar
 from temporalio.api.enums.v1 import PendingActivityState
 
 from engine import ConnectionType, PluginError, PluginErrorCode, WorkflowExecutionMode
-from engine.contracts import RUN_STREAM_ACTIVITY, WATCH_SOURCE_ACTIVITY
-from engine.models import (
+from engine.language.models import (
     PluginWorkflow,
     WorkflowConnection,
     WorkflowExecutionContext,
@@ -41,6 +40,7 @@ from engine.models import (
     WorkflowNode,
     WorkflowNodeType,
 )
+from engine.runtime.contracts import RUN_STREAM_ACTIVITY, WATCH_SOURCE_ACTIVITY
 from tests.chaos.harness import Harness
 from tests.chaos.long_invariants import LongExpected
 from tests.helpers.builders import edge, node, workflow

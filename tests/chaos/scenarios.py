@@ -17,8 +17,8 @@ from typing import Any
 from temporalio.api.enums.v1 import PendingWorkflowTaskState
 
 from engine import ConnectionType, PluginError, PluginErrorCode, WorkflowExecutionMode
-from engine.contracts import definition_entity_id
-from engine.models import PluginWorkflow, WorkflowExecutionStatus
+from engine.language.models import PluginWorkflow, WorkflowExecutionStatus
+from engine.runtime.contracts import definition_entity_id
 from tests.chaos.fuzz import expected_run, random_definition
 from tests.chaos.harness import Harness, timed
 from tests.chaos.invariants import Expected

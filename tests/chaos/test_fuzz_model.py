@@ -11,9 +11,9 @@ from typing import Any
 import pytest
 
 from engine import validate_workflow
-from engine.contracts import ExecutionOutcome
-from engine.interpreter import Interpreter, NodeCall, NodeSuccess
-from engine.validation import compile_workflow
+from engine.language.validation import compile_workflow
+from engine.runtime.contracts import ExecutionOutcome
+from engine.runtime.interpreter import Interpreter, NodeCall, NodeSuccess
 from tests.chaos.fuzz import MODES, expected_run, random_definition
 from tests.chaos.invariants import outcome_problems
 

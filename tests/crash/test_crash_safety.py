@@ -7,8 +7,8 @@ import asyncio
 from pathlib import Path
 
 from engine import AdvancedPluginOrchestrator, WorkflowExecutionStatus
-from engine.connection import connect
-from engine.devserver import DevServer, free_port
+from engine.hosting.connection import connect
+from engine.hosting.devserver import DevServer, free_port
 from tests.helpers.builders import chain, node
 from tests.helpers.plugins import read_count
 from tests.helpers.processes import WorkerProcess

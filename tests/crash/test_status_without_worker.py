@@ -11,8 +11,8 @@ import sys
 from pathlib import Path
 
 from engine import AdvancedPluginOrchestrator, WorkflowExecutionStatus
-from engine.connection import connect
-from engine.devserver import DevServer
+from engine.hosting.connection import connect
+from engine.hosting.devserver import DevServer
 from tests.helpers.builders import chain, node
 from tests.helpers.plugins import read_count
 from tests.helpers.processes import ROOT, WorkerProcess

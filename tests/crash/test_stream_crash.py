@@ -7,8 +7,8 @@ import json
 from pathlib import Path
 
 from engine import AdvancedPluginOrchestrator, WorkflowExecutionStatus
-from engine.connection import connect
-from engine.devserver import DevServer
+from engine.hosting.connection import connect
+from engine.hosting.devserver import DevServer
 from tests.helpers.builders import node
 from tests.helpers.plugins import read_jsonl
 from tests.helpers.processes import WorkerProcess
@@ -18,7 +18,7 @@ from tests.long_running.test_streaming import _pipeline
 BATCH = 25
 IN_FLIGHT = 4
 RATE = 250  # items per second the source produces (delay 4 ms)
-HEARTBEAT_THROTTLE = 1.0  # engine.worker default: checkpoints reach the server this often
+HEARTBEAT_THROTTLE = 1.0  # engine.hosting.worker default: checkpoints reach the server this often
 
 
 async def _written(directory: Path, name: str) -> int:

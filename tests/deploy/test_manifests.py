@@ -48,7 +48,7 @@ from temporalio.api.operatorservice.v1 import ListSearchAttributesRequest
 from temporalio.client import Client
 
 from engine.cli import build_parser
-from engine.devserver import DevServer
+from engine.hosting.devserver import DevServer
 
 ROOT = Path(__file__).resolve().parents[2]
 DEPLOY = ROOT / "deploy"
@@ -62,7 +62,7 @@ K8S_SETUP_SCRIPT = K8S_DIR / "scripts" / "setup-namespace.sh"
 # Kubernetes version the manifests are validated against (a version kubernetes-validate
 # ships schemas for; the manifests use only APIs that are GA there).
 K8S_VERSION = "1.30"
-# The engine's custom search attributes (engine/telemetry.py).
+# The engine's custom search attributes (engine/temporal/telemetry.py).
 SEARCH_ATTRIBUTES = {"OrchestratorWorkflowId": "Keyword", "OrchestratorStatus": "Keyword"}
 # Values a user must supply (they have no default, on purpose) for interpolation.
 REQUIRED_SETTINGS = {
@@ -457,7 +457,7 @@ def test_compose_setup_job_registers_the_search_attributes() -> None:
 
 
 def test_search_attributes_match_the_engine() -> None:
-    from engine.telemetry import SEARCH_ATTRIBUTE_DEFINITIONS
+    from engine.temporal.telemetry import SEARCH_ATTRIBUTE_DEFINITIONS
 
     assert dict(item.split("=") for item in SEARCH_ATTRIBUTE_DEFINITIONS) == SEARCH_ATTRIBUTES
 

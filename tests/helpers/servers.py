@@ -6,7 +6,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from engine.devserver import DevServer, free_port
+from engine.hosting.devserver import DevServer, free_port
 
 
 @contextmanager

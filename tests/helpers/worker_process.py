@@ -22,8 +22,8 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
-from engine.connection import connect
-from engine.worker import create_worker
+from engine.hosting.connection import connect
+from engine.hosting.worker import create_worker
 from plugins import PluginRegistry
 
 DEFAULT_REGISTRY = "tests.helpers.plugins:test_registry"

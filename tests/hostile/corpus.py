@@ -21,9 +21,13 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from engine import PluginErrorCode, PluginWorkflow
-from engine.conditions import MAX_CONDITION_DEPTH, MAX_CONDITION_LENGTH, MAX_CONDITION_NESTING
-from engine.models import MAX_JSON_TEXT_BYTES
-from engine.validation import (
+from engine.language.conditions import (
+    MAX_CONDITION_DEPTH,
+    MAX_CONDITION_LENGTH,
+    MAX_CONDITION_NESTING,
+)
+from engine.language.models import MAX_JSON_TEXT_BYTES
+from engine.language.validation import (
     MAX_CONNECTIONS,
     MAX_DEFINITION_BYTES,
     MAX_DEFINITION_VALUES,

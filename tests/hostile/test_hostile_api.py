@@ -25,12 +25,12 @@ from engine import (
     PluginWorkflow,
     WorkflowExecutionStatus,
 )
-from engine.conditions import MAX_CONDITION_COST
-from engine.contracts import DEFINITION_WORKFLOW, EXECUTION_WORKFLOW, definition_entity_id
-from engine.devserver import DevServer
-from engine.models import WorkflowConnection, WorkflowNode
-from engine.telemetry import ENTITY_DIVISION_CLAUSE
-from engine.validation import MAX_NODES
+from engine.hosting.devserver import DevServer
+from engine.language.conditions import MAX_CONDITION_COST
+from engine.language.models import WorkflowConnection, WorkflowNode
+from engine.language.validation import MAX_NODES
+from engine.runtime.contracts import DEFINITION_WORKFLOW, EXECUTION_WORKFLOW, definition_entity_id
+from engine.temporal.telemetry import ENTITY_DIVISION_CLAUSE
 from tests.helpers.builders import chain, edge, node, workflow
 from tests.helpers.waiting import eventually
 from tests.hostile.budget import PEAK_BYTES
@@ -497,7 +497,7 @@ async def test_event_approval_and_skip_values_out_of_bounds_are_refused(
     worker: object,
     unique: Callable[[str], str],
 ) -> None:
-    from engine.contracts import IncomingEvent
+    from engine.runtime.contracts import IncomingEvent
     from tests.long_running.test_event_driven import _router
 
     o = orchestrator

@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from engine import PluginError, PluginErrorCode, PluginWorkflow, validate_workflow
-from engine.conditions import (
+from engine.language.conditions import (
     MAX_CONDITION_COST,
     MAX_CONDITION_DEPTH,
     MAX_CONDITION_NESTING,

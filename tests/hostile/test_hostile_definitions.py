@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 
 from engine import PluginError, PluginWorkflow, validate_workflow
-from engine.models import MAX_JSON_DEPTH, find_json_problem, load_json_text
+from engine.language.models import MAX_JSON_DEPTH, find_json_problem, load_json_text
 from tests.hostile.budget import CPU_SECONDS, PEAK_BYTES, measure
 from tests.hostile.corpus import CONDITIONS, DEFINITIONS, DefinitionCase, N
 
@@ -89,8 +89,8 @@ def test_event_cycles_are_refused_because_no_pass_could_run_them() -> None:
     # The corpus refuses Event cycles at registration; this is why: a pass runs Event
     # connections as Dependency ones, so its graph has the cycle. Workflow code still
     # compiles the whole definition (one stored before the rule keeps its behaviour).
-    from engine.passes import pass_workflow
-    from engine.validation import compile_workflow
+    from engine.language.validation import compile_workflow
+    from engine.runtime.passes import pass_workflow
 
     definition = PluginWorkflow.from_json(
         {

@@ -32,7 +32,7 @@ from engine import (
     WorkflowNode,
     WorkflowNodeType,
 )
-from engine.blobs import BlobStore
+from engine.temporal.blobs import BlobStore
 from plugins import Plugin, PluginContext
 from plugins.builtin import (
     csv_processor_plugin,

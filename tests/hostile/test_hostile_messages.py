@@ -21,8 +21,9 @@ from engine import (
     WorkflowExecutionMode,
     WorkflowExecutionStatus,
 )
-from engine.bounds import MAX_EVENT_BYTES
-from engine.contracts import (
+from engine.language.models import WorkflowEvent
+from engine.runtime.bounds import MAX_EVENT_BYTES
+from engine.runtime.contracts import (
     DEFINITION_CHANGED_SIGNAL,
     DEFINITION_WORKFLOW,
     EVENTS_SIGNAL,
@@ -35,7 +36,6 @@ from engine.contracts import (
     EventsPage,
     definition_entity_id,
 )
-from engine.models import WorkflowEvent
 from tests.helpers.builders import edge, node, workflow
 from tests.helpers.histories import count_events
 from tests.helpers.waiting import eventually

@@ -14,8 +14,8 @@ from typing import Any
 
 import pytest
 
-from engine.conditions import MAX_CONDITION_COST
-from engine.errors import PluginError, PluginErrorCode
+from engine.base.errors import PluginError, PluginErrorCode
+from engine.language.conditions import MAX_CONDITION_COST
 from plugins import Plugin, PluginContext
 from plugins.builtin import data_filter_plugin, data_processor_plugin, data_transformer_plugin
 from plugins.builtin._cel import MAX_EXPRESSION_COST, compile_expression
@@ -125,7 +125,8 @@ def test_the_budget_is_per_item_and_the_error_names_the_item() -> None:
 
 
 def test_data_processor_filter_is_metered_as_a_connection_condition() -> None:
-    # data_processor's filter is a connection condition (engine.conditions), with its budget.
+    # data_processor's filter is a connection condition (engine.language.conditions), with its
+    # budget.
     config = {"filter": "xs.all(a, xs.all(b, xs.all(c, a + b + c >= 0)))"}
     measured = measure(lambda: call(data_processor_plugin, [{"xs": SIXTY}], config))
     error = measured.error

@@ -14,13 +14,13 @@ import pytest
 from temporalio.client import Client, WorkflowHistory
 from temporalio.workflow import NondeterminismError
 
-import engine.conditions
-import engine.registry
-import engine.validation
+import engine.language.conditions
+import engine.language.validation
+import engine.temporal.registry
 from engine import AdvancedPluginOrchestrator, WorkflowExecutionStatus
-from engine.conditions import CONDITION_METER_PATCH, MAX_CONDITION_COST
-from engine.contracts import definition_entity_id
-from engine.modification import apply_change
+from engine.language.conditions import CONDITION_METER_PATCH, MAX_CONDITION_COST
+from engine.language.modification import apply_change
+from engine.runtime.contracts import definition_entity_id
 from tests.helpers.builders import chain, edge, node, workflow
 from tests.replay.replay_all import replayer
 
@@ -52,7 +52,7 @@ async def test_a_run_from_before_the_meter_replays_without_it(
     await orchestrator.register_workflow(definition)
 
     # A worker of the release before the meter: no marker, every condition unmetered.
-    monkeypatch.setattr(engine.conditions, "_metered", lambda: False)
+    monkeypatch.setattr(engine.language.conditions, "_metered", lambda: False)
     old_run = await orchestrator.execute_workflow(definition.workflow_id)
     final = await orchestrator.wait_for_completion(old_run, 60)
     assert final.status is WorkflowExecutionStatus.Completed, final.error_messages
@@ -64,7 +64,7 @@ async def test_a_run_from_before_the_meter_replays_without_it(
     # Today's code replays it without the meter, so the expensive condition is still true.
     await replayer().replay_workflow(history)
     # Metering it regardless would change the run's decisions: the replay would fail.
-    monkeypatch.setattr(engine.conditions, "_metered", lambda: True)
+    monkeypatch.setattr(engine.language.conditions, "_metered", lambda: True)
     with pytest.raises(NondeterminismError):
         await replayer().replay_workflow(history)
     monkeypatch.undo()
@@ -93,11 +93,11 @@ async def test_modifications_accepted_under_earlier_limits_replay(
     history = await client.get_workflow_handle(entity).fetch_history()
 
     # A later release allows three nodes only: the four-node modification still replays.
-    monkeypatch.setattr(engine.validation, "MAX_NODES", 3)
+    monkeypatch.setattr(engine.language.validation, "MAX_NODES", 3)
     await replayer().replay_workflow(history)
     # Had the handler applied the registration rules, the replay would fail.
     monkeypatch.setattr(
-        engine.registry,
+        engine.temporal.registry,
         "apply_change",
         lambda current, change, strict=False: apply_change(current, change),
     )

@@ -28,7 +28,9 @@ import pytest
 from temporalio.client import Client
 
 from engine import AdvancedPluginOrchestrator, WorkflowExecutionStatus
-from engine.blobs import (
+from engine.hosting.devserver import free_port, port_open
+from engine.hosting.worker import create_worker
+from engine.temporal.blobs import (
     REF_KEY,
     SIGNATURE_KEY,
     BlobIntegrityError,
@@ -39,8 +41,6 @@ from engine.blobs import (
     S3BlobStore,
     is_ref,
 )
-from engine.devserver import free_port, port_open
-from engine.worker import create_worker
 from plugins import PluginRegistry
 from tests.helpers.builders import edge, node, workflow
 

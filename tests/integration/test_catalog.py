@@ -6,7 +6,7 @@ import pytest
 from temporalio.client import Client
 
 from engine import AdvancedPluginOrchestrator, PluginError, PluginErrorCode, WorkflowExecutionStatus
-from engine.worker import create_worker
+from engine.hosting.worker import create_worker
 from plugins import PluginRegistry
 from tests.helpers.builders import edge, node, workflow
 

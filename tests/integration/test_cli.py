@@ -22,8 +22,8 @@ from typing import Any, Protocol
 
 import pytest
 
-from engine.catalog import describe_plugins
-from engine.devserver import DevServer, free_port
+from engine.hosting.devserver import DevServer, free_port
+from engine.temporal.catalog import describe_plugins
 from plugins import PluginRegistry
 
 REPO = Path(__file__).resolve().parents[2]

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from temporalio.client import WorkflowExecutionStatus as TemporalStatus
 
-from engine.executions import status_name
+from engine.client.executions import status_name
 from tests.integration.test_cli import (  # noqa: F401 (fixtures by name)
     Cli,
     _definition,

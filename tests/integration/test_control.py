@@ -14,7 +14,7 @@ from engine import (
     PluginErrorCode,
     WorkflowExecutionStatus,
 )
-from engine.worker import create_worker
+from engine.hosting.worker import create_worker
 from plugins import PluginRegistry
 from tests.helpers.builders import chain, node, workflow
 from tests.helpers.histories import scheduled_activities
@@ -224,7 +224,7 @@ async def _start_without_worker(
     idle: AdvancedPluginOrchestrator, source: AdvancedPluginOrchestrator, workflow_id: str
 ) -> str:
     """Start an execution on the idle queue (the registry entity lives on the source queue)."""
-    from engine.contracts import EXECUTION_WORKFLOW, ExecutionInput
+    from engine.runtime.contracts import EXECUTION_WORKFLOW, ExecutionInput
 
     async with create_worker(source.client, task_queue=source.task_queue):
         definition = await source.get_workflow(workflow_id)

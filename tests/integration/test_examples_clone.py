@@ -27,7 +27,7 @@ from pathlib import Path
 
 import pytest
 
-from engine.devserver import free_port
+from engine.hosting.devserver import free_port
 
 REPO = Path(__file__).resolve().parents[2]
 

@@ -19,7 +19,7 @@ from engine import (
     WorkflowNode,
     WorkflowNodeType,
 )
-from engine.worker import create_worker
+from engine.hosting.worker import create_worker
 from plugins import PluginRegistry
 from tests.helpers.builders import chain, edge, node, workflow
 from tests.helpers.plugins import read_count

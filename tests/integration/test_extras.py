@@ -58,8 +58,8 @@ def test_the_builtins_load_and_name_the_missing_extra() -> None:
     result = _run(
         """
         import asyncio, json
-        from engine.catalog import describe_plugins
-        from engine.errors import PluginError
+        from engine.temporal.catalog import describe_plugins
+        from engine.base.errors import PluginError
         from plugins import PluginRegistry
         from plugins._context import PluginContext
 
@@ -118,7 +118,7 @@ def test_the_studio_command_names_its_extra(tmp_path: Path) -> None:
 def test_the_worker_and_client_modules_import_without_extras() -> None:
     result = _run(
         """
-        import engine, engine.worker, engine.sync, engine.cli, worker
+        import engine, engine.hosting.worker, engine.sync, engine.cli, worker
         print("ok")
         """
     )

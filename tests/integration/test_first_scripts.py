@@ -1,7 +1,7 @@
 """A new user's first scripts, run as a user runs them: each in a fresh Python process.
 
 * The README's async example exits 0 with an empty stderr, every time: the SDK's native
-  threads are shut down before the interpreter finalizes (``engine.lifetime``), whether the
+  threads are shut down before the interpreter finalizes (``engine.hosting.lifetime``), whether the
   script closes its orchestrator or not, and when it dies of an uncaught error.
 * The spec's Python example, with only the documented changes, finishes its execution on
   the worker it hosts before it exits (``engine.sync``'s drain), also right after another
@@ -24,10 +24,10 @@ from pathlib import Path
 import pytest
 from temporalio.client import Client, WorkflowExecutionStatus
 
-from engine.contracts import EXECUTION_WORKFLOW
-from engine.devserver import DevServer
-from engine.embedded import worker_is_polling
-from engine.worker import create_worker
+from engine.hosting.devserver import DevServer
+from engine.hosting.embedded import worker_is_polling
+from engine.hosting.worker import create_worker
+from engine.runtime.contracts import EXECUTION_WORKFLOW
 from plugins import PluginRegistry
 from tests.helpers.processes import WorkerProcess
 from tests.helpers.waiting import eventually
@@ -281,7 +281,7 @@ def test_readme_example_dies_of_its_error_without_aborting(
             assert again.returncode == 1, f"run {run}: {outcome(again)}"
             last_line = again.stderr.strip().splitlines()[-1]
             assert last_line == (
-                "engine.errors.PluginError: WorkflowAlreadyExists: workflow 'pipeline' is "
+                "engine.base.errors.PluginError: WorkflowAlreadyExists: workflow 'pipeline' is "
                 "already registered"
             ), f"run {run}: {outcome(again)}"
             assert "Fatal Python error" not in again.stderr, f"run {run}: {outcome(again)}"

@@ -29,10 +29,10 @@ from activities.capacity import (
     SATURATED_METRIC,
 )
 from engine import AdvancedPluginOrchestrator, WorkflowExecutionStatus
-from engine.connection import connect
-from engine.devserver import DevServer, free_port
-from engine.telemetry import metrics_runtime
-from engine.worker import create_worker
+from engine.hosting.connection import connect
+from engine.hosting.devserver import DevServer, free_port
+from engine.hosting.worker import create_worker
+from engine.temporal.telemetry import metrics_runtime
 from plugins import PluginContext, PluginRegistry
 from tests.helpers.builders import node, workflow
 from tests.helpers.waiting import eventually

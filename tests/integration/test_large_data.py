@@ -6,7 +6,7 @@ import hashlib
 from pathlib import Path
 
 from engine import AdvancedPluginOrchestrator, WorkflowExecutionStatus
-from engine.blobs import LocalBlobStore, is_ref
+from engine.temporal.blobs import LocalBlobStore, is_ref
 from tests.helpers.builders import edge, node, workflow
 
 

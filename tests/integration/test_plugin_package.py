@@ -10,8 +10,8 @@ import sys
 from pathlib import Path
 
 from engine import AdvancedPluginOrchestrator, WorkflowExecutionStatus
-from engine.connection import connect
-from engine.devserver import DevServer
+from engine.hosting.connection import connect
+from engine.hosting.devserver import DevServer
 from tests.helpers.builders import edge, node, workflow
 from tests.helpers.waiting import eventually
 

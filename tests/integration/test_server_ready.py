@@ -16,8 +16,9 @@ import pytest_asyncio
 from temporalio.api.workflowservice.v1 import DescribeNamespaceRequest
 from temporalio.client import Client
 
-from engine import PluginError, PluginErrorCode, embedded
-from engine.devserver import DevServer, free_port, wait_until_ready
+from engine import PluginError, PluginErrorCode
+from engine.hosting import embedded
+from engine.hosting.devserver import DevServer, free_port, wait_until_ready
 
 pytestmark = pytest.mark.integration
 

@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 
 import engine.sync
-from engine.devserver import DevServer
+from engine.hosting.devserver import DevServer
 
 pytestmark = pytest.mark.integration
 

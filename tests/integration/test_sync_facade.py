@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 import engine.sync
-from engine.devserver import DevServer
+from engine.hosting.devserver import DevServer
 
 
 def test_spec_python_example(dev_server: DevServer, task_queue: str, unique) -> None:

@@ -14,9 +14,9 @@ from temporalio.client import WorkflowExecutionStatus, WorkflowHistory
 
 from engine import AdvancedPluginOrchestrator, PluginWorkflow
 from engine import WorkflowExecutionStatus as Status
-from engine.connection import connect
-from engine.devserver import DevServer
-from engine.worker import create_worker
+from engine.hosting.connection import connect
+from engine.hosting.devserver import DevServer
+from engine.hosting.worker import create_worker
 from tests.helpers import plugins
 from tests.helpers.builders import chain, edge, node, workflow
 from tests.helpers.histories import run_histories

@@ -29,10 +29,10 @@ from engine import (
     WorkflowNodeType,
 )
 from engine import WorkflowExecutionStatus as Status
-from engine.connection import connect
-from engine.contracts import NODE_ACTIVITY
-from engine.devserver import DevServer
-from engine.worker import create_worker
+from engine.hosting.connection import connect
+from engine.hosting.devserver import DevServer
+from engine.hosting.worker import create_worker
+from engine.runtime.contracts import NODE_ACTIVITY
 from tests.helpers import plugins
 from tests.helpers.builders import edge, node, workflow
 from tests.helpers.histories import count_events, run_histories

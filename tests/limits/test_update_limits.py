@@ -16,9 +16,9 @@ import pytest_asyncio
 
 from engine import AdvancedPluginOrchestrator, PluginError
 from engine import WorkflowExecutionStatus as Status
-from engine.connection import connect
-from engine.devserver import DevServer
-from engine.worker import create_worker
+from engine.hosting.connection import connect
+from engine.hosting.devserver import DevServer
+from engine.hosting.worker import create_worker
 from tests.helpers import plugins
 from tests.helpers.builders import edge, node, workflow
 from tests.helpers.servers import configured_server

@@ -11,9 +11,9 @@ import pytest_asyncio
 from temporalio.client import Client
 
 from engine import AdvancedPluginOrchestrator
-from engine.connection import connect
-from engine.devserver import DevServer
-from engine.worker import create_worker
+from engine.hosting.connection import connect
+from engine.hosting.devserver import DevServer
+from engine.hosting.worker import create_worker
 from tests.helpers.plugins import test_registry
 from tests.helpers.servers import configured_server
 

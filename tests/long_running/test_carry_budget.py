@@ -10,8 +10,8 @@ import pytest
 
 from engine import AdvancedPluginOrchestrator, PluginError, PluginErrorCode
 from engine import WorkflowExecutionStatus as Status
-from engine.bounds import CARRY_LIMIT_BYTES
-from engine.contracts import EXECUTION_WORKFLOW, ExecutionInput, IncomingEvent
+from engine.runtime.bounds import CARRY_LIMIT_BYTES
+from engine.runtime.contracts import EXECUTION_WORKFLOW, ExecutionInput, IncomingEvent
 from tests.helpers.waiting import eventually
 from tests.long_running.test_event_driven import _router
 

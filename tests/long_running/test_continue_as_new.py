@@ -8,7 +8,7 @@ from pathlib import Path
 from temporalio.client import WorkflowExecutionStatus as TemporalStatus
 
 from engine import AdvancedPluginOrchestrator, WorkflowExecutionStatus
-from engine.contracts import SOURCE_CHECKPOINT_SIGNAL, SourceCheckpoint
+from engine.runtime.contracts import SOURCE_CHECKPOINT_SIGNAL, SourceCheckpoint
 from tests.helpers.plugins import read_jsonl
 from tests.helpers.waiting import eventually
 from tests.long_running.test_event_driven import _router

@@ -18,8 +18,8 @@ from engine import (
     WorkflowNode,
     WorkflowNodeType,
 )
-from engine.connection import connect
-from engine.devserver import DevServer
+from engine.hosting.connection import connect
+from engine.hosting.devserver import DevServer
 from plugins import MAX_CHECKPOINT_BYTES
 from tests.helpers.builders import node as plain_node
 from tests.helpers.processes import WorkerProcess

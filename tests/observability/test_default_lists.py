@@ -13,10 +13,10 @@ from pathlib import Path
 import pytest
 
 from engine import AdvancedPluginOrchestrator, WorkflowExecutionStatus
-from engine.connection import connect
-from engine.contracts import catalog_entity_id, definition_entity_id
-from engine.devserver import DevServer, free_port, temporal_cli
-from engine.worker import create_worker
+from engine.hosting.connection import connect
+from engine.hosting.devserver import DevServer, free_port, temporal_cli
+from engine.hosting.worker import create_worker
+from engine.runtime.contracts import catalog_entity_id, definition_entity_id
 from plugins import PluginRegistry
 from tests.helpers.builders import chain
 

@@ -15,7 +15,7 @@ from structlog.testing import capture_logs
 from temporalio.client import Client
 
 from engine import AdvancedPluginOrchestrator, WorkflowExecutionMode, WorkflowExecutionStatus
-from engine.worker import create_worker
+from engine.hosting.worker import create_worker
 from plugins import PluginContext
 from tests.helpers import plugins as test_plugins
 from tests.helpers.builders import edge, node, workflow
@@ -87,7 +87,7 @@ async def test_plugin_log_lines_carry_the_node(
 
 _SCRIPT = """
 import logging, structlog
-from engine.logging import configure_logging
+from engine.base.logging import configure_logging
 configure_logging()
 with structlog.contextvars.bound_contextvars(execution_id="e/run-1", node_id="n", attempt=2):
     structlog.get_logger("plugin").info("from structlog", rows=3)

@@ -10,11 +10,11 @@ from collections.abc import Callable
 import httpx
 import pytest
 
-import engine.worker
+import engine.hosting.worker
 from engine import AdvancedPluginOrchestrator, WorkflowExecutionMode, WorkflowExecutionStatus
-from engine.devserver import DevServer, free_port
-from engine.telemetry import NODE_DURATION_METRIC, NODE_OUTCOMES_METRIC
-from engine.worker import run_worker
+from engine.hosting.devserver import DevServer, free_port
+from engine.hosting.worker import run_worker
+from engine.temporal.telemetry import NODE_DURATION_METRIC, NODE_OUTCOMES_METRIC
 from plugins import PluginRegistry
 from tests.helpers.builders import edge, node, workflow
 from tests.helpers.waiting import eventually
@@ -52,7 +52,7 @@ async def test_prometheus_endpoint_with_node_metrics(
     unique: Callable[[str], str],
 ) -> None:
     # run_worker configures the process's logging; the test session keeps its own.
-    monkeypatch.setattr(engine.worker, "configure_logging", lambda: None)
+    monkeypatch.setattr(engine.hosting.worker, "configure_logging", lambda: None)
     bind = f"127.0.0.1:{free_port()}"
     stop = asyncio.Event()
     serving = asyncio.create_task(

@@ -10,19 +10,14 @@ from pathlib import Path
 import pytest
 from temporalio.client import Client
 
-import engine.devserver
-from engine import (
-    AdvancedPluginOrchestrator,
-    PluginError,
-    PluginErrorCode,
-    WorkflowExecutionMode,
-    telemetry,
-)
+import engine.hosting.devserver
+from engine import AdvancedPluginOrchestrator, PluginError, PluginErrorCode, WorkflowExecutionMode
 from engine import WorkflowExecutionStatus as Status
-from engine.connection import connect
-from engine.devserver import DevServer, free_port
-from engine.telemetry import STATUS_ATTRIBUTE, WORKFLOW_ID_ATTRIBUTE
-from engine.worker import create_worker
+from engine.hosting.connection import connect
+from engine.hosting.devserver import DevServer, free_port
+from engine.hosting.worker import create_worker
+from engine.temporal import telemetry
+from engine.temporal.telemetry import STATUS_ATTRIBUTE, WORKFLOW_ID_ATTRIBUTE
 from plugins import PluginRegistry
 from tests.helpers.builders import chain, edge, node, workflow
 from tests.helpers.histories import scheduled_activities
@@ -170,7 +165,7 @@ async def test_a_server_without_the_attributes(
     """Like a cluster where nobody registered them: ``auto`` runs without them, ``on``
     refuses to start (the server rejects unknown search attributes). Restarted by
     ``DevServer``, the same database file gets them."""
-    monkeypatch.setattr(engine.devserver, "SEARCH_ATTRIBUTES", ())
+    monkeypatch.setattr(engine.hosting.devserver, "SEARCH_ATTRIBUTES", ())
     server = DevServer(tmp_path / "bare", port=free_port(), ui_port=0).start()
     try:
         client = await connect(server.address)
@@ -192,7 +187,7 @@ async def test_a_server_without_the_attributes(
         server.stop()
 
     monkeypatch.setattr(
-        engine.devserver, "SEARCH_ATTRIBUTES", telemetry.SEARCH_ATTRIBUTE_DEFINITIONS
+        engine.hosting.devserver, "SEARCH_ATTRIBUTES", telemetry.SEARCH_ATTRIBUTE_DEFINITIONS
     )
     monkeypatch.setenv("ORCHESTRATOR_SEARCH_ATTRIBUTES", "auto")
     server.start()

@@ -8,14 +8,14 @@ import re
 import subprocess
 import sys
 
-from engine.devserver import DevServer
+from engine.hosting.devserver import DevServer
 from tests.helpers.processes import ROOT
 
 SCRIPT = """
 import asyncio, sys
 import structlog
-from engine.connection import connect
-from engine.worker import create_worker
+from engine.hosting.connection import connect
+from engine.hosting.worker import create_worker
 
 async def main() -> None:
     client = await connect(sys.argv[1])

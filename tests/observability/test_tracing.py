@@ -16,16 +16,12 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import StatusCode
 
-from engine import (
-    AdvancedPluginOrchestrator,
-    WorkflowExecutionMode,
-    WorkflowExecutionStatus,
-    telemetry,
-)
-from engine.connection import connect
-from engine.contracts import EXECUTION_WORKFLOW, NODE_ACTIVITY
-from engine.devserver import DevServer
-from engine.worker import create_worker
+from engine import AdvancedPluginOrchestrator, WorkflowExecutionMode, WorkflowExecutionStatus
+from engine.hosting.connection import connect
+from engine.hosting.devserver import DevServer
+from engine.hosting.worker import create_worker
+from engine.runtime.contracts import EXECUTION_WORKFLOW, NODE_ACTIVITY
+from engine.temporal import telemetry
 from plugins import PluginRegistry
 from tests.helpers.builders import edge, node, workflow
 

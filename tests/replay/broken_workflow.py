@@ -7,9 +7,9 @@ from dataclasses import replace
 
 from temporalio import workflow
 
-from engine.contracts import EXECUTION_WORKFLOW, ExecutionInput, ExecutionOutcome
-from engine.interpreter import NodeCall, NodeSuccess
-from engine.workflow import PluginWorkflowExecution
+from engine.runtime.contracts import EXECUTION_WORKFLOW, ExecutionInput, ExecutionOutcome
+from engine.runtime.interpreter import NodeCall, NodeSuccess
+from engine.temporal.workflow import PluginWorkflowExecution
 
 
 @workflow.defn(name=EXECUTION_WORKFLOW)

@@ -21,16 +21,16 @@ from pathlib import Path
 from temporalio.client import Client
 
 from engine import AdvancedPluginOrchestrator, PluginWorkflow, WorkflowExecutionContext
-from engine.connection import connect
-from engine.contracts import (
+from engine.hosting.connection import connect
+from engine.hosting.devserver import DevServer, free_port
+from engine.hosting.worker import create_worker
+from engine.runtime.contracts import (
     DEFINITION_CHANGED_SIGNAL,
     EVENTS_SIGNAL,
     SUBSCRIBE_SIGNAL,
     IncomingEvent,
     definition_entity_id,
 )
-from engine.devserver import DevServer, free_port
-from engine.worker import create_worker
 from tests.helpers.builders import chain, edge, node, workflow
 from tests.helpers.plugins import test_registry
 from tests.helpers.processes import WorkerProcess

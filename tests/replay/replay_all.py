@@ -18,9 +18,9 @@ from temporalio.client import WorkflowHistory
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.worker import Replayer
 
-from engine.registry import PluginWorkflowDefinition
-from engine.sandbox import workflow_runner
-from engine.workflow import PluginWorkflowExecution
+from engine.temporal.registry import PluginWorkflowDefinition
+from engine.temporal.sandbox import workflow_runner
+from engine.temporal.workflow import PluginWorkflowExecution
 
 HISTORIES = Path(__file__).parent / "histories"
 

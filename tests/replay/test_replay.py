@@ -17,7 +17,7 @@ from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.worker import Replayer
 from temporalio.workflow import NondeterminismError
 
-from engine.sandbox import workflow_runner
+from engine.temporal.sandbox import workflow_runner
 from tests.replay.replay_all import load_histories, replayer
 
 ROOT = Path(__file__).resolve().parents[2]

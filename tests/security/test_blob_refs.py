@@ -36,8 +36,8 @@ from engine import (
     WorkflowNode,
     WorkflowNodeType,
 )
-from engine.blobs import REF_KEY, BlobStore, LocalBlobStore
-from engine.worker import create_worker
+from engine.hosting.worker import create_worker
+from engine.temporal.blobs import REF_KEY, BlobStore, LocalBlobStore
 from plugins import PluginContext, PluginRegistry, source_plugin
 from tests.helpers.builders import edge, node, workflow
 from tests.helpers.plugins import test_registry as base_registry

@@ -13,7 +13,7 @@ from temporalio.converter import DataConverter
 from temporalio.exceptions import ApplicationError
 
 from engine import PluginError, PluginErrorCode
-from engine.codec import (
+from engine.hosting.codec import (
     ALLOW_PLAINTEXT_VARIABLE,
     ENCODING,
     KEY_ID_METADATA,
@@ -27,7 +27,7 @@ from engine.codec import (
     new_key_entry,
     parse_keys,
 )
-from engine.connection import PLAIN_CONVERTER, data_converter
+from engine.hosting.connection import PLAIN_CONVERTER, data_converter
 
 K1 = bytes(range(32))
 K2 = bytes(range(32, 64))

@@ -27,10 +27,10 @@ from engine import (
     WorkflowExecutionMode,
     WorkflowExecutionStatus,
 )
-from engine.codec import ENCODING, KEY_ID_METADATA, KEYS_FILE_VARIABLE, KEYS_VARIABLE
-from engine.connection import connect, with_pydantic_converter
-from engine.devserver import DevServer, free_port
-from engine.worker import create_worker
+from engine.hosting.codec import ENCODING, KEY_ID_METADATA, KEYS_FILE_VARIABLE, KEYS_VARIABLE
+from engine.hosting.connection import connect, with_pydantic_converter
+from engine.hosting.devserver import DevServer, free_port
+from engine.hosting.worker import create_worker
 from plugins import PluginContext, PluginRegistry
 from tests.helpers.builders import edge, node, workflow
 from tests.helpers.waiting import eventually
@@ -44,7 +44,8 @@ Status = WorkflowExecutionStatus
 
 @pytest.fixture(name="server", scope="module")
 def fixture_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DevServer]:
-    """A server of its own (start waits until it is ready: engine.devserver.wait_until_ready)."""
+    """A server of its own (start waits until it is ready:
+    engine.hosting.devserver.wait_until_ready)."""
     server = DevServer(tmp_path_factory.mktemp("temporal-security"), port=free_port(), ui_port=0)
     server.start()
     try:

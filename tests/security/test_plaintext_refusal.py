@@ -36,11 +36,16 @@ from engine import (
     WorkflowNode,
     WorkflowNodeType,
 )
-from engine.codec import ENCODING, KEY_ID_METADATA, KEYS_FILE_VARIABLE, KEYS_VARIABLE
-from engine.connection import connect
-from engine.contracts import EVENTS_SIGNAL, EXECUTION_WORKFLOW, SUBMIT_EVENTS_UPDATE, ExecutionInput
-from engine.devserver import DevServer
-from engine.worker import create_worker
+from engine.hosting.codec import ENCODING, KEY_ID_METADATA, KEYS_FILE_VARIABLE, KEYS_VARIABLE
+from engine.hosting.connection import connect
+from engine.hosting.devserver import DevServer
+from engine.hosting.worker import create_worker
+from engine.runtime.contracts import (
+    EVENTS_SIGNAL,
+    EXECUTION_WORKFLOW,
+    SUBMIT_EVENTS_UPDATE,
+    ExecutionInput,
+)
 from plugins import PluginRegistry
 from tests.helpers.builders import edge, node, workflow
 from tests.helpers.waiting import eventually

@@ -15,9 +15,9 @@ import pytest
 import pytest_asyncio
 
 from engine import AdvancedPluginOrchestrator, PluginError, PluginErrorCode, WorkflowExecutionStatus
-from engine.connection import connect
-from engine.devserver import DevServer
-from engine.worker import create_worker
+from engine.hosting.connection import connect
+from engine.hosting.devserver import DevServer
+from engine.hosting.worker import create_worker
 from plugins import PluginRegistry
 from tests.helpers.builders import chain
 from tests.helpers.tls import Issued, TestCA, TlsProxy

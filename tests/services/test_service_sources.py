@@ -20,7 +20,7 @@ import redis.asyncio as aioredis
 import sqlalchemy as sa
 from paho.mqtt.enums import CallbackAPIVersion
 
-from engine.errors import PluginError, PluginErrorCode
+from engine.base.errors import PluginError, PluginErrorCode
 from plugins import PluginContext, Source, SourceItem, SourceSpec
 from plugins.builtin.database_writer import database_writer_plugin
 from plugins.builtin.mqtt_subscriber import open_mqtt_subscriber

@@ -15,8 +15,8 @@ from temporalio.client import Client
 from temporalio.worker import Worker
 
 from engine import AdvancedPluginOrchestrator
+from engine.hosting.worker import create_worker
 from engine.studio import StudioServer, create_app
-from engine.worker import create_worker
 from plugins import PluginRegistry
 from tests.studio.browser import (
     ARTIFACTS,

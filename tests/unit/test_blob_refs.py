@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 from structlog.testing import capture_logs
 
-from engine.blobs import (
+from engine.temporal.blobs import (
     KEY_FILE_NAME,
     REF_KEY,
     SIGNATURE_KEY,

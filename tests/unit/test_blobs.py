@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from engine.blobs import (
+from engine.temporal.blobs import (
     DEFAULT_THRESHOLD,
     REF_KEY,
     SIGNATURE_KEY,

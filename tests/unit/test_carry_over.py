@@ -15,10 +15,10 @@ from typing import Any
 import pytest
 
 from engine import PluginWorkflow, WorkflowExecutionMode, WorkflowExecutionStatus
-from engine import interpreter as interpreter_module
-from engine.contracts import BatchRunState
-from engine.interpreter import CarryOver, Interpreter, NodeCall, NodeFailure, NodeSuccess
-from engine.validation import compile_workflow
+from engine.language.validation import compile_workflow
+from engine.runtime import interpreter as interpreter_module
+from engine.runtime.contracts import BatchRunState
+from engine.runtime.interpreter import CarryOver, Interpreter, NodeCall, NodeFailure, NodeSuccess
 from tests.helpers.builders import chain, edge, node, workflow
 
 Status = WorkflowExecutionStatus

@@ -1,4 +1,5 @@
-"""The catalog check (engine.catalog): expressions compiled, every problem reported at once.
+"""The catalog check (engine.temporal.catalog): expressions compiled, every problem reported at
+once.
 
 The catalog here is what a worker with the built-ins publishes (``describe_plugins``), the
 same JSON Schemas registration reads from the task queue; nothing here imports a plugin to
@@ -13,16 +14,9 @@ from typing import Any
 import pytest
 from pydantic import BaseModel, ConfigDict
 
-from engine.catalog import (
-    catalog_problems,
-    check_workflow,
-    describe_plugins,
-    unchecked_nodes,
-    validate_with_catalog,
-)
-from engine.conditions import ConditionError, compile_condition
-from engine.errors import PluginError, PluginErrorCode
-from engine.expressions import (
+from engine.base.errors import PluginError, PluginErrorCode
+from engine.language.conditions import ConditionError, compile_condition
+from engine.language.expressions import (
     CEL,
     CEL_CONDITION,
     EXPRESSION_KEYWORD,
@@ -31,7 +25,14 @@ from engine.expressions import (
     ExpressionField,
     expression_problem,
 )
-from engine.models import PluginWorkflow, WorkflowNode
+from engine.language.models import PluginWorkflow, WorkflowNode
+from engine.temporal.catalog import (
+    catalog_problems,
+    check_workflow,
+    describe_plugins,
+    unchecked_nodes,
+    validate_with_catalog,
+)
 from plugins import (
     CelCondition,
     CelExpression,
@@ -210,7 +211,7 @@ def test_good_expressions_are_accepted(plugin_id: str, config: dict[str, Any]) -
             {"set": {"s": "score >= "}},
             "is not valid CEL: syntax error at column 7",
         ),
-        # engine.conditions' message, which names no column.
+        # engine.language.conditions' message, which names no column.
         ("data_processor", {"filter": "score >= "}, "not valid CEL: score >="),
     ],
 )

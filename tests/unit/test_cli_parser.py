@@ -10,8 +10,8 @@ import sys
 from pathlib import Path
 
 from engine.cli.parser import GRAPH_FORMATS, STATUS_FILTERS, build_parser
-from engine.execution_list import STATUS_FILTERS as ENGINE_STATUS_FILTERS
-from engine.graph_view import FORMATS
+from engine.client.execution_list import STATUS_FILTERS as ENGINE_STATUS_FILTERS
+from engine.language.graph_view import FORMATS
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -56,8 +56,9 @@ def test_help_loads_no_engine_module_beyond_the_parser() -> None:
     loaded = json.loads(result.stdout)
     assert loaded == [
         "engine",
+        "engine.base",
+        "engine.base.errors",
         "engine.cli",
         "engine.cli.errors",
         "engine.cli.parser",
-        "engine.errors",
     ]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from engine.conditions import MAX_CONDITION_LENGTH, ConditionError, compile_condition
+from engine.language.conditions import MAX_CONDITION_LENGTH, ConditionError, compile_condition
 
 
 @pytest.mark.parametrize(

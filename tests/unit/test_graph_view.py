@@ -12,8 +12,8 @@ from typing import Any
 import pytest
 from rich.console import Console
 
-from engine.graph_view import layers, node_table, render, status_view, to_dot, to_mermaid
-from engine.models import (
+from engine.language.graph_view import layers, node_table, render, status_view, to_dot, to_mermaid
+from engine.language.models import (
     ConnectionType,
     PluginWorkflow,
     WorkflowConnection,

@@ -17,8 +17,8 @@ from engine import (
     WorkflowExecutionMode,
     WorkflowExecutionStatus,
 )
-from engine.interpreter import Interpreter, NodeCall, NodeFailure, NodeSuccess
-from engine.validation import compile_workflow
+from engine.language.validation import compile_workflow
+from engine.runtime.interpreter import Interpreter, NodeCall, NodeFailure, NodeSuccess
 from tests.helpers.builders import chain, edge, node, workflow
 
 Status = WorkflowExecutionStatus

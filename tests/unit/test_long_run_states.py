@@ -7,11 +7,8 @@ import asyncio
 from datetime import UTC, datetime
 from typing import Any
 
-from engine.contracts import IncomingEvent
-from engine.errors import PluginError, PluginErrorCode
-from engine.event_run import EventRun
-from engine.interpreter import NodeCall, NodeFailure, NodeSuccess
-from engine.models import (
+from engine.base.errors import PluginError, PluginErrorCode
+from engine.language.models import (
     ConnectionType,
     PluginWorkflow,
     WorkflowConnection,
@@ -20,6 +17,9 @@ from engine.models import (
     WorkflowNode,
     WorkflowNodeType,
 )
+from engine.runtime.contracts import IncomingEvent
+from engine.runtime.event_run import EventRun
+from engine.runtime.interpreter import NodeCall, NodeFailure, NodeSuccess
 
 
 def _definition() -> PluginWorkflow:

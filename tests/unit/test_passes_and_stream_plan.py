@@ -17,10 +17,10 @@ from engine import (
     WorkflowNode,
     WorkflowNodeType,
 )
-from engine.interpreter import Interpreter, NodeCall, NodeSuccess
-from engine.passes import pass_workflow
-from engine.stream_plan import StreamError, carried_items, plan_stream, primary_items
-from engine.validation import compile_workflow
+from engine.language.validation import compile_workflow
+from engine.runtime.interpreter import Interpreter, NodeCall, NodeSuccess
+from engine.runtime.passes import pass_workflow
+from engine.runtime.stream_plan import StreamError, carried_items, plan_stream, primary_items
 from tests.helpers.builders import edge, node
 
 Kind = ConnectionType

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from engine.errors import PluginError, PluginErrorCode
+from engine.base.errors import PluginError, PluginErrorCode
 from engine.sync import DEFAULT_DRAIN_TIMEOUT, ENV_DRAIN_TIMEOUT, default_drain_timeout
 
 

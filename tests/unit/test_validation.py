@@ -17,10 +17,9 @@ from engine import (
     WorkflowNodeType,
     validate_workflow,
 )
-from engine.contracts import DefinitionChange
-from engine.modification import apply_change
-from engine.passes import pass_workflow
-from engine.validation import compile_workflow
+from engine.language.modification import DefinitionChange, apply_change
+from engine.language.validation import compile_workflow
+from engine.runtime.passes import pass_workflow
 from tests.helpers.builders import chain, edge, node, workflow
 
 Code = PluginErrorCode
@@ -187,7 +186,7 @@ def test_cycles_over_every_ordering_kind_are_named(kind: ConnectionType) -> None
 
 
 def test_event_edges_may_not_form_cycles_but_compile_as_before() -> None:
-    # A pass runs Event connections as Dependency ones (engine/passes.py), so every pass of
+    # A pass runs Event connections as Dependency ones (engine/runtime/passes.py), so every pass of
     # a cycle through them, feedback into the Source node included, would fail: refused at
     # registration. Workflow code keeps compiling such a definition (stored before this
     # rule), and each of its passes fails as it always did.

@@ -4,7 +4,7 @@
 # deploy/compose and the orchestrator-temporal-setup Job of deploy/kubernetes (the two copies
 # are kept identical by tests/deploy).
 #
-# Connection: the engine's variables (engine/connection.py): TEMPORAL_ADDRESS,
+# Connection: the engine's variables (engine/hosting/connection.py): TEMPORAL_ADDRESS,
 # TEMPORAL_API_KEY, TEMPORAL_TLS, TEMPORAL_TLS_CERT / _KEY / _CA, TEMPORAL_TLS_SERVER_NAME.
 #   TEMPORAL_NAMESPACE            the namespace to set up (required)
 #   TEMPORAL_NAMESPACE_RETENTION  retention of a namespace this creates (default 7d)
@@ -14,7 +14,7 @@ set -eu
 : "${TEMPORAL_ADDRESS:?}" "${TEMPORAL_NAMESPACE:?}"
 : "${TEMPORAL_NAMESPACE_RETENTION:=7d}"
 : "${SKIP_NAMESPACE_CREATE:=false}"
-# The engine's custom search attributes (engine/telemetry.py), NAME=TYPE.
+# The engine's custom search attributes (engine/temporal/telemetry.py), NAME=TYPE.
 SEARCH_ATTRIBUTES="OrchestratorWorkflowId=Keyword OrchestratorStatus=Keyword"
 
 # The CLI names the certificate files differently from the engine.

@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from engine.errors import PluginError, PluginErrorCode
+from engine.base.errors import PluginError, PluginErrorCode
 from plugins import Plugin, PluginContext, PluginRegistry, SourceSpec
 from plugins.builtin import (
     BUILTIN_PLUGINS,

@@ -2,7 +2,7 @@
 configurations both at run time (the model) and at registration (the schema in the catalog).
 
 Each bad configuration below is checked three ways: the pydantic model refuses it, the
-catalog check at registration (``engine.catalog.check_workflow`` against the published JSON
+catalog check at registration (``engine.temporal.catalog.check_workflow`` against the published JSON
 Schema) refuses it naming node and field, and, for function plugins, the engine's run-time
 check (``Plugin.check_config``) refuses it too unless the problem is an unknown key (run
 time ignores keys a model does not declare: they may be workflow-wide settings).
@@ -18,14 +18,14 @@ import jsonschema
 import pytest
 from pydantic import BaseModel, ValidationError
 
-from engine.catalog import check_workflow, describe_plugins
-from engine.errors import PluginError, PluginErrorCode
-from engine.models import (
+from engine.base.errors import PluginError, PluginErrorCode
+from engine.language.models import (
     PluginWorkflow,
     WorkflowExecutionMode,
     WorkflowNode,
     WorkflowNodeType,
 )
+from engine.temporal.catalog import check_workflow, describe_plugins
 from plugins import Plugin, PluginRegistry, SourceSpec
 from plugins.builtin import BUILTIN_PLUGINS
 

@@ -31,7 +31,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from engine.errors import PluginError, PluginErrorCode
+from engine.base.errors import PluginError, PluginErrorCode
 from plugins import PluginContext
 from plugins.builtin import _egress, http_request_plugin
 from plugins.builtin._egress import ALLOW_VARIABLE, EgressPolicy, default_rule

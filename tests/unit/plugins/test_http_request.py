@@ -30,7 +30,7 @@ from urllib.parse import parse_qs, urlsplit
 
 import pytest
 
-from engine.errors import PluginError, PluginErrorCode
+from engine.base.errors import PluginError, PluginErrorCode
 from plugins import Plugin, PluginContext
 from plugins.builtin import http_request_plugin
 from plugins.builtin.http_request import HttpServerError, decode_body

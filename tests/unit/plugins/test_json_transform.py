@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from engine.errors import PluginError, PluginErrorCode
+from engine.base.errors import PluginError, PluginErrorCode
 from plugins import PluginContext
 from plugins.builtin import data_source_plugin, json_transform_plugin
 

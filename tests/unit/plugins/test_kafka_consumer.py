@@ -23,7 +23,7 @@ import pytest
 from aiokafka.errors import KafkaConnectionError  # type: ignore[import-untyped]
 from aiokafka.structs import ConsumerRecord, TopicPartition  # type: ignore[import-untyped]
 
-from engine.errors import PluginError, PluginErrorCode
+from engine.base.errors import PluginError, PluginErrorCode
 from plugins import PluginContext, Source, SourceItem
 from plugins.builtin.kafka_consumer import (
     KafkaConsumerSource,

@@ -1,0 +1,161 @@
+"""Reserved configuration keys: retries, timeouts and parallelism.
+
+A node's ``configuration`` is merged over the workflow's ``global_configuration`` (top-level
+keys; the node wins). A few keys belong to the engine, not to the plugin, and are removed from
+what the plugin sees:
+
+``retry``
+    ``max_attempts`` (1-100, default 3), ``initial_interval`` (seconds, default 1),
+    ``backoff_coefficient`` (>= 1, default 2), ``maximum_interval`` (seconds, default 60),
+    ``non_retryable_errors`` (error type names, e.g. ``"ValueError"``). The node's ``retry``
+    is merged key by key over the global one. Source nodes of EventDriven and Streaming
+    executions default to 100 attempts instead; there only plugin errors count: a lost
+    worker (a heartbeat or start-to-close timeout) restarts the source from its last
+    checkpoint without using up an attempt.
+``timeout``
+    Seconds one attempt may run (default 3600).
+``heartbeat_timeout``
+    Seconds without a heartbeat before an attempt counts as lost, e.g. because its worker died
+    (default 30). The engine heartbeats for every plugin, so plugins need not.
+``optional``
+    Node only: ``true`` lets the run go on when the node fails for good (see
+    :mod:`engine.runtime.scheduler`).
+``max_parallelism``
+    Global only: nodes running at once in Parallel and Conditional mode (1-1000, default 100).
+``max_in_flight``
+    Global only: activities and child workflows one Temporal run has pending at once, over
+    all its nodes, EventDriven passes, map items and shards (1-1000, default 1000). Temporal
+    fails a run's workflow task when it goes past the cluster's limits (2,000 pending
+    activities and 2,000 pending child workflows by default), so keep this below them on a
+    cluster configured lower. EventDriven Source watchers count against it; the nodes share
+    what remains (at least one). Read once per Temporal run (a new definition version's value
+    applies from the next run); a node waiting for a slot shows as running.
+
+Global only, for the long-running modes:
+
+``max_concurrent_events``
+    EventDriven passes running at once (1-1000, default 10); later events wait in order.
+``events_per_run``
+    EventDriven: events one Temporal run takes before it continues as new (100-9000,
+    default 1000; Temporal caps signals per run at 10,000).
+``max_history_events``
+    History length past which an execution continues as new (1000-40000, default 8000; it
+    also does when Temporal suggests it, at 4,096 events or 4 MB by default). A batch run
+    first lets its running nodes finish.
+``batch_size``, ``batch_max_wait``
+    Streaming micro-batches: at most this many items (1-10000, default 500), waiting at
+    most this many seconds for them (0.01-60, default 0.5).
+``max_batches_in_flight``
+    Streaming back-pressure: batches the source may read ahead of the sinks (1-100,
+    default 4).
+``progress_interval``
+    Seconds between a stream's progress reports (0.5-300, default 2).
+
+Defaults are finite on purpose: a node never retries forever.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from engine.language.models import describe_validation_error
+
+GLOBAL_ONLY_KEYS = frozenset(
+    {
+        "max_parallelism",
+        "max_in_flight",
+        "max_concurrent_events",
+        "events_per_run",
+        "max_history_events",
+        "batch_size",
+        "batch_max_wait",
+        "max_batches_in_flight",
+        "progress_interval",
+    }
+)
+RESERVED_KEYS = frozenset({"retry", "timeout", "heartbeat_timeout", "optional"}) | GLOBAL_ONLY_KEYS
+
+MAX_TIMEOUT_SECONDS = 30 * 24 * 3600.0
+
+
+class RetrySettings(BaseModel):
+    """Retry policy for a node's plugin call (maps onto Temporal's RetryPolicy)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    max_attempts: int = Field(3, ge=1, le=100)
+    initial_interval: float = Field(1.0, gt=0, le=86400)
+    backoff_coefficient: float = Field(2.0, ge=1, le=100)
+    maximum_interval: float = Field(60.0, gt=0, le=86400)
+    non_retryable_errors: list[str] = Field(default_factory=list)
+
+
+class NodeOptions(BaseModel):
+    """Everything the engine needs to call a node's plugin, besides the plugin's own config."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    retry: RetrySettings = Field(default_factory=RetrySettings)
+    timeout: float = Field(3600.0, gt=0, le=MAX_TIMEOUT_SECONDS)
+    heartbeat_timeout: float = Field(30.0, gt=0, le=MAX_TIMEOUT_SECONDS)
+
+
+class GlobalOptions(BaseModel):
+    """Workflow-wide engine settings read from ``global_configuration``."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+    max_parallelism: int = Field(100, ge=1, le=1000)
+    max_in_flight: int = Field(1000, ge=1, le=1000)
+    max_concurrent_events: int = Field(10, ge=1, le=1000)
+    events_per_run: int = Field(1000, ge=100, le=9000)
+    max_history_events: int = Field(8000, ge=1000, le=40000)
+    batch_size: int = Field(500, ge=1, le=10000)
+    batch_max_wait: float = Field(0.5, ge=0.01, le=60)
+    max_batches_in_flight: int = Field(4, ge=1, le=100)
+    progress_interval: float = Field(2.0, ge=0.5, le=300)
+
+
+def node_options(global_config: dict[str, Any], node_config: dict[str, Any]) -> NodeOptions:
+    """Resolve a node's options from both levels of configuration.
+
+    Raises:
+        ValueError: a reserved key has a bad value; the message names the key.
+    """
+    merged: dict[str, Any] = {}
+    for key in ("timeout", "heartbeat_timeout"):
+        if key in node_config:
+            merged[key] = node_config[key]
+        elif key in global_config:
+            merged[key] = global_config[key]
+    retry_global = global_config.get("retry", {})
+    retry_node = node_config.get("retry", {})
+    for where, value in (("global_configuration.retry", retry_global), ("retry", retry_node)):
+        if not isinstance(value, dict):
+            raise ValueError(f"{where} must be an object, got {type(value).__name__}")
+    if retry_global or retry_node:
+        merged["retry"] = {**retry_global, **retry_node}
+    try:
+        return NodeOptions.model_validate(merged)
+    except ValidationError as exc:
+        raise ValueError(describe_validation_error(exc)) from None
+
+
+def global_options(global_config: dict[str, Any]) -> GlobalOptions:
+    """Read the workflow-wide settings.
+
+    Raises:
+        ValueError: a reserved key has a bad value; the message names the key.
+    """
+    try:
+        return GlobalOptions.model_validate(global_config)
+    except ValidationError as exc:
+        raise ValueError(describe_validation_error(exc)) from None
+
+
+def plugin_config(global_config: dict[str, Any], node_config: dict[str, Any]) -> dict[str, Any]:
+    """The configuration a plugin sees: node over global, without the engine's keys."""
+    merged = {**global_config, **node_config}
+    return {key: value for key, value in merged.items() if key not in RESERVED_KEYS}

@@ -1,0 +1,242 @@
+"""What EventDriven and Streaming executions share: state carried across continue-as-new,
+a bounded event log, per-node counters, pause/resume, definition updates and the context.
+
+Pure asyncio, nothing from Temporal (see :mod:`engine.runtime.event_run`,
+:mod:`engine.runtime.stream_run`).
+"""
+
+from __future__ import annotations
+
+import abc
+import asyncio
+import json
+from collections.abc import Callable
+from datetime import datetime
+from typing import Any
+
+from engine.base.errors import PluginError, PluginErrorCode
+from engine.language.models import (
+    PluginWorkflow,
+    WorkflowEvent,
+    WorkflowEventType,
+    WorkflowExecutionContext,
+    WorkflowExecutionStatus,
+)
+from engine.runtime.contracts import LongRunState, NodeCounters
+
+Status = WorkflowExecutionStatus
+EventType = WorkflowEventType
+
+# Events a long-running execution keeps (and carries across continue-as-new); older ones
+# are dropped from the log, sequence numbers keep counting.
+MAX_KEPT_EVENTS = 500
+# Results larger than this are not copied into events (the counters keep the last one).
+MAX_EVENT_RESULT_BYTES = 8192
+
+
+class ContinueAsNew(Exception):
+    """The run drained and wants to continue as new with :attr:`state`."""
+
+    def __init__(self, state: LongRunState) -> None:
+        super().__init__("continue as new")
+        self.state = state
+
+
+class LongRun(abc.ABC):
+    """Base of the long-running controllers."""
+
+    def __init__(
+        self,
+        workflow: PluginWorkflow,
+        *,
+        execution_id: str,
+        state: LongRunState | None,
+        clock: Callable[[], datetime],
+        should_continue_as_new: Callable[[], bool],
+    ) -> None:
+        self.execution_id = execution_id
+        self._clock = clock
+        self._should_continue_as_new = should_continue_as_new
+        self.state = state or LongRunState(workflow=workflow, start_time=clock().isoformat())
+        self._fresh = state is None
+        self._status = Status.Paused if self.state.paused else Status.Running
+        self._end_time: datetime | None = None
+        self._errors: list[str] = []
+        self._wake = asyncio.Event()
+        self._draining = False
+
+    @property
+    def workflow(self) -> PluginWorkflow:
+        return self.state.workflow
+
+    @abc.abstractmethod
+    async def run(self) -> Status:
+        """Run until the execution ends; raise :class:`ContinueAsNew` to continue as new."""
+
+    def _is_paused(self) -> bool:
+        return self._status is Status.Paused
+
+    @property
+    def status(self) -> Status:
+        return self._status
+
+    # -- control -------------------------------------------------------------------------
+
+    def check_transition(self, action: str) -> None:
+        """Raise ``PluginError(InvalidState)`` if ``action`` ("pause"/"resume") is invalid."""
+        allowed = {"pause": Status.Running, "resume": Status.Paused}[action]
+        if self._status is not allowed:
+            raise PluginError(
+                PluginErrorCode.InvalidState,
+                f"cannot {action} execution '{self.execution_id}': it is {self._status.value}",
+            )
+
+    def pause(self) -> None:
+        self.check_transition("pause")
+        self._status = Status.Paused
+        self.state.paused = True
+        self.emit(EventType.workflow_paused)
+        self._wake.set()
+
+    def resume(self) -> None:
+        self.check_transition("resume")
+        self._status = Status.Running
+        self.state.paused = False
+        self.emit(EventType.workflow_resumed)
+        self._wake.set()
+
+    def wake(self) -> None:
+        """Look at the run's state again (e.g. whether its history asks to continue as new)."""
+        self._wake.set()
+
+    def adopt(self, workflow: PluginWorkflow) -> None:
+        """Switch to a newer version of the definition at the next boundary."""
+        if workflow.version <= self.state.workflow.version:
+            return  # an old or repeated notification
+        self.state.workflow = workflow
+        self.emit(
+            EventType.definition_updated,
+            details={"workflow_version": workflow.version},
+        )
+        self._definition_changed()
+        self._wake.set()
+
+    @abc.abstractmethod
+    def _definition_changed(self) -> None:
+        """The definition changed: restart what depends on it at the next boundary."""
+
+    # -- events and counters ------------------------------------------------------------
+
+    def emit(self, event_type: WorkflowEventType, **fields: Any) -> None:
+        result = fields.get("result")
+        if result is not None and len(json.dumps(result, default=str)) > MAX_EVENT_RESULT_BYTES:
+            fields["result"] = None
+            fields["details"] = {**(fields.get("details") or {}), "result_omitted": True}
+        self.state.events.append(
+            WorkflowEvent(
+                type=event_type,
+                execution_id=self.execution_id,
+                workflow_id=self.workflow.workflow_id,
+                sequence=self.state.next_sequence,
+                timestamp=self._clock(),
+                **fields,
+            )
+        )
+        self.state.next_sequence += 1
+        if len(self.state.events) > MAX_KEPT_EVENTS:
+            del self.state.events[: len(self.state.events) - MAX_KEPT_EVENTS]
+
+    def events(self, after: int = 0, limit: int = 1000) -> list[WorkflowEvent]:
+        """Kept events with a sequence above ``after`` (older ones may have been dropped)."""
+        kept = self.state.events
+        if not kept:
+            return []
+        start = max(0, after - kept[0].sequence + 1)
+        return kept[start : start + limit]
+
+    @property
+    def last_sequence(self) -> int:
+        return self.state.next_sequence - 1
+
+    def counters(self, node_id: str) -> NodeCounters:
+        counters = self.state.counters.get(node_id)
+        if counters is None:
+            counters = self.state.counters[node_id] = NodeCounters()
+        return counters
+
+    def now_iso(self) -> str:
+        return self._clock().isoformat()
+
+    # -- reporting -----------------------------------------------------------------------
+
+    def context(self) -> WorkflowExecutionContext:
+        ended = self._status.is_terminal
+        node_states: dict[str, dict[str, Any]] = {}
+        running_nodes = []
+        for node in self.workflow.nodes:
+            counters = self.counters(node.node_id)
+            if counters.running > 0:
+                status = "running"
+                running_nodes.append(node.node_id)
+            elif not ended or not _ever_started(counters):
+                status = "skipped" if ended and counters.skipped else "pending"
+            else:
+                status = "cancelled" if self._status is Status.Cancelled else "completed"
+                if self._status is Status.Failed and counters.last_error:
+                    status = "failed"
+            state: dict[str, Any] = {
+                "node_id": node.node_id,
+                "plugin_id": node.plugin_id,
+                "status": status,
+                "attempts": counters.runs,
+                "started_at": counters.last_started_at,
+                "completed_at": counters.last_completed_at,
+                "counters": counters.model_dump(exclude={"last_result"}),
+            }
+            if counters.last_result is not None:
+                state["result"] = counters.last_result
+            if counters.last_error is not None:
+                state["error"] = counters.last_error
+            node_states[node.node_id] = state
+        return WorkflowExecutionContext(
+            execution_id=self.execution_id,
+            workflow_id=self.workflow.workflow_id,
+            status=self._status,
+            start_time=datetime.fromisoformat(self.state.start_time),
+            end_time=self._end_time,
+            execution_data=self.execution_data(),
+            node_states=node_states,
+            progress=1.0 if ended else 0.0,
+            current_node=running_nodes[0] if running_nodes else "",
+            error_messages=list(self._errors),
+        )
+
+    def execution_data(self) -> dict[str, Any]:
+        return {
+            "workflow_version": self.workflow.version,
+            "execution_mode": self.workflow.execution_mode.value,
+            "runs": self.state.runs,
+        }
+
+    def finish(self, status: Status, error: str | None = None) -> None:
+        self._status = status
+        self._end_time = self._clock()
+        if error:
+            self._errors.append(error)
+        if status is Status.Completed:
+            self.emit(EventType.workflow_completed, progress=1.0)
+        elif status is Status.Failed:
+            self.emit(EventType.workflow_failed, error=error)
+        else:
+            self._errors.append("execution was cancelled")
+            self.emit(EventType.workflow_cancelled)
+
+    def carried_state(self) -> LongRunState:
+        """The state for the next run (continue-as-new)."""
+        return self.state.model_copy(update={"runs": self.state.runs + 1})
+
+
+def _ever_started(counters: NodeCounters) -> bool:
+    """True if the node ran at least once: a pass node counts runs, a source or stream node
+    records when it started."""
+    return counters.runs > 0 or counters.last_started_at is not None

@@ -1,0 +1,1380 @@
+"""Temporal glue for one execution: the generic interpreter workflow.
+
+Every registered definition runs through this one workflow type. It adapts the pure
+controllers to Temporal: :class:`~engine.runtime.interpreter.Interpreter` for the batch modes,
+:class:`~engine.runtime.event_run.EventRun` for EventDriven and
+:class:`~engine.runtime.stream_run.StreamRun`
+for Streaming:
+
+* nodes run as the generic node activity, called by name (this module imports no plugin
+  code), with the node id as activity id and ``node: plugin`` as its summary in Temporal UI;
+* ``pause`` and ``resume`` are updates whose validators reject invalid transitions (a rejected
+  update writes nothing to history); cancellation is Temporal's own, so the UI and CLI cancel
+  buttons work too;
+* ``status`` and ``events`` are queries; ``events`` shows only what workflow tasks produced,
+  never what a query's replay derives from events no workflow task has processed yet
+  (:class:`_TaskTracker`);
+* long-running executions receive ``events``, ``source_checkpoint``, ``stream_progress`` and
+  ``definition_changed`` signals, subscribe to their definition's registry entity for new
+  versions, and continue-as-new with their state when their history grows (the execution
+  id stays the same); a source or stream whose worker is lost is restarted from its last
+  heartbeat without counting as a failed attempt, and one whose worker dies as it stops
+  counts as stopped (behind the ``long-running-worker-loss`` patch);
+* the run ends the way Temporal shows it: Completed with an :class:`ExecutionOutcome`,
+  Failed with the outcome in the failure's details, or Canceled with the outcome in the memo
+  (Temporal stores no result for a cancelled run, and a closed run must be readable with no
+  worker running);
+* when its starter found them registered (``ExecutionInput.search_attributes``), it keeps the
+  ``OrchestratorStatus`` search attribute current (running, paused, completed, failed,
+  cancelled; the starter sets ``OrchestratorWorkflowId`` and ``running``), behind the
+  ``search-attributes`` patch so histories recorded before it replay unchanged.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import builtins
+import contextlib
+import json
+from collections.abc import AsyncIterator, Sequence
+from datetime import datetime, timedelta
+from typing import Any, TypeVar
+
+from pydantic import BaseModel
+from temporalio import workflow
+from temporalio.common import RawValue, RetryPolicy
+from temporalio.exceptions import (
+    ActivityError,
+    ApplicationError,
+    CancelledError,
+    ChildWorkflowError,
+    RetryState,
+    TimeoutError,
+    TimeoutType,
+)
+
+with workflow.unsafe.imports_passed_through():
+    from engine.base.errors import PluginError, PluginErrorCode
+    from engine.language import conditions
+    from engine.language.engine_nodes import (
+        AGGREGATE,
+        APPROVAL,
+        SPLIT,
+        SUBWORKFLOW,
+        WAIT,
+        ApprovalConfig,
+        SplitConfig,
+        SubworkflowConfig,
+        aggregate,
+        is_engine_node,
+        parse_config,
+    )
+    from engine.language.maps import MapPlan, aggregate_items, map_plan, pick_items
+    from engine.language.models import (
+        PluginWorkflow,
+        WorkflowEventType,
+        WorkflowExecutionContext,
+        WorkflowExecutionMode,
+        WorkflowExecutionStatus,
+        WorkflowNodeType,
+    )
+    from engine.language.options import NodeOptions, RetrySettings, global_options, node_options
+    from engine.language.validation import compile_workflow
+    from engine.runtime.bounds import (
+        checkpoint_problem,
+        decision_problem,
+        event_problem,
+        fit_carried,
+        json_bytes,
+        progress_problem,
+        queue_room,
+        skip_problem,
+        stripped_counters,
+    )
+    from engine.runtime.contracts import (
+        BUSY,
+        DEFINITION_CHANGED_SIGNAL,
+        EVENTS_SIGNAL,
+        EXECUTION_WORKFLOW,
+        MAX_PAYLOAD_BYTES,
+        NODE_ACTIVITY,
+        READ_DEFINITION_ACTIVITY,
+        RUN_STREAM_ACTIVITY,
+        SOURCE_CHECKPOINT_SIGNAL,
+        STREAM_PROGRESS_SIGNAL,
+        SUBMIT_EVENTS_UPDATE,
+        SUBSCRIBE_SIGNAL,
+        UNSUBSCRIBE_SIGNAL,
+        WATCH_SOURCE_ACTIVITY,
+        Admission,
+        ApprovalDecision,
+        DefinitionLookup,
+        DefinitionNotice,
+        DefinitionReading,
+        EventsPage,
+        EventsSignal,
+        ExecutionInput,
+        ExecutionOutcome,
+        IncomingEvent,
+        LongRunState,
+        MapShard,
+        NodeActivityInput,
+        NodeActivityResult,
+        NodeCounters,
+        SkipNode,
+        SourceCheckpoint,
+        StreamProgress,
+        StreamRunInput,
+        Subscription,
+        WatchSourceInput,
+        definition_entity_id,
+    )
+    from engine.runtime.event_run import EventRun
+    from engine.runtime.interpreter import (
+        CarryOver,
+        Interpreter,
+        NodeCall,
+        NodeFailure,
+        NodeSuccess,
+    )
+    from engine.runtime.long_run import MAX_EVENT_RESULT_BYTES, ContinueAsNew, LongRun
+    from engine.runtime.map_run import MapOutcome, run_map_items
+    from engine.runtime.stream_run import StreamRun
+    from engine.temporal.telemetry import STATUS_ATTRIBUTE
+
+# Conditions compile in workflow code; their parser reads a grammar file, so build it here.
+conditions.prepare()
+
+OUTCOME_MEMO_KEY = "outcome"
+SEARCH_ATTRIBUTES_PATCH = "search-attributes"
+BATCH_CONTINUE_AS_NEW_PATCH = "batch-continue-as-new"
+IN_FLIGHT_PATCH = "in-flight-budget"
+# Long runs read new versions from the registry and check them (histories recorded before
+# adopted the definition a signal carried).
+DEFINITION_FROM_REGISTRY_PATCH = "definition-from-registry"
+# Signal handlers drop values out of bounds (engine.runtime.bounds); histories recorded before took
+# them. Consulted only when a value is out of bounds.
+BOUNDED_SIGNALS_PATCH = "bounded-signals"
+# A long run shrinks what it carries to fit continue-as-new, or fails if it cannot.
+CARRY_BUDGET_PATCH = "carry-budget"
+# How a running execution reads its registered definition: a query, tried a few times. A
+# cancellation or continue-as-new waits for a read under way, so it stays short; a read that
+# fails is recorded, and the next notice (or subscription) reads again.
+_READ_DEFINITION_TIMEOUT = timedelta(seconds=15)
+_READ_DEFINITION_RETRY = RetryPolicy(
+    initial_interval=timedelta(seconds=1), maximum_interval=timedelta(seconds=5), maximum_attempts=3
+)
+# Characters of a refusal's reason kept in the event that records it.
+_REASON_CHARS = 1000
+# Sources and streams survive lost workers without using up their retries (see
+# _long_running_retry); without the patch, histories recorded before replay unchanged.
+WORKER_LOSS_PATCH = "long-running-worker-loss"
+# A signal that only records something (a checkpoint, stream progress, a refused event)
+# still grows the history: when that makes continue-as-new due, it wakes the run's loop,
+# which would otherwise wait for some other event (histories recorded before never woke).
+WAKE_TO_CONTINUE_PATCH = "wake-to-continue-as-new"
+LONG_RUNNING = (WorkflowExecutionMode.EventDriven, WorkflowExecutionMode.Streaming)
+# Sources and streams run for weeks: a year per attempt, heartbeats notice a dead worker.
+_LONG_ACTIVITY = timedelta(days=365)
+# Default retries of sources and streams: outages of over an hour before the run fails.
+_SOURCE_RETRY = RetrySettings(max_attempts=100, initial_interval=1.0, maximum_interval=60.0)
+# Temporal's names of the timeouts that mean a lost worker (a retry policy may list them as
+# non-retryable: the timeout then comes back to the workflow instead of being retried).
+_WORKER_LOSS_TIMEOUTS = ("TemporalTimeout:Heartbeat", "TemporalTimeout:StartToClose")
+_LOST_WORKER = (TimeoutType.HEARTBEAT, TimeoutType.START_TO_CLOSE)
+# Events an ended run keeps when all of them would not fit in its outcome.
+_KEPT_EVENTS = 2000
+Status = WorkflowExecutionStatus
+_SOURCE = WorkflowNodeType.Source
+_Model = TypeVar("_Model", bound=BaseModel)
+T = TypeVar("T")
+
+
+@workflow.defn(name=EXECUTION_WORKFLOW)
+class PluginWorkflowExecution:
+    """Interprets one execution of a registered :class:`~engine.language.models.PluginWorkflow`."""
+
+    @workflow.init
+    def __init__(self, params: ExecutionInput) -> None:
+        self._interpreter: Interpreter | None = None
+        self._long: LongRun | None = None
+        self._setup_error: PluginError | None = None
+        self._activity_ids = 0
+        self._approvals: dict[str, ApprovalDecision | None] = {}  # key -> decision once made
+        self._children: dict[str, str] = {}  # node key -> child execution id
+        self._subworkflows = params.subworkflows
+        self._definition = params.workflow
+        self._searchable = params.search_attributes
+        execution_id = workflow.info().workflow_id
+        self._shard = params.map_shard
+        self._task_tracker = _TaskTracker()
+        self._tracking: asyncio.Task[None] | None = None
+        self._slots: asyncio.Semaphore | None = None  # see _in_flight
+        self._input_data = params.input_data
+        self._carried_sizes: dict[str, int] = {}  # see _queue_capacity
+        self._reading_definition = False  # see _refresh_definition
+        self._definition_wanted = False
+        try:
+            graph = compile_workflow(params.workflow)
+            mode = params.workflow.execution_mode
+            if self._shard is not None:
+                pass  # a shard of a parent's map: run() runs its items
+            elif mode is WorkflowExecutionMode.EventDriven:
+                self._long = EventRun(
+                    params.workflow,
+                    execution_id=execution_id,
+                    state=params.state,
+                    runner=self._run_node,
+                    watch=self._watch_source,
+                    clock=workflow.now,
+                    should_continue_as_new=self._should_continue_as_new,
+                )
+            elif mode is WorkflowExecutionMode.Streaming:
+                self._long = StreamRun(
+                    params.workflow,
+                    execution_id=execution_id,
+                    state=params.state,
+                    run_stream=self._run_stream,
+                    clock=workflow.now,
+                    should_continue_as_new=self._should_continue_as_new,
+                )
+            else:
+                self._interpreter = Interpreter(
+                    graph,
+                    execution_id=execution_id,
+                    input_data=params.input_data,
+                    runner=self._run_node,
+                    clock=workflow.now,
+                    completed=params.completed or None,
+                    carried=params.batch_state,
+                    should_continue_as_new=self._batch_should_continue_as_new,
+                )
+        except PluginError as exc:
+            self._setup_error = exc
+
+    @workflow.run
+    async def run(self, params: ExecutionInput) -> ExecutionOutcome:
+        if self._shard is not None and self._setup_error is None:
+            return await self._run_shard(params.workflow, self._shard)
+        self._tracking = asyncio.create_task(self._track_tasks())
+        if self._long is not None:
+            return await self._run_long(params, self._long)
+        if self._interpreter is None:
+            error = self._setup_error
+            assert error is not None
+            self._publish_status(Status.Failed)
+            raise ApplicationError(error.message, type=error.code.value, non_retryable=True)
+        try:
+            status = await self._interpreter.run()
+        except CarryOver as carried:
+            await workflow.wait_condition(workflow.all_handlers_finished)
+            carried.state.runs = (params.batch_state.runs if params.batch_state else 1) + 1
+            workflow.continue_as_new(
+                params.model_copy(update={"batch_state": carried.state, "completed": {}})
+            )
+        await workflow.wait_condition(workflow.all_handlers_finished)
+        outcome = _fit(
+            ExecutionOutcome(
+                context=self._interpreter.context(), events=self._interpreter.stored_events()
+            )
+        )
+        self._publish_status(status)
+        return _end(status, outcome)
+
+    async def _run_long(self, params: ExecutionInput, long: LongRun) -> ExecutionOutcome:
+        await self._subscription(SUBSCRIBE_SIGNAL, long.workflow)
+        try:
+            status = await long.run()
+        except ContinueAsNew as carried:
+            await workflow.wait_condition(workflow.all_handlers_finished)
+            following = self._following_run(params, carried.state)
+            if isinstance(following, ExecutionInput):
+                workflow.continue_as_new(following)
+            long.finish(Status.Failed, following)
+            status = Status.Failed
+        await self._subscription(UNSUBSCRIBE_SIGNAL, long.workflow)
+        await workflow.wait_condition(workflow.all_handlers_finished)
+        outcome = _fit(ExecutionOutcome(context=long.context(), events=long.events(0, 10**9)))
+        self._publish_status(status)
+        return _end(status, outcome)
+
+    def _following_run(self, params: ExecutionInput, state: LongRunState) -> ExecutionInput | str:
+        """The input of a long run's next Temporal run, shrunk to fit Temporal's payload
+        limit (:func:`engine.runtime.bounds.fit_carried`); or why it cannot fit even so. The run
+        then fails saying why, where it would otherwise fail every workflow task from then
+        on (histories recorded before the patch went on unchecked)."""
+        following = ExecutionInput(
+            workflow=state.workflow,
+            input_data=params.input_data,
+            state=state,
+            search_attributes=params.search_attributes,
+        )
+        if not workflow.patched(CARRY_BUDGET_PATCH):
+            return following
+        try:
+            return fit_carried(following)
+        except PluginError as exc:
+            workflow.logger.error("cannot continue as new: %s", exc.message)
+            return exc.message
+
+    def _publish_status(self, status: Status) -> None:
+        """Set ``OrchestratorStatus`` for Temporal UI's filters, if the starter asked for it
+        (a new run: histories recorded before the patch have no marker and never upsert)."""
+        if self._searchable and workflow.patched(SEARCH_ATTRIBUTES_PATCH):
+            workflow.upsert_search_attributes([STATUS_ATTRIBUTE.value_set(status.value)])
+
+    def _wake_if_continuing(self) -> None:
+        """Wake a long run's loop if continuing as new is due (see WAKE_TO_CONTINUE_PATCH)."""
+        if (
+            self._long is not None
+            and self._should_continue_as_new()
+            and workflow.patched(WAKE_TO_CONTINUE_PATCH)
+        ):
+            self._long.wake()
+
+    def _should_continue_as_new(self) -> bool:
+        info = workflow.info()
+        definition = self._long.workflow if self._long is not None else self._definition
+        budget = global_options(definition.global_configuration).max_history_events
+        return info.is_continue_as_new_suggested() or info.get_current_history_length() > budget
+
+    def _batch_should_continue_as_new(self) -> bool:
+        """A batch run drains and continues as new when the history grows long (new runs
+        only: histories recorded before the patch went on in one run)."""
+        return self._should_continue_as_new() and workflow.patched(BATCH_CONTINUE_AS_NEW_PATCH)
+
+    async def _subscription(self, signal: str, definition: PluginWorkflow) -> None:
+        """Ask the registry entity for new versions (or stop asking); it may be gone."""
+        info = workflow.info()
+        entity = workflow.get_external_workflow_handle(
+            definition_entity_id(definition.workflow_id, info.task_queue)
+        )
+        try:
+            await entity.signal(
+                signal, Subscription(execution_id=info.workflow_id, version=definition.version)
+            )
+        except Exception:  # an unregistered definition: nothing will change any more
+            workflow.logger.info("no registry entity to %s", signal)
+
+    async def _track_tasks(self) -> None:
+        """Observe every activation (a condition is checked after each step of one)."""
+
+        def observe() -> bool:
+            if self._long is not None:
+                self._task_tracker.observe(self._long.last_sequence)
+            elif self._interpreter is not None:
+                self._task_tracker.observe(self._interpreter.event_count)
+            return False
+
+        await workflow.wait_condition(observe)
+
+    # -- messages --------------------------------------------------------------------------
+
+    @workflow.update
+    def pause(self) -> None:
+        """Stop starting nodes (and reading sources); running nodes finish."""
+        self._require().pause()
+        self._publish_status(Status.Paused)
+
+    @pause.validator
+    def _validate_pause(self) -> None:
+        self._validate("pause")
+
+    @workflow.update
+    def resume(self) -> None:
+        """Start nodes again."""
+        self._require().resume()
+        self._publish_status(Status.Running)
+
+    @resume.validator
+    def _validate_resume(self) -> None:
+        self._validate("resume")
+
+    @workflow.query
+    def status(self) -> WorkflowExecutionContext:
+        """The execution context as of now."""
+        if self._shard is not None:
+            return WorkflowExecutionContext(
+                execution_id=workflow.info().workflow_id,
+                workflow_id=self._definition.workflow_id,
+                status=Status.Running,
+                execution_data={
+                    "map_shard": {
+                        "splitter": self._shard.splitter,
+                        "offset": self._shard.offset,
+                        "items": len(self._shard.items),
+                    }
+                },
+            )
+        context = self._require().context()
+        waiting = sorted(key for key, decision in self._approvals.items() if decision is None)
+        if waiting:
+            context.execution_data["awaiting_approval"] = waiting
+        for key, child in self._children.items():
+            state = context.node_states.get(key.split("#")[0])
+            if state is not None:
+                state["child_execution_id"] = child
+        return context
+
+    @workflow.update
+    def skip_node(self, request: SkipNode) -> None:
+        """Complete a node with a given output instead of running it (batch modes)."""
+        assert isinstance(self._interpreter, Interpreter)
+        self._interpreter.skip_node(request.node_id, request.output)
+
+    @skip_node.validator
+    def _validate_skip_node(self, request: SkipNode) -> None:
+        _refuse_out_of_bounds(skip_problem(request))
+        if not isinstance(self._interpreter, Interpreter):
+            raise ApplicationError(
+                "only executions of batch modes can skip a node",
+                type=PluginErrorCode.InvalidState.value,
+                non_retryable=True,
+            )
+        try:
+            self._interpreter.check_skip(request.node_id)
+        except PluginError as exc:
+            raise ApplicationError(exc.message, type=exc.code.value, non_retryable=True) from None
+
+    @workflow.update
+    def decide(self, decision: ApprovalDecision) -> None:
+        """A person's decision for a node waiting in ``approval``."""
+        self._approvals[self._approval_key(decision.node_id)] = decision
+
+    @decide.validator
+    def _validate_decide(self, decision: ApprovalDecision) -> None:
+        _refuse_out_of_bounds(decision_problem(decision))
+        self._approval_key(decision.node_id)
+
+    def _approval_key(self, node_id: str) -> str:
+        waiting = [
+            key
+            for key, decision in self._approvals.items()
+            if decision is None and (key == node_id or key.split("#")[0] == node_id)
+        ]
+        if len(waiting) != 1:
+            reason = (
+                "is not waiting for approval"
+                if not waiting
+                else f"waits in {len(waiting)} passes; name one as node#pass: {', '.join(waiting)}"
+            )
+            raise ApplicationError(
+                f"node '{node_id}' of execution '{workflow.info().workflow_id}' {reason}",
+                type=PluginErrorCode.InvalidState.value,
+                non_retryable=True,
+            )
+        return waiting[0]
+
+    @workflow.query
+    def events(self, after: int) -> EventsPage:
+        """Events with a sequence number above ``after``, up to the last one a workflow task
+        produced (:class:`_TaskTracker`)."""
+        if self._long is not None:
+            events, last = self._long.events(after), self._long.last_sequence
+        else:
+            interpreter = self._require()
+            assert isinstance(interpreter, Interpreter)
+            events, last = interpreter.events(after), interpreter.event_count
+        settled = self._task_tracker.settled
+        if settled is not None and last > settled:
+            events = [event for event in events if event.sequence <= settled]
+            last = settled
+        return EventsPage(events=events, last_sequence=last)
+
+    @workflow.query
+    def admission(self) -> Admission:
+        """Whether clients may send events now (EventDriven executions)."""
+        if isinstance(self._long, EventRun):
+            return self._long.admission(workflow.info().get_current_history_length())
+        return Admission(accepting=False, reason="not an EventDriven execution")
+
+    @workflow.update(name=SUBMIT_EVENTS_UPDATE)
+    def submit_events(self, signal: EventsSignal) -> int:
+        """Client events, admitted only while the execution can take them (the validator
+        refuses, writing nothing, while its queue is full or it is continuing as new);
+        returns how many events wait."""
+        assert isinstance(self._long, EventRun)
+        self._long.accept(signal.events)
+        return len(self._long.state.queue)
+
+    @submit_events.validator
+    def _validate_submit_events(self, signal: EventsSignal) -> None:
+        for event in signal.events:
+            if problem := event_problem(event):
+                _refuse_out_of_bounds(f"event {event.event_id[:100]!r}: {problem}")
+        if not isinstance(self._long, EventRun) or self._long.status.is_terminal:
+            raise ApplicationError(
+                "events go to running EventDriven executions",
+                type=PluginErrorCode.InvalidState.value,
+                non_retryable=True,
+            )
+        self._check_queue_room(self._long, signal.events)
+        info = workflow.info()
+        admission = self._long.admission(info.get_current_history_length())
+        if not admission.accepting:
+            raise ApplicationError(admission.reason, type=BUSY, non_retryable=True)
+        # No refusal merely because Temporal suggests continuing as new: a refused update
+        # writes nothing, so it could not wake an idle run to act on the suggestion, and every
+        # sender would wait forever. Accepted, it wakes the loop, which starts draining in
+        # this same workflow task; later updates see the drain through admission.
+
+    @workflow.signal(name=EVENTS_SIGNAL)
+    def receive_events(self, signal: EventsSignal) -> None:
+        """Events for an EventDriven execution (from its sources). Anyone who can reach
+        Temporal can send this signal: events out of bounds, or beyond what the run can
+        carry, are dropped with a warning and an ``events_refused`` event."""
+        if isinstance(self._long, EventRun):
+            self._long.accept(self._events_within_bounds(self._long, signal.events))
+        else:
+            workflow.logger.warning("ignored events: not an EventDriven execution")
+
+    @workflow.signal(name=SOURCE_CHECKPOINT_SIGNAL)
+    def receive_checkpoint(self, signal: SourceCheckpoint) -> None:
+        """Where a stopped event source will resume (dropped unless it is one of the
+        execution's sources and within ``MAX_CHECKPOINT_BYTES``)."""
+        self._wake_if_continuing()
+        if isinstance(self._long, EventRun):
+            sources = {n.node_id for n in self._long.workflow.nodes if n.node_type is _SOURCE}
+            sources.update(self._long.state.checkpoints)
+            problem = checkpoint_problem(signal, sources)
+            if problem and workflow.patched(BOUNDED_SIGNALS_PATCH):
+                workflow.logger.warning("ignored a source checkpoint: %s", problem)
+                return
+            self._long.record_checkpoint(signal.node_id, signal.checkpoint)
+
+    @workflow.signal(name=STREAM_PROGRESS_SIGNAL)
+    def receive_progress(self, signal: StreamProgress) -> None:
+        """Counters and checkpoint of the running stream (dropped if they name nodes the
+        execution does not have or the checkpoint is too large; last results and errors
+        are cut to what a long run keeps)."""
+        self._wake_if_continuing()
+        if not isinstance(self._long, StreamRun):
+            return
+        nodes = {node.node_id for node in self._long.workflow.nodes}
+        nodes.update(self._long.state.counters)
+        problem = progress_problem(signal, nodes)
+        bounded = signal.model_copy(
+            update={"counters": {k: _kept_counters(c) for k, c in signal.counters.items()}}
+        )
+        if (problem or bounded != signal) and workflow.patched(BOUNDED_SIGNALS_PATCH):
+            if problem:
+                workflow.logger.warning("ignored stream progress: %s", problem)
+                return
+            signal = bounded
+        self._long.progress(signal)
+
+    @workflow.signal(name=DEFINITION_CHANGED_SIGNAL)
+    async def receive_definition(self, notice: RawValue) -> None:
+        """The registry holds a new version of the definition: read it from the registry,
+        check it and adopt it at the next event or batch. What the signal carries is never
+        adopted (anyone who can reach Temporal can send it). Batch executions keep the
+        version they started with."""
+        if self._long is None:
+            return
+        if not workflow.patched(DEFINITION_FROM_REGISTRY_PATCH):
+            # Histories recorded before: the definition the signal carried was adopted.
+            definition = _decoded(notice, PluginWorkflow)
+            if definition is not None:
+                self._long.adopt(definition)
+            return
+        hint = _decoded(notice, DefinitionNotice)
+        if hint is not None and 0 < hint.version <= self._long.workflow.version:
+            self._wake_if_continuing()
+            return  # an old or repeated notice
+        await self._refresh_definition()
+
+    # -- bounds on what comes in (engine.runtime.bounds) ---------------------------------------
+
+    def _queue_capacity(self, long: LongRun) -> int:
+        """Bytes of events the run's queue may hold in all (:func:`engine.runtime.bounds.queue_room`
+        with an empty queue); the definition's and the input's sizes are measured once."""
+        definition = long.workflow
+        key = f"definition-{definition.version}"
+        if key not in self._carried_sizes:
+            self._carried_sizes[key] = json_bytes(definition.model_dump(exclude_defaults=True))
+        if "input" not in self._carried_sizes:
+            self._carried_sizes["input"] = json_bytes(self._input_data)
+        empty = long.state.model_copy(update={"queue": []})
+        return queue_room(
+            empty,
+            definition_bytes=self._carried_sizes[key],
+            input_bytes=self._carried_sizes["input"],
+        )
+
+    def _check_queue_room(self, long: LongRun, events: list[IncomingEvent]) -> None:
+        """Refuse events the run could not carry across continue-as-new: ``Busy`` while the
+        queue holds too much, ``InvalidInput`` if they would not fit even in an empty one."""
+        capacity = self._queue_capacity(long)
+        incoming = json_bytes(events)
+        if incoming > capacity:
+            _refuse_out_of_bounds(
+                f"{len(events)} events of {incoming:,} bytes do not fit: this execution can "
+                f"queue at most {max(0, capacity):,} bytes of events (what it carries from "
+                "one Temporal run to the next is limited)"
+            )
+        queued = json_bytes(long.state.queue)
+        if queued + incoming > capacity:
+            raise ApplicationError(
+                f"{len(long.state.queue)} queued events hold {queued:,} bytes of {capacity:,}",
+                type=BUSY,
+                non_retryable=True,
+            )
+
+    def _events_within_bounds(
+        self, long: EventRun, events: list[IncomingEvent]
+    ) -> list[IncomingEvent]:
+        """The events of a signal the run can take: within bounds, and within what the queue
+        may hold. The others are dropped with a warning and an ``events_refused`` event
+        (histories recorded before the patch took them all)."""
+        room = self._queue_capacity(long) - json_bytes(long.state.queue)
+        kept: list[IncomingEvent] = []
+        reasons: list[str] = []
+        for event in events:
+            problem = event_problem(event)
+            size = json_bytes(event) + 1
+            if problem is None and size > room:
+                problem = f"{size:,} bytes; the queue has room for {max(0, room):,}"
+            if problem is None:
+                room -= size
+                kept.append(event)
+            else:
+                reasons.append(f"event {event.event_id[:100]!r}: {problem}")
+        if not reasons or not workflow.patched(BOUNDED_SIGNALS_PATCH):
+            return events
+        workflow.logger.warning("dropped %d events: %s", len(reasons), reasons[0])
+        if not long.status.is_terminal:
+            long.emit(
+                WorkflowEventType.events_refused,
+                details={"count": len(reasons), "reason": reasons[0][:_REASON_CHARS]},
+            )
+        return kept
+
+    # -- new versions of the definition ------------------------------------------------------
+
+    async def _refresh_definition(self) -> None:
+        """Read the registered definition and adopt it if it is newer and valid. Notices
+        that arrive while a read is under way lead to one more read after it, never to
+        several at once."""
+        self._definition_wanted = True
+        if self._reading_definition:
+            return
+        self._reading_definition = True
+        try:
+            while self._definition_wanted:
+                self._definition_wanted = False
+                await self._read_definition()
+        finally:
+            self._reading_definition = False
+
+    async def _read_definition(self) -> None:
+        long = self._long
+        assert long is not None
+        current = long.workflow
+        lookup = DefinitionLookup(
+            workflow_id=current.workflow_id, task_queue=workflow.info().task_queue
+        )
+        try:
+            async with self._in_flight():
+                reading: DefinitionReading = await workflow.execute_activity(
+                    READ_DEFINITION_ACTIVITY,
+                    lookup,
+                    result_type=DefinitionReading,
+                    activity_id=self._next_activity_id("@definition"),  # no node id has "@"
+                    summary=f"read the registered definition of {current.workflow_id}",
+                    start_to_close_timeout=_READ_DEFINITION_TIMEOUT,
+                    retry_policy=_READ_DEFINITION_RETRY,
+                )
+        except ActivityError as err:
+            cause = err.cause.message if isinstance(err.cause, ApplicationError) else err.cause
+            self._refuse_definition(0, f"the registry could not be read: {cause or err}")
+            return
+        if reading.definition is None:
+            if reading.refused:
+                self._refuse_definition(reading.version, reading.refused)
+            return  # unregistered: the execution keeps the version it runs
+        definition = reading.definition
+        same = definition.workflow_id == current.workflow_id
+        if same and definition.version <= long.workflow.version:
+            return  # nothing newer (a notice raced an earlier read)
+        if problem := _succession_problem(long.workflow, definition):
+            self._refuse_definition(definition.version, problem)
+            return
+        if not long.status.is_terminal:
+            long.adopt(definition)
+
+    def _refuse_definition(self, version: int, reason: str) -> None:
+        """Log and record (``definition_refused``) a version the run does not adopt."""
+        workflow.logger.warning("definition version %s not adopted: %s", version, reason)
+        long = self._long
+        if long is not None and not long.status.is_terminal:
+            long.emit(
+                WorkflowEventType.definition_refused,
+                details={"workflow_version": version, "reason": reason[:_REASON_CHARS]},
+            )
+
+    # -- internals -------------------------------------------------------------------------
+
+    def _require(self) -> Interpreter | LongRun:
+        if self._long is not None:
+            return self._long
+        if self._interpreter is None:
+            message = self._setup_error.message if self._setup_error else "not initialised"
+            raise ApplicationError(message, type=PluginErrorCode.InvalidState.value)
+        return self._interpreter
+
+    @contextlib.asynccontextmanager
+    async def _in_flight(self) -> AsyncIterator[None]:
+        """Hold one of the run's ``max_in_flight`` slots while an activity or child workflow
+        is pending: however passes, maps and parallelism multiply, a run stays under
+        Temporal's pending limits. FIFO, so waiting nodes start in the order they asked.
+        Only a run that reaches the budget consults the patch (and so records its marker):
+        histories recorded before it went past the budget without waiting, and still do."""
+        if self._slots is None:
+            definition = self._long.workflow if self._long is not None else self._definition
+            sources = 0  # EventDriven watchers are pending activities all along
+            if isinstance(self._long, EventRun):
+                sources = sum(n.node_type is WorkflowNodeType.Source for n in definition.nodes)
+            size = global_options(definition.global_configuration).max_in_flight - sources
+            self._slots = asyncio.Semaphore(max(1, size))
+        if self._slots.locked() and not workflow.patched(IN_FLIGHT_PATCH):
+            yield
+            return
+        async with self._slots:
+            yield
+
+    def _next_activity_id(self, prefix: str) -> str:
+        self._activity_ids += 1
+        return f"{prefix}-{self._activity_ids}"
+
+    async def _watch_source(
+        self, node_id: str, plugin_id: str, config: dict[str, Any], checkpoint: Any
+    ) -> Any:
+        long = self._long
+        assert isinstance(long, EventRun)
+        node = long.workflow.node(node_id)
+        options = _long_running_options(long.workflow, node.configuration if node else {})
+        survives = workflow.patched(WORKER_LOSS_PATCH)
+        reported = long.state.checkpoints.get(node_id)  # a checkpoint signal replaces it
+        while True:
+            stop = _StopWatch()
+            try:
+                return await stop.result(
+                    workflow.start_activity(
+                        WATCH_SOURCE_ACTIVITY,
+                        WatchSourceInput(
+                            execution_id=workflow.info().workflow_id,
+                            workflow_id=long.workflow.workflow_id,
+                            node_id=node_id,
+                            plugin_id=plugin_id,
+                            config=config,
+                            checkpoint=checkpoint,
+                        ),
+                        activity_id=self._next_activity_id(f"{node_id}@source"),
+                        summary=f"{node_id}: watch {plugin_id}",
+                        start_to_close_timeout=_LONG_ACTIVITY,
+                        heartbeat_timeout=timedelta(seconds=options.heartbeat_timeout),
+                        retry_policy=_long_running_retry(options, survives),
+                        cancellation_type=workflow.ActivityCancellationType.WAIT_CANCELLATION_COMPLETED,
+                    ),
+                    survives,
+                )
+            except ActivityError as err:
+                lost = _settle_activity_error(err, options, survives)
+                stopped = stop.requested or err.retry_state is RetryState.CANCEL_REQUESTED
+            beat = lost.last_heartbeat_details
+            checkpoint = beat[0] if beat else checkpoint
+            if stopped:
+                # Stopped (pause, new version, continue-as-new, cancellation) as its worker
+                # died: it resumes where its last heartbeat got to, unless the checkpoint
+                # signal of a graceful stop arrived first.
+                if long.state.checkpoints.get(node_id) is reported:
+                    long.record_checkpoint(node_id, checkpoint)
+                raise asyncio.CancelledError()
+            workflow.logger.warning(
+                "event source %s lost its worker (%s); restarting it", node_id, lost.message
+            )
+            long.wake()  # each restart grows the history: time to continue as new?
+
+    async def _run_stream(self, call: StreamRunInput) -> StreamProgress:
+        long = self._long
+        assert isinstance(long, StreamRun)
+        node = long.workflow.node(call.source_node)
+        options = _long_running_options(long.workflow, node.configuration if node else {})
+        survives = workflow.patched(WORKER_LOSS_PATCH)
+        while True:
+            stop = _StopWatch()
+            try:
+                progress: StreamProgress = await stop.result(
+                    workflow.start_activity(
+                        RUN_STREAM_ACTIVITY,
+                        call,
+                        result_type=StreamProgress,
+                        activity_id=self._next_activity_id("stream"),
+                        summary=f"stream from {call.source_node} (v{call.workflow.version})",
+                        start_to_close_timeout=_LONG_ACTIVITY,
+                        heartbeat_timeout=timedelta(seconds=options.heartbeat_timeout),
+                        retry_policy=_long_running_retry(options, survives),
+                        cancellation_type=workflow.ActivityCancellationType.WAIT_CANCELLATION_COMPLETED,
+                    ),
+                    survives,
+                )
+                return progress
+            except ActivityError as err:
+                lost = _settle_activity_error(err, options, survives)
+                stopped = stop.requested or err.retry_state is RetryState.CANCEL_REQUESTED
+            _adopt_newer_progress(long, lost.last_heartbeat_details)
+            if stopped:
+                raise asyncio.CancelledError()  # stopped as its worker died; see above
+            workflow.logger.warning("stream lost its worker (%s); restarting it", lost.message)
+            long.wake()  # each restart grows the history: time to continue as new?
+            call = call.model_copy(
+                update={
+                    "checkpoint": long.state.checkpoints.get(call.source_node),
+                    "counters": long.state.counters,
+                }
+            )
+
+    def _validate(self, action: str) -> None:
+        try:
+            self._require().check_transition(action)
+        except PluginError as exc:
+            raise ApplicationError(exc.message, type=exc.code.value, non_retryable=True) from None
+
+    async def _run_node(self, call: NodeCall) -> NodeSuccess:
+        if is_engine_node(call.plugin_id):
+            return await self._engine_node(call)
+        request = NodeActivityInput(
+            execution_id=call.execution_id,
+            workflow_id=call.workflow_id,
+            node_id=call.node_id,
+            node_name=call.node_name,
+            plugin_id=call.plugin_id,
+            inputs=call.inputs,
+            config=call.config,
+        )
+        size = _json_size(request.inputs) + _json_size(request.config)
+        if size > MAX_PAYLOAD_BYTES:
+            raise NodeFailure(
+                f"inputs and configuration of node '{call.node_id}' are {size:,} bytes of JSON; "
+                f"the limit is {MAX_PAYLOAD_BYTES:,} bytes",
+                error_type=PluginErrorCode.InvalidOutput.value,
+                attempts=0,
+            )
+        options = call.options
+        name = f" {call.node_name}" if call.node_name else ""
+        activity_id = f"{call.node_id}#{call.pass_id}" if call.pass_id else call.node_id
+        event = f" (event #{call.pass_id})" if call.pass_id else ""
+        if call.item_key:
+            activity_id += f"[{call.item_key}]"
+            event += f" (item {call.item_key.rsplit(':', 1)[-1]})"
+        try:
+            async with self._in_flight():
+                result = await workflow.execute_activity(
+                    NODE_ACTIVITY,
+                    request,
+                    result_type=NodeActivityResult,
+                    activity_id=activity_id,
+                    summary=f"{call.node_id}{name}: {call.plugin_id}{event}",
+                    start_to_close_timeout=timedelta(seconds=options.timeout),
+                    heartbeat_timeout=timedelta(seconds=options.heartbeat_timeout),
+                    retry_policy=_retry_policy(options),
+                    cancellation_type=workflow.ActivityCancellationType.WAIT_CANCELLATION_COMPLETED,
+                )
+        except ActivityError as err:
+            if isinstance(err.cause, CancelledError):
+                # The activity acknowledged our cancellation: the node was cancelled.
+                raise asyncio.CancelledError() from None
+            raise _node_failure(err, options) from None
+        return NodeSuccess(output=result.output, attempts=result.attempt)
+
+    # -- nodes the engine runs itself (engine.language.engine_nodes) ---------------------------
+
+    async def _engine_node(self, call: NodeCall) -> NodeSuccess:
+        # A PluginError here is the node's failure, never the workflow task's.
+        try:
+            return await self._engine_node_unchecked(call)
+        except PluginError as exc:
+            raise _config_failure(exc) from None
+
+    async def _engine_node_unchecked(self, call: NodeCall) -> NodeSuccess:
+        config = parse_config(call.plugin_id, call.node_id, call.config)
+        key = f"{call.node_id}#{call.pass_id}" if call.pass_id else call.node_id
+        if call.plugin_id == AGGREGATE:
+            return NodeSuccess(aggregate(call.inputs, config))
+        if call.plugin_id == WAIT:
+            seconds = (
+                config.seconds
+                if config.seconds is not None
+                else (config.until - workflow.now()).total_seconds()
+            )
+            await workflow.sleep(max(0.0, seconds))
+            return NodeSuccess(
+                {"waited_seconds": max(0.0, seconds), "until": workflow.now().isoformat()}
+            )
+        if call.plugin_id == APPROVAL:
+            return await self._approval(key, config)
+        if call.plugin_id == SUBWORKFLOW:
+            return await self._subworkflow(key, call, config)
+        if call.plugin_id == SPLIT:
+            return await self._map(call, config)
+        raise NodeFailure(
+            f"node '{call.node_id}': '{call.plugin_id}' runs as a Splitter's map, not alone",
+            error_type=PluginErrorCode.InvalidWorkflowStructure.value,
+        )
+
+    async def _approval(self, key: str, config: ApprovalConfig) -> NodeSuccess:
+        self._approvals[key] = None
+        try:
+            await workflow.wait_condition(
+                lambda: self._approvals[key] is not None, timeout=config.expires_after
+            )
+        except builtins.TimeoutError:
+            if config.on_timeout == "fail":
+                raise NodeFailure(
+                    f"nobody decided within {config.expires_after:g}s", error_type="ApprovalTimeout"
+                ) from None
+            return NodeSuccess(
+                {
+                    "approved": config.on_timeout == "approve",
+                    "timed_out": True,
+                    "by": "",
+                    "comment": "",
+                    "data": {},
+                }
+            )
+        finally:
+            decision = self._approvals.pop(key, None)
+        assert decision is not None
+        return NodeSuccess(
+            {
+                "approved": decision.approved,
+                "timed_out": False,
+                "by": decision.by,
+                "comment": decision.comment,
+                "data": decision.data,
+            }
+        )
+
+    def _current_definition(self) -> PluginWorkflow:
+        return self._long.workflow if self._long is not None else self._definition
+
+    async def _map(self, call: NodeCall, config: SplitConfig) -> NodeSuccess:
+        plan = map_plan(self._current_definition(), call.node_id)
+        items = pick_items(call.node_id, call.inputs, config.items)
+        if len(items) <= config.shard_size:
+            outcome = await run_map_items(
+                plan,
+                items,
+                offset=0,
+                execution_id=workflow.info().workflow_id,
+                runner=self._run_node,
+                clock=workflow.now,
+                max_concurrency=config.max_concurrency,
+                pass_id=call.pass_id,
+            )
+        else:
+            outcome = await self._map_in_shards(plan, items, config, call)
+        if outcome.failed > config.max_failures:
+            first = outcome.errors[0]
+            raise NodeFailure(
+                f"{outcome.failed} of {len(items)} items failed (tolerated: "
+                f"{config.max_failures}); item {first['index']}: {first['error']}",
+                error_type="MapFailed",
+            )
+        aggregator = self._current_definition().node(plan.aggregator)
+        assert aggregator is not None
+        strategy = parse_config(AGGREGATE, plan.aggregator, aggregator.configuration).strategy
+        return NodeSuccess(
+            {"count": len(items), "failed": outcome.failed, "errors": outcome.errors[:100]},
+            aggregated=aggregate_items(outcome.results, strategy),
+            body_counts=outcome.counts,
+        )
+
+    async def _map_in_shards(
+        self, plan: MapPlan, items: list[Any], config: SplitConfig, call: NodeCall
+    ) -> MapOutcome:
+        """Each shard of ``shard_size`` items runs as a child execution; as many shards run
+        at once as ``max_concurrency`` items allow."""
+        per_shard = min(config.max_concurrency, config.shard_size)
+        slots = asyncio.Semaphore(max(1, config.max_concurrency // per_shard))
+        base = f"{workflow.info().workflow_id}/{call.node_id}"
+        if call.pass_id:
+            base += f"#{call.pass_id}"
+
+        async def shard(offset: int) -> MapOutcome:
+            chunk = items[offset : offset + config.shard_size]
+            last = offset + len(chunk) - 1
+            async with slots, self._in_flight():
+                outcome = await workflow.execute_child_workflow(
+                    EXECUTION_WORKFLOW,
+                    ExecutionInput(
+                        workflow=self._current_definition(),
+                        subworkflows=self._subworkflows,
+                        map_shard=MapShard(
+                            splitter=plan.splitter,
+                            items=chunk,
+                            offset=offset,
+                            max_concurrency=per_shard,
+                        ),
+                    ),
+                    id=f"{base}-items-{offset}-{last}",
+                    result_type=ExecutionOutcome,
+                    parent_close_policy=workflow.ParentClosePolicy.REQUEST_CANCEL,
+                    cancellation_type=workflow.ChildWorkflowCancellationType.WAIT_CANCELLATION_COMPLETED,
+                    static_summary=f"items {offset}-{last} of map {call.node_id}",
+                )
+            data = outcome.context.execution_data["map"]
+            return MapOutcome(data["results"], data["errors"], data["counts"])
+
+        shards = await asyncio.gather(
+            *(shard(offset) for offset in range(0, len(items), config.shard_size))
+        )
+        counts: dict[str, dict[str, int]] = {}
+        for part in shards:
+            for node_id, node_counts in part.counts.items():
+                total = counts.setdefault(node_id, dict.fromkeys(node_counts, 0))
+                for name, value in node_counts.items():
+                    total[name] = total.get(name, 0) + value
+        return MapOutcome(
+            [result for part in shards for result in part.results],
+            [error for part in shards for error in part.errors],
+            counts,
+        )
+
+    async def _run_shard(self, definition: PluginWorkflow, shard: MapShard) -> ExecutionOutcome:
+        """This execution is one shard of a parent's map: run its items, return results."""
+        started = workflow.now()
+        outcome = await run_map_items(
+            map_plan(definition, shard.splitter),
+            shard.items,
+            offset=shard.offset,
+            execution_id=workflow.info().workflow_id,
+            runner=self._run_node,
+            clock=workflow.now,
+            max_concurrency=shard.max_concurrency,
+            pass_id=shard.pass_id,
+        )
+        await workflow.wait_condition(workflow.all_handlers_finished)
+        context = WorkflowExecutionContext(
+            execution_id=workflow.info().workflow_id,
+            workflow_id=definition.workflow_id,
+            status=Status.Completed,
+            start_time=started,
+            end_time=workflow.now(),
+            progress=1.0,
+            execution_data={
+                "map": {
+                    "results": outcome.results,
+                    "errors": outcome.errors,
+                    "counts": outcome.counts,
+                }
+            },
+        )
+        return ExecutionOutcome(context=context)
+
+    async def _subworkflow(
+        self, key: str, call: NodeCall, config: SubworkflowConfig
+    ) -> NodeSuccess:
+        definition = self._subworkflows.get(config.workflow_id)
+        if definition is None:
+            raise NodeFailure(
+                f"node '{call.node_id}': workflow '{config.workflow_id}' was not registered when "
+                "this execution started",
+                error_type=PluginErrorCode.WorkflowNotFound.value,
+            )
+        child_id = f"{workflow.info().workflow_id}/{key}"
+        self._children[key] = child_id
+        try:
+            async with self._in_flight():
+                outcome = await workflow.execute_child_workflow(
+                    EXECUTION_WORKFLOW,
+                    ExecutionInput(
+                        workflow=definition, input_data=call.inputs, subworkflows=self._subworkflows
+                    ),
+                    id=child_id,
+                    result_type=ExecutionOutcome,
+                    parent_close_policy=workflow.ParentClosePolicy.REQUEST_CANCEL,
+                    cancellation_type=workflow.ChildWorkflowCancellationType.WAIT_CANCELLATION_COMPLETED,
+                    memo={
+                        "workflow_id": definition.workflow_id,
+                        "workflow_version": definition.version,
+                        "execution_mode": definition.execution_mode.value,
+                        "parent_execution_id": workflow.info().workflow_id,
+                    },
+                    static_summary=(
+                        f"{definition.workflow_id} (v{definition.version}) for node {call.node_id}"
+                    ),
+                )
+        except ChildWorkflowError as err:
+            if isinstance(err.cause, CancelledError):
+                raise asyncio.CancelledError() from None
+            cause = err.cause
+            message = cause.message if isinstance(cause, ApplicationError) else str(cause)
+            raise NodeFailure(
+                f"child execution '{child_id}' failed: {message}",
+                error_type=PluginErrorCode.ExecutionFailed.value,
+            ) from None
+        return NodeSuccess(
+            {"results": outcome.context.execution_data.get("results", {}), "execution_id": child_id}
+        )
+
+
+class _TaskTracker:
+    """Tells the activations of workflow tasks from the one a query's replay may add.
+
+    The server sends a query straight to a worker when no workflow task is pending. A worker
+    without the run in its cache (restarted, evicted, another worker; the tests' workers cache
+    nothing) replays the history it then fetches, which may have grown in the meantime: an
+    activity completed, then ``WorkflowTaskScheduled``, no ``WorkflowTaskStarted``. Core
+    applies those trailing events too, in an activation with the previous task's time and
+    history size. What the run emits there is provisional: the workflow task that processes
+    those events comes later with a time of its own (the events' timestamps), and may see more
+    (a signal, an update arriving with them). A query shows no provisional event.
+
+    Each workflow task has a ``WorkflowTaskStarted`` event, so a new time and a larger history
+    size: an activation with a new history length but the previous one's time and size is
+    provisional. A cached run never replays, so it never has one.
+    """
+
+    def __init__(self) -> None:
+        self._last: tuple[int, int, datetime] | None = None  # history length, size, time
+        self._provisional = False
+        self._sequence = 0  # the last event of a workflow task
+
+    @property
+    def settled(self) -> int | None:
+        """The last event a query may show, or None: all of them."""
+        return self._sequence if self._provisional else None
+
+    def observe(self, last_sequence: int) -> None:
+        """Record the current activation; ``last_sequence``: the run's last event."""
+        info = workflow.info()
+        now = (info.get_current_history_length(), info.get_current_history_size(), workflow.now())
+        if self._last is not None and now[0] != self._last[0]:
+            self._provisional = now[1:] == self._last[1:]
+        self._last = now
+        if not self._provisional:
+            self._sequence = last_sequence
+
+
+def _refuse_out_of_bounds(problem: str | None) -> None:
+    """Refuse an update whose argument is out of bounds (it writes nothing to history)."""
+    if problem:
+        raise ApplicationError(problem, type=PluginErrorCode.InvalidInput.value, non_retryable=True)
+
+
+def _decoded(raw: RawValue, kind: type[_Model]) -> _Model | None:
+    """A signal's argument as ``kind``, or None (logged) if it is not one."""
+    try:
+        value = workflow.payload_converter().from_payload(raw.payload, kind)
+    except Exception as exc:  # anything may arrive: never fail the run over it
+        workflow.logger.warning("ignored a signal that is not a %s: %s", kind.__name__, exc)
+        return None
+    return value if isinstance(value, kind) else None
+
+
+def _succession_problem(current: PluginWorkflow, candidate: PluginWorkflow) -> str | None:
+    """Why ``candidate`` cannot follow ``current`` in a running execution, or None: it must
+    be a later version of the same definition in the same mode, and valid under the rules
+    workflow code applies (registration's stricter rules were applied when it was read)."""
+    if candidate.workflow_id != current.workflow_id:
+        return (
+            f"it is the definition of '{candidate.workflow_id[:200]}', not of "
+            f"'{current.workflow_id}'"
+        )
+    if candidate.version <= current.version:
+        return f"version {candidate.version} does not follow version {current.version}"
+    if candidate.execution_mode is not current.execution_mode:
+        return (
+            f"it runs in {candidate.execution_mode.name} mode; a running "
+            f"{current.execution_mode.name} execution keeps its mode"
+        )
+    try:
+        compile_workflow(candidate)
+    except PluginError as exc:
+        return exc.message
+    return None
+
+
+def _kept_counters(counters: NodeCounters) -> NodeCounters:
+    """Stream counters as a report may bring them: a last result only up to
+    ``MAX_EVENT_RESULT_BYTES``, the last error cut short."""
+    kept = stripped_counters(counters)
+    if counters.last_result is not None and json_bytes(counters.last_result) <= (
+        MAX_EVENT_RESULT_BYTES
+    ):
+        kept.last_result = counters.last_result
+    return kept
+
+
+def _config_failure(exc: PluginError) -> NodeFailure:
+    return NodeFailure(exc.message, error_type=exc.code.value, attempts=1)
+
+
+def _end(status: Status, outcome: ExecutionOutcome) -> ExecutionOutcome:
+    """End the run the way Temporal should show it (see the module docstring)."""
+    if status is Status.Completed:
+        return outcome
+    if status is Status.Failed:
+        message = outcome.context.error_messages[0] if outcome.context.error_messages else ""
+        raise ApplicationError(
+            message or "execution failed",
+            outcome,
+            type=PluginErrorCode.ExecutionFailed.value,
+            non_retryable=True,
+        )
+    workflow.upsert_memo({OUTCOME_MEMO_KEY: outcome})
+    raise asyncio.CancelledError("execution cancelled")
+
+
+def _long_running_options(definition: PluginWorkflow, node_config: dict[str, Any]) -> NodeOptions:
+    """Options of a source or stream activity: the node's, with long-running retry defaults
+    unless a retry policy is configured (either way, lost workers do not count against it:
+    see :func:`_long_running_retry`)."""
+    options = node_options(definition.global_configuration, node_config)
+    if "retry" in node_config or "retry" in definition.global_configuration:
+        return options
+    return options.model_copy(update={"retry": _SOURCE_RETRY})
+
+
+def _retry_policy(options: NodeOptions) -> RetryPolicy:
+    retry = options.retry
+    return RetryPolicy(
+        initial_interval=timedelta(seconds=retry.initial_interval),
+        backoff_coefficient=retry.backoff_coefficient,
+        maximum_interval=timedelta(seconds=max(retry.maximum_interval, retry.initial_interval)),
+        maximum_attempts=retry.max_attempts,
+        non_retryable_error_types=list(retry.non_retryable_errors) or None,
+    )
+
+
+class _StopWatch:
+    """Awaits a source or stream activity, remembering whether the awaiting task was
+    cancelled meanwhile (we asked the activity to stop). The SDK turns that cancellation
+    into a cancellation request and hides it from the task; a timeout arriving after it
+    (the worker died while stopping) must read as a stop, not as a lost worker to replace,
+    even when the server timed the activity out before it recorded the request."""
+
+    def __init__(self) -> None:
+        self.requested = False
+
+    async def result(self, handle: workflow.ActivityHandle[T], watch: bool) -> T:
+        if not watch:  # histories recorded before the patch awaited the activity plainly
+            return await handle
+        while True:
+            try:
+                return await asyncio.shield(handle)
+            except asyncio.CancelledError:
+                task = asyncio.current_task()
+                if task is not None:
+                    task.uncancel()  # handled here: the next await must not re-raise it
+                self.requested = True
+                if handle.done():
+                    return handle.result()  # it ended as we were cancelled: take its end
+                handle.cancel()  # the activity stops gracefully; wait for how it ended
+
+
+def _long_running_retry(options: NodeOptions, survives: bool) -> RetryPolicy:
+    """The retry policy of a source or stream activity. With ``survives`` a lost worker is
+    not retried by Temporal (which would count it against ``max_attempts``): its timeout
+    comes back to the workflow, which starts the activity again from its last heartbeat
+    without counting it. Only plugin errors use up the attempts."""
+    policy = _retry_policy(options)
+    if survives:
+        kept = list(policy.non_retryable_error_types or ())
+        policy.non_retryable_error_types = [*kept, *_WORKER_LOSS_TIMEOUTS]
+    return policy
+
+
+def _settle_activity_error(
+    err: ActivityError, options: NodeOptions, survives: bool
+) -> TimeoutError:
+    """What a source or stream activity's error means: a lost worker (returns its timeout),
+    our own cancellation acknowledged (raises ``asyncio.CancelledError``), or the source
+    failed for good (raises PluginError)."""
+    if isinstance(err.cause, CancelledError):
+        raise asyncio.CancelledError() from None
+    cause = err.cause
+    if survives and isinstance(cause, TimeoutError) and cause.type in _LOST_WORKER:
+        return cause
+    failure = _node_failure(err, options)
+    raise PluginError(
+        PluginErrorCode.PluginExecutionFailed,
+        f"{failure.error_type}: {failure.message} (after {failure.attempts} attempts)",
+    ) from None
+
+
+def _adopt_newer_progress(long: StreamRun, details: Sequence[Any]) -> None:
+    """Take the progress of a lost stream activity's last heartbeat if it is ahead of what
+    its progress signals reported (each is a consistent pair of counters and checkpoint; the
+    source's batch count tells which is newer)."""
+    if not details:
+        return
+    try:
+        beat = StreamProgress.model_validate(details[0])
+    except ValueError:
+        return
+    source = long.source_node
+    beaten = beat.counters.get(source)
+    reported = long.state.counters.get(source)
+    if beaten is not None and (reported is None or beaten.batches >= reported.batches):
+        long.progress(beat)
+
+
+def _node_failure(err: ActivityError, options: NodeOptions) -> NodeFailure:
+    cause = err.cause
+    exhausted = err.retry_state is RetryState.MAXIMUM_ATTEMPTS_REACHED
+    attempts = options.retry.max_attempts if exhausted else 1
+    if isinstance(cause, ApplicationError):
+        details = cause.details[0] if cause.details else None
+        if isinstance(details, dict) and isinstance(details.get("attempt"), int):
+            attempts = details["attempt"]
+        return NodeFailure(
+            cause.message,
+            error_type=cause.type or "ApplicationError",
+            attempts=attempts,
+            retryable=not cause.non_retryable,
+        )
+    if isinstance(cause, TimeoutError):
+        kind = cause.type.name.title().replace("_", "") if cause.type else "Unknown"
+        seconds = options.heartbeat_timeout if "Heartbeat" in kind else options.timeout
+        return NodeFailure(
+            f"attempt timed out ({kind}, {seconds:g}s)",
+            error_type=f"{kind}Timeout",
+            attempts=attempts,
+        )
+    message = str(cause) if cause is not None else str(err)
+    return NodeFailure(message, error_type=type(cause or err).__name__, attempts=attempts)
+
+
+def _json_size(value: Any) -> int:
+    return len(json.dumps(value, separators=(",", ":"), default=str))
+
+
+def _fit(outcome: ExecutionOutcome) -> ExecutionOutcome:
+    """Keep the outcome under the payload limit: drop per-node results first, then all but
+    the last events, then the results themselves (each step marks it truncated)."""
+    if len(outcome.model_dump_json()) <= MAX_PAYLOAD_BYTES:
+        return outcome
+    context = outcome.context.model_copy(deep=True)
+    for state in context.node_states.values():
+        state.pop("result", None)
+    trimmed = ExecutionOutcome(context=context, events=outcome.events, truncated=True)
+    if len(trimmed.model_dump_json()) <= MAX_PAYLOAD_BYTES:
+        return trimmed
+    trimmed.events = outcome.events[-_KEPT_EVENTS:]
+    if len(trimmed.model_dump_json()) <= MAX_PAYLOAD_BYTES:
+        return trimmed
+    context.execution_data.pop("results", None)
+    context.error_messages.append("results were too large to keep with the execution")
+    if len(trimmed.model_dump_json()) <= MAX_PAYLOAD_BYTES:
+        return trimmed
+    # Very large graphs: keep the states that explain the end (failed, cancelled) only.
+    context.node_states = {
+        node_id: state
+        for node_id, state in context.node_states.items()
+        if state.get("status") in ("failed", "cancelled")
+    }
+    context.error_messages.append("per-node states of finished nodes were not kept")
+    trimmed.events = outcome.events[-_KEPT_EVENTS // 10 :]
+    return trimmed
