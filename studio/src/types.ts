@@ -1,4 +1,5 @@
-// The engine's JSON shapes (engine/models.py, engine/contracts.py), as the API sends them.
+// The engine's JSON shapes (engine/language/models.py, engine/runtime/contracts.py), as the
+// API sends them.
 
 export type NodeType =
   | "source"
