@@ -31,9 +31,9 @@ and a ``matches()`` search in proportion to text length times pattern size cost 
 evaluation that needs more than :data:`MAX_CONDITION_COST` units stops with an error. The
 meter counts, it never reads a clock, so a replay stops at the same step. Only the variables
 the condition names are converted. A run whose history predates the meter keeps evaluating
-as it did (all variables converted, no meter): inside workflow code the meter is behind
-``workflow.patched(CONDITION_METER_PATCH)``, which is false when replaying a history without
-the marker.
+as it did (all variables converted, no meter): :meth:`Condition.evaluate` takes whether to
+meter, and the workflow decides it with ``workflow.patched("condition-meter")``, which is
+false when replaying a history without the marker (this module stays free of Temporal).
 
 The same meter evaluates the CEL of plugins (:func:`metered_program`, used by
 :mod:`plugins.builtin._cel`), with their own budget and functions.
@@ -56,7 +56,6 @@ from celpy import celtypes
 from celpy.adapter import json_to_cel
 from celpy.celparser import CELParseError
 from celpy.evaluation import Activation, CELEvalError, Evaluator, base_functions
-from temporalio import workflow
 
 from engine.language.models import MAX_JSON_DEPTH
 
@@ -76,8 +75,6 @@ MAX_CONDITION_DEPTH = 100
 # Work units of one evaluation, about 3 to 10 us each (celpy is pure Python): at most about
 # 0.1 s of CPU, 0.2 s on a loaded two-core machine, against the 2 s a workflow task may run.
 MAX_CONDITION_COST = 20_000
-# The marker of runs whose conditions are metered (see the module docstring).
-CONDITION_METER_PATCH = "condition-meter"
 
 # CEL's macros (celpy's "reduce" and "min" are not CEL and are refused).
 _MACROS = frozenset({"has", "dyn", "all", "exists", "exists_one", "map", "filter"})
@@ -151,18 +148,19 @@ class Condition:
     _metered: MeteredProgram
     _unmetered: Any  # celpy's own runner, for runs that predate the meter
 
-    def evaluate(self, variables: dict[str, Any]) -> bool:
+    def evaluate(self, variables: dict[str, Any], *, metered: bool = True) -> bool:
         """Evaluate with ``variables`` bound; the result must be a boolean.
 
         Metered (see the module docstring): only the variables the condition names are
         converted, and checked (finite numbers, nesting of at most ``MAX_JSON_DEPTH``).
+        ``metered=False`` evaluates as runs from before the meter did.
 
         Raises:
             ConditionError: unknown variable, type mismatch, division by zero, non-boolean
                 result, data CEL cannot represent, or more work than ``MAX_CONDITION_COST``.
         """
         try:
-            if _metered():
+            if metered:
                 result = self._metered.run(variables, MAX_CONDITION_COST)
             else:
                 activation = {key: _to_cel(key, value) for key, value in variables.items()}
@@ -240,12 +238,6 @@ def compile_condition(text: str, *, strict: bool = False) -> Condition:
             except ConditionError as exc:
                 raise ConditionError(f"condition has no variables and fails: {exc}") from None
     return condition
-
-
-def _metered() -> bool:
-    """Meter this evaluation? Always outside workflow code. Inside, a run marks its history
-    at its first condition; replaying a history from before the meter returns False."""
-    return not workflow.in_workflow() or workflow.patched(CONDITION_METER_PATCH)
 
 
 # -- before parsing --------------------------------------------------------------------------

@@ -68,6 +68,7 @@ class EventRun(LongRun):
         watch: SourceWatcher,
         clock: Callable[[], datetime],
         should_continue_as_new: Callable[[], bool],
+        meter_conditions: Callable[[], bool] | None = None,
     ) -> None:
         super().__init__(
             workflow,
@@ -77,6 +78,7 @@ class EventRun(LongRun):
             should_continue_as_new=should_continue_as_new,
         )
         self._runner = runner
+        self._meter_conditions = meter_conditions
         self._watch = watch
         self._passes: dict[int, asyncio.Task[None]] = {}
         self._sources: dict[str, asyncio.Task[None]] = {}
@@ -257,6 +259,7 @@ class EventRun(LongRun):
                 completed={event.source: event.payload},
                 pass_id=pass_id,
                 emit=lambda kind, fields: self._pass_event(kind, fields, details),
+                meter_conditions=self._meter_conditions,
             )
             status = await interpreter.run()
             errors = interpreter.context().error_messages

@@ -176,6 +176,7 @@ class Interpreter:
         emit: EventSink | None = None,
         carried: BatchRunState | None = None,
         should_continue_as_new: Callable[[], bool] | None = None,
+        meter_conditions: Callable[[], bool] | None = None,
     ) -> None:
         """Args:
         graph: The compiled definition (batch mode).
@@ -191,6 +192,9 @@ class Interpreter:
         carried: The state a previous Temporal run of this execution stopped with.
         should_continue_as_new: Asked between steps; True makes the run drain and raise
             :class:`CarryOver`.
+        meter_conditions: Asked when a connection's condition is evaluated: whether to
+            meter it (the workflow answers with a patch, so runs from before the meter
+            replay as they ran); default yes.
         """
         workflow = graph.workflow
         if workflow.execution_mode in (
@@ -222,6 +226,7 @@ class Interpreter:
         self._next_sequence = 1
         self._carried = carried
         self._should_continue_as_new = should_continue_as_new
+        self._meter_conditions = meter_conditions
         self._draining = False
         self._launched = 0  # nodes this Temporal run has started
         self._dropped_results: list[str] = []
@@ -237,6 +242,8 @@ class Interpreter:
         )
         if carried is not None:
             self._restore(carried)
+        if meter_conditions is not None:
+            self._scheduler.meter_conditions = meter_conditions
 
     def _restore(self, carried: BatchRunState) -> None:
         self._scheduler = Scheduler.restore(

@@ -5,6 +5,7 @@ asyncio like the interpreter itself, so it tests with a fake runner."""
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -37,6 +38,7 @@ async def run_map_items(
     clock: Any,
     max_concurrency: int,
     pass_id: int = 0,
+    meter_conditions: Callable[[], bool] | None = None,
 ) -> MapOutcome:
     """Run the body once per item (``offset`` numbers them), at most ``max_concurrency``
     at once, in input order; pure asyncio like the interpreter it uses per item."""
@@ -75,6 +77,7 @@ async def run_map_items(
                 pass_id=pass_id,
                 item_key=f"{plan.splitter}:{index}",
                 emit=count,
+                meter_conditions=meter_conditions,
             )
             status = await interpreter.run()
             context = interpreter.context()

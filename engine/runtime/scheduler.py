@@ -54,6 +54,10 @@ class RoutingError(Exception):
     """A completed node's output cannot be routed (bad condition data, missing port)."""
 
 
+def _always() -> bool:
+    return True
+
+
 class Scheduler:
     """Tracks node and edge resolution for one run of a graph."""
 
@@ -68,6 +72,7 @@ class Scheduler:
         self.outputs: dict[str, dict[str, Any]] = {}
         self.errors: dict[str, dict[str, Any]] = {}  # errors of failures routed onwards
         self._taken: dict[int, bool] = {}  # edge index -> taken, once resolved
+        self.meter_conditions = _always
         self._unresolved = {n: len(graph.incoming[n]) for n in graph.nodes}
         self._taken_in = dict.fromkeys(graph.nodes, 0)
         self._ready: list[int] = []  # heap of definition positions
@@ -99,6 +104,7 @@ class Scheduler:
         scheduler.outputs = dict(outputs)
         scheduler.errors = dict(errors)
         scheduler._taken = dict(taken)
+        scheduler.meter_conditions = _always
         scheduler._unresolved = {}
         scheduler._taken_in = {}
         scheduler._ready = []
@@ -274,7 +280,7 @@ class Scheduler:
         if edge.condition is None:
             return True
         try:
-            return edge.condition.evaluate(output)
+            return edge.condition.evaluate(output, metered=self.meter_conditions())
         except ConditionError as exc:
             raise RoutingError(
                 f"condition {edge.condition.text!r} on {edge.connection.label()} "

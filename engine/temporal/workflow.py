@@ -147,6 +147,9 @@ conditions.prepare()
 
 OUTCOME_MEMO_KEY = "outcome"
 SEARCH_ATTRIBUTES_PATCH = "search-attributes"
+# Conditions are metered (engine.language.conditions); histories recorded before the meter
+# evaluate as they did. Asked only when a condition is evaluated, where the marker always was.
+CONDITION_METER_PATCH = "condition-meter"
 BATCH_CONTINUE_AS_NEW_PATCH = "batch-continue-as-new"
 IN_FLIGHT_PATCH = "in-flight-budget"
 # Long runs read new versions from the registry and check them (histories recorded before
@@ -228,6 +231,7 @@ class PluginWorkflowExecution:
                     watch=self._watch_source,
                     clock=workflow.now,
                     should_continue_as_new=self._should_continue_as_new,
+                    meter_conditions=_meter_conditions,
                 )
             elif mode is WorkflowExecutionMode.Streaming:
                 self._long = StreamRun(
@@ -248,6 +252,7 @@ class PluginWorkflowExecution:
                     completed=params.completed or None,
                     carried=params.batch_state,
                     should_continue_as_new=self._batch_should_continue_as_new,
+                    meter_conditions=_meter_conditions,
                 )
         except PluginError as exc:
             self._setup_error = exc
@@ -971,6 +976,7 @@ class PluginWorkflowExecution:
                 clock=workflow.now,
                 max_concurrency=config.max_concurrency,
                 pass_id=call.pass_id,
+                meter_conditions=_meter_conditions,
             )
         else:
             outcome = await self._map_in_shards(plan, items, config, call)
@@ -1053,6 +1059,7 @@ class PluginWorkflowExecution:
             clock=workflow.now,
             max_concurrency=shard.max_concurrency,
             pass_id=shard.pass_id,
+            meter_conditions=_meter_conditions,
         )
         await workflow.wait_condition(workflow.all_handlers_finished)
         context = WorkflowExecutionContext(
@@ -1378,3 +1385,9 @@ def _fit(outcome: ExecutionOutcome) -> ExecutionOutcome:
     context.error_messages.append("per-node states of finished nodes were not kept")
     trimmed.events = outcome.events[-_KEPT_EVENTS // 10 :]
     return trimmed
+
+
+def _meter_conditions() -> bool:
+    """Meter this condition's evaluation? A new run marks its history at its first
+    condition; replaying a history from before the meter answers no."""
+    return workflow.patched(CONDITION_METER_PATCH)

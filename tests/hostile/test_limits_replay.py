@@ -14,13 +14,14 @@ import pytest
 from temporalio.client import Client, WorkflowHistory
 from temporalio.workflow import NondeterminismError
 
-import engine.language.conditions
+import engine.temporal.workflow
 import engine.language.validation
 import engine.temporal.registry
 from engine import AdvancedPluginOrchestrator, WorkflowExecutionStatus
-from engine.language.conditions import CONDITION_METER_PATCH, MAX_CONDITION_COST
+from engine.language.conditions import MAX_CONDITION_COST
 from engine.language.modification import apply_change
 from engine.runtime.contracts import definition_entity_id
+from engine.temporal.workflow import CONDITION_METER_PATCH
 from tests.helpers.builders import chain, edge, node, workflow
 from tests.replay.replay_all import replayer
 
@@ -52,7 +53,7 @@ async def test_a_run_from_before_the_meter_replays_without_it(
     await orchestrator.register_workflow(definition)
 
     # A worker of the release before the meter: no marker, every condition unmetered.
-    monkeypatch.setattr(engine.language.conditions, "_metered", lambda: False)
+    monkeypatch.setattr(engine.temporal.workflow, "_meter_conditions", lambda: False)
     old_run = await orchestrator.execute_workflow(definition.workflow_id)
     final = await orchestrator.wait_for_completion(old_run, 60)
     assert final.status is WorkflowExecutionStatus.Completed, final.error_messages
@@ -64,7 +65,7 @@ async def test_a_run_from_before_the_meter_replays_without_it(
     # Today's code replays it without the meter, so the expensive condition is still true.
     await replayer().replay_workflow(history)
     # Metering it regardless would change the run's decisions: the replay would fail.
-    monkeypatch.setattr(engine.language.conditions, "_metered", lambda: True)
+    monkeypatch.setattr(engine.temporal.workflow, "_meter_conditions", lambda: True)
     with pytest.raises(NondeterminismError):
         await replayer().replay_workflow(history)
     monkeypatch.undo()
