@@ -14,9 +14,9 @@ import pytest
 from temporalio.client import Client, WorkflowHistory
 from temporalio.workflow import NondeterminismError
 
-import engine.temporal.workflow
 import engine.language.validation
 import engine.temporal.registry
+import engine.temporal.workflow
 from engine import AdvancedPluginOrchestrator, WorkflowExecutionStatus
 from engine.language.conditions import MAX_CONDITION_COST
 from engine.language.modification import apply_change
