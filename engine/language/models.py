@@ -67,6 +67,12 @@ class WorkflowExecutionMode(_SpecEnum):
     EventDriven = "event_driven"
     Streaming = "streaming"
 
+    @property
+    def is_long_running(self) -> bool:
+        """EventDriven and Streaming runs go on until cancelled (or their source ends), with
+        sources, passes or streams instead of one pass over the graph."""
+        return self in (WorkflowExecutionMode.EventDriven, WorkflowExecutionMode.Streaming)
+
 
 class WorkflowNodeType(_SpecEnum):
     """The role a node plays in the graph."""

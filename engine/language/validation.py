@@ -495,9 +495,8 @@ def _check_mode(workflow: PluginWorkflow, graph: Graph, add: _Add) -> None:
             "Streaming mode runs one Source node per workflow; this one has "
             f"{len(sources)} ({', '.join(n.node_id for n in sources)})",
         )
-    needs_source = (WorkflowExecutionMode.EventDriven, WorkflowExecutionMode.Streaming)
     if (
-        mode in needs_source
+        mode.is_long_running
         and graph.nodes
         and not any(n.node_type is WorkflowNodeType.Source for n in graph.nodes.values())
     ):

@@ -197,10 +197,7 @@ class Interpreter:
             replay as they ran); default yes.
         """
         workflow = graph.workflow
-        if workflow.execution_mode in (
-            WorkflowExecutionMode.EventDriven,
-            WorkflowExecutionMode.Streaming,
-        ):
+        if workflow.execution_mode.is_long_running:
             raise PluginError(
                 PluginErrorCode.ExecutionModeNotSupported,
                 f"workflow '{workflow.workflow_id}': {workflow.execution_mode.name} mode is not "

@@ -40,7 +40,6 @@ from engine.language.engine_nodes import is_engine_node
 from engine.language.expressions import EXPRESSION_KEYWORD, expression_problem
 from engine.language.models import (
     PluginWorkflow,
-    WorkflowExecutionMode,
     WorkflowNode,
     WorkflowNodeType,
 )
@@ -162,11 +161,7 @@ def unchecked_nodes(workflow: PluginWorkflow, catalog: Mapping[str, PluginInfo])
 
 def _as_source(workflow: PluginWorkflow, node: WorkflowNode) -> bool:
     """Does the node open its plugin as a source (a Source node of a long-running mode)?"""
-    long_running = workflow.execution_mode in (
-        WorkflowExecutionMode.EventDriven,
-        WorkflowExecutionMode.Streaming,
-    )
-    return long_running and node.node_type is WorkflowNodeType.Source
+    return workflow.execution_mode.is_long_running and node.node_type is WorkflowNodeType.Source
 
 
 def _schema(info: PluginInfo, as_source: bool) -> dict[str, Any] | None:

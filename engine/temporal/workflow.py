@@ -176,7 +176,6 @@ WORKER_LOSS_PATCH = "long-running-worker-loss"
 # still grows the history: when that makes continue-as-new due, it wakes the run's loop,
 # which would otherwise wait for some other event (histories recorded before never woke).
 WAKE_TO_CONTINUE_PATCH = "wake-to-continue-as-new"
-LONG_RUNNING = (WorkflowExecutionMode.EventDriven, WorkflowExecutionMode.Streaming)
 # Sources and streams run for weeks: a year per attempt, heartbeats notice a dead worker.
 _LONG_ACTIVITY = timedelta(days=365)
 # Default retries of sources and streams: outages of over an hour before the run fails.
