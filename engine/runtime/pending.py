@@ -1,10 +1,8 @@
 """The context an execution reports before a worker took its first step.
 
 Built by the same pure controller its workflow runs
-(:class:`~engine.runtime.interpreter.Interpreter`,
-:class:`~engine.runtime.event_run.EventRun`, :class:`~engine.runtime.stream_run.StreamRun`), so it
-has the same
-fields, with status Pending.
+(:func:`~engine.runtime.controllers.controller_for`), so it has the same fields, with status
+Pending.
 """
 
 from __future__ import annotations
@@ -12,17 +10,10 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from engine.language.models import (
-    WorkflowExecutionContext,
-    WorkflowExecutionMode,
-    WorkflowExecutionStatus,
-)
+from engine.language.models import WorkflowExecutionContext, WorkflowExecutionStatus
 from engine.language.validation import compile_workflow
 from engine.runtime.contracts import ExecutionInput
-from engine.runtime.event_run import EventRun
-from engine.runtime.interpreter import Interpreter
-from engine.runtime.long_run import LongRun
-from engine.runtime.stream_run import StreamRun
+from engine.runtime.controllers import Host, controller_for
 
 
 def initial_context(
@@ -36,35 +27,20 @@ def initial_context(
         return start_time
 
     idle: Any = _runs_nothing
-
-    controller: Interpreter | LongRun
-    if workflow.execution_mode is WorkflowExecutionMode.EventDriven:
-        controller = EventRun(
-            workflow,
-            execution_id=execution_id,
-            state=params.state,
-            runner=idle,
-            watch=idle,
-            clock=clock,
-            should_continue_as_new=lambda: False,
-        )
-    elif workflow.execution_mode is WorkflowExecutionMode.Streaming:
-        controller = StreamRun(
-            workflow,
-            execution_id=execution_id,
-            state=params.state,
-            run_stream=idle,
-            clock=clock,
-            should_continue_as_new=lambda: False,
-        )
-    else:
-        controller = Interpreter(
-            compile_workflow(workflow),
-            execution_id=execution_id,
-            input_data=params.input_data,
-            runner=idle,
-            clock=clock,
-        )
+    host = Host(
+        runner=idle,
+        watch=idle,
+        run_stream=idle,
+        clock=clock,
+        long_should_continue_as_new=lambda: False,
+    )
+    controller = controller_for(
+        params,
+        compile_workflow(workflow),
+        execution_id=execution_id,
+        host=host,
+        carry_batch_progress=False,
+    )
     context = controller.context()
     context.status = WorkflowExecutionStatus.Pending
     context.start_time = context.start_time or start_time

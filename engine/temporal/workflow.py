@@ -74,7 +74,6 @@ with workflow.unsafe.imports_passed_through():
         PluginWorkflow,
         WorkflowEventType,
         WorkflowExecutionContext,
-        WorkflowExecutionMode,
         WorkflowExecutionStatus,
         WorkflowNodeType,
     )
@@ -129,6 +128,7 @@ with workflow.unsafe.imports_passed_through():
         WatchSourceInput,
         definition_entity_id,
     )
+    from engine.runtime.controllers import Host, controller_for
     from engine.runtime.event_run import EventRun
     from engine.runtime.interpreter import (
         CarryOver,
@@ -218,41 +218,26 @@ class PluginWorkflowExecution:
         self._definition_wanted = False
         try:
             graph = compile_workflow(params.workflow)
-            mode = params.workflow.execution_mode
-            if self._shard is not None:
-                pass  # a shard of a parent's map: run() runs its items
-            elif mode is WorkflowExecutionMode.EventDriven:
-                self._long = EventRun(
-                    params.workflow,
-                    execution_id=execution_id,
-                    state=params.state,
-                    runner=self._run_node,
-                    watch=self._watch_source,
-                    clock=workflow.now,
-                    should_continue_as_new=self._should_continue_as_new,
-                    meter_conditions=_meter_conditions,
-                )
-            elif mode is WorkflowExecutionMode.Streaming:
-                self._long = StreamRun(
-                    params.workflow,
-                    execution_id=execution_id,
-                    state=params.state,
-                    run_stream=self._run_stream,
-                    clock=workflow.now,
-                    should_continue_as_new=self._should_continue_as_new,
-                )
-            else:
-                self._interpreter = Interpreter(
+            # A shard of a parent's map has no controller: run() runs its items.
+            if self._shard is None:
+                controller = controller_for(
+                    params,
                     graph,
                     execution_id=execution_id,
-                    input_data=params.input_data,
-                    runner=self._run_node,
-                    clock=workflow.now,
-                    completed=params.completed or None,
-                    carried=params.batch_state,
-                    should_continue_as_new=self._batch_should_continue_as_new,
-                    meter_conditions=_meter_conditions,
+                    host=Host(
+                        runner=self._run_node,
+                        watch=self._watch_source,
+                        run_stream=self._run_stream,
+                        clock=workflow.now,
+                        long_should_continue_as_new=self._should_continue_as_new,
+                        batch_should_continue_as_new=self._batch_should_continue_as_new,
+                        meter_conditions=_meter_conditions,
+                    ),
                 )
+                if isinstance(controller, LongRun):
+                    self._long = controller
+                else:
+                    self._interpreter = controller
         except PluginError as exc:
             self._setup_error = exc
 
