@@ -39,7 +39,8 @@ from engine.runtime.contracts import (
     NodeCounters,
 )
 from engine.runtime.interpreter import Interpreter, NodeRunner
-from engine.runtime.long_run import ContinueAsNew, EventType, LongRun, Status
+from engine.runtime.lifecycle import ContinueAsNew
+from engine.runtime.long_run import EventType, LongRun, Status
 from engine.runtime.passes import pass_workflow
 
 # Sources stop while this many events wait, and start again below half of it.

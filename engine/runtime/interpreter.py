@@ -16,7 +16,7 @@ Lifecycle of a run:
 * Cancelling the task that runs ``run()`` (Temporal does this on a cancellation request)
   cancels running nodes, waits for them, and ends the run ``Cancelled``.
 * When ``should_continue_as_new()`` says so (the history grows long), no new node starts;
-  once running nodes have finished, ``run()`` raises :class:`CarryOver` with the run's state,
+  once running nodes have finished, ``run()`` raises :class:`ContinueAsNew` with the run's state,
   and the workflow continues as new with it (``carried``): same node records, outputs,
   events and sequence numbers, as if the run had never stopped.
 """
@@ -44,6 +44,7 @@ from engine.language.models import (
 from engine.language.options import NodeOptions, global_options, node_options, plugin_config
 from engine.runtime.contracts import MAX_PAYLOAD_BYTES, BatchRunState
 from engine.runtime.events import with_results
+from engine.runtime.lifecycle import ContinueAsNew
 from engine.runtime.scheduler import NodeStatus, RoutingError, Scheduler
 
 Status = WorkflowExecutionStatus
@@ -56,14 +57,6 @@ CARRIED_EVENTS = 200
 # unfinished node still reads (and the results) travel: a run's start event stays small next
 # to the history size at which Temporal suggests continuing as new (4 MB by default).
 CARRIED_OUTPUT_BYTES = 256_000
-
-
-class CarryOver(Exception):
-    """The run drained to continue as new with :attr:`state`."""
-
-    def __init__(self, state: BatchRunState) -> None:
-        super().__init__("continue as new")
-        self.state = state
 
 
 @dataclass(frozen=True, slots=True)
@@ -191,7 +184,7 @@ class Interpreter:
             execution's log).
         carried: The state a previous Temporal run of this execution stopped with.
         should_continue_as_new: Asked between steps; True makes the run drain and raise
-            :class:`CarryOver`.
+            :class:`ContinueAsNew`.
         meter_conditions: Asked when a connection's condition is evaluated: whether to
             meter it (the workflow answers with a patch, so runs from before the meter
             replay as they ran); default yes.
@@ -341,7 +334,7 @@ class Interpreter:
         """Run to a final status and return it (Completed, Failed or Cancelled).
 
         Raises:
-            CarryOver: the run drained to continue as new.
+            ContinueAsNew: the run drained to continue as new.
         """
         if self._carried is not None:  # going on where the previous Temporal run stopped
             self._state.status = Status.Paused if self._paused else Status.Running
@@ -382,7 +375,7 @@ class Interpreter:
                     if self._draining:
                         state = self.carry()
                         if _size(state) <= MAX_PAYLOAD_BYTES:
-                            raise CarryOver(state)
+                            raise ContinueAsNew(state)
                         # Cannot fit the next run's input: go on in this one (the outputs
                         # it must keep are that large) and do not ask again.
                         self._draining = False

@@ -34,14 +34,6 @@ MAX_KEPT_EVENTS = 500
 MAX_EVENT_RESULT_BYTES = 8192
 
 
-class ContinueAsNew(Exception):
-    """The run drained and wants to continue as new with :attr:`state`."""
-
-    def __init__(self, state: LongRunState) -> None:
-        super().__init__("continue as new")
-        self.state = state
-
-
 class LongRun(abc.ABC):
     """Base of the long-running controllers."""
 

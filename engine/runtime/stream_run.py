@@ -27,7 +27,8 @@ from engine.base.errors import PluginError, PluginErrorCode
 from engine.language.models import PluginWorkflow, WorkflowNodeType
 from engine.language.options import global_options
 from engine.runtime.contracts import LongRunState, StreamProgress, StreamRunInput, StreamSettings
-from engine.runtime.long_run import ContinueAsNew, EventType, LongRun, Status
+from engine.runtime.lifecycle import ContinueAsNew
+from engine.runtime.long_run import EventType, LongRun, Status
 
 
 class StreamRunner(Protocol):

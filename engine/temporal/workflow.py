@@ -107,6 +107,7 @@ with workflow.unsafe.imports_passed_through():
         WATCH_SOURCE_ACTIVITY,
         Admission,
         ApprovalDecision,
+        BatchRunState,
         DefinitionLookup,
         DefinitionNotice,
         DefinitionReading,
@@ -131,13 +132,13 @@ with workflow.unsafe.imports_passed_through():
     from engine.runtime.controllers import Host, controller_for
     from engine.runtime.event_run import EventRun
     from engine.runtime.interpreter import (
-        CarryOver,
         Interpreter,
         NodeCall,
         NodeFailure,
         NodeSuccess,
     )
-    from engine.runtime.long_run import MAX_EVENT_RESULT_BYTES, ContinueAsNew, LongRun
+    from engine.runtime.lifecycle import ContinueAsNew
+    from engine.runtime.long_run import MAX_EVENT_RESULT_BYTES, LongRun
     from engine.runtime.map_run import MapOutcome, run_map_items
     from engine.runtime.stream_run import StreamRun
     from engine.temporal.telemetry import STATUS_ATTRIBUTE
@@ -255,11 +256,13 @@ class PluginWorkflowExecution:
             raise ApplicationError(error.message, type=error.code.value, non_retryable=True)
         try:
             status = await self._interpreter.run()
-        except CarryOver as carried:
+        except ContinueAsNew as carried:
+            batch_state = carried.state
+            assert isinstance(batch_state, BatchRunState)
             await workflow.wait_condition(workflow.all_handlers_finished)
-            carried.state.runs = (params.batch_state.runs if params.batch_state else 1) + 1
+            batch_state.runs = (params.batch_state.runs if params.batch_state else 1) + 1
             workflow.continue_as_new(
-                params.model_copy(update={"batch_state": carried.state, "completed": {}})
+                params.model_copy(update={"batch_state": batch_state, "completed": {}})
             )
         await workflow.wait_condition(workflow.all_handlers_finished)
         outcome = _fit(
@@ -275,8 +278,10 @@ class PluginWorkflowExecution:
         try:
             status = await long.run()
         except ContinueAsNew as carried:
+            long_state = carried.state
+            assert isinstance(long_state, LongRunState)
             await workflow.wait_condition(workflow.all_handlers_finished)
-            following = self._following_run(params, carried.state)
+            following = self._following_run(params, long_state)
             if isinstance(following, ExecutionInput):
                 workflow.continue_as_new(following)
             long.finish(Status.Failed, following)

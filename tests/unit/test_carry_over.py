@@ -1,7 +1,7 @@
 """A batch run that continues as new goes on exactly where it stopped (no server).
 
 Each graph runs once in one go and once split into several "Temporal runs": the interpreter
-drains, raises ``CarryOver``, its state goes through JSON (as Temporal carries it) into a new
+drains, raises ``ContinueAsNew``, its state goes through JSON (as Temporal carries it) into a new
 interpreter, and so on. Both must call the same nodes with the same inputs, in the same
 order, and end with the same statuses, results and events.
 """
@@ -18,7 +18,13 @@ from engine import PluginWorkflow, WorkflowExecutionMode, WorkflowExecutionStatu
 from engine.language.validation import compile_workflow
 from engine.runtime import interpreter as interpreter_module
 from engine.runtime.contracts import BatchRunState
-from engine.runtime.interpreter import CarryOver, Interpreter, NodeCall, NodeFailure, NodeSuccess
+from engine.runtime.interpreter import (
+    ContinueAsNew,
+    Interpreter,
+    NodeCall,
+    NodeFailure,
+    NodeSuccess,
+)
 from tests.helpers.builders import chain, edge, node, workflow
 
 Status = WorkflowExecutionStatus
@@ -82,7 +88,7 @@ async def _in_runs(
         interpreter = _new(definition, runner, carried, every)
         try:
             await interpreter.run()
-        except CarryOver as over:
+        except ContinueAsNew as over:
             carried = BatchRunState.model_validate_json(over.state.model_dump_json())
             continue
         return interpreter, runs
@@ -179,7 +185,7 @@ async def test_a_paused_run_stays_paused_and_resumes_in_the_next_run() -> None:
     await asyncio.wait_for(runner.entered.wait(), 5)
     first.pause()  # while n0 runs: it finishes, then the paused run continues as new
     gate.set()
-    with pytest.raises(CarryOver) as over:
+    with pytest.raises(ContinueAsNew) as over:
         await task
     assert over.value.state.paused is True
     second = _new(
@@ -206,7 +212,7 @@ async def test_outputs_no_node_needs_are_dropped_when_outputs_grow_large(
     big = {f"n{i}": {"blob": "x" * 1500} for i in range(6)}
     runner = Runner(big, set())
     first = _new(chain("d", 6), runner, every=3)
-    with pytest.raises(CarryOver) as over:
+    with pytest.raises(ContinueAsNew) as over:
         await first.run()
     state = over.value.state
     assert sorted(state.outputs) == ["n2"]
