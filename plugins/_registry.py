@@ -2,7 +2,9 @@
 
 The plugin interface is :class:`PluginBase`: a ``plugin_id``, a pydantic model for the
 configuration (a definition's node ``configuration`` is checked against it, with errors
-naming node and field), optional declared input and output ports, and one async ``run``::
+naming node and field), optional declared input and output ports, and one ``run`` that
+receives the validated model (async, or synchronous for blocking work, which the worker runs
+in its thread pool; the built-ins are written so)::
 
     class Greet(PluginBase):
         plugin_id = "greet"
@@ -43,9 +45,10 @@ from dataclasses import dataclass
 from importlib.metadata import entry_points
 from typing import Any, ClassVar
 
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, ConfigDict
 
 from engine.base.errors import PluginError, PluginErrorCode
+from plugins._config import validated
 from plugins._context import PluginContext
 from plugins._source import SourceSpec
 
@@ -88,14 +91,7 @@ class Plugin:
         """
         if self.config_model is None:
             return config
-        declared = {k: v for k, v in config.items() if k in self.config_model.model_fields}
-        try:
-            model = self.config_model.model_validate(declared)
-        except ValidationError as exc:
-            raise PluginError(
-                PluginErrorCode.InvalidConfiguration,
-                f"configuration of plugin '{self.plugin_id}': {_describe(exc)}",
-            ) from None
+        model = validated(self.config_model, config, f"plugin '{self.plugin_id}'")
         return model if self.passes_model else {**config, **model.model_dump(mode="json")}
 
 
@@ -107,7 +103,9 @@ class NoConfig(BaseModel):
 
 class PluginBase(abc.ABC):
     """Base class of a plugin: a ``plugin_id``, a ``Config`` model, optional ports, and one
-    async ``run(inputs, config, ctx) -> dict`` (``config`` is a validated ``Config``)."""
+    ``run(inputs, config, ctx) -> dict`` (``config`` is a validated ``Config``). ``run`` is
+    async, or synchronous for blocking work: the worker then runs it in its thread pool.
+    The built-in plugins are written this way."""
 
     plugin_id: ClassVar[str]
     description: ClassVar[str] = ""
@@ -116,8 +114,10 @@ class PluginBase(abc.ABC):
     output_ports: ClassVar[tuple[str, ...]] = ()
 
     @abc.abstractmethod
-    async def run(self, inputs: dict[str, Any], config: Any, ctx: PluginContext) -> dict[str, Any]:
-        """Do the node's work and return a JSON object."""
+    def run(
+        self, inputs: dict[str, Any], config: Any, ctx: PluginContext
+    ) -> PluginResult | Awaitable[PluginResult]:
+        """Do the node's work and return a JSON object (``async def`` or plain ``def``)."""
 
     def as_plugin(self) -> Plugin:
         """The :class:`Plugin` the registry keeps for this instance."""
@@ -152,14 +152,6 @@ def plugin(
         return Plugin(plugin_id, function, doc, config, tuple(inputs), tuple(outputs))
 
     return wrap
-
-
-def _describe(exc: ValidationError) -> str:
-    parts = []
-    for err in exc.errors()[:5]:
-        location = ".".join(str(p) for p in err["loc"]) or "(root)"
-        parts.append(f"{location}: {err['msg']}")
-    return "; ".join(parts)
 
 
 Registrable = Plugin | SourceSpec | PluginBase

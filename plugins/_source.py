@@ -24,7 +24,9 @@ and must start after that many items::
             yield {"i": i}
 
 Sources that can acknowledge upstream (Redis Streams, NATS JetStream, MQTT) implement the
-:class:`Source` protocol directly.
+:class:`Source` protocol directly, usually on :class:`SourceBase`, which has the defaults of
+a source whose position is kept upstream. With ``source_plugin(..., config=Model,
+passes_model=True)`` the function receives the validated model instead of a dict.
 
 A checkpoint is at most :data:`MAX_CHECKPOINT_BYTES` of compact JSON, whatever the source has
 seen: it travels in every heartbeat, in a signal when the source stops, and in the
@@ -34,6 +36,7 @@ execution's state across continue-as-new. The engine fails the source with a cle
 
 from __future__ import annotations
 
+import abc
 import asyncio
 import contextlib
 import inspect
@@ -45,6 +48,7 @@ from typing import Any, Protocol, runtime_checkable
 from pydantic import BaseModel
 
 from engine.base.errors import PluginError, PluginErrorCode
+from plugins._config import validated
 from plugins._context import PluginContext
 
 #: The largest checkpoint a source may report, in bytes of compact JSON. A heartbeat or a
@@ -102,6 +106,10 @@ SourceFactory = Callable[[dict[str, Any], Any, PluginContext], Awaitable[Source]
 SourceGenerator = Callable[
     [dict[str, Any], Any, PluginContext], AsyncIterator["SourceItem | dict[str, Any]"]
 ]
+#: A generator or factory given the validated configuration model (``passes_model``).
+ModelSourceFunction = Callable[
+    [Any, Any, PluginContext], AsyncIterator["SourceItem | dict[str, Any]"] | Awaitable[Source]
+]
 
 
 def source_plugin(
@@ -110,13 +118,25 @@ def source_plugin(
     description: str = "",
     config: type[BaseModel] | None = None,
     replays: bool = False,
-) -> Callable[[SourceGenerator | SourceFactory], SourceSpec]:
+    passes_model: bool = False,
+) -> Callable[[SourceGenerator | SourceFactory | ModelSourceFunction], SourceSpec]:
     """Decorator: an async generator function, or a factory returning a :class:`Source`;
     ``config`` is a pydantic model describing (and checked against) its configuration;
-    ``replays`` see :attr:`SourceSpec.replays` (always true for a generator)."""
+    ``replays`` see :attr:`SourceSpec.replays` (always true for a generator).
 
-    def wrap(function: SourceGenerator | SourceFactory) -> SourceSpec:
+    ``passes_model``: the function receives the configuration validated into ``config``
+    (keys it does not declare ignored) instead of the dict. A configuration the model
+    refuses is ``PluginError(InvalidConfiguration)`` naming the source and the fields, when
+    a factory opens or when a generator is first read.
+    """
+    if passes_model and config is None:
+        raise TypeError(f"source '{plugin_id}': passes_model needs a config model")
+
+    def wrap(function: SourceGenerator | SourceFactory | ModelSourceFunction) -> SourceSpec:
         doc = description or (inspect.getdoc(function) or "").split("\n\n")[0]
+        if passes_model:
+            assert config is not None
+            function = _passing_model(function, config, plugin_id)
         if inspect.isasyncgenfunction(function):
             generator = function
 
@@ -129,6 +149,33 @@ def source_plugin(
         return SourceSpec(plugin_id, function, doc, config, replays=replays)  # type: ignore[arg-type]
 
     return wrap
+
+
+def _passing_model(
+    function: ModelSourceFunction, model: type[BaseModel], plugin_id: str
+) -> SourceGenerator | SourceFactory:
+    """``function`` taking the dict the engine hands over: validated into ``model`` first."""
+    what = f"source '{plugin_id}'"
+    if inspect.isasyncgenfunction(function):
+        generator = function
+
+        async def items(
+            config: dict[str, Any], checkpoint: Any, ctx: PluginContext
+        ) -> AsyncIterator[SourceItem | dict[str, Any]]:
+            checked = validated(model, config, what)
+            async with contextlib.aclosing(generator(checked, checkpoint, ctx)) as inner:
+                async for item in inner:
+                    yield item
+
+        return items
+    factory = function
+
+    async def open_checked(config: dict[str, Any], checkpoint: Any, ctx: PluginContext) -> Source:
+        opened = factory(validated(model, config, what), checkpoint, ctx)
+        assert inspect.isawaitable(opened)
+        return await opened
+
+    return open_checked
 
 
 @dataclass(frozen=True)
@@ -149,6 +196,41 @@ class SourceSpec:
     config_model: type[BaseModel] | None = None
     output_ports: tuple[str, ...] = ()
     replays: bool = False
+
+
+class SourceBase(abc.ABC):
+    """Base of a :class:`Source` whose position is kept upstream (a consumer group, a
+    durable consumer, a broker session): ``checkpoint()`` is None, and ``exhausted`` is
+    false until the source calls :meth:`mark_exhausted` (a finite run's end). Subclasses
+    implement ``read``, ``commit`` and ``close``, and override ``checkpoint`` (and
+    ``exhausted``) when they keep a position of their own."""
+
+    _exhausted: bool = False
+
+    @abc.abstractmethod
+    async def read(self, max_items: int, max_wait: float) -> list[SourceItem]:
+        """See :meth:`Source.read`."""
+
+    @abc.abstractmethod
+    async def commit(self, items: list[SourceItem]) -> None:
+        """See :meth:`Source.commit`."""
+
+    def checkpoint(self) -> Any:
+        """None: the position is kept upstream."""
+        return None
+
+    @property
+    def exhausted(self) -> bool:
+        """False until :meth:`mark_exhausted`."""
+        return self._exhausted
+
+    def mark_exhausted(self) -> None:
+        """Declare that no item will come again (``exhausted`` turns true)."""
+        self._exhausted = True
+
+    @abc.abstractmethod
+    async def close(self) -> None:
+        """See :meth:`Source.close`."""
 
 
 class GeneratorSource:

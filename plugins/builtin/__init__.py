@@ -32,8 +32,10 @@ and every plugin but ``http_request`` (whose effect is the remote endpoint's) gi
 result when retried with the same inputs.
 
 Every built-in declares a configuration model (:mod:`plugins.builtin._models`): the engine
-checks a node's configuration against it when the node runs, and its JSON Schema in the
-worker's plugin catalog is what registration checks node configurations against.
+checks a node's configuration against it when the node runs and hands the plugin the
+validated model (the function plugins are :class:`plugins.PluginBase` classes, the sources
+are declared with ``passes_model=True``), and its JSON Schema in the worker's plugin catalog
+is what registration checks node configurations against.
 
 The SQL writer and the broker sources need client libraries that are extras of the package
 (``sql``, ``mqtt``, ``redis``, ``nats``, ``kafka``; ``all`` for every one): see

@@ -1,7 +1,9 @@
-"""Helpers shared by the built-in plugins: config checks, input lookup, atomic writes, CSV.
+"""Helpers shared by the built-in plugins: errors, input lookup, atomic writes, CSV.
 
-Errors follow one rule. A missing or malformed configuration key raises
-``PluginError(InvalidConfiguration)`` whose message names the key. Input data that cannot be
+Errors follow one rule. A configuration the plugin's model refuses, or that cannot be used
+(``config_error``), raises ``PluginError(InvalidConfiguration)`` whose message names the key
+(the models are in each plugin's module, their building blocks in
+:mod:`plugins.builtin._models`). Input data that cannot be
 used (no records, a record that is not an object, a malformed file) raises
 ``PluginError(PluginExecutionFailed)``: retrying would not help. Ordinary I/O exceptions such as
 ``FileNotFoundError`` propagate, so the engine's retry policy applies to them.
@@ -59,86 +61,25 @@ def data_error(message: str, **details: Any) -> PluginError:
     return PluginError(PluginErrorCode.PluginExecutionFailed, message, details)
 
 
-def optional_str(config: dict[str, Any], key: str) -> str | None:
-    """``config[key]`` as a non-empty string, or None when absent or null."""
-    value = config.get(key)
-    if value is None:
+def file_format(configured: str | None, path: str | None) -> str | None:
+    """The record format: ``configured`` if set, else the one of ``path``'s extension, else
+    None (no path).
+
+    Raises:
+        PluginError: ``InvalidConfiguration`` naming ``path`` for an unknown extension.
+    """
+    if configured is not None:
+        return configured
+    if path is None:
         return None
-    if not isinstance(value, str) or not value:
-        raise config_error(key, f"must be a non-empty string, got {json_type(value)} {value!r}")
-    return value
-
-
-def required_str(config: dict[str, Any], key: str) -> str:
-    """``config[key]`` as a non-empty string; raises when absent."""
-    value = optional_str(config, key)
-    if value is None:
-        raise config_error(key, "is required")
-    return value
-
-
-def optional_int(config: dict[str, Any], key: str, *, minimum: int = 0) -> int | None:
-    """``config[key]`` as an integer >= ``minimum``, or None when absent or null."""
-    value = config.get(key)
-    if value is None:
-        return None
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise config_error(key, f"must be an integer, got {json_type(value)} {value!r}")
-    if value < minimum:
-        raise config_error(key, f"must be >= {minimum}, got {value}")
-    return value
-
-
-def optional_bool(config: dict[str, Any], key: str, default: bool = False) -> bool:
-    """``config[key]`` as a boolean, or ``default`` when absent or null."""
-    value = config.get(key)
-    if value is None:
-        return default
-    if not isinstance(value, bool):
-        raise config_error(key, f"must be true or false, got {json_type(value)} {value!r}")
-    return value
-
-
-def optional_str_list(config: dict[str, Any], key: str) -> list[str] | None:
-    """``config[key]`` as a list of non-empty strings, or None when absent or null."""
-    value = config.get(key)
-    if value is None:
-        return None
-    if not isinstance(value, list):
-        raise config_error(key, f"must be a list of strings, got {json_type(value)}")
-    for index, item in enumerate(value):
-        if not isinstance(item, str) or not item:
-            raise config_error(
-                key, f"item {index} must be a non-empty string, got {json_type(item)} {item!r}"
-            )
-    return list(value)
-
-
-def optional_str_map(config: dict[str, Any], key: str) -> dict[str, str] | None:
-    """``config[key]`` as a map of non-empty strings, or None when absent or null."""
-    value = config.get(key)
-    if value is None:
-        return None
-    if not isinstance(value, dict):
-        raise config_error(key, f"must be an object mapping names to names, got {json_type(value)}")
-    for name, target in value.items():
-        if not isinstance(target, str) or not target:
-            raise config_error(
-                key, f"value for '{name}' must be a non-empty string, got {json_type(target)}"
-            )
-    return dict(value)
-
-
-def optional_delimiter(config: dict[str, Any], key: str = "delimiter") -> str:
-    """``config[key]`` as a one-character CSV delimiter (default ``","``)."""
-    value = config.get(key)
-    if value is None:
-        return ","
-    if not isinstance(value, str) or len(value) != 1 or value in '\r\n"':
+    suffix = Path(path).suffix.lower()
+    if suffix not in FORMATS_BY_EXTENSION:
         raise config_error(
-            key, f"must be a single character other than a quote or newline, got {value!r}"
+            "path",
+            f"has extension {suffix or '(none)'!r}; use .json, .jsonl, .ndjson or .csv, "
+            "or set 'format'",
         )
-    return value
+    return FORMATS_BY_EXTENSION[suffix]
 
 
 def check_records(records: list[Any], where: str) -> list[dict[str, Any]]:
@@ -177,12 +118,13 @@ def find_records(inputs: dict[str, Any]) -> list[dict[str, Any]]:
     )
 
 
-def find_path(inputs: dict[str, Any], config: dict[str, Any]) -> tuple[str, str]:
+def find_path(inputs: dict[str, Any], configured: str | None) -> tuple[str, str]:
     """The file a file plugin works on, and where it came from (for messages).
 
-    Looked up in this order: config ``path``; ``inputs["path"]``; ``inputs["file_path"]``; the
-    ``"path"`` of the first input value that is an object holding one (an upstream node's
-    output). Only the configuration is the definition author's; the others are data.
+    Looked up in this order: ``configured`` (config ``path``); ``inputs["path"]``;
+    ``inputs["file_path"]``; the ``"path"`` of the first input value that is an object
+    holding one (an upstream node's output). Only the configuration is the definition
+    author's; the others are data.
 
     Returns:
         ``(path, origin)``, e.g. ``("in.csv", "config 'path'")`` or
@@ -191,7 +133,6 @@ def find_path(inputs: dict[str, Any], config: dict[str, Any]) -> tuple[str, str]
     Raises:
         PluginError: ``InvalidConfiguration`` naming ``path`` if none is found.
     """
-    configured = optional_str(config, "path")
     if configured is not None:
         return configured, "config 'path'"
     for key in ("path", "file_path"):

@@ -13,9 +13,17 @@ fields (``mqtt_subscriber``'s password needs a user name, ``http_request`` takes
 ``json_transform`` one of ``mapping`` and ``expression``) are written into the schema too.
 Fields holding expressions are declared as such (:data:`CelExpression`, :data:`CelCondition`,
 :data:`JmesPathExpression`, from :mod:`engine.language.expressions`): registration compiles them.
-The plugins keep their own checks of the dict they receive (defence in depth: a function
-can be called directly, and sources get their configuration unchecked by the model at run
-time).
+
+The model is the plugins' one configuration path: a function plugin is a
+:class:`plugins.PluginBase` whose ``run`` receives its validated model, a source is declared
+with ``source_plugin(..., passes_model=True)`` and opened with its model; none parses the
+dict by hand. The few rules a JSON Schema cannot express (a URL's host, HTTP header names,
+a non-empty JMESPath mapping, Kafka broker lists) are model validators that raise the
+built-ins' own ``config_error`` (a ``PluginError``, which pydantic passes through unchanged):
+registration cannot check them, and a node fails with ``InvalidConfiguration`` naming the key
+when it runs. What depends on the data, the file system or a server (a file's extension
+giving its format, a directory that must exist, a database URL SQLAlchemy cannot load) stays
+with the code that uses it.
 """
 
 from __future__ import annotations

@@ -1,61 +1,18 @@
 """Helpers shared by the built-in sources and stream processors.
 
-Config checks the sources need beyond :mod:`plugins.builtin._common` (numbers, derived names),
-message payload decoding, and how a stream processor or sink finds its items.
+Names derived from workflow and node ids, message payload decoding, URLs without passwords,
+and how a stream processor or sink finds its items.
 """
 
 from __future__ import annotations
 
 import base64
 import hashlib
-import math
 import re
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
-from plugins.builtin._common import (
-    check_records,
-    config_error,
-    data_error,
-    json_type,
-    loads_strict,
-)
-
-
-def optional_number(
-    config: dict[str, Any],
-    key: str,
-    default: float,
-    *,
-    minimum: float = 0.0,
-    exclusive: bool = False,
-) -> float:
-    """``config[key]`` as a finite number >= ``minimum`` (> when ``exclusive``), or
-    ``default`` when absent or null."""
-    value = config.get(key)
-    if value is None:
-        return default
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        raise config_error(key, f"must be a number, got {json_type(value)} {value!r}")
-    number = float(value)
-    if not math.isfinite(number):
-        raise config_error(key, f"must be a finite number, got {value!r}")
-    if number < minimum or (exclusive and number == minimum):
-        relation = ">" if exclusive else ">="
-        raise config_error(key, f"must be {relation} {minimum:g}, got {value!r}")
-    return number
-
-
-def optional_choice(config: dict[str, Any], key: str, choices: tuple[str, ...]) -> str:
-    """``config[key]`` as one of ``choices`` (the first is the default)."""
-    value = config.get(key)
-    if value is None:
-        return choices[0]
-    if value not in choices:
-        allowed = ", ".join(repr(choice) for choice in choices)
-        raise config_error(key, f"must be one of {allowed}, got {value!r}")
-    return str(value)
-
+from plugins.builtin._common import check_records, data_error, loads_strict
 
 _UNSAFE_NAME = re.compile(r"[^A-Za-z0-9_-]+")
 

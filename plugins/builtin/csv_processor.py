@@ -50,14 +50,12 @@ from typing import Any
 from pydantic import Field
 
 from plugins._context import PluginContext
-from plugins._registry import plugin
+from plugins._registry import PluginBase
 from plugins.builtin._common import (
     atomic_write,
     check_header,
     data_error,
     find_path,
-    optional_delimiter,
-    optional_str,
     read_csv_rows,
 )
 from plugins.builtin._files import checked_path
@@ -129,80 +127,87 @@ class CsvProcessorConfig(PluginConfig):
     )
 
 
-@plugin("csv_processor", config=CsvProcessorConfig)
-def csv_processor_plugin(
-    inputs: dict[str, Any], config: dict[str, Any], ctx: PluginContext
-) -> dict[str, Any]:
-    """Summarise a CSV file: rows, columns and sum/min/max/mean of numeric columns.
+class CsvProcessor(PluginBase):
+    """Summarise a CSV file: rows, columns and sum/min/max/mean of numeric columns."""
 
-    Args:
-        inputs: The node's inputs; used to find the path when config has none.
-        config: See the module documentation.
-        ctx: The call's context.
+    plugin_id = "csv_processor"
+    Config = CsvProcessorConfig
 
-    Returns:
-        ``{"path", "rows", "columns", "numeric"}`` plus ``"summary_path"`` when ``output_dir``
-        is configured.
+    def run(
+        self, inputs: dict[str, Any], config: CsvProcessorConfig, ctx: PluginContext
+    ) -> dict[str, Any]:
+        """Summarise the file.
 
-    Raises:
-        PluginError: ``InvalidConfiguration`` naming the bad key (or ``path`` when none is
-            found), or ``PluginExecutionFailed`` for a malformed file.
-        OSError: The file cannot be read (``FileNotFoundError`` included) or the summary
-            cannot be written.
-    """
-    path_text, origin = find_path(inputs, config)
-    delimiter = optional_delimiter(config)
-    output_dir = optional_str(config, "output_dir")
-    path = checked_path(path_text, key=origin)
-    summary_path: Path | None = None
-    if output_dir is not None:
-        summary_name = f"{Path(path_text).stem}.summary.json"
-        summary_path = checked_path(Path(output_dir) / summary_name, key="config 'output_dir'")
+        Args:
+            inputs: The node's inputs; used to find the path when config has none.
+            config: See the module documentation.
+            ctx: The call's context.
 
-    rows_iter = read_csv_rows(path, delimiter, origin)
-    first = next(rows_iter, None)
-    if first is None:
-        raise data_error(f"{path}: file is empty; expected a CSV header", path=path_text)
-    header = first[1]
-    problem = check_header(header)
-    if problem is not None:
-        raise data_error(f"{path}: {problem}", path=path_text)
-    columns = [_Column() for _ in header]
-    rows = 0
-    for line, fields in rows_iter:
-        if len(fields) > len(header):
-            raise data_error(
-                f"{path} line {line} has {len(fields)} fields; the header has {len(header)}",
-                path=path_text,
-                line=line,
-            )
-        rows += 1
-        for column, text in zip(columns, fields, strict=False):
-            column.add(text)
+        Returns:
+            ``{"path", "rows", "columns", "numeric"}`` plus ``"summary_path"`` when ``output_dir``
+            is configured.
 
-    numeric: dict[str, Any] = {}
-    for name, column in zip(header, columns, strict=True):
-        stats = column.summary()
-        if stats is not None:
-            numeric[name] = stats
-    result: dict[str, Any] = {
-        "path": path_text,
-        "rows": rows,
-        "columns": header,
-        "numeric": numeric,
-    }
+        Raises:
+            PluginError: ``InvalidConfiguration`` naming the bad key (or ``path`` when none is
+                found), or ``PluginExecutionFailed`` for a malformed file.
+            OSError: The file cannot be read (``FileNotFoundError`` included) or the summary
+                cannot be written.
+        """
+        path_text, origin = find_path(inputs, config.path)
+        delimiter, output_dir = config.delimiter, config.output_dir
+        path = checked_path(path_text, key=origin)
+        summary_path: Path | None = None
+        if output_dir is not None:
+            summary_name = f"{Path(path_text).stem}.summary.json"
+            summary_path = checked_path(Path(output_dir) / summary_name, key="config 'output_dir'")
 
-    if summary_path is not None:
-        data = (json.dumps(result, indent=2, ensure_ascii=False) + "\n").encode()
-        atomic_write(summary_path, data)
-        result["summary_path"] = str(summary_path)
+        rows_iter = read_csv_rows(path, delimiter, origin)
+        first = next(rows_iter, None)
+        if first is None:
+            raise data_error(f"{path}: file is empty; expected a CSV header", path=path_text)
+        header = first[1]
+        problem = check_header(header)
+        if problem is not None:
+            raise data_error(f"{path}: {problem}", path=path_text)
+        columns = [_Column() for _ in header]
+        rows = 0
+        for line, fields in rows_iter:
+            if len(fields) > len(header):
+                raise data_error(
+                    f"{path} line {line} has {len(fields)} fields; the header has {len(header)}",
+                    path=path_text,
+                    line=line,
+                )
+            rows += 1
+            for column, text in zip(columns, fields, strict=False):
+                column.add(text)
 
-    ctx.logger.info(
-        "csv_processor.summarised",
-        path=path_text,
-        rows=rows,
-        columns=len(header),
-        numeric_columns=sorted(numeric),
-        summary_path=result.get("summary_path"),
-    )
-    return result
+        numeric: dict[str, Any] = {}
+        for name, column in zip(header, columns, strict=True):
+            stats = column.summary()
+            if stats is not None:
+                numeric[name] = stats
+        result: dict[str, Any] = {
+            "path": path_text,
+            "rows": rows,
+            "columns": header,
+            "numeric": numeric,
+        }
+
+        if summary_path is not None:
+            data = (json.dumps(result, indent=2, ensure_ascii=False) + "\n").encode()
+            atomic_write(summary_path, data)
+            result["summary_path"] = str(summary_path)
+
+        ctx.logger.info(
+            "csv_processor.summarised",
+            path=path_text,
+            rows=rows,
+            columns=len(header),
+            numeric_columns=sorted(numeric),
+            summary_path=result.get("summary_path"),
+        )
+        return result
+
+
+csv_processor_plugin = CsvProcessor().as_plugin()

@@ -45,7 +45,7 @@ from typing import Any, Literal
 from pydantic import Field
 
 from plugins._context import PluginContext
-from plugins._registry import plugin
+from plugins._registry import PluginBase
 from plugins.builtin._cel import (
     Expression,
     ExpressionError,
@@ -53,9 +53,9 @@ from plugins.builtin._cel import (
     compile_expression,
     too_expensive,
 )
-from plugins.builtin._common import config_error, data_error, required_str
+from plugins.builtin._common import config_error, data_error
 from plugins.builtin._models import CelExpression, PluginConfig
-from plugins.builtin._streams import collect_items, optional_choice
+from plugins.builtin._streams import collect_items
 
 
 class DataFilterConfig(PluginConfig):
@@ -72,57 +72,66 @@ class DataFilterConfig(PluginConfig):
     )
 
 
-@plugin("data_filter", config=DataFilterConfig)
-def data_filter_plugin(
-    inputs: dict[str, Any], config: dict[str, Any], ctx: PluginContext
-) -> dict[str, Any]:
-    """Keep the items a CEL condition is true for (a stream processor).
+class DataFilter(PluginBase):
+    """Keep the items a CEL condition is true for (a stream processor)."""
 
-    Args:
-        inputs: The node's inputs; items are found as the module documentation says.
-        config: ``condition`` and ``on_error``; see the module documentation.
-        ctx: The call's context.
+    plugin_id = "data_filter"
+    Config = DataFilterConfig
 
-    Returns:
-        ``{"items": [...], "count": kept, "dropped": d, "errors": e}``.
+    def run(
+        self, inputs: dict[str, Any], config: DataFilterConfig, ctx: PluginContext
+    ) -> dict[str, Any]:
+        """Filter the items.
 
-    Raises:
-        PluginError: ``InvalidConfiguration`` naming the bad key, or ``PluginExecutionFailed``
-            when there are no items or (``on_error: "fail"``) the condition fails on one.
-    """
-    condition = _condition(config)
-    on_error = optional_choice(config, "on_error", ("drop", "fail"))
-    items = collect_items(inputs)
+        Args:
+            inputs: The node's inputs; items are found as the module documentation says.
+            config: ``condition`` and ``on_error``; see the module documentation.
+            ctx: The call's context.
 
-    kept: list[dict[str, Any]] = []
-    errors = 0
-    first_error: str | None = None
-    for index, item in enumerate(items):
-        try:
-            keep = condition.evaluate_bool(item)
-        except ExpressionTooExpensive as exc:
-            raise too_expensive("condition", condition, index, exc) from None
-        except ExpressionError as exc:
-            if on_error == "fail":
-                raise data_error(
-                    f"condition {condition.text!r} failed on item {index}: {exc}", index=index
-                ) from None
-            errors += 1
-            if first_error is None:
-                first_error = f"item {index}: {exc}"
-            continue
-        if keep:
-            kept.append(item)
+        Returns:
+            ``{"items": [...], "count": kept, "dropped": d, "errors": e}``.
 
-    dropped = len(items) - len(kept)
-    if errors:
-        ctx.logger.warning("data_filter.evaluation_errors", errors=errors, first_error=first_error)
-    ctx.logger.debug("data_filter.done", received=len(items), kept=len(kept))
-    return {"items": kept, "count": len(kept), "dropped": dropped, "errors": errors}
+        Raises:
+            PluginError: ``InvalidConfiguration`` naming the bad key, or ``PluginExecutionFailed``
+                when there are no items or (``on_error: "fail"``) the condition fails on one.
+        """
+        condition = _condition(config.condition)
+        on_error = config.on_error
+        items = collect_items(inputs)
+
+        kept: list[dict[str, Any]] = []
+        errors = 0
+        first_error: str | None = None
+        for index, item in enumerate(items):
+            try:
+                keep = condition.evaluate_bool(item)
+            except ExpressionTooExpensive as exc:
+                raise too_expensive("condition", condition, index, exc) from None
+            except ExpressionError as exc:
+                if on_error == "fail":
+                    raise data_error(
+                        f"condition {condition.text!r} failed on item {index}: {exc}", index=index
+                    ) from None
+                errors += 1
+                if first_error is None:
+                    first_error = f"item {index}: {exc}"
+                continue
+            if keep:
+                kept.append(item)
+
+        dropped = len(items) - len(kept)
+        if errors:
+            ctx.logger.warning(
+                "data_filter.evaluation_errors", errors=errors, first_error=first_error
+            )
+        ctx.logger.debug("data_filter.done", received=len(items), kept=len(kept))
+        return {"items": kept, "count": len(kept), "dropped": dropped, "errors": errors}
 
 
-def _condition(config: dict[str, Any]) -> Expression:
-    text = required_str(config, "condition")
+data_filter_plugin = DataFilter().as_plugin()
+
+
+def _condition(text: str) -> Expression:
     try:
         return compile_expression(text)
     except ExpressionError as exc:

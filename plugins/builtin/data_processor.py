@@ -37,17 +37,8 @@ from pydantic import Field
 
 from engine.language.conditions import Condition, ConditionError, compile_condition
 from plugins._context import PluginContext
-from plugins._registry import plugin
-from plugins.builtin._common import (
-    config_error,
-    data_error,
-    find_records,
-    optional_bool,
-    optional_int,
-    optional_str,
-    optional_str_list,
-    optional_str_map,
-)
+from plugins._registry import PluginBase
+from plugins.builtin._common import config_error, data_error, find_records
 from plugins.builtin._models import CelCondition, NonEmptyStr, NonNegativeInt, PluginConfig
 
 
@@ -73,56 +64,59 @@ class DataProcessorConfig(PluginConfig):
     limit: NonNegativeInt | None = Field(None, description="Keep at most this many records.")
 
 
-@plugin("data_processor", config=DataProcessorConfig)
-def data_processor_plugin(
-    inputs: dict[str, Any], config: dict[str, Any], ctx: PluginContext
-) -> dict[str, Any]:
-    """Filter (CEL), select, rename, upper-case, sort and limit the records in the inputs.
+class DataProcessor(PluginBase):
+    """Filter (CEL), select, rename, upper-case, sort and limit the records in the inputs."""
 
-    Args:
-        inputs: The node's inputs; records are found as the module documentation says.
-        config: See the module documentation.
-        ctx: The call's context.
+    plugin_id = "data_processor"
+    Config = DataProcessorConfig
 
-    Returns:
-        ``{"records": [...], "count": n}``.
+    def run(
+        self, inputs: dict[str, Any], config: DataProcessorConfig, ctx: PluginContext
+    ) -> dict[str, Any]:
+        """Process the records.
 
-    Raises:
-        PluginError: ``InvalidConfiguration`` naming the bad key, or ``PluginExecutionFailed``
-            when there are no records or the filter fails on one.
-    """
-    condition = _condition(config)
-    select = optional_str_list(config, "select")
-    rename = optional_str_map(config, "rename")
-    uppercase = optional_str_list(config, "uppercase")
-    sort_by = optional_str(config, "sort_by")
-    descending = optional_bool(config, "descending")
-    limit = optional_int(config, "limit")
+        Args:
+            inputs: The node's inputs; records are found as the module documentation says.
+            config: See the module documentation.
+            ctx: The call's context.
 
-    source = find_records(inputs)
-    records = [dict(record) for record in source]
-    if condition is not None:
-        records = _filter(records, condition)
-    if select is not None:
-        records = [{name: record[name] for name in select if name in record} for record in records]
-    if rename:
-        records = [{rename.get(key, key): value for key, value in rec.items()} for rec in records]
-    if uppercase:
-        for record in records:
-            for name in uppercase:
-                if isinstance(record.get(name), str):
-                    record[name] = record[name].upper()
-    if sort_by is not None:
-        records = _sort(records, sort_by, descending)
-    if limit is not None:
-        records = records[:limit]
+        Returns:
+            ``{"records": [...], "count": n}``.
 
-    ctx.logger.info("data_processor.done", received=len(source), count=len(records))
-    return {"records": records, "count": len(records)}
+        Raises:
+            PluginError: ``InvalidConfiguration`` naming the bad key, or
+                ``PluginExecutionFailed`` when there are no records or the filter fails on
+                one.
+        """
+        condition = _condition(config.filter)
+        select, rename, uppercase = config.select, config.rename, config.uppercase
+
+        source = find_records(inputs)
+        records = [dict(record) for record in source]
+        if condition is not None:
+            records = _filter(records, condition)
+        if select is not None:
+            records = [{name: rec[name] for name in select if name in rec} for rec in records]
+        if rename:
+            records = [{rename.get(key, key): val for key, val in rec.items()} for rec in records]
+        if uppercase:
+            for record in records:
+                for name in uppercase:
+                    if isinstance(record.get(name), str):
+                        record[name] = record[name].upper()
+        if config.sort_by is not None:
+            records = _sort(records, config.sort_by, config.descending)
+        if config.limit is not None:
+            records = records[: config.limit]
+
+        ctx.logger.info("data_processor.done", received=len(source), count=len(records))
+        return {"records": records, "count": len(records)}
 
 
-def _condition(config: dict[str, Any]) -> Condition | None:
-    text = optional_str(config, "filter")
+data_processor_plugin = DataProcessor().as_plugin()
+
+
+def _condition(text: str | None) -> Condition | None:
     if text is None:
         return None
     try:

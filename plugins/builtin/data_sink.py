@@ -78,17 +78,14 @@ from typing import Any, BinaryIO
 from pydantic import Field
 
 from plugins._context import PluginContext
-from plugins._registry import plugin
+from plugins._registry import PluginBase
 from plugins.builtin._batch_journal import append_batch
 from plugins.builtin._common import (
-    FORMATS_BY_EXTENSION,
     atomic_write,
     config_error,
     data_error,
+    file_format,
     find_records,
-    optional_bool,
-    optional_delimiter,
-    optional_str,
     sha256_hex,
 )
 from plugins.builtin._files import checked_path, outputs_directory
@@ -123,53 +120,65 @@ class DataSinkConfig(PluginConfig):
     )
 
 
-@plugin("data_sink", config=DataSinkConfig)
-def data_sink_plugin(
-    inputs: dict[str, Any], config: dict[str, Any], ctx: PluginContext
-) -> dict[str, Any]:
-    """Write the records in the inputs to a JSON, JSON Lines or CSV file, atomically.
+class DataSink(PluginBase):
+    """Write the records in the inputs to a JSON, JSON Lines or CSV file, atomically."""
 
-    Args:
-        inputs: The node's inputs; records are found as the module documentation says.
-        config: See the module documentation.
-        ctx: The call's context.
+    plugin_id = "data_sink"
+    Config = DataSinkConfig
 
-    Returns:
-        ``{"path": str, "count": n, "sha256": hex, "bytes": size}``.
+    def run(
+        self, inputs: dict[str, Any], config: DataSinkConfig, ctx: PluginContext
+    ) -> dict[str, Any]:
+        """Write the records.
 
-    Raises:
-        PluginError: ``InvalidConfiguration`` naming the bad key, or ``PluginExecutionFailed``
-            when there are no records or the file policy refuses the path.
-        OSError: The file cannot be written.
-    """
-    configured = optional_str(config, "path")
-    file_format = _format(config, configured)
-    delimiter = optional_delimiter(config)
-    escape = optional_bool(config, "csv_escape_formulas", default=True)
-    if configured is None:
-        path = str(default_output(ctx, file_format))
-        target = checked_path(path, key="the default output")
-    else:
-        path = configured
-        target = checked_path(path, key="config 'path'")
-    if ctx.stream_batch is not None:
-        items = collect_items(inputs)
-        return _append(target, path, file_format, items, delimiter, escape, ctx)
-    records = find_records(inputs)
+        Args:
+            inputs: The node's inputs; records are found as the module documentation says.
+            config: See the module documentation.
+            ctx: The call's context.
 
-    if file_format == "csv":
-        data = _csv_bytes(records, delimiter, escape)
-    elif file_format == "jsonl":
-        data = "".join(_dumps(record, None) + "\n" for record in records).encode()
-    else:
-        data = (_dumps(records, 2) + "\n").encode()
+        Returns:
+            ``{"path": str, "count": n, "sha256": hex, "bytes": size}``.
 
-    atomic_write(target, data)
-    digest = sha256_hex(data)
-    ctx.logger.info(
-        "data_sink.written", path=path, format=file_format, count=len(records), bytes=len(data)
-    )
-    return {"path": path, "count": len(records), "sha256": digest, "bytes": len(data)}
+        Raises:
+            PluginError: ``InvalidConfiguration`` naming the bad key, or
+                ``PluginExecutionFailed`` when there are no records or the file policy
+                refuses the path.
+            OSError: The file cannot be written.
+        """
+        configured = config.path
+        written_format = file_format(config.format, configured) or "jsonl"
+        delimiter, escape = config.delimiter, config.csv_escape_formulas
+        if configured is None:
+            path = str(default_output(ctx, written_format))
+            target = checked_path(path, key="the default output")
+        else:
+            path = configured
+            target = checked_path(path, key="config 'path'")
+        if ctx.stream_batch is not None:
+            items = collect_items(inputs)
+            return _append(target, path, written_format, items, delimiter, escape, ctx)
+        records = find_records(inputs)
+
+        if written_format == "csv":
+            data = _csv_bytes(records, delimiter, escape)
+        elif written_format == "jsonl":
+            data = "".join(_dumps(record, None) + "\n" for record in records).encode()
+        else:
+            data = (_dumps(records, 2) + "\n").encode()
+
+        atomic_write(target, data)
+        digest = sha256_hex(data)
+        ctx.logger.info(
+            "data_sink.written",
+            path=path,
+            format=written_format,
+            count=len(records),
+            bytes=len(data),
+        )
+        return {"path": path, "count": len(records), "sha256": digest, "bytes": len(data)}
+
+
+data_sink_plugin = DataSink().as_plugin()
 
 
 def _append(
@@ -235,24 +244,6 @@ def execution_directory(execution_id: str) -> str:
 
 #: The longest directory name made from an execution id (file systems allow 255 bytes).
 _MAX_NAME = 200
-
-
-def _format(config: dict[str, Any], path: str | None) -> str:
-    configured = optional_str(config, "format")
-    if configured is not None:
-        if configured not in {"json", "jsonl", "csv"}:
-            raise config_error("format", f"must be 'json', 'jsonl' or 'csv', got {configured!r}")
-        return configured
-    if path is None:
-        return "jsonl"
-    suffix = Path(path).suffix.lower()
-    if suffix not in FORMATS_BY_EXTENSION:
-        raise config_error(
-            "path",
-            f"has extension {suffix or '(none)'!r}; use .json, .jsonl, .ndjson or .csv, "
-            "or set 'format'",
-        )
-    return FORMATS_BY_EXTENSION[suffix]
 
 
 def _dumps(value: Any, indent: int | None) -> str:

@@ -49,19 +49,15 @@ from typing import Any
 from pydantic import Field
 
 from plugins._context import PluginContext
-from plugins._registry import plugin
+from plugins._registry import PluginBase
 from plugins._source import source_plugin
 from plugins.builtin._common import (
-    FORMATS_BY_EXTENSION,
     check_header,
     check_records,
-    config_error,
     data_error,
+    file_format,
     json_type,
     loads_strict,
-    optional_delimiter,
-    optional_int,
-    optional_str,
     read_csv_rows,
 )
 from plugins.builtin._files import checked_path, open_regular
@@ -93,85 +89,60 @@ class DataSourceConfig(PluginConfig):
     limit: NonNegativeInt | None = Field(None, description="Keep at most this many records.")
 
 
-@plugin("data_source", config=DataSourceConfig)
-def data_source_plugin(
-    inputs: dict[str, Any], config: dict[str, Any], ctx: PluginContext
-) -> dict[str, Any]:
-    """Produce records from a JSON, JSON Lines or CSV file, inline config, or the inputs.
+class DataSource(PluginBase):
+    """Produce records from a JSON, JSON Lines or CSV file, inline config, or the inputs."""
 
-    Args:
-        inputs: The node's inputs; used only when no ``path`` or ``records`` is configured.
-        config: See the module documentation.
-        ctx: The call's context.
+    plugin_id = "data_source"
+    Config = DataSourceConfig
 
-    Returns:
-        ``{"records": [...], "count": n, "source": path | "inline" | "input"}``.
+    def run(
+        self, inputs: dict[str, Any], config: DataSourceConfig, ctx: PluginContext
+    ) -> dict[str, Any]:
+        """Produce the records.
 
-    Raises:
-        PluginError: ``InvalidConfiguration`` naming the bad key, or ``PluginExecutionFailed``
-            for a malformed file.
-        OSError: The file cannot be read (``FileNotFoundError`` included).
-    """
-    path = optional_str(config, "path")
-    file_format = _format(config, path)
-    delimiter = optional_delimiter(config)
-    limit = optional_int(config, "limit")
-    inline = _inline_records(config)
+        Args:
+            inputs: The node's inputs; used only when no ``path`` or ``records`` is
+                configured.
+            config: See the module documentation.
+            ctx: The call's context.
 
-    records: list[dict[str, Any]]
-    if path is not None:
-        assert file_format is not None
-        records = _read_file(checked_path(path, key="config 'path'"), file_format, delimiter)
-        source = path
-    elif inline is not None:
-        records = inline
-        source = "inline"
-    else:
-        source = "input"
-        if "records" in inputs:
-            given = inputs["records"]
-            if not isinstance(given, list):
-                raise data_error(f"input 'records' must be a list, got {json_type(given)}")
-            records = [dict(record) for record in check_records(given, "input 'records'")]
+        Returns:
+            ``{"records": [...], "count": n, "source": path | "inline" | "input"}``.
+
+        Raises:
+            PluginError: ``InvalidConfiguration`` naming the bad key, or
+                ``PluginExecutionFailed`` for a malformed file.
+            OSError: The file cannot be read (``FileNotFoundError`` included).
+        """
+        path = config.path
+        records_format = file_format(config.format, path)
+
+        records: list[dict[str, Any]]
+        if path is not None:
+            assert records_format is not None
+            file = checked_path(path, key="config 'path'")
+            records = _read_file(file, records_format, config.delimiter)
+            source = path
+        elif config.records is not None:
+            records = [dict(record) for record in config.records]
+            source = "inline"
         else:
-            records = [dict(inputs)]  # {} without inputs: one empty record (module docs)
+            source = "input"
+            if "records" in inputs:
+                given = inputs["records"]
+                if not isinstance(given, list):
+                    raise data_error(f"input 'records' must be a list, got {json_type(given)}")
+                records = [dict(record) for record in check_records(given, "input 'records'")]
+            else:
+                records = [dict(inputs)]  # {} without inputs: one empty record (module docs)
 
-    if limit is not None:
-        records = records[:limit]
-    ctx.logger.info("data_source.read", source=source, count=len(records))
-    return {"records": records, "count": len(records), "source": source}
-
-
-def _inline_records(config: dict[str, Any]) -> list[dict[str, Any]] | None:
-    inline = config.get("records")
-    if inline is None:
-        return None
-    if not isinstance(inline, list):
-        raise config_error("records", f"must be a list of objects, got {json_type(inline)}")
-    for index, record in enumerate(inline):
-        if not isinstance(record, dict):
-            raise config_error(
-                "records", f"item {index} must be an object, got {json_type(record)}"
-            )
-    return [dict(record) for record in inline]
+        if config.limit is not None:
+            records = records[: config.limit]
+        ctx.logger.info("data_source.read", source=source, count=len(records))
+        return {"records": records, "count": len(records), "source": source}
 
 
-def _format(config: dict[str, Any], path: str | None) -> str | None:
-    configured = optional_str(config, "format")
-    if configured is not None:
-        if configured not in {"json", "jsonl", "csv"}:
-            raise config_error("format", f"must be 'json', 'jsonl' or 'csv', got {configured!r}")
-        return configured
-    if path is None:
-        return None
-    suffix = Path(path).suffix.lower()
-    if suffix not in FORMATS_BY_EXTENSION:
-        raise config_error(
-            "path",
-            f"has extension {suffix or '(none)'!r}; use .json, .jsonl, .ndjson or .csv, "
-            "or set 'format'",
-        )
-    return FORMATS_BY_EXTENSION[suffix]
+data_source_plugin = DataSource().as_plugin()
 
 
 def _read_file(path: Path, file_format: str, delimiter: str) -> list[dict[str, Any]]:
@@ -240,14 +211,13 @@ def _read_csv(path: Path, delimiter: str) -> list[dict[str, Any]]:
     return records
 
 
-@source_plugin("data_source", config=DataSourceConfig)
+@source_plugin("data_source", config=DataSourceConfig, passes_model=True)
 async def data_source_stream(
-    config: dict[str, Any], checkpoint: Any, ctx: PluginContext
+    config: DataSourceConfig, checkpoint: Any, ctx: PluginContext
 ) -> AsyncIterator[dict[str, Any]]:
     """The same records as a finite source for the long-running modes: each record is one
     stream item (Streaming) or one event (EventDriven), then the source is exhausted. The
     checkpoint counts the records already taken, so a restart does not repeat them."""
-    result = await asyncio.to_thread(data_source_plugin.function, {}, config, ctx)
-    assert isinstance(result, dict)
+    result = await asyncio.to_thread(DataSource().run, {}, config, ctx)
     for record in result["records"][int(checkpoint or 0) :]:
         yield record

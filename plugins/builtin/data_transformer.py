@@ -51,7 +51,7 @@ from typing import Any, Literal
 from pydantic import Field
 
 from plugins._context import PluginContext
-from plugins._registry import plugin
+from plugins._registry import PluginBase
 from plugins.builtin._cel import (
     Expression,
     ExpressionError,
@@ -59,15 +59,9 @@ from plugins.builtin._cel import (
     compile_expression,
     too_expensive,
 )
-from plugins.builtin._common import (
-    config_error,
-    data_error,
-    json_type,
-    optional_str_list,
-    optional_str_map,
-)
+from plugins.builtin._common import config_error, data_error
 from plugins.builtin._models import CelExpression, NonEmptyStr, PluginConfig
-from plugins.builtin._streams import collect_items, optional_choice
+from plugins.builtin._streams import collect_items
 
 
 class DataTransformerConfig(PluginConfig):
@@ -87,59 +81,67 @@ class DataTransformerConfig(PluginConfig):
     )
 
 
-@plugin("data_transformer", config=DataTransformerConfig)
-def data_transformer_plugin(
-    inputs: dict[str, Any], config: dict[str, Any], ctx: PluginContext
-) -> dict[str, Any]:
-    """Set fields from CEL expressions, drop and rename fields (a stream processor).
+class DataTransformer(PluginBase):
+    """Set fields from CEL expressions, drop and rename fields (a stream processor)."""
 
-    Args:
-        inputs: The node's inputs; items are found as the module documentation says.
-        config: ``set``, ``drop``, ``rename``, ``on_error``; see the module documentation.
-        ctx: The call's context.
+    plugin_id = "data_transformer"
+    Config = DataTransformerConfig
 
-    Returns:
-        ``{"items": [...], "count": n, "errors": e}``.
+    def run(
+        self, inputs: dict[str, Any], config: DataTransformerConfig, ctx: PluginContext
+    ) -> dict[str, Any]:
+        """Transform the items.
 
-    Raises:
-        PluginError: ``InvalidConfiguration`` naming the bad key, or ``PluginExecutionFailed``
-            when there are no items or an expression fails on one.
-    """
-    assignments = _assignments(config)
-    drop = optional_str_list(config, "drop") or []
-    rename = optional_str_map(config, "rename") or {}
-    on_error = optional_choice(config, "on_error", ("fail", "drop"))
-    items = collect_items(inputs)
+        Args:
+            inputs: The node's inputs; items are found as the module documentation says.
+            config: ``set``, ``drop``, ``rename``, ``on_error``; see the module documentation.
+            ctx: The call's context.
 
-    out: list[dict[str, Any]] = []
-    errors = 0
-    first_error: str | None = None
-    for index, item in enumerate(items):
-        try:
-            computed = {field: expr.evaluate(item) for field, expr in assignments}
-        except _TooExpensive as exc:
-            raise too_expensive(f"set.{exc.field}", exc.expression, index, exc.error) from None
-        except _FieldError as exc:
-            message = f"'set.{exc.field}' ({exc.text!r}) failed on item {index}: {exc.reason}"
-            if on_error == "fail":
-                raise data_error(message, index=index, field=exc.field) from None
-            errors += 1
-            first_error = first_error or message
-            continue
-        result = dict(item)
-        result.update(computed)
-        for field in drop:
-            result.pop(field, None)
-        if rename:
-            result = {rename.get(key, key): value for key, value in result.items()}
-        out.append(result)
+        Returns:
+            ``{"items": [...], "count": n, "errors": e}``.
 
-    if errors:
-        ctx.logger.warning(
-            "data_transformer.evaluation_errors", errors=errors, first_error=first_error
-        )
-    ctx.logger.debug("data_transformer.done", received=len(items), count=len(out))
-    return {"items": out, "count": len(out), "errors": errors}
+        Raises:
+            PluginError: ``InvalidConfiguration`` naming the bad key, or ``PluginExecutionFailed``
+                when there are no items or an expression fails on one.
+        """
+        assignments = _assignments(config.set or {})
+        drop = config.drop or []
+        rename = config.rename or {}
+        on_error = config.on_error
+        items = collect_items(inputs)
+
+        out: list[dict[str, Any]] = []
+        errors = 0
+        first_error: str | None = None
+        for index, item in enumerate(items):
+            try:
+                computed = {field: expr.evaluate(item) for field, expr in assignments}
+            except _TooExpensive as exc:
+                raise too_expensive(f"set.{exc.field}", exc.expression, index, exc.error) from None
+            except _FieldError as exc:
+                message = f"'set.{exc.field}' ({exc.text!r}) failed on item {index}: {exc.reason}"
+                if on_error == "fail":
+                    raise data_error(message, index=index, field=exc.field) from None
+                errors += 1
+                first_error = first_error or message
+                continue
+            result = dict(item)
+            result.update(computed)
+            for field in drop:
+                result.pop(field, None)
+            if rename:
+                result = {rename.get(key, key): value for key, value in result.items()}
+            out.append(result)
+
+        if errors:
+            ctx.logger.warning(
+                "data_transformer.evaluation_errors", errors=errors, first_error=first_error
+            )
+        ctx.logger.debug("data_transformer.done", received=len(items), count=len(out))
+        return {"items": out, "count": len(out), "errors": errors}
+
+
+data_transformer_plugin = DataTransformer().as_plugin()
 
 
 class _FieldError(Exception):
@@ -174,18 +176,9 @@ class _Assignment:
             raise _FieldError(self.field, self.expression.text, str(exc)) from None
 
 
-def _assignments(config: dict[str, Any]) -> list[tuple[str, _Assignment]]:
-    value = config.get("set")
-    if value is None:
-        return []
-    if not isinstance(value, dict):
-        raise config_error(
-            "set", f"must be an object mapping fields to CEL, got {json_type(value)}"
-        )
+def _assignments(expressions: dict[str, str]) -> list[tuple[str, _Assignment]]:
     assignments: list[tuple[str, _Assignment]] = []
-    for field, text in value.items():
-        if not isinstance(field, str) or not field:
-            raise config_error("set", f"has a field name that is not a string: {field!r}")
+    for field, text in expressions.items():
         try:
             expression = compile_expression(text)
         except ExpressionError as exc:

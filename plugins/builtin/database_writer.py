@@ -64,7 +64,6 @@ from __future__ import annotations
 
 import atexit
 import json
-import re
 import threading
 import urllib.parse
 from typing import Annotated, Any
@@ -84,25 +83,16 @@ from sqlalchemy.exc import (
 )
 
 from plugins._context import PluginContext
-from plugins._registry import plugin
-from plugins.builtin._common import (
-    config_error,
-    data_error,
-    json_type,
-    optional_bool,
-    optional_str,
-    optional_str_list,
-    required_str,
-)
+from plugins._registry import PluginBase
+from plugins.builtin._common import config_error, data_error
 from plugins.builtin._files import checked_path
 from plugins.builtin._models import NonEmptyStr, PluginConfig
 from plugins.builtin._streams import collect_items, redact_url
 
 DEFAULT_URL = "sqlite:///orchestrator.db"
-_IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
 _UPSERT_DIALECTS = ("sqlite", "postgresql")
 
-#: A plain SQL identifier (for the JSON Schema; the same rule as ``_IDENTIFIER``).
+#: A plain SQL identifier: letters, digits and ``_``, not starting with a digit, at most 63.
 Identifier = Annotated[str, StringConstraints(pattern=r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")]
 
 
@@ -157,95 +147,82 @@ _tables: dict[tuple[str, str], sa.Table] = {}
 _lock = threading.Lock()
 
 
-@plugin("database_writer", config=DatabaseWriterConfig)
-def database_writer_plugin(
-    inputs: dict[str, Any], config: dict[str, Any], ctx: PluginContext
-) -> dict[str, Any]:
-    """Write the items to a SQL table, upserting by key when one is configured (a sink).
+class DatabaseWriter(PluginBase):
+    """Write the items to a SQL table, upserting by key when one is configured (a sink)."""
 
-    Args:
-        inputs: The node's inputs; items are found as the module documentation says.
-        config: See the module documentation.
-        ctx: The call's context.
+    plugin_id = "database_writer"
+    Config = DatabaseWriterConfig
 
-    Returns:
-        ``{"written": n, "table": name}``.
+    def run(
+        self, inputs: dict[str, Any], config: DatabaseWriterConfig, ctx: PluginContext
+    ) -> dict[str, Any]:
+        """Write the items.
 
-    Raises:
-        PluginError: ``InvalidConfiguration`` naming the bad key, or ``PluginExecutionFailed``
-            when there are no items or the database rejects the data.
-    """
-    url = optional_str(config, "url") or DEFAULT_URL
-    table_name = _identifier(required_str(config, "table"), "table")
-    keys = _keys(config)
-    wanted = optional_str_list(config, "columns")
-    create_table = optional_bool(config, "create_table", default=True)
-    add_columns = optional_bool(config, "add_columns", default=True)
-    items = collect_items(inputs)
+        Args:
+            inputs: The node's inputs; items are found as the module documentation says.
+            config: See the module documentation.
+            ctx: The call's context.
 
-    _prepare_database_file(url)
-    engine = _engine(url)
-    if keys and engine.dialect.name not in _UPSERT_DIALECTS:
-        raise config_error(
-            "key", f"upserts need SQLite or PostgreSQL; this URL is {engine.dialect.name}"
+        Returns:
+            ``{"written": n, "table": name}``.
+
+        Raises:
+            PluginError: ``InvalidConfiguration`` naming the bad key, or ``PluginExecutionFailed``
+                when there are no items or the database rejects the data.
+        """
+        url, table_name = config.url, config.table
+        keys = [config.key] if isinstance(config.key, str) else list(config.key or [])
+        items = collect_items(inputs)
+
+        _prepare_database_file(url)
+        engine = _engine(url)
+        if keys and engine.dialect.name not in _UPSERT_DIALECTS:
+            raise config_error(
+                "key", f"upserts need SQLite or PostgreSQL; this URL is {engine.dialect.name}"
+            )
+        columns = list(config.columns) if config.columns is not None else _union_of_keys(items)
+        for name in keys:
+            if name not in columns:
+                columns.append(name)
+        if not items:
+            return {"written": 0, "table": table_name}
+
+        rows = _rows(items, columns, keys)
+        for attempt in range(2):
+            table = _prepare_table(
+                engine,
+                url,
+                table_name,
+                columns,
+                keys,
+                rows,
+                config.create_table,
+                config.add_columns,
+            )
+            try:
+                with engine.begin() as connection:
+                    _write(connection, table, [_encode_row(row, table) for row in rows], keys)
+                break
+            except (IntegrityError, DataError) as exc:
+                raise data_error(
+                    f"table '{table_name}' rejected the batch: {_first_line(exc)}", table=table_name
+                ) from None
+            except (ProgrammingError, OperationalError):
+                # The cached table may be stale (dropped or altered by someone else): look again.
+                with _lock:
+                    _tables.pop((url, table_name), None)
+                if attempt:
+                    raise
+        ctx.logger.info(
+            "database_writer.done", table=table_name, written=len(rows), upsert=bool(keys)
         )
-    columns = wanted if wanted is not None else _union_of_keys(items)
-    for name in keys:
-        if name not in columns:
-            columns.append(name)
-    if not items:
-        return {"written": 0, "table": table_name}
+        return {"written": len(rows), "table": table_name}
 
-    rows = _rows(items, columns, keys)
-    for attempt in range(2):
-        table = _prepare_table(
-            engine, url, table_name, columns, keys, rows, create_table, add_columns
-        )
-        try:
-            with engine.begin() as connection:
-                _write(connection, table, [_encode_row(row, table) for row in rows], keys)
-            break
-        except (IntegrityError, DataError) as exc:
-            raise data_error(
-                f"table '{table_name}' rejected the batch: {_first_line(exc)}", table=table_name
-            ) from None
-        except (ProgrammingError, OperationalError):
-            # The cached table may be stale (dropped or altered by someone else): look again.
-            with _lock:
-                _tables.pop((url, table_name), None)
-            if attempt:
-                raise
-    ctx.logger.info("database_writer.done", table=table_name, written=len(rows), upsert=bool(keys))
-    return {"written": len(rows), "table": table_name}
+
+database_writer_plugin = DatabaseWriter().as_plugin()
 
 
 # --- configuration ----------------------------------------------------------------------------
-
-
-def _identifier(name: str, key: str) -> str:
-    if not _IDENTIFIER.match(name):
-        raise config_error(
-            key,
-            f"must be a plain identifier (letters, digits and _, not starting with a digit, "
-            f"at most 63 characters), got {name!r}",
-        )
-    return name
-
-
-def _keys(config: dict[str, Any]) -> list[str]:
-    value = config.get("key")
-    if value is None:
-        return []
-    names = [value] if isinstance(value, str) else value
-    if not isinstance(names, list) or not names:
-        raise config_error("key", f"must be a column name or a list of them, got {value!r}")
-    for name in names:
-        if not isinstance(name, str):
-            raise config_error("key", f"must hold column names, got {json_type(name)}")
-        _identifier(name, "key")
-    if len(set(names)) != len(names):
-        raise config_error("key", f"names a column twice: {names}")
-    return list(names)
 
 
 def _prepare_database_file(url: str) -> None:

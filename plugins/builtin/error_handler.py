@@ -52,15 +52,13 @@ from pydantic import Field
 
 from engine.base.errors import PluginError
 from plugins._context import PluginContext
-from plugins._registry import plugin
+from plugins._registry import PluginBase
 from plugins.builtin._common import (
     atomic_write,
     canonical_json,
     data_error,
     find_path,
     fsync_directory,
-    optional_str,
-    required_str,
     safe_file_stem,
     sha256_hex,
 )
@@ -85,73 +83,80 @@ class ErrorHandlerConfig(PluginConfig):
     )
 
 
-@plugin("error_handler", config=ErrorHandlerConfig)
-def error_handler_plugin(
-    inputs: dict[str, Any], config: dict[str, Any], ctx: PluginContext
-) -> dict[str, Any]:
-    """Write an error report for the inputs and move their source file into quarantine.
+class ErrorHandler(PluginBase):
+    """Write an error report for the inputs and move their source file into quarantine."""
 
-    Args:
-        inputs: The failed item (e.g. a ``file_validator`` output keyed by its node id).
-        config: See the module documentation.
-        ctx: The call's context.
+    plugin_id = "error_handler"
+    Config = ErrorHandlerConfig
 
-    Returns:
-        ``{"handled": true, "report_path": str, "quarantined_path": str | null, "reason": str}``.
+    def run(
+        self, inputs: dict[str, Any], config: ErrorHandlerConfig, ctx: PluginContext
+    ) -> dict[str, Any]:
+        """Report the failure and quarantine its file.
 
-    Raises:
-        PluginError: ``InvalidConfiguration`` naming the bad key; ``PluginExecutionFailed``
-            when the file policy refuses a path (nothing is written or moved then).
-        OSError: The report cannot be written or the file cannot be moved.
-    """
-    report_dir = required_str(config, "report_dir")
-    quarantine = optional_str(config, "quarantine_dir")
-    reason = _reason(inputs, config)
-    found = _source_path(inputs, config)
-    source = None if found is None else Path(found[0])
+        Args:
+            inputs: The failed item (e.g. a ``file_validator`` output keyed by its node id).
+            config: See the module documentation.
+            ctx: The call's context.
 
-    try:
-        inputs_json = canonical_json(inputs)
-    except (TypeError, ValueError) as exc:
-        raise data_error(f"the inputs are not JSON: {exc}") from None
-    name = safe_file_stem(source.stem if source is not None else ctx.node_id)
-    report_name = f"{name}-{sha256_hex(inputs_json.encode())[:12]}.error.json"
-    report_path = checked_path(Path(report_dir) / report_name, key="config 'report_dir'")
-    move: tuple[Path, Path] | None = None
-    if quarantine is not None and found is not None:
-        # Both ends are checked before anything is written: a refusal leaves no report.
-        moved = checked_path(found[0], key=found[1])
-        into = checked_path(Path(quarantine) / moved.name, key="config 'quarantine_dir'")
-        move = moved, into
-    report = {
-        "execution_id": ctx.execution_id,
-        "workflow_id": ctx.workflow_id,
-        "node_id": ctx.node_id,
-        "inputs": inputs,
-        "reason": reason,
-    }
-    data = (json.dumps(report, indent=2, ensure_ascii=False) + "\n").encode()
-    atomic_write(report_path, data)
+        Returns:
+            ``{"handled": true, "report_path": str, "quarantined_path": str | null,
+            "reason": str}``.
 
-    quarantined = None if move is None else _quarantine(*move)
+        Raises:
+            PluginError: ``InvalidConfiguration`` naming the bad key; ``PluginExecutionFailed``
+                when the file policy refuses a path (nothing is written or moved then).
+            OSError: The report cannot be written or the file cannot be moved.
+        """
+        report_dir, quarantine = config.report_dir, config.quarantine_dir
+        reason = _reason(inputs, config.reason)
+        found = _source_path(inputs, config.path)
+        source = None if found is None else Path(found[0])
 
-    quarantined_path = str(quarantined) if quarantined is not None else None
-    ctx.logger.info(
-        "error_handler.handled",
-        report_path=str(report_path),
-        quarantined_path=quarantined_path,
-        reason=reason,
-    )
-    return {
-        "handled": True,
-        "report_path": str(report_path),
-        "quarantined_path": quarantined_path,
-        "reason": reason,
-    }
+        try:
+            inputs_json = canonical_json(inputs)
+        except (TypeError, ValueError) as exc:
+            raise data_error(f"the inputs are not JSON: {exc}") from None
+        name = safe_file_stem(source.stem if source is not None else ctx.node_id)
+        report_name = f"{name}-{sha256_hex(inputs_json.encode())[:12]}.error.json"
+        report_path = checked_path(Path(report_dir) / report_name, key="config 'report_dir'")
+        move: tuple[Path, Path] | None = None
+        if quarantine is not None and found is not None:
+            # Both ends are checked before anything is written: a refusal leaves no report.
+            moved = checked_path(found[0], key=found[1])
+            into = checked_path(Path(quarantine) / moved.name, key="config 'quarantine_dir'")
+            move = moved, into
+        report = {
+            "execution_id": ctx.execution_id,
+            "workflow_id": ctx.workflow_id,
+            "node_id": ctx.node_id,
+            "inputs": inputs,
+            "reason": reason,
+        }
+        data = (json.dumps(report, indent=2, ensure_ascii=False) + "\n").encode()
+        atomic_write(report_path, data)
+
+        quarantined = None if move is None else _quarantine(*move)
+
+        quarantined_path = str(quarantined) if quarantined is not None else None
+        ctx.logger.info(
+            "error_handler.handled",
+            report_path=str(report_path),
+            quarantined_path=quarantined_path,
+            reason=reason,
+        )
+        return {
+            "handled": True,
+            "report_path": str(report_path),
+            "quarantined_path": quarantined_path,
+            "reason": reason,
+        }
 
 
-def _reason(inputs: dict[str, Any], config: dict[str, Any]) -> str:
-    configured = optional_str(config, "reason")
+error_handler_plugin = ErrorHandler().as_plugin()
+
+
+def _reason(inputs: dict[str, Any], configured: str | None) -> str:
     if configured is not None:
         return configured
     candidates: list[Any] = [inputs.get("errors")]
@@ -162,13 +167,11 @@ def _reason(inputs: dict[str, Any], config: dict[str, Any]) -> str:
     return "unspecified"
 
 
-def _source_path(inputs: dict[str, Any], config: dict[str, Any]) -> tuple[str, str] | None:
+def _source_path(inputs: dict[str, Any], configured: str | None) -> tuple[str, str] | None:
     """The source file and where it came from, or None when there is none."""
     try:
-        return find_path(inputs, config)
-    except PluginError:
-        if config.get("path") is not None:
-            raise  # a malformed config 'path'
+        return find_path(inputs, configured)
+    except PluginError:  # none configured and none in the inputs
         return None
 
 

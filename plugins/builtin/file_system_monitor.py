@@ -100,14 +100,8 @@ from typing import Any, Literal
 from pydantic import Field
 
 from plugins._context import PluginContext
-from plugins._source import Source, SourceItem, source_plugin
-from plugins.builtin._common import (
-    config_error,
-    data_error,
-    json_type,
-    optional_bool,
-    required_str,
-)
+from plugins._source import Source, SourceBase, SourceItem, source_plugin
+from plugins.builtin._common import config_error, data_error
 from plugins.builtin._files import checked_path
 from plugins.builtin._models import (
     NonEmptyStr,
@@ -115,7 +109,6 @@ from plugins.builtin._models import (
     PluginConfig,
     PositiveSeconds,
 )
-from plugins.builtin._streams import optional_number
 
 #: The checkpoint format (the first one mapped every path to ``[size, mtime_ns]``).
 CHECKPOINT_FORMAT = 2
@@ -211,9 +204,11 @@ class FileSystemMonitorConfig(PluginConfig):
     )
 
 
-@source_plugin("file_system_monitor", config=FileSystemMonitorConfig, replays=True)
+@source_plugin(
+    "file_system_monitor", config=FileSystemMonitorConfig, replays=True, passes_model=True
+)
 async def open_file_system_monitor(
-    config: dict[str, Any], checkpoint: Any, ctx: PluginContext
+    config: FileSystemMonitorConfig, checkpoint: Any, ctx: PluginContext
 ) -> Source:
     """Events for files created or changed in a watched directory (a polling drop zone)."""
     settings = await asyncio.to_thread(_settings, config)  # it looks at the file system
@@ -224,8 +219,8 @@ async def open_file_system_monitor(
     return FileSystemMonitor(settings, resume, checkpoint, ctx)
 
 
-class FileSystemMonitor:
-    """The open source; see the module documentation."""
+class FileSystemMonitor(SourceBase):
+    """The open source; see the module documentation (never exhausted)."""
 
     def __init__(
         self, settings: _Settings, resume: _Resume, checkpoint: Any, ctx: PluginContext
@@ -285,10 +280,6 @@ class FileSystemMonitor:
             "ctime_ns": watermark,
             "done": [digest for _ctime, digest in done[:MAX_DONE_DIGESTS]],
         }
-
-    @property
-    def exhausted(self) -> bool:
-        return False
 
     async def close(self) -> None:
         self._ready.clear()
@@ -525,10 +516,10 @@ def _checked(watch_path: str) -> Path:
     return checked_path(os.path.expanduser(watch_path), key="config 'watch_path'")
 
 
-def _settings(config: dict[str, Any]) -> _Settings:
-    watch_path = required_str(config, "watch_path")
+def _settings(config: FileSystemMonitorConfig) -> _Settings:
+    watch_path = config.watch_path
     directory = _checked(watch_path)
-    if optional_bool(config, "create") and not directory.exists():
+    if config.create and not directory.exists():
         directory.mkdir(parents=True, exist_ok=True)
         directory = _checked(watch_path)  # as created
     if directory.exists():
@@ -539,23 +530,17 @@ def _settings(config: dict[str, Any]) -> _Settings:
             "watch_path",
             f"does not exist, and neither does its parent directory: {directory}",
         )
-    pattern = config.get("file_pattern")
-    if pattern is None:
-        pattern = "*"
-    if not isinstance(pattern, str) or not pattern:
-        raise config_error(
-            "file_pattern", f"must be a non-empty glob string, got {json_type(pattern)}"
-        )
+    pattern = config.file_pattern
     return _Settings(
         configured=watch_path,
         directory=str(directory),
         pattern=pattern,
         match_relative="/" in pattern,
         hidden_allowed=pattern.startswith("."),
-        recursive=optional_bool(config, "recursive"),
-        poll_interval=optional_number(config, "poll_interval", 0.5, exclusive=True),
-        settle_seconds=optional_number(config, "settle_seconds", 0.2),
-        include_existing=optional_bool(config, "include_existing", default=True),
+        recursive=config.recursive,
+        poll_interval=config.poll_interval,
+        settle_seconds=config.settle_seconds,
+        include_existing=config.include_existing,
     )
 
 

@@ -44,22 +44,14 @@ from __future__ import annotations
 import csv
 import io
 import stat
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from pydantic import Field
 
 from plugins._context import PluginContext
-from plugins._registry import plugin
-from plugins.builtin._common import (
-    check_header,
-    find_path,
-    optional_delimiter,
-    optional_int,
-    optional_str_list,
-    utf8_error_line,
-)
+from plugins._registry import PluginBase
+from plugins.builtin._common import check_header, find_path, utf8_error_line
 from plugins.builtin._files import checked_path, open_regular
 from plugins.builtin._models import (
     DELIMITER_DESCRIPTION,
@@ -70,14 +62,6 @@ from plugins.builtin._models import (
 )
 
 MAX_ROW_ERRORS = 10
-
-
-@dataclass(frozen=True)
-class _Checks:
-    max_bytes: int | None
-    required_columns: list[str] | None
-    min_rows: int | None
-    csv_name: bool  # the path as given ends in .csv
 
 
 class FileValidatorConfig(PluginConfig):
@@ -99,90 +83,98 @@ class FileValidatorConfig(PluginConfig):
     delimiter: Delimiter = Field(",", description=DELIMITER_DESCRIPTION)
 
 
-@plugin("file_validator", config=FileValidatorConfig)
-def file_validator_plugin(
-    inputs: dict[str, Any], config: dict[str, Any], ctx: PluginContext
-) -> dict[str, Any]:
-    """Validate a file's existence, extension, size and (for CSV) structure.
+class FileValidator(PluginBase):
+    """Validate a file's existence, extension, size and (for CSV) structure."""
 
-    Args:
-        inputs: The node's inputs; used to find the path when config has none.
-        config: See the module documentation.
-        ctx: The call's context.
+    plugin_id = "file_validator"
+    Config = FileValidatorConfig
 
-    Returns:
-        ``{"file_valid", "path", "errors", "rows", "columns", "bytes"}``.
+    def run(
+        self, inputs: dict[str, Any], config: FileValidatorConfig, ctx: PluginContext
+    ) -> dict[str, Any]:
+        """Validate the file.
 
-    Raises:
-        PluginError: ``InvalidConfiguration`` naming the bad key, or when no path is found;
-            ``PluginExecutionFailed`` when the file policy refuses the path.
-        OSError: The file exists but cannot be read.
-    """
-    path_text, origin = find_path(inputs, config)
-    extensions = optional_str_list(config, "extensions")
-    config_checks = _Checks(
-        max_bytes=optional_int(config, "max_bytes"),
-        required_columns=optional_str_list(config, "required_columns"),
-        min_rows=optional_int(config, "min_rows"),
-        csv_name=Path(path_text).suffix.lower() == ".csv",
-    )
-    delimiter = optional_delimiter(config)
+        Args:
+            inputs: The node's inputs; used to find the path when config has none.
+            config: See the module documentation.
+            ctx: The call's context.
 
-    path = checked_path(path_text, key=origin)
-    errors: list[str] = []
-    rows: int | None = None
-    columns: list[str] | None = None
-    size: int | None = None
+        Returns:
+            ``{"file_valid", "path", "errors", "rows", "columns", "bytes"}``.
 
-    allowed = _normalise(extensions)
-    suffix = Path(path_text).suffix
-    if allowed and suffix.lower() not in allowed:
-        errors.append(
-            f"extension {suffix or '(none)'!r} is not one of {', '.join(sorted(allowed))}"
-        )
+        Raises:
+            PluginError: ``InvalidConfiguration`` naming the bad key, or when no path is found;
+                ``PluginExecutionFailed`` when the file policy refuses the path.
+            OSError: The file exists but cannot be read.
+        """
+        path_text, origin = find_path(inputs, config.path)
+        path = checked_path(path_text, key=origin)
+        errors: list[str] = []
+        rows: int | None = None
+        columns: list[str] | None = None
+        size: int | None = None
 
-    try:
-        info = path.stat()
-    except (FileNotFoundError, NotADirectoryError):
-        errors.append("file not found")
-    else:
-        if not stat.S_ISREG(info.st_mode):
-            errors.append("not a regular file")
+        allowed = _normalise(config.extensions)
+        suffix = Path(path_text).suffix
+        if allowed and suffix.lower() not in allowed:
+            errors.append(
+                f"extension {suffix or '(none)'!r} is not one of {', '.join(sorted(allowed))}"
+            )
+
+        try:
+            info = path.stat()
+        except (FileNotFoundError, NotADirectoryError):
+            errors.append("file not found")
         else:
-            size = info.st_size
-            rows, columns = _check_file(path, origin, size, config_checks, delimiter, errors)
+            if not stat.S_ISREG(info.st_mode):
+                errors.append("not a regular file")
+            else:
+                size = info.st_size
+                csv_name = suffix.lower() == ".csv"
+                rows, columns = _check_file(path, origin, size, config, csv_name, errors)
 
-    valid = not errors
-    ctx.logger.info(
-        "file_validator.checked", path=path_text, file_valid=valid, errors=len(errors), rows=rows
-    )
-    return {
-        "file_valid": valid,
-        "path": path_text,
-        "errors": errors,
-        "rows": rows,
-        "columns": columns,
-        "bytes": size,
-    }
+        valid = not errors
+        ctx.logger.info(
+            "file_validator.checked",
+            path=path_text,
+            file_valid=valid,
+            errors=len(errors),
+            rows=rows,
+        )
+        return {
+            "file_valid": valid,
+            "path": path_text,
+            "errors": errors,
+            "rows": rows,
+            "columns": columns,
+            "bytes": size,
+        }
+
+
+file_validator_plugin = FileValidator().as_plugin()
 
 
 def _check_file(
-    path: Path, origin: str, size: int, checks: _Checks, delimiter: str, errors: list[str]
+    path: Path,
+    origin: str,
+    size: int,
+    config: FileValidatorConfig,
+    csv_name: bool,
+    errors: list[str],
 ) -> tuple[int | None, list[str] | None]:
-    if checks.max_bytes is not None and size > checks.max_bytes:
-        errors.append(f"file is {size} bytes; the limit is {checks.max_bytes}")
-    wants_csv = (
-        checks.required_columns is not None or checks.min_rows is not None or checks.csv_name
-    )
+    """The size and CSV checks; ``csv_name``: the path as given ends in ``.csv``."""
+    if config.max_bytes is not None and size > config.max_bytes:
+        errors.append(f"file is {size} bytes; the limit is {config.max_bytes}")
+    wants_csv = config.required_columns is not None or config.min_rows is not None or csv_name
     if not wants_csv:
         return None, None
-    rows, columns = _check_csv(path, origin, delimiter, errors)
-    if columns is not None and checks.required_columns:
-        missing = [name for name in checks.required_columns if name not in columns]
+    rows, columns = _check_csv(path, origin, config.delimiter, errors)
+    if columns is not None and config.required_columns:
+        missing = [name for name in config.required_columns if name not in columns]
         if missing:
             errors.append(f"missing required columns: {', '.join(missing)}")
-    if rows is not None and checks.min_rows is not None and rows < checks.min_rows:
-        errors.append(f"file has {rows} data rows; at least {checks.min_rows} required")
+    if rows is not None and config.min_rows is not None and rows < config.min_rows:
+        errors.append(f"file has {rows} data rows; at least {config.min_rows} required")
     return rows, columns
 
 

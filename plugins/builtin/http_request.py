@@ -90,23 +90,15 @@ from pydantic import ConfigDict, Field, StringConstraints, model_validator
 from engine.base.errors import PluginError, PluginErrorCode
 from engine.runtime.contracts import MAX_PAYLOAD_BYTES
 from plugins._context import PluginContext
-from plugins._registry import plugin
-from plugins.builtin._common import (
-    config_error,
-    data_error,
-    json_type,
-    loads_strict,
-    optional_bool,
-    optional_int,
-    optional_str,
-    required_str,
-)
+from plugins._registry import PluginBase
+from plugins.builtin._common import config_error, data_error, loads_strict
 from plugins.builtin._egress import EgressPolicy, EgressRefused, GuardedTransport, PolicyError
 from plugins.builtin._inflate import ACCEPT_ENCODING, BodyDecoder, CorruptBody
 from plugins.builtin._models import NonEmptyStr, NonNegativeSeconds, PluginConfig, PositiveSeconds
-from plugins.builtin._streams import optional_choice, optional_number, redact_url
+from plugins.builtin._streams import redact_url
 
-METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE", "HEAD")
+#: The methods ``method`` accepts.
+Method = Literal["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD"]
 #: 4xx answers that mean "try again later" rather than "the request is wrong".
 RETRYABLE_CLIENT_STATUSES = frozenset({408, 429})
 MAX_RETRIES = 10
@@ -144,9 +136,7 @@ with warnings.catch_warnings():
         url: Annotated[str, StringConstraints(pattern=_URL_PATTERN)] = Field(
             description="The http:// or https:// URL to call."
         )
-        method: Literal["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD"] = Field(
-            "GET", description="The HTTP method."
-        )
+        method: Method = Field("GET", description="The HTTP method.")
         headers: dict[NonEmptyStr, str] | None = Field(None, description="Request headers.")
         query: dict[NonEmptyStr, QueryScalar | list[QueryScalar]] | None = Field(
             None, description="Query parameters (a list repeats the parameter)."
@@ -181,10 +171,30 @@ with warnings.catch_warnings():
         follow_redirects: bool = Field(True, description="Follow redirects (at most 20).")
 
         @model_validator(mode="after")
-        def _one_body(self) -> HttpRequestConfig:
+        def _checks(self) -> HttpRequestConfig:
             if self.json is not None and self.body_from_input is not None:
                 raise ValueError("give 'json' or 'body_from_input', not both")
+            # What the JSON Schema cannot say: config_error passes through pydantic.
+            _check_url(self.url)
+            _check_headers(self.headers or {})
             return self
+
+
+def _check_url(url: str) -> None:
+    try:
+        parsed = httpx.URL(url)
+    except httpx.InvalidURL as exc:
+        raise config_error("url", f"is not a valid URL: {exc}") from None
+    if parsed.scheme not in ("http", "https") or not parsed.host:
+        raise config_error("url", f"must be an http:// or https:// URL, got {redact_url(url)!r}")
+
+
+def _check_headers(headers: dict[str, str]) -> None:
+    for name, text in headers.items():
+        if not _HEADER_NAME.match(name):
+            raise config_error("headers", f"has an invalid header name {name!r}")
+        if "\r" in text or "\n" in text or "\0" in text:
+            raise config_error("headers", f"value of '{name}' must not hold line breaks")
 
 
 class HttpServerError(Exception):
@@ -233,115 +243,125 @@ class _TooManyRedirects(Exception):
     pass
 
 
-@plugin("http_request", config=HttpRequestConfig)
-async def http_request_plugin(
-    inputs: dict[str, Any], config: dict[str, Any], ctx: PluginContext
-) -> dict[str, Any]:
-    """Call an HTTP(S) endpoint; return status, headers and the (JSON or text) body.
+class HttpRequest(PluginBase):
+    """Call an HTTP(S) endpoint; return status, headers and the (JSON or text) body."""
 
-    Args:
-        inputs: The node's inputs; only used with ``body_from_input``.
-        config: See the module documentation.
-        ctx: The call's context.
+    plugin_id = "http_request"
+    Config = HttpRequestConfig
 
-    Returns:
-        ``{"status", "headers", "url", "elapsed_ms"}`` plus one of ``"json"``, ``"text"``,
-        ``"base64"``.
+    async def run(
+        self, inputs: dict[str, Any], config: HttpRequestConfig, ctx: PluginContext
+    ) -> dict[str, Any]:
+        """Make the call.
 
-    Raises:
-        PluginError: ``InvalidConfiguration`` naming the bad key (or the bad entry of
-            ``ORCHESTRATOR_HTTP_ALLOW``); ``PluginExecutionFailed`` for a connection the
-            egress policy refuses, an unexpected, non-retryable status, a too large or
-            undecodable body, too many redirects or a redirect to another scheme.
-        HttpServerError: 5xx, 408 or 429 after every retry.
-        TimeoutError: The last try took longer than ``request_timeout``.
-        ConnectionError: The last try could not connect or lost the connection.
-    """
-    request = _request(inputs, config)
-    try:
-        policy = EgressPolicy.from_environment()
-    except PolicyError as exc:
-        raise PluginError(PluginErrorCode.InvalidConfiguration, str(exc)) from None
-    async with httpx.AsyncClient(
-        transport=GuardedTransport(policy),
-        timeout=httpx.Timeout(request.timeout),
-        headers={"Accept-Encoding": ACCEPT_ENCODING},  # what _inflate decodes
-        follow_redirects=False,  # followed by _send, hop by hop
-    ) as client:
-        failure: Exception | None = None
-        for number in range(request.retries + 1):
-            if number:
-                delay = request.backoff * 2 ** (number - 1)
-                ctx.logger.warning(
-                    "http_request.retrying",
-                    request=request.where,
-                    error=str(failure),
-                    retry=number,
-                    delay=delay,
+        Args:
+            inputs: The node's inputs; only used with ``body_from_input``.
+            config: See the module documentation.
+            ctx: The call's context.
+
+        Returns:
+            ``{"status", "headers", "url", "elapsed_ms"}`` plus one of ``"json"``, ``"text"``,
+            ``"base64"``.
+
+        Raises:
+            PluginError: ``InvalidConfiguration`` naming the bad key (or the bad entry of
+                ``ORCHESTRATOR_HTTP_ALLOW``); ``PluginExecutionFailed`` for a connection the
+                egress policy refuses, an unexpected, non-retryable status, a too large or
+                undecodable body, too many redirects or a redirect to another scheme.
+            HttpServerError: 5xx, 408 or 429 after every retry.
+            TimeoutError: The last try took longer than ``request_timeout``.
+            ConnectionError: The last try could not connect or lost the connection.
+        """
+        request = _request(inputs, config)
+        try:
+            policy = EgressPolicy.from_environment()
+        except PolicyError as exc:
+            raise PluginError(PluginErrorCode.InvalidConfiguration, str(exc)) from None
+        async with httpx.AsyncClient(
+            transport=GuardedTransport(policy),
+            timeout=httpx.Timeout(request.timeout),
+            headers={"Accept-Encoding": ACCEPT_ENCODING},  # what _inflate decodes
+            follow_redirects=False,  # followed by _send, hop by hop
+        ) as client:
+            failure: Exception | None = None
+            for number in range(request.retries + 1):
+                if number:
+                    delay = request.backoff * 2 ** (number - 1)
+                    ctx.logger.warning(
+                        "http_request.retrying",
+                        request=request.where,
+                        error=str(failure),
+                        retry=number,
+                        delay=delay,
+                    )
+                    await asyncio.sleep(delay)
+                started = time.monotonic()
+                try:
+                    async with asyncio.timeout(request.timeout):
+                        response = await _send(client, request)
+                except TimeoutError:
+                    failure = TimeoutError(
+                        f"{request.where}: no complete response within {request.timeout:g} s"
+                    )
+                    continue
+                except EgressRefused as exc:
+                    raise data_error(
+                        f"{request.where}: {exc.explain()}",
+                        url=redact_url(request.url),
+                        host=exc.host,
+                        address=str(exc.address),
+                        rule=exc.rule,
+                    ) from None
+                except httpx.TimeoutException as exc:
+                    failure = TimeoutError(f"{request.where}: timed out: {_describe(exc)}")
+                    continue
+                except httpx.UnsupportedProtocol as exc:  # a redirect to another scheme
+                    raise data_error(
+                        f"{request.where}: {exc}", url=redact_url(request.url)
+                    ) from None
+                except httpx.TransportError as exc:
+                    failure = ConnectionError(f"{request.where}: {_describe(exc)}")
+                    continue
+                except _TooManyRedirects:
+                    raise data_error(
+                        f"{request.where}: more than {MAX_REDIRECTS} redirects",
+                        url=redact_url(request.url),
+                    ) from None
+                except CorruptBody as exc:
+                    raise data_error(
+                        f"{request.where}: the response body cannot be decoded: {exc}",
+                        url=redact_url(request.url),
+                    ) from None
+                except _TooLarge as exc:
+                    raise data_error(
+                        f"{request.where}: the response body ({exc.size:,} bytes or more) is "
+                        f"larger than max_response_bytes ({request.max_bytes:,} bytes)",
+                        url=redact_url(request.url),
+                    ) from None
+                elapsed_ms = round((time.monotonic() - started) * 1000, 3)
+                if request.expected(response.status):
+                    ctx.logger.info(
+                        "http_request.done",
+                        request=request.where,
+                        status=response.status,
+                        elapsed_ms=elapsed_ms,
+                        tries=number + 1,
+                    )
+                    return _output(response, elapsed_ms)
+                summary = _status_summary(request, response)
+                if response.status >= 500 or response.status in RETRYABLE_CLIENT_STATUSES:
+                    failure = HttpServerError(summary)
+                    continue
+                raise PluginError(
+                    PluginErrorCode.PluginExecutionFailed,
+                    summary,
+                    {"url": redact_url(request.url), "status": response.status},
                 )
-                await asyncio.sleep(delay)
-            started = time.monotonic()
-            try:
-                async with asyncio.timeout(request.timeout):
-                    response = await _send(client, request)
-            except TimeoutError:
-                failure = TimeoutError(
-                    f"{request.where}: no complete response within {request.timeout:g} s"
-                )
-                continue
-            except EgressRefused as exc:
-                raise data_error(
-                    f"{request.where}: {exc.explain()}",
-                    url=redact_url(request.url),
-                    host=exc.host,
-                    address=str(exc.address),
-                    rule=exc.rule,
-                ) from None
-            except httpx.TimeoutException as exc:
-                failure = TimeoutError(f"{request.where}: timed out: {_describe(exc)}")
-                continue
-            except httpx.UnsupportedProtocol as exc:  # a redirect to another scheme
-                raise data_error(f"{request.where}: {exc}", url=redact_url(request.url)) from None
-            except httpx.TransportError as exc:
-                failure = ConnectionError(f"{request.where}: {_describe(exc)}")
-                continue
-            except _TooManyRedirects:
-                raise data_error(
-                    f"{request.where}: more than {MAX_REDIRECTS} redirects",
-                    url=redact_url(request.url),
-                ) from None
-            except CorruptBody as exc:
-                raise data_error(
-                    f"{request.where}: the response body cannot be decoded: {exc}",
-                    url=redact_url(request.url),
-                ) from None
-            except _TooLarge as exc:
-                raise data_error(
-                    f"{request.where}: the response body ({exc.size:,} bytes or more) is "
-                    f"larger than max_response_bytes ({request.max_bytes:,} bytes)",
-                    url=redact_url(request.url),
-                ) from None
-            elapsed_ms = round((time.monotonic() - started) * 1000, 3)
-            if request.expected(response.status):
-                ctx.logger.info(
-                    "http_request.done",
-                    request=request.where,
-                    status=response.status,
-                    elapsed_ms=elapsed_ms,
-                    tries=number + 1,
-                )
-                return _output(response, elapsed_ms)
-            summary = _status_summary(request, response)
-            if response.status >= 500 or response.status in RETRYABLE_CLIENT_STATUSES:
-                failure = HttpServerError(summary)
-                continue
-            raise PluginError(
-                PluginErrorCode.PluginExecutionFailed,
-                summary,
-                {"url": redact_url(request.url), "status": response.status},
-            )
-    assert failure is not None
-    raise failure
+        assert failure is not None
+        raise failure
+
+
+http_request_plugin = HttpRequest().as_plugin()
 
 
 async def _send(client: httpx.AsyncClient, request: _Request) -> _Response:
@@ -474,28 +494,14 @@ def _describe(exc: Exception) -> str:
 # --- configuration ----------------------------------------------------------------------------
 
 
-def _request(inputs: dict[str, Any], config: dict[str, Any]) -> _Request:
-    url = required_str(config, "url")
-    try:
-        parsed = httpx.URL(url)
-    except httpx.InvalidURL as exc:
-        raise config_error("url", f"is not a valid URL: {exc}") from None
-    if parsed.scheme not in ("http", "https") or not parsed.host:
-        raise config_error("url", f"must be an http:// or https:// URL, got {redact_url(url)!r}")
-    method = optional_choice(config, "method", METHODS)
-    headers = _headers(config)
-    query = _query(config)
-    body_input = optional_str(config, "body_from_input")
+def _request(inputs: dict[str, Any], config: HttpRequestConfig) -> _Request:
     has_body = False
     body: Any = None
-    if config.get("json") is not None:
-        if body_input is not None:
-            raise config_error("body_from_input", "cannot be used together with 'json'")
-        body = config["json"]
-        if not isinstance(body, dict | list):
-            raise config_error("json", f"must be an object or an array, got {json_type(body)}")
+    if config.json is not None:
+        body = config.json
         has_body = True
-    elif body_input is not None:
+    elif config.body_from_input is not None:
+        body_input = config.body_from_input
         if body_input not in inputs:
             available = ", ".join(sorted(inputs)) or "none"
             raise data_error(
@@ -504,85 +510,33 @@ def _request(inputs: dict[str, Any], config: dict[str, Any]) -> _Request:
             )
         body = inputs[body_input]
         has_body = True
-    retries = optional_int(config, "retries")
-    if retries is not None and retries > MAX_RETRIES:
-        raise config_error("retries", f"must be <= {MAX_RETRIES}, got {retries}")
-    max_bytes = optional_int(config, "max_response_bytes", minimum=1)
-    if max_bytes is not None and max_bytes > MAX_PAYLOAD_BYTES:
-        raise config_error(
-            "max_response_bytes",
-            f"must be <= {MAX_PAYLOAD_BYTES} (the engine's payload limit), got {max_bytes}",
-        )
     return _Request(
-        url=url,
-        method=method,
-        headers=headers,
-        query=query,
+        url=config.url,
+        method=config.method,
+        headers=dict(config.headers or {}),
+        query=_query(config.query or {}),
         body=body,
         has_body=has_body,
-        timeout=optional_number(config, "request_timeout", 30.0, exclusive=True),
-        retries=2 if retries is None else retries,
-        backoff=optional_number(config, "retry_backoff", 0.5),
-        expect=_expect_status(config),
-        max_bytes=1_000_000 if max_bytes is None else max_bytes,
-        follow_redirects=optional_bool(config, "follow_redirects", default=True),
+        timeout=config.request_timeout,
+        retries=config.retries,
+        backoff=config.retry_backoff,
+        expect=None if config.expect_status is None else frozenset(config.expect_status),
+        max_bytes=config.max_response_bytes,
+        follow_redirects=config.follow_redirects,
     )
 
 
-def _headers(config: dict[str, Any]) -> dict[str, str]:
-    value = config.get("headers")
-    if value is None:
-        return {}
-    if not isinstance(value, dict):
-        raise config_error(
-            "headers", f"must be an object of names to strings, got {json_type(value)}"
-        )
-    for name, text in value.items():
-        if not isinstance(name, str) or not _HEADER_NAME.match(name):
-            raise config_error("headers", f"has an invalid header name {name!r}")
-        if not isinstance(text, str):
-            raise config_error(
-                "headers", f"value of '{name}' must be a string, got {json_type(text)}"
-            )
-        if "\r" in text or "\n" in text or "\0" in text:
-            raise config_error("headers", f"value of '{name}' must not hold line breaks")
-    return dict(value)
-
-
-def _query(config: dict[str, Any]) -> dict[str, Any]:
-    value = config.get("query")
-    if value is None:
-        return {}
-    if not isinstance(value, dict):
-        raise config_error("query", f"must be an object of names to values, got {json_type(value)}")
-    query: dict[str, Any] = {}
-    for name, item in value.items():
+def _query(query: dict[str, QueryScalar | list[QueryScalar]]) -> dict[str, Any]:
+    """The parameters as text (booleans ``true``/``false``), lists kept as lists."""
+    texts: dict[str, Any] = {}
+    for name, item in query.items():
         values = item if isinstance(item, list) else [item]
-        texts: list[str] = []
-        for scalar in values:
-            if isinstance(scalar, bool):
-                texts.append("true" if scalar else "false")
-            elif isinstance(scalar, str | int | float):
-                texts.append(str(scalar))
-            else:
-                raise config_error(
-                    "query",
-                    f"value of '{name}' must be a string, number or boolean (or a list of "
-                    f"them), got {json_type(scalar)}",
-                )
-        query[name] = texts if isinstance(item, list) else texts[0]
-    return query
+        converted = [_query_text(value) for value in values]
+        texts[name] = converted if isinstance(item, list) else converted[0]
+    return texts
 
 
-def _expect_status(config: dict[str, Any]) -> frozenset[int] | None:
-    value = config.get("expect_status")
-    if value is None:
-        return None
-    if not isinstance(value, list) or not value:
-        raise config_error(
-            "expect_status", f"must be a non-empty list of status codes, got {value!r}"
-        )
-    for code in value:
-        if isinstance(code, bool) or not isinstance(code, int) or not 100 <= code <= 599:
-            raise config_error("expect_status", f"must hold status codes 100-599, got {code!r}")
-    return frozenset(value)
+def _query_text(value: QueryScalar) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)

@@ -41,8 +41,8 @@ import jmespath.exceptions  # type: ignore[import-untyped]
 from pydantic import ConfigDict, Field, model_validator
 
 from plugins._context import PluginContext
-from plugins._registry import plugin
-from plugins.builtin._common import config_error, data_error, json_type, optional_str
+from plugins._registry import PluginBase
+from plugins.builtin._common import config_error, data_error, json_type
 from plugins.builtin._models import JmesPathExpression, NonEmptyStr, PluginConfig
 
 
@@ -68,77 +68,73 @@ class JsonTransformConfig(PluginConfig):
     )
 
     @model_validator(mode="after")
-    def _exactly_one(self) -> JsonTransformConfig:
+    def _checks(self) -> JsonTransformConfig:
         if (self.mapping is None) == (self.expression is None):
             raise ValueError("give exactly one of 'mapping' and 'expression'")
+        # What the JSON Schema cannot say: config_error passes through pydantic.
+        if self.mapping is not None:
+            if not self.mapping:
+                raise config_error(
+                    "mapping",
+                    f"must be a non-empty object of output fields to JMESPath, got "
+                    f"{json_type(self.mapping)}",
+                )
+            for field, text in self.mapping.items():
+                if not text.strip():
+                    raise config_error(
+                        f"mapping.{field}", f"must be a JMESPath expression, got {json_type(text)}"
+                    )
         return self
 
 
-@plugin("json_transform", config=JsonTransformConfig)
-def json_transform_plugin(
-    inputs: dict[str, Any], config: dict[str, Any], ctx: PluginContext
-) -> dict[str, Any]:
-    """Reshape the inputs with JMESPath: a mapping of fields, or one object expression.
+class JsonTransform(PluginBase):
+    """Reshape the inputs with JMESPath: a mapping of fields, or one object expression."""
 
-    Args:
-        inputs: The expressions' data.
-        config: ``mapping`` or ``expression``; see the module documentation.
-        ctx: The call's context.
+    plugin_id = "json_transform"
+    Config = JsonTransformConfig
 
-    Returns:
-        The mapped object.
+    def run(
+        self, inputs: dict[str, Any], config: JsonTransformConfig, ctx: PluginContext
+    ) -> dict[str, Any]:
+        """Reshape the inputs.
 
-    Raises:
-        PluginError: ``InvalidConfiguration`` naming the bad key, or
-            ``PluginExecutionFailed`` naming the field whose expression failed.
-    """
-    mapping = _mapping(config)
-    single = optional_str(config, "expression")
-    if mapping is None and single is None:
-        raise config_error("mapping", "or 'expression' is required")
-    if mapping is not None and single is not None:
-        raise config_error("expression", "cannot be used together with 'mapping'")
+        Args:
+            inputs: The expressions' data.
+            config: ``mapping`` or ``expression``; see the module documentation.
+            ctx: The call's context.
 
-    if single is not None:
-        compiled = _compile("expression", single)
-        result = _evaluate("expression", single, compiled, inputs)
-        if not isinstance(result, dict):
-            raise data_error(
-                f"'expression' ({single!r}) gave {json_type(result)}, not an object",
-                field="expression",
-            )
-        ctx.logger.debug("json_transform.done", fields=len(result))
-        return result
+        Returns:
+            The mapped object.
 
-    assert mapping is not None
-    compiled_fields = [(field, text, _compile(f"mapping.{field}", text)) for field, text in mapping]
-    output = {
-        field: _evaluate(f"mapping.{field}", text, compiled, inputs)
-        for field, text, compiled in compiled_fields
-    }
-    ctx.logger.debug("json_transform.done", fields=len(output))
-    return output
+        Raises:
+            PluginError: ``InvalidConfiguration`` naming the bad key, or
+                ``PluginExecutionFailed`` naming the field whose expression failed.
+        """
+        mapping, single = config.mapping, config.expression
+        if single is not None:
+            compiled = _compile("expression", single)
+            result = _evaluate("expression", single, compiled, inputs)
+            if not isinstance(result, dict):
+                raise data_error(
+                    f"'expression' ({single!r}) gave {json_type(result)}, not an object",
+                    field="expression",
+                )
+            ctx.logger.debug("json_transform.done", fields=len(result))
+            return result
+
+        assert mapping is not None
+        compiled_fields = [
+            (field, text, _compile(f"mapping.{field}", text)) for field, text in mapping.items()
+        ]
+        output = {
+            field: _evaluate(f"mapping.{field}", text, compiled, inputs)
+            for field, text, compiled in compiled_fields
+        }
+        ctx.logger.debug("json_transform.done", fields=len(output))
+        return output
 
 
-def _mapping(config: dict[str, Any]) -> list[tuple[str, str]] | None:
-    value = config.get("mapping")
-    if value is None:
-        return None
-    if not isinstance(value, dict) or not value:
-        raise config_error(
-            "mapping",
-            f"must be a non-empty object of output fields to JMESPath, got {json_type(value)}",
-        )
-    entries: list[tuple[str, str]] = []
-    for field, text in value.items():
-        if not isinstance(field, str) or not field:
-            raise config_error("mapping", f"has an output field that is not a name: {field!r}")
-        if not isinstance(text, str) or not text.strip():
-            raise config_error(
-                f"mapping.{field}", f"must be a JMESPath expression, got {json_type(text)}"
-            )
-        entries.append((field, text))
-    return entries
+json_transform_plugin = JsonTransform().as_plugin()
 
 
 def _compile(key: str, text: str) -> Any:

@@ -49,17 +49,10 @@ from typing import IO, Any
 from pydantic import Field
 
 from plugins._context import PluginContext
-from plugins._source import Source, SourceItem, source_plugin
-from plugins.builtin._common import (
-    data_error,
-    json_type,
-    loads_strict,
-    optional_bool,
-    required_str,
-)
+from plugins._source import Source, SourceBase, SourceItem, source_plugin
+from plugins.builtin._common import data_error, json_type, loads_strict
 from plugins.builtin._files import checked_path, open_regular
 from plugins.builtin._models import NonEmptyStr, PluginConfig, PositiveSeconds
-from plugins.builtin._streams import optional_number
 
 SUFFIX = ".jsonl"
 
@@ -78,12 +71,12 @@ class JsonlSourceConfig(PluginConfig):
     )
 
 
-@source_plugin("jsonl_source", config=JsonlSourceConfig, replays=True)
-async def open_jsonl_source(config: dict[str, Any], checkpoint: Any, ctx: PluginContext) -> Source:
+@source_plugin("jsonl_source", config=JsonlSourceConfig, replays=True, passes_model=True)
+async def open_jsonl_source(
+    config: JsonlSourceConfig, checkpoint: Any, ctx: PluginContext
+) -> Source:
     """Items from a JSON Lines file or a directory of them, resumable by byte offset."""
-    configured = required_str(config, "path")
-    follow = optional_bool(config, "follow")
-    poll_interval = optional_number(config, "poll_interval", 0.2, exclusive=True)
+    configured, follow, poll_interval = config.path, config.follow, config.poll_interval
     path, exists, directory_mode = await asyncio.to_thread(_locate, configured)
     if not exists:
         if not follow:
@@ -109,7 +102,7 @@ def _checked(configured: str) -> Path:
     return checked_path(os.path.expanduser(configured), key="config 'path'")
 
 
-class JsonlSource:
+class JsonlSource(SourceBase):
     """The open source; see the module documentation."""
 
     def __init__(

@@ -55,26 +55,24 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import re
 from collections.abc import Awaitable, Iterable
 from typing import Annotated, Any, Literal, Protocol
 
 from aiokafka import AIOKafkaConsumer  # type: ignore[import-untyped]
 from aiokafka.errors import KafkaConnectionError  # type: ignore[import-untyped]
 from aiokafka.structs import TopicPartition  # type: ignore[import-untyped]
-from pydantic import Field, StringConstraints
+from pydantic import Field, StringConstraints, model_validator
 
 from plugins._context import PluginContext
-from plugins._source import Source, SourceItem, source_plugin
-from plugins.builtin._common import config_error, json_type, optional_str, optional_str_list
+from plugins._source import Source, SourceBase, SourceItem, source_plugin
+from plugins.builtin._common import config_error, json_type
 from plugins.builtin._models import NonEmptyStr, PluginConfig, PositiveSeconds
-from plugins.builtin._streams import decode_payload, derived_name, optional_choice, optional_number
+from plugins.builtin._streams import decode_payload, derived_name
 
 DEFAULT_BOOTSTRAP_SERVERS = "127.0.0.1:9092"
-_TOPIC_PATTERN = r"^[A-Za-z0-9._-]{1,249}$"
-_TOPIC = re.compile(r"[A-Za-z0-9._-]{1,249}")  # used with fullmatch
 
-TopicName = Annotated[str, StringConstraints(pattern=_TOPIC_PATTERN)]
+#: A Kafka topic name: letters, digits, ``.``, ``_`` and ``-``, at most 249 characters.
+TopicName = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9._-]{1,249}$")]
 
 
 class KafkaConsumerConfig(PluginConfig):
@@ -93,6 +91,25 @@ class KafkaConsumerConfig(PluginConfig):
     connect_timeout: PositiveSeconds = Field(
         10.0, description="Seconds opening may take (reaching a broker, fetching metadata)."
     )
+
+    @model_validator(mode="after")
+    def _checks(self) -> KafkaConsumerConfig:
+        # What the JSON Schema cannot say: config_error passes through pydantic.
+        if not all(self.servers()):
+            value = self.bootstrap_servers
+            raise config_error(
+                "bootstrap_servers",
+                f"must be 'host:port' or a non-empty list of them, got {json_type(value)} "
+                f"{value!r}",
+            )
+        return self
+
+    def servers(self) -> list[str]:
+        """The brokers: the list, or the string split at commas."""
+        value = self.bootstrap_servers
+        if isinstance(value, str):
+            return [part.strip() for part in value.split(",")]
+        return list(value)
 
 
 class KafkaConsumerLike(Protocol):
@@ -113,25 +130,21 @@ class KafkaConsumerLike(Protocol):
         ...
 
 
-@source_plugin("kafka_consumer", config=KafkaConsumerConfig)
+@source_plugin("kafka_consumer", config=KafkaConsumerConfig, passes_model=True)
 async def open_kafka_consumer(
-    config: dict[str, Any], checkpoint: Any, ctx: PluginContext
+    config: KafkaConsumerConfig, checkpoint: Any, ctx: PluginContext
 ) -> Source:
     """Kafka records read through a consumer group, committed on commit (not broker-tested)."""
-    servers = _bootstrap_servers(config)
-    topics = _topics(config)
-    group_id = optional_str(config, "group_id") or derived_name(
-        "po", ctx.workflow_id, ctx.node_id, max_length=200
-    )
-    auto_offset_reset = optional_choice(config, "auto_offset_reset", ("earliest", "latest"))
-    connect_timeout = optional_number(config, "connect_timeout", 10.0, exclusive=True)
+    servers, topics = config.servers(), list(config.topics)
+    group_id = config.group_id or derived_name("po", ctx.workflow_id, ctx.node_id, max_length=200)
+    connect_timeout = config.connect_timeout
 
     consumer = AIOKafkaConsumer(
         *topics,
         bootstrap_servers=servers,
         group_id=group_id,
         enable_auto_commit=False,
-        auto_offset_reset=auto_offset_reset,
+        auto_offset_reset=config.auto_offset_reset,
     )
     where = ", ".join(servers)
     try:
@@ -151,8 +164,8 @@ async def open_kafka_consumer(
     return KafkaConsumerSource(consumer, servers)
 
 
-class KafkaConsumerSource:
-    """The open source; see the module documentation. ``consumer`` is an
+class KafkaConsumerSource(SourceBase):
+    """The open source; see the module documentation (never exhausted). ``consumer`` is an
     ``AIOKafkaConsumer`` that was started (or anything with its ``getmany``, ``commit``
     and ``stop``)."""
 
@@ -186,13 +199,6 @@ class KafkaConsumerSource:
                 f"could not commit offsets to Kafka at {self._where}: {exc}"
             ) from exc
         self._committed.update(offsets)
-
-    def checkpoint(self) -> Any:
-        return None
-
-    @property
-    def exhausted(self) -> bool:
-        return False
 
     async def close(self) -> None:
         await _stop(self._consumer)
@@ -237,34 +243,3 @@ def commit_offsets(
 async def _stop(consumer: KafkaConsumerLike) -> None:
     with contextlib.suppress(Exception):
         await consumer.stop()
-
-
-def _bootstrap_servers(config: dict[str, Any]) -> list[str]:
-    value = config.get("bootstrap_servers")
-    if value is None:
-        return [DEFAULT_BOOTSTRAP_SERVERS]
-    servers = [part.strip() for part in value.split(",")] if isinstance(value, str) else value
-    if (
-        not isinstance(servers, list)
-        or not servers
-        or not all(isinstance(server, str) and server for server in servers)
-    ):
-        raise config_error(
-            "bootstrap_servers",
-            f"must be 'host:port' or a non-empty list of them, got {json_type(value)} {value!r}",
-        )
-    return list(servers)
-
-
-def _topics(config: dict[str, Any]) -> list[str]:
-    topics = optional_str_list(config, "topics")
-    if not topics:
-        raise config_error("topics", "is required (a non-empty list of topic names)")
-    for topic in topics:
-        if not _TOPIC.fullmatch(topic):
-            raise config_error(
-                "topics",
-                f"holds {topic!r}, not a Kafka topic name (letters, digits, '.', '_' and '-', "
-                "at most 249 characters)",
-            )
-    return topics

@@ -67,16 +67,10 @@ from paho.mqtt.reasoncodes import ReasonCode
 from pydantic import ConfigDict, Field, model_validator
 
 from plugins._context import PluginContext
-from plugins._source import Source, SourceItem, source_plugin
-from plugins.builtin._common import (
-    config_error,
-    optional_bool,
-    optional_int,
-    optional_str,
-    optional_str_list,
-)
+from plugins._source import Source, SourceBase, SourceItem, source_plugin
+from plugins.builtin._common import config_error
 from plugins.builtin._models import NonEmptyStr, PluginConfig, PositiveSeconds
-from plugins.builtin._streams import decode_payload, derived_name, optional_number
+from plugins.builtin._streams import decode_payload, derived_name
 
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 1883
@@ -116,33 +110,15 @@ class MqttSubscriberConfig(PluginConfig):
         return self
 
 
-@source_plugin("mqtt_subscriber", config=MqttSubscriberConfig)
+@source_plugin("mqtt_subscriber", config=MqttSubscriberConfig, passes_model=True)
 async def open_mqtt_subscriber(
-    config: dict[str, Any], checkpoint: Any, ctx: PluginContext
+    config: MqttSubscriberConfig, checkpoint: Any, ctx: PluginContext
 ) -> Source:
     """Messages from MQTT topic filters, acknowledged to the broker on commit."""
-    host = optional_str(config, "host") or DEFAULT_HOST
-    port = optional_int(config, "port", minimum=1)
-    port = DEFAULT_PORT if port is None else port
-    if port > 65535:
-        raise config_error("port", f"must be <= 65535, got {port}")
-    topics = optional_str_list(config, "topics")
-    if not topics:
-        raise config_error("topics", "is required (a non-empty list of topic filters)")
-    qos = optional_int(config, "qos")
-    qos = 1 if qos is None else qos
-    if qos not in (0, 1, 2):
-        raise config_error("qos", f"must be 0, 1 or 2, got {qos}")
-    client_id = optional_str(config, "client_id") or derived_name(
+    qos = config.qos
+    client_id = config.client_id or derived_name(
         "po", ctx.workflow_id, ctx.node_id, max_length=MAX_CLIENT_ID
     )
-    username = optional_str(config, "username")
-    password = optional_str(config, "password")
-    if password is not None and username is None:
-        raise config_error("password", "needs a 'username'")
-    tls = optional_bool(config, "tls")
-    keepalive = optional_int(config, "keepalive", minimum=5)
-    connect_timeout = optional_number(config, "connect_timeout", 10.0, exclusive=True)
     if qos == 2:
         ctx.logger.warning(
             "mqtt_subscriber.qos2_not_at_least_once",
@@ -150,9 +126,9 @@ async def open_mqtt_subscriber(
         )
 
     source = MqttSubscriber(
-        host=host,
-        port=port,
-        topics=topics,
+        host=config.host,
+        port=config.port,
+        topics=list(config.topics),
         qos=qos,
         client_id=client_id,
         previous=_restore(checkpoint),
@@ -160,11 +136,11 @@ async def open_mqtt_subscriber(
     )
     try:
         await source.connect(
-            username=username,
-            password=password,
-            tls=tls,
-            keepalive=60 if keepalive is None else keepalive,
-            timeout=connect_timeout,
+            username=config.username,
+            password=config.password,
+            tls=config.tls,
+            keepalive=config.keepalive,
+            timeout=config.connect_timeout,
         )
     except BaseException:
         await source.close()
@@ -179,8 +155,8 @@ class _Lost:
         self.reason = reason
 
 
-class MqttSubscriber:
-    """The open source; see the module documentation."""
+class MqttSubscriber(SourceBase):
+    """The open source; see the module documentation (never exhausted)."""
 
     def __init__(
         self,
@@ -335,10 +311,6 @@ class MqttSubscriber:
 
     def checkpoint(self) -> Any:
         return {"topics": sorted(self._topics), "qos": self._qos}
-
-    @property
-    def exhausted(self) -> bool:
-        return False
 
     async def close(self) -> None:
         if self._closing:

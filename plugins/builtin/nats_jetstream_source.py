@@ -51,16 +51,10 @@ from nats.js.client import JetStreamContext
 from pydantic import Field
 
 from plugins._context import PluginContext
-from plugins._source import Source, SourceItem, source_plugin
-from plugins.builtin._common import (
-    config_error,
-    json_type,
-    optional_bool,
-    optional_str,
-    required_str,
-)
+from plugins._source import Source, SourceBase, SourceItem, source_plugin
+from plugins.builtin._common import config_error
 from plugins.builtin._models import NonEmptyStr, PluginConfig, PositiveSeconds
-from plugins.builtin._streams import decode_payload, derived_name, optional_number
+from plugins.builtin._streams import decode_payload, derived_name
 
 DEFAULT_SERVERS = ["nats://127.0.0.1:4222"]
 #: The shortest fetch the client accepts is a little over 0.1 ms; stay well above it.
@@ -94,21 +88,14 @@ class NatsJetStreamSourceConfig(PluginConfig):
     )
 
 
-@source_plugin("nats_jetstream_source", config=NatsJetStreamSourceConfig)
+@source_plugin("nats_jetstream_source", config=NatsJetStreamSourceConfig, passes_model=True)
 async def open_nats_jetstream_source(
-    config: dict[str, Any], checkpoint: Any, ctx: PluginContext
+    config: NatsJetStreamSourceConfig, checkpoint: Any, ctx: PluginContext
 ) -> Source:
     """Messages of a NATS JetStream stream via a durable pull consumer, acked on commit."""
-    servers = _servers(config)
-    stream = required_str(config, "stream")
-    subject = required_str(config, "subject")
-    durable = optional_str(config, "durable") or derived_name(
-        "po", ctx.workflow_id, ctx.node_id, max_length=48
-    )
-    create_stream = optional_bool(config, "create_stream", default=True)
-    ack_wait = optional_number(config, "ack_wait", 30.0, exclusive=True)
-    connect_timeout = optional_number(config, "connect_timeout", 5.0, exclusive=True)
-    stop_when_empty = optional_bool(config, "stop_when_empty")
+    servers = [config.servers] if isinstance(config.servers, str) else list(config.servers)
+    stream, subject = config.stream, config.subject
+    durable = config.durable or derived_name("po", ctx.workflow_id, ctx.node_id, max_length=48)
 
     async def on_error(exc: Exception) -> None:
         ctx.logger.warning("nats_jetstream_source.connection_error", error=str(exc))
@@ -116,7 +103,7 @@ async def open_nats_jetstream_source(
     try:
         client = await nats.connect(
             servers=servers,
-            connect_timeout=max(round(connect_timeout), 1),
+            connect_timeout=max(round(config.connect_timeout), 1),
             # A few quick attempts, at the first connect and after a disconnect; then the
             # error surfaces and the engine reopens the source under its retry policy.
             max_reconnect_attempts=RECONNECT_ATTEMPTS,
@@ -128,23 +115,23 @@ async def open_nats_jetstream_source(
         raise ConnectionError(f"cannot connect to NATS at {', '.join(servers)}: {exc}") from exc
     try:
         jetstream = client.jetstream()
-        if create_stream:
+        if config.create_stream:
             await _ensure_stream(jetstream, stream, subject)
         subscription = await jetstream.pull_subscribe(
             subject,
             durable=durable,
             stream=stream,
-            config=ConsumerConfig(ack_policy=AckPolicy.EXPLICIT, ack_wait=ack_wait),
+            config=ConsumerConfig(ack_policy=AckPolicy.EXPLICIT, ack_wait=config.ack_wait),
         )
     except BaseException:
         with contextlib.suppress(Exception):
             await client.close()
         raise
     ctx.logger.info("nats_jetstream_source.opened", stream=stream, subject=subject, durable=durable)
-    return NatsJetStreamSource(client, subscription, stream, servers, stop_when_empty)
+    return NatsJetStreamSource(client, subscription, stream, servers, config.stop_when_empty)
 
 
-class NatsJetStreamSource:
+class NatsJetStreamSource(SourceBase):
     """The open source; see the module documentation."""
 
     def __init__(
@@ -161,7 +148,6 @@ class NatsJetStreamSource:
         self._servers = servers
         self._stop_when_empty = stop_when_empty
         self._unacked: dict[str, Msg] = {}
-        self._done = False
 
     async def read(self, max_items: int, max_wait: float) -> list[SourceItem]:
         if self._client.is_closed:
@@ -193,7 +179,7 @@ class NatsJetStreamSource:
                 )
             )
         if not items and self._stop_when_empty:
-            self._done = True
+            self.mark_exhausted()
         return items
 
     async def commit(self, items: list[SourceItem]) -> None:
@@ -212,13 +198,6 @@ class NatsJetStreamSource:
                     f"could not confirm acknowledgements to NATS at {', '.join(self._servers)}:"
                     f" {exc}"
                 ) from exc
-
-    def checkpoint(self) -> Any:
-        return None
-
-    @property
-    def exhausted(self) -> bool:
-        return self._done
 
     async def close(self) -> None:
         unacked, self._unacked = list(self._unacked.values()), {}
@@ -240,19 +219,3 @@ async def _ensure_stream(jetstream: JetStreamContext, stream: str, subject: str)
             raise config_error(
                 "stream", f"'{stream}' cannot be created for subject '{subject}': {exc}"
             ) from None
-
-
-def _servers(config: dict[str, Any]) -> list[str]:
-    value = config.get("servers")
-    if value is None:
-        return list(DEFAULT_SERVERS)
-    servers = [value] if isinstance(value, str) else value
-    if (
-        not isinstance(servers, list)
-        or not servers
-        or not all(isinstance(server, str) and server for server in servers)
-    ):
-        raise config_error(
-            "servers", f"must be a URL or a non-empty list of URLs, got {json_type(value)}"
-        )
-    return list(servers)

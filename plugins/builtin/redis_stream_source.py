@@ -49,8 +49,7 @@ from redis.exceptions import ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from plugins._context import PluginContext
-from plugins._source import Source, SourceItem, source_plugin
-from plugins.builtin._common import optional_bool, optional_str, required_str
+from plugins._source import Source, SourceBase, SourceItem, source_plugin
 from plugins.builtin._models import NonEmptyStr, PluginConfig
 from plugins.builtin._streams import derived_name, redact_url
 
@@ -83,23 +82,19 @@ class RedisStreamSourceConfig(PluginConfig):
     )
 
 
-@source_plugin("redis_stream_source", config=RedisStreamSourceConfig)
+@source_plugin("redis_stream_source", config=RedisStreamSourceConfig, passes_model=True)
 async def open_redis_stream_source(
-    config: dict[str, Any], checkpoint: Any, ctx: PluginContext
+    config: RedisStreamSourceConfig, checkpoint: Any, ctx: PluginContext
 ) -> Source:
     """Entries of a Redis Stream, read through a consumer group and acknowledged on commit."""
-    url = optional_str(config, "url") or DEFAULT_URL
-    stream = required_str(config, "stream")
-    group = optional_str(config, "group") or derived_name("po", ctx.workflow_id)
-    consumer = optional_str(config, "consumer") or derived_name(ctx.node_id)
-    create_group = optional_bool(config, "create_group", default=True)
-    start_id = optional_str(config, "start_id") or "0"
-    stop_when_empty = optional_bool(config, "stop_when_empty")
+    url, stream, start_id = config.url, config.stream, config.start_id
+    group = config.group or derived_name("po", ctx.workflow_id)
+    consumer = config.consumer or derived_name(ctx.node_id)
 
     client = aioredis.from_url(url)
     try:
         await client.ping()
-        if create_group:
+        if config.create_group:
             try:
                 await client.xgroup_create(stream, group, id=start_id, mkstream=True)
             except ResponseError as exc:
@@ -112,10 +107,10 @@ async def open_redis_stream_source(
         await client.aclose()
         raise
     ctx.logger.info("redis_stream_source.opened", stream=stream, group=group, consumer=consumer)
-    return RedisStreamSource(client, url, stream, group, consumer, stop_when_empty)
+    return RedisStreamSource(client, url, stream, group, consumer, config.stop_when_empty)
 
 
-class RedisStreamSource:
+class RedisStreamSource(SourceBase):
     """The open source; see the module documentation."""
 
     def __init__(
@@ -135,7 +130,6 @@ class RedisStreamSource:
         self._stop_when_empty = stop_when_empty
         self._pending_cursor: str | None = "0"  # None once the pending list is read through
         self._last_returned = "0"  # the id of the last entry read returned
-        self._done = False
 
     async def read(self, max_items: int, max_wait: float) -> list[SourceItem]:
         count = max(max_items, 1)
@@ -167,7 +161,7 @@ class RedisStreamSource:
             ) from exc
         items = self._items(entries, redelivered=False)
         if not items and self._stop_when_empty:
-            self._done = True
+            self.mark_exhausted()
         return items
 
     async def commit(self, items: list[SourceItem]) -> None:
@@ -179,13 +173,6 @@ class RedisStreamSource:
             raise ConnectionError(
                 f"lost the connection to Redis at {redact_url(self._url)}: {exc}"
             ) from exc
-
-    def checkpoint(self) -> Any:
-        return None
-
-    @property
-    def exhausted(self) -> bool:
-        return self._done
 
     async def close(self) -> None:
         await self._client.aclose()

@@ -45,6 +45,7 @@ from plugins.builtin.database_writer import database_writer_plugin, dispose_engi
 from plugins.builtin.file_system_monitor import open_file_system_monitor
 from plugins.builtin.jsonl_source import open_jsonl_source
 from tests.helpers.builders import edge, node, workflow
+from tests.helpers.plugin_config import call
 from tests.helpers.waiting import eventually
 
 SECRET = "name,secret\nroot,hunter2\n"
@@ -86,7 +87,7 @@ def ctx(node_id: str = "n") -> PluginContext:
 def refused(plugin: Plugin, inputs: dict[str, Any], config: dict[str, Any]) -> str:
     """The refusal's message (a non-retryable PluginExecutionFailed)."""
     with pytest.raises(PluginError) as info:
-        plugin.function(inputs, plugin.check_config(config), ctx())
+        call(plugin, inputs, config, ctx())
     assert info.value.code is PluginErrorCode.PluginExecutionFailed, info.value
     assert "refused" in info.value.message, info.value.message
     return info.value.message
@@ -168,7 +169,7 @@ def test_the_engines_own_files_are_refused_inside_a_root(
     refused(data_sink_plugin, {"records": [{"a": 1}]}, config)
     assert not (zones.root / "client.key").exists()
     # The data directory's outputs stay open (data_sink writes there without a path).
-    written = data_sink_plugin.function({"records": [{"a": 1}]}, {}, ctx("out"))
+    written = call(data_sink_plugin, {"records": [{"a": 1}]}, {}, ctx("out"))
     assert written["path"] == str(data / "outputs" / "hostile_run-1" / "out.jsonl")
 
 
@@ -301,7 +302,7 @@ def test_a_malformed_roots_setting_is_a_configuration_error(
 ) -> None:
     monkeypatch.setenv("ORCHESTRATOR_FILE_ROOTS", f"{zones.root}{os.pathsep}relative/dir")
     with pytest.raises(PluginError) as info:
-        data_sink_plugin.function({"records": []}, {"path": str(zones.root / "x.jsonl")}, ctx())
+        call(data_sink_plugin, {"records": []}, {"path": str(zones.root / "x.jsonl")}, ctx())
     assert info.value.code is PluginErrorCode.InvalidConfiguration
     assert "'relative/dir', which is not an absolute directory path" in info.value.message
 
@@ -319,7 +320,7 @@ def test_default_roots_are_the_working_directory_unless_it_holds_home(
     monkeypatch.setenv("ORCHESTRATOR_DATA_DIR", str(tmp_path / "data"))
 
     monkeypatch.chdir(project)  # a project directory: it is a root
-    written = data_sink_plugin.function({"records": [{"a": 1}]}, {"path": "o.jsonl"}, ctx())
+    written = call(data_sink_plugin, {"records": [{"a": 1}]}, {"path": "o.jsonl"}, ctx())
     assert written["count"] == 1
     assert (project / "o.jsonl").is_file()
 

@@ -23,6 +23,7 @@ from plugins.builtin import (
     error_handler_plugin,
     file_validator_plugin,
 )
+from tests.helpers.plugin_config import call, names_key
 
 PEOPLE = [
     {"name": "ann", "age": 31, "city": "Utrecht"},
@@ -53,15 +54,15 @@ def run(plugin: Plugin, inputs: dict[str, Any], config: dict[str, Any]) -> dict[
 
 def config_error(plugin: Plugin, inputs: dict[str, Any], config: dict[str, Any], key: str) -> str:
     with pytest.raises(PluginError) as info:
-        plugin.function(inputs, config, make_ctx())
+        call(plugin, inputs, config, make_ctx())
     assert info.value.code is PluginErrorCode.InvalidConfiguration
-    assert f"'{key}'" in info.value.message
+    assert names_key(info.value.message, key), info.value.message
     return info.value.message
 
 
 def data_error(plugin: Plugin, inputs: dict[str, Any], config: dict[str, Any]) -> str:
     with pytest.raises(PluginError) as info:
-        plugin.function(inputs, config, make_ctx())
+        call(plugin, inputs, config, make_ctx())
     assert info.value.code is PluginErrorCode.PluginExecutionFailed
     return info.value.message
 
@@ -181,7 +182,7 @@ def test_source_from_inputs() -> None:
 
 def test_source_missing_file_propagates(tmp_path: Path) -> None:
     with pytest.raises(FileNotFoundError):
-        data_source_plugin.function({}, {"path": str(tmp_path / "nope.json")}, make_ctx())
+        call(data_source_plugin, {}, {"path": str(tmp_path / "nope.json")}, make_ctx())
 
 
 @pytest.mark.parametrize(
@@ -767,7 +768,7 @@ def test_csv_processor_header_only(tmp_path: Path) -> None:
 
 def test_csv_processor_missing_file_propagates(tmp_path: Path) -> None:
     with pytest.raises(FileNotFoundError):
-        csv_processor_plugin.function({"path": str(tmp_path / "gone.csv")}, {}, make_ctx())
+        call(csv_processor_plugin, {"path": str(tmp_path / "gone.csv")}, {}, make_ctx())
 
 
 @pytest.mark.parametrize(
@@ -846,7 +847,7 @@ def test_error_handler_without_source_file(tmp_path: Path) -> None:
     reports = tmp_path / "reports"
     config = {"report_dir": str(reports), "reason": "upstream timed out"}
     ctx = make_ctx(node_id="fetch step")
-    result = error_handler_plugin.function({"order": 7}, config, ctx)
+    result = call(error_handler_plugin, {"order": 7}, config, ctx)
     assert isinstance(result, dict)
     assert result["quarantined_path"] is None
     assert result["reason"] == "upstream timed out"
@@ -921,7 +922,7 @@ def test_failed_write_leaves_the_old_file_and_no_temporary(
 
     monkeypatch.setattr(os, "replace", broken_replace)
     with pytest.raises(OSError, match="disk gone"):
-        data_sink_plugin.function({"records": PEOPLE}, {"path": str(path)}, make_ctx())
+        call(data_sink_plugin, {"records": PEOPLE}, {"path": str(path)}, make_ctx())
     assert path.read_text(encoding="utf-8") == "[]\n"
     assert files_in(tmp_path) == ["people.json"]
 

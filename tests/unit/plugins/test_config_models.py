@@ -27,6 +27,7 @@ from engine.language.models import (
 )
 from engine.temporal.catalog import check_workflow, describe_plugins
 from plugins import Plugin, PluginRegistry, SourceSpec
+from plugins import plugin as plugin_function
 from plugins.builtin import BUILTIN_PLUGINS
 
 EXAMPLES = Path(__file__).resolve().parents[3] / "examples"
@@ -320,7 +321,14 @@ def test_every_builtin_has_bad_configurations_tested() -> None:
 def test_run_time_check_ignores_workflow_wide_keys_and_fills_defaults() -> None:
     plugin = REGISTRY.get("data_filter")
     assert plugin is not None
+    model = model_of("data_filter", "function")
     checked = plugin.check_config({"condition": "a > 1", "batch_size": 10, "other": "x"})
+    # A built-in receives its validated model, defaults filled.
+    assert isinstance(checked, model)
+    assert checked.model_dump() == {"condition": "a > 1", "on_error": "drop"}
+    # A plain function with a model gets the dict: the other keys stay in it.
+    as_dict = plugin_function("data_filter_dict", config=model)(lambda i, c, x: c)
+    checked = as_dict.check_config({"condition": "a > 1", "batch_size": 10, "other": "x"})
     assert checked == {"condition": "a > 1", "on_error": "drop", "batch_size": 10, "other": "x"}
 
 

@@ -17,6 +17,7 @@ from plugins.builtin import data_sink_plugin, data_source_stream
 from plugins.builtin.data_sink import execution_directory
 from plugins.builtin.database_writer import database_writer_plugin, dispose_engines
 from plugins.builtin.file_system_monitor import open_file_system_monitor
+from tests.helpers.plugin_config import call
 
 
 def ctx(execution_id: str = "quickstart/run-1a2b", node_id: str = "output") -> PluginContext:
@@ -37,11 +38,11 @@ def fixture_data_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 
 def test_sink_without_path_writes_under_the_data_directory_by_execution(data_dir: Path) -> None:
-    result = data_sink_plugin.function({"records": [{"a": 1}]}, {}, ctx())
+    result = call(data_sink_plugin, {"records": [{"a": 1}]}, {}, ctx())
     expected = data_dir / "outputs" / "quickstart_run-1a2b" / "output.jsonl"
     assert result["path"] == str(expected)
     assert expected.read_text() == '{"a": 1}\n'
-    as_csv = data_sink_plugin.function({"records": [{"a": 1}]}, {"format": "csv"}, ctx())
+    as_csv = call(data_sink_plugin, {"records": [{"a": 1}]}, {"format": "csv"}, ctx())
     assert as_csv["path"] == str(expected.with_suffix(".csv"))
 
 
@@ -49,7 +50,7 @@ def test_sink_without_path_appends_a_stream_under_the_data_directory(data_dir: P
     stream = ctx()
     for batch, items in enumerate(([{"n": 1}], [{"n": 2}])):
         stream.stream_batch = batch
-        result = data_sink_plugin.function({"process": items}, {}, stream)
+        result = call(data_sink_plugin, {"process": items}, {}, stream)
     expected = data_dir / "outputs" / "quickstart_run-1a2b" / "output.jsonl"
     assert result["path"] == str(expected)
     assert expected.read_text() == '{"n": 1}\n{"n": 2}\n'
@@ -101,7 +102,7 @@ def test_database_writer_creates_the_directory_of_its_sqlite_file(tmp_path: Path
     database = tmp_path / "new" / "dir" / "out.db"
     config = {"url": f"sqlite:///{database}", "table": "t", "key": "id"}
     try:
-        result = database_writer_plugin.function({"records": [{"id": 1}]}, config, ctx())
+        result = call(database_writer_plugin, {"records": [{"id": 1}]}, config, ctx())
     finally:
         dispose_engines()
     assert result == {"written": 1, "table": "t"}

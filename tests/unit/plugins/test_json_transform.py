@@ -11,6 +11,7 @@ import pytest
 from engine.base.errors import PluginError, PluginErrorCode
 from plugins import PluginContext
 from plugins.builtin import data_source_plugin, json_transform_plugin
+from tests.helpers.plugin_config import call, names_key
 
 ORDERS = [
     {"id": 1, "name": "ann", "amount": 12.5, "tags": ["new"]},
@@ -39,9 +40,9 @@ def run(inputs: dict[str, Any], config: dict[str, Any]) -> dict[str, Any]:
 
 
 def error(inputs: dict[str, Any], config: dict[str, Any]) -> PluginError:
-    """The plugin's own refusal (a direct call, without the model's check first)."""
+    """The refusal, by the model or when the plugin runs."""
     with pytest.raises(PluginError) as info:
-        json_transform_plugin.function(inputs, config, make_ctx())
+        call(json_transform_plugin, inputs, config, make_ctx())
     return info.value
 
 
@@ -49,7 +50,7 @@ def test_mapping_over_upstream_output(tmp_path: Path) -> None:
     # Real data: the output of a data_source node reading a JSON Lines file.
     path = tmp_path / "orders.jsonl"
     path.write_text("".join(json.dumps(order) + "\n" for order in ORDERS), encoding="utf-8")
-    loaded = data_source_plugin.function({}, {"path": str(path)}, make_ctx())
+    loaded = call(data_source_plugin, {}, {"path": str(path)}, make_ctx())
     inputs = {"load": loaded}
     result = run(
         inputs,
@@ -112,7 +113,7 @@ def test_expression_must_give_an_object() -> None:
 def test_bad_configuration_names_the_key(config: dict[str, Any], key: str) -> None:
     problem = error({"orders": ORDERS}, config)
     assert problem.code is PluginErrorCode.InvalidConfiguration
-    assert f"'{key}'" in problem.message
+    assert names_key(problem.message, key), problem.message
 
 
 def test_expression_failing_on_the_data_names_the_field() -> None:

@@ -33,6 +33,7 @@ from plugins.builtin.kafka_consumer import (
     parse_item_id,
     record_item,
 )
+from tests.helpers.plugin_config import names_key
 
 
 def make_ctx() -> PluginContext:
@@ -261,9 +262,9 @@ async def test_open_against_a_silent_server_is_bounded_by_connect_timeout() -> N
         ({"topics": ["t"], "connect_timeout": 0}, "connect_timeout"),
     ],
 )
-async def test_hand_checks_name_the_key(config: dict[str, Any], key: str) -> None:
-    """The source's own checks, before any connection is tried."""
+async def test_bad_configuration_names_the_key(config: dict[str, Any], key: str) -> None:
+    """The source's model refuses it as the source opens, before any connection is tried."""
     with pytest.raises(PluginError) as info:
         await open_kafka_consumer.open(config, None, make_ctx())
     assert info.value.code is PluginErrorCode.InvalidConfiguration
-    assert f"'{key}'" in info.value.message
+    assert names_key(info.value.message, key), info.value.message

@@ -22,6 +22,7 @@ from plugins.builtin import (
 )
 from plugins.builtin import file_system_monitor as fsm
 from plugins.builtin.database_writer import database_writer_plugin
+from tests.helpers.plugin_config import call, names_key
 
 
 def make_ctx(node_id: str = "n") -> PluginContext:
@@ -45,7 +46,7 @@ def run(plugin: Plugin, inputs: dict[str, Any], config: dict[str, Any]) -> dict[
 
 def plugin_error(plugin: Plugin, inputs: dict[str, Any], config: dict[str, Any]) -> PluginError:
     with pytest.raises(PluginError) as info:
-        plugin.function(inputs, config, make_ctx())
+        call(plugin, inputs, config, make_ctx())
     return info.value
 
 
@@ -379,7 +380,7 @@ def test_monitor_listing_never_leaves_the_zone(tmp_path: Path) -> None:
     zone = tmp_path / "zone"
     zone.mkdir()
     (zone / "sub").symlink_to(outside, target_is_directory=True)
-    settings = fsm._settings({"watch_path": str(zone), "recursive": True})
+    settings = fsm._settings(fsm.FileSystemMonitorConfig(watch_path=str(zone), recursive=True))
     assert fsm._open_subdirectory(os.open(zone, os.O_RDONLY), "sub") is None
     listing = fsm._list_files(settings)
     assert listing is not None
@@ -453,10 +454,10 @@ async def test_monitor_rejects_bad_config(tmp_path: Path, config: dict[str, Any]
         return value
 
     replaced = {name: replace(value) for name, value in config.items()}
-    with pytest.raises(PluginError) as info:  # the source's own checks, without the model's
+    with pytest.raises(PluginError) as info:  # the model, or the zone's checks, as it opens
         await open_file_system_monitor.open(replaced, None, make_ctx())
     assert info.value.code is PluginErrorCode.InvalidConfiguration
-    assert f"'{key}'" in info.value.message
+    assert names_key(info.value.message, key), info.value.message
 
 
 # --- jsonl_source -------------------------------------------------------------------------
@@ -728,7 +729,7 @@ def test_filter_on_error_fail_names_the_item() -> None:
 def test_filter_rejects_bad_config(config: dict[str, Any], key: str) -> None:
     error = plugin_error(data_filter_plugin, {"x": ORDERS}, config)
     assert error.code is PluginErrorCode.InvalidConfiguration
-    assert f"'{key}'" in error.message
+    assert names_key(error.message, key), error.message
 
 
 def test_filter_without_items_or_with_non_objects() -> None:
@@ -854,7 +855,7 @@ def test_transformer_errors_fail_or_drop() -> None:
 def test_transformer_rejects_bad_config(config: dict[str, Any], key: str) -> None:
     error = plugin_error(data_transformer_plugin, {"x": [{"a": 1}]}, config)
     assert error.code is PluginErrorCode.InvalidConfiguration
-    assert f"'{key}'" in error.message
+    assert names_key(error.message, key), error.message
 
 
 # --- database_writer (SQLite) -------------------------------------------------------------
@@ -993,7 +994,7 @@ def test_writer_rejects_bad_config(tmp_path: Path, config: dict[str, Any], key: 
     full = {"url": f"sqlite:///{tmp_path / 'o.db'}", **config}
     error = plugin_error(database_writer_plugin, {"in": [{"a": 1}]}, full)
     assert error.code is PluginErrorCode.InvalidConfiguration
-    assert f"'{key}'" in error.message
+    assert names_key(error.message, key), error.message
 
 
 async def test_generator_source_ids_are_positions_across_reopenings() -> None:
