@@ -7,16 +7,15 @@ registration compiles them.
 
 from engine.language.expressions import CelCondition, CelExpression, JmesPathExpression
 from plugins._context import PluginContext
-from plugins._registry import (
-    ENTRY_POINT_GROUP,
+from plugins._plugin import (
     NoConfig,
     Plugin,
     PluginBase,
     PluginFunction,
-    PluginRegistry,
     PluginResult,
     plugin,
 )
+from plugins._registry import ENTRY_POINT_GROUP, PluginRegistry
 from plugins._source import (
     MAX_CHECKPOINT_BYTES,
     GeneratorSource,

@@ -59,7 +59,7 @@ delivery semantics and checkpoint format:
   see its module documentation.
 """
 
-from plugins._registry import Plugin
+from plugins._plugin import Plugin
 from plugins._source import SourceSpec
 from plugins.builtin._optional import OPTIONAL_BUILTINS, load
 from plugins.builtin.csv_processor import csv_processor_plugin

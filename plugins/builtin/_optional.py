@@ -18,7 +18,7 @@ from typing import Any
 
 from engine.base.errors import PluginError, PluginErrorCode
 from plugins._context import PluginContext
-from plugins._registry import Plugin
+from plugins._plugin import Plugin
 from plugins._source import Source, SourceSpec
 
 

@@ -50,7 +50,7 @@ from typing import Any
 from pydantic import Field
 
 from plugins._context import PluginContext
-from plugins._registry import PluginBase
+from plugins._plugin import PluginBase
 from plugins.builtin._common import (
     atomic_write,
     check_header,

@@ -45,7 +45,7 @@ from typing import Any, Literal
 from pydantic import Field
 
 from plugins._context import PluginContext
-from plugins._registry import PluginBase
+from plugins._plugin import PluginBase
 from plugins.builtin._cel import (
     Expression,
     ExpressionError,

@@ -37,7 +37,7 @@ from pydantic import Field
 
 from engine.language.conditions import Condition, ConditionError, compile_condition
 from plugins._context import PluginContext
-from plugins._registry import PluginBase
+from plugins._plugin import PluginBase
 from plugins.builtin._common import config_error, data_error, find_records
 from plugins.builtin._models import CelCondition, NonEmptyStr, NonNegativeInt, PluginConfig
 

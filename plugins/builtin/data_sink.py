@@ -78,7 +78,7 @@ from typing import Any, BinaryIO
 from pydantic import Field
 
 from plugins._context import PluginContext
-from plugins._registry import PluginBase
+from plugins._plugin import PluginBase
 from plugins.builtin._batch_journal import append_batch
 from plugins.builtin._common import (
     atomic_write,

@@ -49,7 +49,7 @@ from typing import Any
 from pydantic import Field
 
 from plugins._context import PluginContext
-from plugins._registry import PluginBase
+from plugins._plugin import PluginBase
 from plugins._source import source_plugin
 from plugins.builtin._common import (
     check_header,

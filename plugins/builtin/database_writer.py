@@ -83,7 +83,7 @@ from sqlalchemy.exc import (
 )
 
 from plugins._context import PluginContext
-from plugins._registry import PluginBase
+from plugins._plugin import PluginBase
 from plugins.builtin._common import config_error, data_error
 from plugins.builtin._files import checked_path
 from plugins.builtin._models import NonEmptyStr, PluginConfig

@@ -52,7 +52,7 @@ from pydantic import Field
 
 from engine.base.errors import PluginError
 from plugins._context import PluginContext
-from plugins._registry import PluginBase
+from plugins._plugin import PluginBase
 from plugins.builtin._common import (
     atomic_write,
     canonical_json,

@@ -50,7 +50,7 @@ from typing import Any
 from pydantic import Field
 
 from plugins._context import PluginContext
-from plugins._registry import PluginBase
+from plugins._plugin import PluginBase
 from plugins.builtin._common import check_header, find_path, utf8_error_line
 from plugins.builtin._files import checked_path, open_regular
 from plugins.builtin._models import (

@@ -90,7 +90,7 @@ from pydantic import ConfigDict, Field, StringConstraints, model_validator
 from engine.base.errors import PluginError, PluginErrorCode
 from engine.runtime.contracts import MAX_PAYLOAD_BYTES
 from plugins._context import PluginContext
-from plugins._registry import PluginBase
+from plugins._plugin import PluginBase
 from plugins.builtin._common import config_error, data_error, loads_strict
 from plugins.builtin._egress import EgressPolicy, EgressRefused, GuardedTransport, PolicyError
 from plugins.builtin._inflate import ACCEPT_ENCODING, BodyDecoder, CorruptBody

@@ -41,7 +41,7 @@ import jmespath.exceptions  # type: ignore[import-untyped]
 from pydantic import ConfigDict, Field, model_validator
 
 from plugins._context import PluginContext
-from plugins._registry import PluginBase
+from plugins._plugin import PluginBase
 from plugins.builtin._common import config_error, data_error, json_type
 from plugins.builtin._models import JmesPathExpression, NonEmptyStr, PluginConfig
 
