@@ -235,8 +235,9 @@ async def worker_is_polling(
     Temporal lists a queue's pollers for minutes after they stop, and an idle live worker's
     entry is up to a long poll (about a minute) old, so recency alone cannot tell a worker
     that exited from one that waits. A poller counts if it polled within
-    ``POLLER_FRESH_SECONDS`` and has not reported its shutdown since: workers send a final
-    heartbeat (status ``SHUTTING_DOWN``) when they stop, which ``ListWorkers`` returns. A
+    ``POLLER_FRESH_SECONDS`` and its latest heartbeat does not report a shutdown: workers
+    send a final heartbeat (status ``SHUTTING_DOWN``) when they stop, which ``ListWorkers``
+    returns. A
     worker that died without stopping (SIGKILL) still counts until its entry is older than
     ``POLLER_FRESH_SECONDS``; a server without ``ListWorkers`` leaves recency as the only test.
 
@@ -267,32 +268,37 @@ async def worker_is_polling(
             candidates[poller.identity] = seen
     if not candidates:
         return False
-    stopped = await _shutdowns(client, task_queue)
-    return any(stopped.get(identity, -1.0) < seen for identity, seen in candidates.items())
+    stopping = await _stopping(client, task_queue)
+    return any(identity not in stopping for identity in candidates)
 
 
-async def _shutdowns(client: Client, task_queue: str) -> dict[str, float]:
-    """When each worker identity of ``task_queue`` last reported its shutdown (worker
-    heartbeats, ``ListWorkers``); empty where the server does not keep them."""
+async def _stopping(client: Client, task_queue: str) -> set[str]:
+    """Worker identities of ``task_queue`` whose latest heartbeat (``ListWorkers``) reports
+    them stopping or stopped; empty where the server does not keep heartbeats.
+
+    The latest heartbeat decides, not a comparison with the last poll: a worker keeps
+    polling while it drains, so under load its last poll can come after its shutdown
+    report. A process started again under the same identity sends a newer heartbeat."""
     stopping = (WorkerStatus.WORKER_STATUS_SHUTTING_DOWN, WorkerStatus.WORKER_STATUS_SHUTDOWN)
-    stopped: dict[str, float] = {}
+    latest: dict[str, tuple[float, bool]] = {}  # identity -> (heartbeat time, stopping)
     request = ListWorkersRequest(namespace=client.namespace, query=f"TaskQueue = '{task_queue}'")
     for _page in range(_MAX_WORKER_PAGES):
         try:
             response = await client.workflow_service.list_workers(request)
         except RPCError:
-            return stopped  # an older server, or no permission: recency decides alone
+            return set()  # an older server, or no permission: recency decides alone
         for info in response.workers_info:
             heartbeat = info.worker_heartbeat
-            if heartbeat.status in stopping and heartbeat.task_queue == task_queue:
-                at = _seconds(heartbeat.heartbeat_time)
-                stopped[heartbeat.worker_identity] = max(
-                    at, stopped.get(heartbeat.worker_identity, at)
-                )
+            if heartbeat.task_queue != task_queue:
+                continue
+            at = _seconds(heartbeat.heartbeat_time)
+            known = latest.get(heartbeat.worker_identity)
+            if known is None or at >= known[0]:
+                latest[heartbeat.worker_identity] = (at, heartbeat.status in stopping)
         if not response.next_page_token:
             break
         request.next_page_token = response.next_page_token
-    return stopped
+    return {identity for identity, (_at, is_stopping) in latest.items() if is_stopping}
 
 
 def _seconds(timestamp: Timestamp) -> float:
