@@ -66,6 +66,10 @@ EMBEDDED_IDENTITY_PREFIX = "orchestrator-cli:"
 # The server keeps pollers listed for minutes after they stop; an idle worker re-polls at
 # least every ~60 s (the long-poll timeout), so a poller not seen within this window is gone.
 POLLER_FRESH_SECONDS = 90.0
+# A worker that reported its shutdown may still have a poll on its way (it polls until it
+# stops, and under load that poll can reach the server after the report): only a poll this
+# long after the report shows the identity running again.
+SHUTDOWN_SLACK_SECONDS = 2.0
 # Pages of ListWorkers read to find shutdown reports (a queue's workers, 100 or so a page).
 _MAX_WORKER_PAGES = 10
 
@@ -235,9 +239,9 @@ async def worker_is_polling(
     Temporal lists a queue's pollers for minutes after they stop, and an idle live worker's
     entry is up to a long poll (about a minute) old, so recency alone cannot tell a worker
     that exited from one that waits. A poller counts if it polled within
-    ``POLLER_FRESH_SECONDS`` and its latest heartbeat does not report a shutdown: workers
-    send a final heartbeat (status ``SHUTTING_DOWN``) when they stop, which ``ListWorkers``
-    returns. A
+    ``POLLER_FRESH_SECONDS`` and has not reported its shutdown since (give or take
+    ``SHUTDOWN_SLACK_SECONDS``): workers send a final heartbeat (status ``SHUTTING_DOWN``)
+    when they stop, which ``ListWorkers`` returns. A
     worker that died without stopping (SIGKILL) still counts until its entry is older than
     ``POLLER_FRESH_SECONDS``; a server without ``ListWorkers`` leaves recency as the only test.
 
@@ -268,37 +272,35 @@ async def worker_is_polling(
             candidates[poller.identity] = seen
     if not candidates:
         return False
-    stopping = await _stopping(client, task_queue)
-    return any(identity not in stopping for identity in candidates)
+    stopped = await _shutdowns(client, task_queue)
+    return any(
+        identity not in stopped or stopped[identity] + SHUTDOWN_SLACK_SECONDS < seen
+        for identity, seen in candidates.items()
+    )
 
 
-async def _stopping(client: Client, task_queue: str) -> set[str]:
-    """Worker identities of ``task_queue`` whose latest heartbeat (``ListWorkers``) reports
-    them stopping or stopped; empty where the server does not keep heartbeats.
-
-    The latest heartbeat decides, not a comparison with the last poll: a worker keeps
-    polling while it drains, so under load its last poll can come after its shutdown
-    report. A process started again under the same identity sends a newer heartbeat."""
+async def _shutdowns(client: Client, task_queue: str) -> dict[str, float]:
+    """When each worker identity of ``task_queue`` last reported its shutdown (worker
+    heartbeats, ``ListWorkers``); empty where the server does not keep them."""
     stopping = (WorkerStatus.WORKER_STATUS_SHUTTING_DOWN, WorkerStatus.WORKER_STATUS_SHUTDOWN)
-    latest: dict[str, tuple[float, bool]] = {}  # identity -> (heartbeat time, stopping)
+    stopped: dict[str, float] = {}
     request = ListWorkersRequest(namespace=client.namespace, query=f"TaskQueue = '{task_queue}'")
     for _page in range(_MAX_WORKER_PAGES):
         try:
             response = await client.workflow_service.list_workers(request)
         except RPCError:
-            return set()  # an older server, or no permission: recency decides alone
+            return stopped  # an older server, or no permission: recency decides alone
         for info in response.workers_info:
             heartbeat = info.worker_heartbeat
-            if heartbeat.task_queue != task_queue:
-                continue
-            at = _seconds(heartbeat.heartbeat_time)
-            known = latest.get(heartbeat.worker_identity)
-            if known is None or at >= known[0]:
-                latest[heartbeat.worker_identity] = (at, heartbeat.status in stopping)
+            if heartbeat.status in stopping and heartbeat.task_queue == task_queue:
+                at = _seconds(heartbeat.heartbeat_time)
+                stopped[heartbeat.worker_identity] = max(
+                    at, stopped.get(heartbeat.worker_identity, at)
+                )
         if not response.next_page_token:
             break
         request.next_page_token = response.next_page_token
-    return {identity for identity, (_at, is_stopping) in latest.items() if is_stopping}
+    return stopped
 
 
 def _seconds(timestamp: Timestamp) -> float:

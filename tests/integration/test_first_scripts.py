@@ -25,7 +25,7 @@ import pytest
 from temporalio.client import Client, WorkflowExecutionStatus
 
 from engine.hosting.devserver import DevServer
-from engine.hosting.embedded import worker_is_polling
+from engine.hosting.embedded import SHUTDOWN_SLACK_SECONDS, worker_is_polling
 from engine.hosting.worker import create_worker
 from engine.runtime.contracts import EXECUTION_WORKFLOW
 from plugins import PluginRegistry
@@ -387,7 +387,9 @@ async def test_a_worker_that_exited_does_not_count_as_polling(
         assert await worker_is_polling(client, task_queue)
     # Stopped, yet still listed among the queue's pollers for a minute.
     assert not await worker_is_polling(client, task_queue)
-    # A worker of the same identity counts again once it polls after that shutdown.
+    # A worker of the same identity counts again once it polls after that shutdown (polls
+    # within the slack may be the stopped worker's last ones: start it after the slack).
+    await asyncio.sleep(SHUTDOWN_SLACK_SECONDS + 0.5)
     async with create_worker(client, task_queue=task_queue, plugins=registry, identity=identity):
         await eventually(lambda: worker_is_polling(client, task_queue), bool, timeout=30)
 
