@@ -172,6 +172,9 @@ WORKER_LOSS_PATCH = "long-running-worker-loss"
 # still grows the history: when that makes continue-as-new due, it wakes the run's loop,
 # which would otherwise wait for some other event (histories recorded before never woke).
 WAKE_TO_CONTINUE_PATCH = "wake-to-continue-as-new"
+# A retried batch execution goes on from its earlier node records (attempts, times, progress,
+# the nodes an operator skipped); histories recorded before started from blank records.
+RETRY_RECORDS_PATCH = "retry-keeps-records"
 LONG_RUNNING = (WorkflowExecutionMode.EventDriven, WorkflowExecutionMode.Streaming)
 # Sources and streams run for weeks: a year per attempt, heartbeats notice a dead worker.
 _LONG_ACTIVITY = timedelta(days=365)
@@ -263,13 +266,21 @@ class PluginWorkflowExecution:
             assert error is not None
             self._publish_status(Status.Failed)
             raise ApplicationError(error.message, type=error.code.value, non_retryable=True)
+        if (
+            params.earlier is not None
+            and params.batch_state is None
+            and workflow.patched(RETRY_RECORDS_PATCH)
+        ):
+            self._interpreter.continue_from(params.earlier)
         try:
             status = await self._interpreter.run()
         except CarryOver as carried:
             await workflow.wait_condition(workflow.all_handlers_finished)
             carried.state.runs = (params.batch_state.runs if params.batch_state else 1) + 1
             workflow.continue_as_new(
-                params.model_copy(update={"batch_state": carried.state, "completed": {}})
+                params.model_copy(
+                    update={"batch_state": carried.state, "completed": {}, "earlier": None}
+                )
             )
         await workflow.wait_condition(workflow.all_handlers_finished)
         outcome = _fit(
