@@ -175,6 +175,10 @@ WAKE_TO_CONTINUE_PATCH = "wake-to-continue-as-new"
 # A retried batch execution goes on from its earlier node records (attempts, times, progress,
 # the nodes an operator skipped); histories recorded before started from blank records.
 RETRY_RECORDS_PATCH = "retry-keeps-records"
+# An EventDriven run starts no pass while a source it must restart is still stopping (see
+# EventRun.restart_sources_first); consulted once, when a run starts. Histories recorded
+# before started passes at once, which replays could order differently (TMPRL1100).
+SOURCES_FIRST_PATCH = "sources-restart-before-passes"
 LONG_RUNNING = (WorkflowExecutionMode.EventDriven, WorkflowExecutionMode.Streaming)
 # Sources and streams run for weeks: a year per attempt, heartbeats notice a dead worker.
 _LONG_ACTIVITY = timedelta(days=365)
@@ -292,6 +296,8 @@ class PluginWorkflowExecution:
         return _end(status, outcome)
 
     async def _run_long(self, params: ExecutionInput, long: LongRun) -> ExecutionOutcome:
+        if isinstance(long, EventRun) and workflow.patched(SOURCES_FIRST_PATCH):
+            long.restart_sources_first()
         await self._subscription(SUBSCRIBE_SIGNAL, long.workflow)
         try:
             status = await long.run()
