@@ -117,8 +117,10 @@ class ExecutionInput(_Contract):
 class ExecutionOutcome(_Contract):
     """Everything known about a finished run: its final context and its events.
 
-    Events are stored without results; readers fill them in from the context
-    (:func:`engine.events.with_results`), so results are not stored twice.
+    A batch run's events are stored without results; readers fill them in from the context
+    (:func:`engine.events.with_results`), so results are not stored twice. A long-running
+    run's events keep the result each pass produced, as they had it live
+    (:func:`engine.executions.outcome_events`).
     """
 
     context: WorkflowExecutionContext
