@@ -58,7 +58,10 @@ def initial_context(
             input_data=params.input_data,
             runner=idle,
             clock=clock,
+            completed=params.completed or None,
         )
+        if params.earlier is not None:  # a retry: its earlier records and progress
+            controller.continue_from(params.earlier)
     context = controller.context()
     context.status = WorkflowExecutionStatus.Pending
     context.start_time = context.start_time or start_time
