@@ -185,13 +185,15 @@ class GeneratorSource:
 
     async def _fill(self) -> None:
         loop = asyncio.get_running_loop()
+        buffer = self._buffer
         try:
             async for raw in self._items:
-                while len(self._buffer) >= self._limit:
+                while len(buffer) >= self._limit:
                     self._room = loop.create_future()
                     await self._room
-                self._buffer.append(raw)
-                _resolve(self._arrived)
+                buffer.append(raw)
+                if self._arrived is not None:  # read() waits
+                    _resolve(self._arrived)
             self._end = _End(None)
         except Exception as exc:  # handed to read(), in order, after the items before it
             self._end = _End(exc)
@@ -201,17 +203,18 @@ class GeneratorSource:
         self._limit = max(1, max_items)
         if self._filling is None:
             self._filling = asyncio.create_task(self._fill())
-        taken: list[SourceItem | dict[str, Any]] = []
         batch: list[SourceItem] = []
+        buffer = self._buffer
         loop = asyncio.get_running_loop()
         deadline = loop.time() + max_wait
         while len(batch) < max_items and not self._done:
-            if self._buffer:
-                raw = self._buffer.popleft()
+            if buffer:
+                position = self._position
+                for _ in range(min(max_items - len(batch), len(buffer))):
+                    position += 1
+                    batch.append(_as_item(buffer.popleft(), position))
+                self._position = position
                 _resolve(self._room)
-                taken.append(raw)
-                self._position += 1
-                batch.append(_as_item(raw, self._position))
                 continue
             if self._end is not None:
                 self._done = True
@@ -226,8 +229,8 @@ class GeneratorSource:
             try:
                 await arrived
             except BaseException:  # cancelled: the items taken come with the next read
-                self._buffer.extendleft(reversed(taken))
-                self._position -= len(taken)
+                buffer.extendleft(reversed(batch))
+                self._position -= len(batch)
                 raise
             finally:
                 timer.cancel()
@@ -274,7 +277,7 @@ def _as_item(raw: SourceItem | dict[str, Any], position: int) -> SourceItem:
         return raw
     if not isinstance(raw, dict):
         raise TypeError(f"a source yielded {type(raw).__name__}, expected a JSON object")
-    return SourceItem(value=raw, item_id=str(position))
+    return SourceItem(raw, str(position))
 
 
 def checked_checkpoint(checkpoint: Any, plugin_id: str) -> Any:
