@@ -41,6 +41,7 @@ import asyncio
 import contextlib
 import inspect
 import json
+from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, Protocol, runtime_checkable
@@ -235,7 +236,19 @@ class SourceBase(abc.ABC):
 
 class GeneratorSource:
     """Adapts an async generator to :class:`Source`: micro-batches by size and wait; the
-    checkpoint is the number of items committed, and that many are skipped on reopen."""
+    checkpoint is the number of items committed, and that many are skipped on reopen.
+
+    One task drains the generator into a buffer of one batch that :meth:`read` empties, so
+    a batch costs a few event-loop steps rather than a task and a timer per item, and the
+    generator runs at most one batch ahead. Items buffered but not yet read are not
+    committed: after a reopen they are read again.
+
+    :meth:`read` takes items from the buffer only synchronously and waits for more on a
+    plain future that the filling task or a timer resolves, so a cancelled read ends
+    cancelled, and puts back the items it had taken. (``asyncio.wait_for`` around a queue's
+    ``get()`` returned an item that arrived in the loop step its caller was cancelled in
+    and dropped the cancellation, on Python 3.11: a stream stopped for a pause or a new
+    version kept reading forever.)"""
 
     def __init__(self, items: AsyncIterator[SourceItem | dict[str, Any]], checkpoint: Any) -> None:
         self._items = items
@@ -245,29 +258,65 @@ class GeneratorSource:
         # redeploy or continue-as-new, and the engine dropped the new items as duplicates).
         self._position = self._committed
         self._done = False
-        self._pending: asyncio.Task[SourceItem | dict[str, Any]] | None = None
+        self._buffer: deque[SourceItem | dict[str, Any]] = deque()
+        self._limit = 1  # the buffer's size: the batch size of the last read
+        self._end: _End | None = None  # the generator ended (with its error, if any)
+        self._arrived: asyncio.Future[None] | None = None  # read() waits: an item or the end
+        self._room: asyncio.Future[None] | None = None  # _fill() waits: the buffer is full
+        self._filling: asyncio.Task[None] | None = None
+
+    async def _fill(self) -> None:
+        loop = asyncio.get_running_loop()
+        buffer = self._buffer
+        try:
+            async for raw in self._items:
+                while len(buffer) >= self._limit:
+                    self._room = loop.create_future()
+                    await self._room
+                buffer.append(raw)
+                if self._arrived is not None:  # read() waits
+                    _resolve(self._arrived)
+            self._end = _End(None)
+        except Exception as exc:  # handed to read(), in order, after the items before it
+            self._end = _End(exc)
+        _resolve(self._arrived)
 
     async def read(self, max_items: int, max_wait: float) -> list[SourceItem]:
+        self._limit = max(1, max_items)
+        if self._filling is None:
+            self._filling = asyncio.create_task(self._fill())
         batch: list[SourceItem] = []
+        buffer = self._buffer
         loop = asyncio.get_running_loop()
         deadline = loop.time() + max_wait
         while len(batch) < max_items and not self._done:
-            if self._pending is None:
-                self._pending = asyncio.ensure_future(anext(self._items))
-            remaining = deadline - loop.time()
-            if batch and remaining <= 0:
-                break
-            done, _ = await asyncio.wait({self._pending}, timeout=max(remaining, 0))
-            if not done:
-                break  # keep the pending read for the next call
-            task, self._pending = self._pending, None
-            try:
-                raw = task.result()
-            except StopAsyncIteration:
+            if buffer:
+                position = self._position
+                for _ in range(min(max_items - len(batch), len(buffer))):
+                    position += 1
+                    batch.append(_as_item(buffer.popleft(), position))
+                self._position = position
+                _resolve(self._room)
+                continue
+            if self._end is not None:
                 self._done = True
+                if self._end.error is not None:
+                    raise self._end.error
                 break
-            self._position += 1
-            batch.append(_as_item(raw, self._position))
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                break
+            arrived = self._arrived = loop.create_future()
+            timer = loop.call_later(remaining, _resolve, arrived)
+            try:
+                await arrived
+            except BaseException:  # cancelled: the items taken come with the next read
+                buffer.extendleft(reversed(batch))
+                self._position -= len(batch)
+                raise
+            finally:
+                timer.cancel()
+                self._arrived = None
         return batch
 
     async def commit(self, items: list[SourceItem]) -> None:
@@ -281,14 +330,28 @@ class GeneratorSource:
         return self._done
 
     async def close(self) -> None:
-        if self._pending is not None:
-            self._pending.cancel()
-            with contextlib.suppress(BaseException):
-                await self._pending
+        filling, self._filling = self._filling, None
+        if filling is not None:
+            filling.cancel()
+            # Not ``await filling``: its CancelledError and a cancellation of this caller
+            # look alike, and the caller's must not be swallowed.
+            await asyncio.wait({filling})
         closer = getattr(self._items, "aclose", None)
         if closer is not None:
             with contextlib.suppress(Exception):
                 await closer()
+
+
+@dataclass(frozen=True)
+class _End:
+    """The generator ended, with the exception it raised if any."""
+
+    error: Exception | None
+
+
+def _resolve(future: asyncio.Future[None] | None) -> None:
+    if future is not None and not future.done():
+        future.set_result(None)
 
 
 def _as_item(raw: SourceItem | dict[str, Any], position: int) -> SourceItem:
@@ -296,7 +359,7 @@ def _as_item(raw: SourceItem | dict[str, Any], position: int) -> SourceItem:
         return raw
     if not isinstance(raw, dict):
         raise TypeError(f"a source yielded {type(raw).__name__}, expected a JSON object")
-    return SourceItem(value=raw, item_id=str(position))
+    return SourceItem(raw, str(position))
 
 
 def checked_checkpoint(checkpoint: Any, plugin_id: str) -> Any:

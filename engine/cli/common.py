@@ -77,10 +77,13 @@ def is_file_argument(value: str) -> bool:
     return "/" in value or os.sep in value or Path(value).is_file()
 
 
-async def print_events(stream: AsyncIterator[WorkflowEvent]) -> None:
+async def print_events(stream: AsyncIterator[WorkflowEvent], *, as_json: bool = False) -> None:
     try:
         async for event in stream:
-            print_event(event)
+            if as_json:
+                print(json.dumps(event.to_json()), flush=True)
+            else:
+                print_event(event)
     finally:
         # Close the generator here (on timeout too), not in asyncio.run's final sweep.
         aclose = getattr(stream, "aclose", None)

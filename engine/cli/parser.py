@@ -193,6 +193,9 @@ def build_parser() -> argparse.ArgumentParser:
     sub = command("events", "runs:cmd_events", "print an execution's events until it ends")
     sub.add_argument("execution_id")
     sub.add_argument("--after", type=int, default=0, help="start after this sequence number")
+    sub.add_argument(
+        "--json", action="store_true", help="print each event as a JSON line (with its result)"
+    )
 
     sub = command("worker", "hosting:cmd_worker", "run a worker until SIGTERM or SIGINT")
     sub.add_argument("--max-concurrent-activities", type=int, default=100)

@@ -336,5 +336,6 @@ async def cmd_send_event(args: argparse.Namespace) -> int:
 
 async def cmd_events(args: argparse.Namespace) -> int:
     async with open_session(args) as session:
-        await print_events(session.orchestrator.events(args.execution_id, after=args.after))
+        stream = session.orchestrator.events(args.execution_id, after=args.after)
+        await print_events(stream, as_json=args.json)
     return 0

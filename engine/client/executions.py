@@ -47,6 +47,7 @@ from engine.language.models import (
     WorkflowEvent,
     WorkflowEventType,
     WorkflowExecutionContext,
+    WorkflowExecutionMode,
     WorkflowExecutionStatus,
     find_json_problem,
 )
@@ -69,6 +70,7 @@ if TYPE_CHECKING:
 Code = PluginErrorCode
 _LONG_POLL = timedelta(seconds=30)
 _UNREGISTERED = "is not registered"
+_LONG_RUNNING_MODE_VALUES = tuple(m.value for m in WorkflowExecutionMode if m.is_long_running)
 
 
 def json_object(data: dict[str, Any] | None, max_bytes: int) -> dict[str, Any]:
@@ -337,8 +339,13 @@ async def outcome_of(
 
 
 def outcome_events(outcome: ExecutionOutcome) -> list[WorkflowEvent]:
-    """An ended execution's events with results filled in from its context."""
+    """An ended execution's events as they were live: a batch run stores its events without
+    results and they are filled in from its context (a node completes once); a long-running
+    run's events carry the result each pass produced (its context holds only the last one
+    per node), so they are given as stored."""
     context = outcome.context
+    if context.execution_data.get("execution_mode") in _LONG_RUNNING_MODE_VALUES:
+        return list(outcome.events)
     return with_results(
         outcome.events,
         lambda node_id: context.node_states.get(node_id, {}).get("result"),

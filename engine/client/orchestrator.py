@@ -67,6 +67,7 @@ from engine.runtime.contracts import (
     MAX_INPUT_BYTES,
     ApprovalDecision,
     DefinitionState,
+    EarlierRecords,
     EventsSignal,
     ExecutionInput,
     ExecutionOutcome,
@@ -98,6 +99,8 @@ _BATCH_MODES = (
     WorkflowExecutionMode.Parallel,
     WorkflowExecutionMode.Conditional,
 )
+# What a retry keeps of each node's earlier record (results travel as its completed nodes).
+_KEPT_RECORD_FIELDS = ("status", "attempts", "started_at", "completed_at", "skipped_by_operator")
 
 
 class _ClosedClient:
@@ -510,9 +513,24 @@ class AdvancedPluginOrchestrator:
             if state.get("status") == "completed" and "result" in state
         }
         completed.update(given)
+        context = outcome.context
+        earlier = EarlierRecords(
+            start_time=context.start_time.isoformat() if context.start_time else None,
+            nodes={
+                node_id: {key: state[key] for key in _KEPT_RECORD_FIELDS if key in state}
+                for node_id, state in context.node_states.items()
+            },
+            skipped=list(given),
+        )
         searchable = await search_attributes_enabled(self.client)
         retry = params.model_copy(
-            update={"completed": completed, "state": None, "search_attributes": searchable}
+            update={
+                "completed": completed,
+                "earlier": earlier,
+                "state": None,
+                "batch_state": None,
+                "search_attributes": searchable,
+            }
         )
         with translate_errors(f"execution '{execution_id}'"):
             await self.client.start_workflow(

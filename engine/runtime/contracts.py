@@ -72,6 +72,20 @@ class MapShard(_Contract):
     pass_id: int = 0
 
 
+class EarlierRecords(_Contract):
+    """What a retried batch execution keeps of its earlier runs, so that it reports them as
+    one execution (:meth:`engine.runtime.interpreter.Interpreter.continue_from`)."""
+
+    # When the execution first started (ISO 8601; None if its earlier run never said).
+    start_time: str | None = None
+    # Node records (status, attempts, started_at, completed_at, skipped_by_operator) without
+    # results: those of completed nodes travel in ``ExecutionInput.completed``.
+    nodes: dict[str, dict[str, Any]] = Field(default_factory=dict)
+    # Nodes an operator completed with an output (``skip_node``; the output is in
+    # ``ExecutionInput.completed``).
+    skipped: list[str] = Field(default_factory=list)
+
+
 class ExecutionInput(_Contract):
     """Start argument of the execution workflow: the definition snapshot and the input, and
     for a long-running execution continuing as new, the state it carries."""
@@ -85,6 +99,8 @@ class ExecutionInput(_Contract):
     map_shard: MapShard | None = None
     # A retry of a failed run: nodes that had completed, with their outputs, are not run again.
     completed: dict[str, dict[str, Any]] = Field(default_factory=dict)
+    # A retry: what the earlier runs recorded of its nodes (None in histories recorded before).
+    earlier: EarlierRecords | None = None
     # The starter found the engine's search attributes registered (engine.temporal.telemetry): the
     # run keeps ``OrchestratorStatus`` up to date. False in histories recorded before them.
     search_attributes: bool = False
@@ -99,8 +115,10 @@ class ExecutionInput(_Contract):
 class ExecutionOutcome(_Contract):
     """Everything known about a finished run: its final context and its events.
 
-    Events are stored without results; readers fill them in from the context
-    (:func:`engine.runtime.events.with_results`), so results are not stored twice.
+    A batch run's events are stored without results; readers fill them in from the context
+    (:func:`engine.runtime.events.with_results`), so results are not stored twice. A long-running
+    run's events keep the result each pass produced, as they had it live
+    (:func:`engine.client.executions.outcome_events`).
     """
 
     context: WorkflowExecutionContext

@@ -40,10 +40,9 @@ def controller_for(
     *,
     execution_id: str,
     host: Host,
-    carry_batch_progress: bool = True,
 ) -> Interpreter | LongRun:
-    """The controller of ``params.workflow``'s mode. ``carry_batch_progress`` hands a batch
-    run the nodes completed before it and the state a previous run stopped with."""
+    """The controller of ``params.workflow``'s mode; a batch run gets the nodes completed
+    before it and the state a previous run stopped with."""
     workflow = params.workflow
     if workflow.execution_mode is WorkflowExecutionMode.EventDriven:
         return EventRun(
@@ -71,8 +70,8 @@ def controller_for(
         input_data=params.input_data,
         runner=host.runner,
         clock=host.clock,
-        completed=(params.completed or None) if carry_batch_progress else None,
-        carried=params.batch_state if carry_batch_progress else None,
+        completed=params.completed or None,
+        carried=params.batch_state,
         should_continue_as_new=host.batch_should_continue_as_new,
         meter_conditions=host.meter_conditions,
     )

@@ -11,6 +11,11 @@ long-running activity per Source node that signals events back). Rules:
   wait in order. A failed pass is recorded (counters, events) and does not end the execution.
 * Pause: sources stop (events wait at the source) and no pass starts; running passes finish.
   Resume restarts the sources from their checkpoints.
+* A source that must start again (resume, a new version, back-pressure released) while it is
+  still stopping starts once it has stopped, and no pass starts before it
+  (:meth:`EventRun.restart_sources_first`): what the loop starts is then the same whether
+  the source's end or the event that restarts it was handled first in a workflow task, as
+  replays on another worker may order them.
 * A new definition version is adopted at the next event: running passes finish on the version
   they started with; sources restart on the new one.
 * Continue-as-new when Temporal suggests it or after ``events_per_run`` events: sources stop
@@ -89,6 +94,8 @@ class EventRun(LongRun):
         self._received_this_run = 0
         self._failure: str | None = None
         self._sources_held = False  # back-pressure: too many events queued
+        self._stopping: set[str] = set()  # sources cancelled that have not ended yet
+        self._sources_first = False  # see restart_sources_first
 
     # -- inputs (signal handlers) ------------------------------------------------------
 
@@ -132,6 +139,13 @@ class EventRun(LongRun):
             )
         return Admission(accepting=self._status is not Status.Cancelled, queued=queued)
 
+    def restart_sources_first(self) -> None:
+        """Start no pass while a source that must run again is still stopping; it starts
+        first once it has stopped. (The workflow turns this on for new runs: histories
+        recorded before started the passes at once and the source after them, or before
+        them, depending on how the workflow task that restarted it was ordered.)"""
+        self._sources_first = True
+
     def record_checkpoint(self, node_id: str, checkpoint: Any) -> None:
         self.state.checkpoints[node_id] = checkpoint
 
@@ -170,8 +184,9 @@ class EventRun(LongRun):
                 )
                 if wants_new_run:
                     self._draining = True
-                self._sync_sources()
-                self._launch_passes()
+                restarting = self._sync_sources()
+                if not (restarting and self._sources_first):
+                    self._launch_passes()
                 if self._draining and not self._passes and not self._sources:
                     raise ContinueAsNew(self.carried_state())
                 await self._wake.wait()
@@ -181,7 +196,9 @@ class EventRun(LongRun):
             self.finish(Status.Cancelled)
             return Status.Cancelled
 
-    def _sync_sources(self) -> None:
+    def _sync_sources(self) -> bool:
+        """Start and stop sources as the run's state wants them; True while a source that
+        should run is still stopping (it starts again once it has ended)."""
         queued = len(self.state.queue)
         if queued >= MAX_QUEUED_EVENTS:
             self._sources_held = True
@@ -199,14 +216,18 @@ class EventRun(LongRun):
         for node_id in list(self._sources):
             if node_id not in wanted or self._source_versions.get(node_id) != version:
                 self._sources[node_id].cancel()  # it reports its checkpoint and ends
+                self._stopping.add(node_id)
+        restarting = False
         for node_id, node in wanted.items():
             if node_id in self._sources:
+                restarting = restarting or node_id in self._stopping
                 continue
             self._source_versions[node_id] = version
             config = plugin_config(self.workflow.global_configuration, node.configuration)
             self._sources[node_id] = asyncio.create_task(
                 self._watch_source(node_id, node.plugin_id, config)
             )
+        return restarting
 
     async def _watch_source(self, node_id: str, plugin_id: str, config: dict[str, Any]) -> None:
         counters = self.counters(node_id)
@@ -231,6 +252,7 @@ class EventRun(LongRun):
             counters.running -= 1
             counters.last_completed_at = self.now_iso()
             self._sources.pop(node_id, None)
+            self._stopping.discard(node_id)
             self._wake.set()
 
     def _launch_passes(self) -> None:

@@ -15,6 +15,11 @@ Lifecycle of a run:
   ``Failed`` with the error in ``error_messages``.
 * Cancelling the task that runs ``run()`` (Temporal does this on a cancellation request)
   cancels running nodes, waits for them, and ends the run ``Cancelled``.
+* A retry of a failed or cancelled run (:meth:`Interpreter.continue_from`) goes on from its
+  earlier node records: the nodes completed before keep their attempts and times, a node
+  run again adds its new attempts to its earlier ones and keeps its first start, a node an
+  operator skipped completes with its earlier attempts, and the run keeps its first start
+  time and starts at the progress of the nodes already finished.
 * When ``should_continue_as_new()`` says so (the history grows long), no new node starts;
   once running nodes have finished, ``run()`` raises :class:`ContinueAsNew` with the run's state,
   and the workflow continues as new with it (``carried``): same node records, outputs,
@@ -42,7 +47,7 @@ from engine.language.models import (
     WorkflowExecutionStatus,
 )
 from engine.language.options import NodeOptions, global_options, node_options, plugin_config
-from engine.runtime.contracts import MAX_PAYLOAD_BYTES, BatchRunState
+from engine.runtime.contracts import MAX_PAYLOAD_BYTES, BatchRunState, EarlierRecords
 from engine.runtime.events import with_results
 from engine.runtime.lifecycle import ContinueAsNew
 from engine.runtime.scheduler import NodeStatus, RoutingError, Scheduler
@@ -220,6 +225,8 @@ class Interpreter:
         self._draining = False
         self._launched = 0  # nodes this Temporal run has started
         self._dropped_results: list[str] = []
+        self._first_start: datetime | None = None  # a retry: when the execution first started
+        self._given: list[str] = []  # a retry: nodes an operator completed with an output
         self._tasks: dict[str, asyncio.Task[None]] = {}
         self._failure: str | None = None
         self._internal_error: BaseException | None = None
@@ -261,6 +268,37 @@ class Interpreter:
         self._state.events = list(carried.events)
         self._next_sequence = carried.next_sequence
         self._paused = carried.paused
+
+    def continue_from(self, earlier: EarlierRecords) -> None:
+        """Take over the node records of the runs this retry follows (call before
+        :meth:`run`; nodes given as ``completed`` are the ones that completed before, or
+        that an operator skipped).
+
+        Completed nodes keep their attempts and times; a node an operator skipped completes
+        now with its earlier attempts; a node that runs again starts from its earlier
+        attempts and first start (its new attempts add to them). The run keeps the first
+        start time and starts at the progress of the nodes already finished.
+        """
+        if self._carried is not None:
+            return  # a continued run carries all of it already
+        now = self._clock()
+        self._given = [node_id for node_id in earlier.skipped if node_id in self._nodes]
+        for node_id, data in earlier.nodes.items():
+            record = self._nodes.get(node_id)
+            if record is None:
+                continue
+            record.attempts = int(data.get("attempts") or 0)
+            record.started_at = _time(data.get("started_at"))
+            if record.status is NodeStatus.completed:  # else it runs again
+                record.completed_at = _time(data.get("completed_at"))
+                record.skipped_by_operator = data.get("skipped_by_operator") is True
+        for node_id in self._given:
+            self._nodes[node_id].skipped_by_operator = True
+            self._nodes[node_id].completed_at = now
+        if earlier.start_time:
+            self._first_start = datetime.fromisoformat(earlier.start_time)
+            self._state.start_time = self._first_start
+        self._state.progress = self._scheduler.progress()
 
     # -- control -------------------------------------------------------------------------
 
@@ -340,9 +378,11 @@ class Interpreter:
             self._state.status = Status.Paused if self._paused else Status.Running
         else:
             self._state.status = Status.Running
-            self._state.start_time = self._clock()
+            self._state.start_time = self._first_start or self._clock()
             if not self._quiet:
                 self._emit(EventType.workflow_started)
+            for node_id in self._given:  # a retry that completes them with an operator's output
+                self._emit(EventType.node_completed, node_id=node_id)
             for node_id, status in self._scheduler.status.items():
                 if (
                     status is NodeStatus.skipped
@@ -351,6 +391,8 @@ class Interpreter:
                     # Skipped by the outputs of nodes given as completed (a pass's event).
                     self._nodes[node_id].status = NodeStatus.skipped
                     self._emit(EventType.node_skipped, node_id=node_id)
+            if self._state.progress > 0 and not self._quiet:  # a retry's finished nodes
+                self._emit(EventType.execution_progress_updated, progress=self._state.progress)
         try:
             while True:
                 if self._internal_error is not None:
@@ -408,7 +450,8 @@ class Interpreter:
             self._launched += 1
             record = self._nodes[node_id]
             record.status = NodeStatus.running
-            record.started_at = self._clock()
+            if record.started_at is None:  # a retried node keeps its first start
+                record.started_at = self._clock()
             self._emit(EventType.node_started, node_id=node_id)
             call = self._call_for(node_id)
             self._tasks[node_id] = asyncio.create_task(self._run_node(call))
@@ -516,7 +559,7 @@ class Interpreter:
         record = self._nodes[node_id]
         record.status = NodeStatus.completed
         record.skipped_by_operator = node_id in self._overrides
-        record.attempts = success.attempts
+        record.attempts += success.attempts  # a retried node adds to its earlier attempts
         record.completed_at = self._clock()
         record.result = success.output
         self._emit(EventType.node_completed, node_id=node_id)
@@ -543,7 +586,7 @@ class Interpreter:
             failure = NodeFailure(str(exc), error_type="RoutingError", attempts=failure.attempts)
         record = self._nodes[node_id]
         record.status = NodeStatus.failed
-        record.attempts = failure.attempts
+        record.attempts += failure.attempts
         record.completed_at = self._clock()
         record.error = error
         attempts = f"{failure.attempts} attempt{'s' if failure.attempts != 1 else ''}"
@@ -679,8 +722,9 @@ class Interpreter:
         status, outputs, errors, taken = self._scheduler.snapshot()
         nodes: dict[str, dict[str, Any]] = {}
         for node_id, record in self._nodes.items():
-            if record.status is NodeStatus.pending:
-                continue
+            untouched = not record.attempts and record.started_at is None
+            if record.status is NodeStatus.pending and untouched:
+                continue  # nothing to say yet (a retried node that runs again has its past)
             data = record.as_dict(node_id, "")
             del data["node_id"], data["plugin_id"]
             if record.result is None or record.result is outputs.get(node_id):

@@ -14,6 +14,7 @@ from engine.language.models import WorkflowExecutionContext, WorkflowExecutionSt
 from engine.language.validation import compile_workflow
 from engine.runtime.contracts import ExecutionInput
 from engine.runtime.controllers import Host, controller_for
+from engine.runtime.interpreter import Interpreter
 
 
 def initial_context(
@@ -39,8 +40,9 @@ def initial_context(
         compile_workflow(workflow),
         execution_id=execution_id,
         host=host,
-        carry_batch_progress=False,
     )
+    if isinstance(controller, Interpreter) and params.earlier is not None:
+        controller.continue_from(params.earlier)  # a retry: its earlier records and progress
     context = controller.context()
     context.status = WorkflowExecutionStatus.Pending
     context.start_time = context.start_time or start_time

@@ -10,7 +10,9 @@ for Streaming:
   code), with the node id as activity id and ``node: plugin`` as its summary in Temporal UI;
 * ``pause`` and ``resume`` are updates whose validators reject invalid transitions (a rejected
   update writes nothing to history); cancellation is Temporal's own, so the UI and CLI cancel
-  buttons work too;
+  buttons work too; requests that make the run start work (``resume``, ``skip_node``,
+  ``decide``) take effect in a workflow task of their own, so that a replay acts on the same
+  state however it groups the update with the task before it (``control-in-own-task``);
 * ``status`` and ``events`` are queries; ``events`` shows only what workflow tasks produced,
   never what a query's replay derives from events no workflow task has processed yet
   (:class:`_TaskTracker`);
@@ -36,7 +38,7 @@ import asyncio
 import builtins
 import contextlib
 import json
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from datetime import datetime, timedelta
 from typing import Any, TypeVar
 
@@ -177,6 +179,21 @@ WORKER_LOSS_PATCH = "long-running-worker-loss"
 # still grows the history: when that makes continue-as-new due, it wakes the run's loop,
 # which would otherwise wait for some other event (histories recorded before never woke).
 WAKE_TO_CONTINUE_PATCH = "wake-to-continue-as-new"
+# A retried batch execution goes on from its earlier node records (attempts, times, progress,
+# the nodes an operator skipped); histories recorded before started from blank records.
+RETRY_RECORDS_PATCH = "retry-keeps-records"
+# An EventDriven run starts no pass while a source it must restart is still stopping (see
+# EventRun.restart_sources_first); consulted once, when a run starts. Histories recorded
+# before started passes at once, which replays could order differently (TMPRL1100).
+SOURCES_FIRST_PATCH = "sources-restart-before-passes"
+# Control requests that make a run start work (resume, skip_node, decide) take effect in a
+# workflow task of their own, after a 1 ms timer. An update that follows a workflow task which
+# sent no command may be handled, on a worker without the run in its cache, in one activation
+# with that task's activity results and before them, and on replay after them: acting at once,
+# the run could start nodes in another order on replay (TMPRL1100). Histories recorded before
+# applied them at once.
+CONTROL_OWN_TASK_PATCH = "control-in-own-task"
+_OWN_TASK = timedelta(milliseconds=1)
 # Sources and streams run for weeks: a year per attempt, heartbeats notice a dead worker.
 _LONG_ACTIVITY = timedelta(days=365)
 # Default retries of sources and streams: outages of over an hour before the run fails.
@@ -216,6 +233,7 @@ class PluginWorkflowExecution:
         self._input_data = params.input_data
         self._carried_sizes: dict[str, int] = {}  # see _queue_capacity
         self._reading_definition = False  # see _refresh_definition
+        self._controls_deferred = False  # a control request waited for a task of its own
         self._definition_wanted = False
         try:
             graph = compile_workflow(params.workflow)
@@ -254,15 +272,23 @@ class PluginWorkflowExecution:
             assert error is not None
             self._publish_status(Status.Failed)
             raise ApplicationError(error.message, type=error.code.value, non_retryable=True)
+        if (
+            params.earlier is not None
+            and params.batch_state is None
+            and workflow.patched(RETRY_RECORDS_PATCH)
+        ):
+            self._interpreter.continue_from(params.earlier)
         try:
             status = await self._interpreter.run()
         except ContinueAsNew as carried:
             batch_state = carried.state
             assert isinstance(batch_state, BatchRunState)
             await workflow.wait_condition(workflow.all_handlers_finished)
-            batch_state.runs = (params.batch_state.runs if params.batch_state else 1) + 1
+            # A control request applied while the run drained (see _own_task) is carried too.
+            state = self._interpreter.carry() if self._controls_deferred else batch_state
+            state.runs = (params.batch_state.runs if params.batch_state else 1) + 1
             workflow.continue_as_new(
-                params.model_copy(update={"batch_state": batch_state, "completed": {}})
+                params.model_copy(update={"batch_state": state, "completed": {}, "earlier": None})
             )
         await workflow.wait_condition(workflow.all_handlers_finished)
         outcome = _fit(
@@ -274,6 +300,8 @@ class PluginWorkflowExecution:
         return _end(status, outcome)
 
     async def _run_long(self, params: ExecutionInput, long: LongRun) -> ExecutionOutcome:
+        if isinstance(long, EventRun) and workflow.patched(SOURCES_FIRST_PATCH):
+            long.restart_sources_first()
         await self._subscription(SUBSCRIBE_SIGNAL, long.workflow)
         try:
             status = await long.run()
@@ -281,7 +309,9 @@ class PluginWorkflowExecution:
             long_state = carried.state
             assert isinstance(long_state, LongRunState)
             await workflow.wait_condition(workflow.all_handlers_finished)
-            following = self._following_run(params, long_state)
+            # A control request applied while the run drained (see _own_task) is carried too.
+            state = long.carried_state() if self._controls_deferred else long_state
+            following = self._following_run(params, state)
             if isinstance(following, ExecutionInput):
                 workflow.continue_as_new(following)
             long.finish(Status.Failed, following)
@@ -375,9 +405,10 @@ class PluginWorkflowExecution:
         self._validate("pause")
 
     @workflow.update
-    def resume(self) -> None:
-        """Start nodes again."""
-        self._require().resume()
+    async def resume(self) -> None:
+        """Start nodes again (in a workflow task of its own: see _own_task)."""
+        await self._own_task("resume")
+        _applied(self._require().resume)
         self._publish_status(Status.Running)
 
     @resume.validator
@@ -411,10 +442,13 @@ class PluginWorkflowExecution:
         return context
 
     @workflow.update
-    def skip_node(self, request: SkipNode) -> None:
-        """Complete a node with a given output instead of running it (batch modes)."""
-        assert isinstance(self._interpreter, Interpreter)
-        self._interpreter.skip_node(request.node_id, request.output)
+    async def skip_node(self, request: SkipNode) -> None:
+        """Complete a node with a given output instead of running it (batch modes; in a
+        workflow task of its own: see _own_task)."""
+        interpreter = self._interpreter
+        assert isinstance(interpreter, Interpreter)
+        await self._own_task(f"skip {request.node_id}")
+        _applied(lambda: interpreter.skip_node(request.node_id, request.output))
 
     @skip_node.validator
     def _validate_skip_node(self, request: SkipNode) -> None:
@@ -431,8 +465,10 @@ class PluginWorkflowExecution:
             raise ApplicationError(exc.message, type=exc.code.value, non_retryable=True) from None
 
     @workflow.update
-    def decide(self, decision: ApprovalDecision) -> None:
-        """A person's decision for a node waiting in ``approval``."""
+    async def decide(self, decision: ApprovalDecision) -> None:
+        """A person's decision for a node waiting in ``approval`` (in a workflow task of its
+        own: see _own_task)."""
+        await self._own_task(f"decide {decision.node_id}")
         self._approvals[self._approval_key(decision.node_id)] = decision
 
     @decide.validator
@@ -828,6 +864,15 @@ class PluginWorkflowExecution:
                 }
             )
 
+    async def _own_task(self, request: str) -> None:
+        """Let a control request that makes the run start work take effect in a workflow task
+        of its own (CONTROL_OWN_TASK_PATCH): whatever the workflow task that brought it also
+        applied, and however a replay groups it, the run then acts on the same state. The
+        request is checked again when it takes effect (the run may have moved on)."""
+        if workflow.patched(CONTROL_OWN_TASK_PATCH):
+            self._controls_deferred = True
+            await workflow.sleep(_OWN_TASK, summary=f"{request}: applied in its own workflow task")
+
     def _validate(self, action: str) -> None:
         try:
             self._require().check_transition(action)
@@ -1151,6 +1196,15 @@ class _TaskTracker:
         self._last = now
         if not self._provisional:
             self._sequence = last_sequence
+
+
+def _applied(action: Callable[[], None]) -> None:
+    """Apply a control request; a PluginError (the request no longer fits the run) fails the
+    request, not the workflow task."""
+    try:
+        action()
+    except PluginError as exc:
+        raise ApplicationError(exc.message, type=exc.code.value, non_retryable=True) from None
 
 
 def _refuse_out_of_bounds(problem: str | None) -> None:

@@ -278,8 +278,12 @@ class MqttSubscriber(SourceBase):
         if self._queue.empty():
             if self._lost is not None:
                 raise ConnectionError(f"lost the connection to {self._where}: {self._lost}")
+            # asyncio.timeout, not wait_for: on Python 3.11 wait_for returns a message that
+            # arrives in the loop step its caller is cancelled in and drops the cancellation
+            # (a stopped stream went on reading); a message left in the queue then waits.
             try:
-                first = await asyncio.wait_for(self._queue.get(), timeout=max(max_wait, 0.0))
+                async with asyncio.timeout(max(max_wait, 0.0)):
+                    first = await self._queue.get()
             except TimeoutError:
                 return []
             if not self._take(first, batch):
@@ -385,7 +389,8 @@ class MqttSubscriber(SourceBase):
 
     async def _wait(self, future: asyncio.Future[Any], timeout: float, what: str) -> Any:
         try:
-            return await asyncio.wait_for(asyncio.shield(future), timeout)
+            async with asyncio.timeout(timeout):  # see read(): wait_for can drop a cancellation
+                return await asyncio.shield(future)
         except TimeoutError:
             raise ConnectionError(f"no {what} from {self._where} within {timeout:g} s") from None
 

@@ -163,3 +163,30 @@ async def test_a_pause_carries_across_continue_as_new(
     assert context.node_states["n31"]["status"] == "pending"
     await orch.resume_execution(execution_id)
     await _check(orch, definition, execution_id, tmp_path, more_events=2)
+
+
+async def test_a_retry_of_a_run_that_continued_as_new_runs_only_what_failed(
+    orch: AdvancedPluginOrchestrator, unique, tmp_path: Path
+) -> None:
+    """The failed run's latest Temporal run started from a carried state; its retry starts
+    from the outcome (every completed node kept with its record), not from that state."""
+    definition = chain(unique("retry-long"), 40, "count", mode="sequential")
+    last = definition.nodes[-1]
+    last.plugin_id = "fail_times"
+    last.configuration = {"times": 1, "retry": {"max_attempts": 1}}
+    await orch.register_workflow(definition)
+    execution_id = await orch.execute_workflow(definition.workflow_id)
+    failed = await orch.wait_for_completion(execution_id, 120)
+    assert failed.status is Status.Failed
+    assert len(await run_histories(orch.client, execution_id)) > 1  # it continued as new
+
+    await orch.retry_execution(execution_id)
+    context = await orch.wait_for_completion(execution_id, 120)
+    assert context.status is Status.Completed, context.error_messages
+    assert context.start_time == failed.start_time
+    assert context.progress == 1.0
+    for each in definition.nodes[:-1]:  # never run again, their records kept
+        assert plugins.read_count(tmp_path, each.node_id) == 1, each.node_id
+        assert context.node_states[each.node_id] == failed.node_states[each.node_id]
+    assert plugins.read_count(tmp_path, last.node_id) == 2
+    assert context.node_states[last.node_id]["attempts"] == 2

@@ -16,6 +16,7 @@ import asyncio
 import json
 import socket
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 
 from temporalio.client import Client
@@ -333,6 +334,81 @@ async def _stream_worker_lost(orch: AdvancedPluginOrchestrator, name: str) -> st
     return await _killed_workers(orch, definition, steps)
 
 
+async def _skipped_after_failure(orch: AdvancedPluginOrchestrator, name: str) -> str:
+    """A run fails; skip_node retries it with the failed node given an output: recorded is
+    the retry, which goes on from the earlier node records (patch retry-keeps-records)."""
+    definition = workflow(
+        name,
+        [
+            node("ok"),
+            node("bad", "fail", retry={"max_attempts": 2, "initial_interval": 0.1}),
+            node("after"),
+        ],
+        [edge("ok", "bad"), edge("bad", "after", target_port="fixed")],
+    )
+    await orch.register_workflow(definition)
+    execution_id = await orch.execute_workflow(name, {"scenario": name})
+    await orch.wait_for_completion(execution_id, 60)
+    await orch.skip_node(execution_id, "bad", {"fixed": True})
+    await orch.wait_for_completion(execution_id, 60)
+    return execution_id
+
+
+async def _controls_in_own_task(orch: AdvancedPluginOrchestrator, name: str) -> str:
+    """A Parallel run paused while two nodes run, resumed after both ended, then a running
+    node skipped: resume and skip take effect in workflow tasks of their own (patch
+    control-in-own-task)."""
+    definition = workflow(
+        name,
+        [
+            node("a", "sleep", seconds=1.0),
+            node("b"),
+            node("x", "sleep", seconds=0.2),
+            node("y"),
+            node("slow", "sleep", seconds=30, heartbeat_timeout=2),
+        ],
+        [edge("a", "b"), edge("x", "y"), edge("b", "slow"), edge("y", "slow", target_port="y")],
+        max_parallelism=2,
+    )
+    await orch.register_workflow(definition)
+    execution_id = await orch.execute_workflow(name, {"scenario": name})
+    await _until_running(orch, execution_id, "a")
+    await orch.pause_execution(execution_id)
+    await eventually(
+        lambda: orch.get_node_status(execution_id, "a"), lambda s: s["status"] == "completed"
+    )
+    await orch.resume_execution(execution_id)
+    await _until_running(orch, execution_id, "slow")
+    await orch.skip_node(execution_id, "slow", {"slept": 0})
+    await orch.wait_for_completion(execution_id, 60)
+    return execution_id
+
+
+async def _event_resumed(orch: AdvancedPluginOrchestrator, name: str) -> str:
+    """An EventDriven run paused with events queued and resumed once its source stopped: the
+    source starts again before the queued passes (patches sources-restart-before-passes and
+    control-in-own-task)."""
+    definition = _router(name)
+    definition.nodes[0].configuration = {"delay": 3600, "heartbeat_timeout": 2}
+    await orch.register_workflow(definition)
+    execution_id = await orch.execute_workflow(name)
+
+    def watching(running: int) -> Callable[[WorkflowExecutionContext], bool]:
+        return lambda c: c.node_states["inbox"]["counters"]["running"] == running
+
+    await eventually(lambda: orch.get_execution_status(execution_id), watching(1))
+    await orch.pause_execution(execution_id)
+    for n in (5, 50):
+        await orch.send_event(execution_id, "number", {"n": n}, event_id=f"e{n}")
+    await eventually(lambda: orch.get_execution_status(execution_id), watching(0))
+    await orch.resume_execution(execution_id)
+    await _processed(orch, execution_id, 2)
+    await eventually(lambda: orch.get_execution_status(execution_id), watching(1))
+    await orch.cancel_execution(execution_id)
+    await orch.wait_for_completion(execution_id, 60)
+    return execution_id
+
+
 RECORDERS = {
     **dict.fromkeys(_scenarios(), _batch),
     "registry_entity": _registry_entity,
@@ -342,6 +418,9 @@ RECORDERS = {
     "definition_checks": _definition_checks,
     "event_source_worker_lost": _event_source_worker_lost,
     "stream_worker_lost": _stream_worker_lost,
+    "skipped_after_failure": _skipped_after_failure,
+    "controls_in_own_task": _controls_in_own_task,
+    "event_resumed": _event_resumed,
 }
 
 

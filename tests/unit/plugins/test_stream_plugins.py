@@ -1024,3 +1024,116 @@ async def test_generator_source_ids_are_positions_across_reopenings() -> None:
         ("6", 5),
     ]
     await second.close()
+
+
+async def test_generator_source_batches_by_wait_and_keeps_slow_items() -> None:
+    """A read returns what arrived within ``max_wait`` (maybe nothing); an item still on its
+    way is not lost but comes with a later read; an error comes after the items before it."""
+
+    @source_plugin("slow")
+    async def slow(
+        config: dict[str, Any], checkpoint: Any, ctx: PluginContext
+    ) -> AsyncIterator[dict[str, Any]]:
+        yield {"i": 0}
+        await asyncio.sleep(0.5)
+        yield {"i": 1}
+        raise RuntimeError("feed broke")
+
+    source = await slow.open({}, None, make_ctx())
+    assert [item.value for item in await source.read(10, 0.2)] == [{"i": 0}]
+    assert await source.read(10, 0.1) == []  # the second item is still on its way
+    assert [item.value for item in await source.read(1, 1.0)] == [{"i": 1}]
+    with pytest.raises(RuntimeError, match="feed broke"):
+        await source.read(10, 1.0)
+    assert source.exhausted
+    await source.close()
+
+
+async def test_a_generator_source_read_cancelled_as_an_item_arrives_ends_cancelled() -> None:
+    """The stream's reader is cancelled (a pause, a new version) in the loop step in which
+    an item reaches its waiting read: the read must end cancelled, and lose nothing.
+
+    ``asyncio.wait_for`` (Python 3.11) returned the item instead and dropped the
+    cancellation, so the reader went on reading and the stream never stopped."""
+    reading: asyncio.Task[list[SourceItem]] | None = None
+    cancelled = asyncio.Event()
+    more = asyncio.Event()
+
+    @source_plugin("racing")
+    async def racing(
+        config: dict[str, Any], checkpoint: Any, ctx: PluginContext
+    ) -> AsyncIterator[dict[str, Any]]:
+        yield {"i": 0}  # wakes the waiting read; the generator runs on in the same step ...
+        assert reading is not None
+        reading.cancel()  # ... and cancels the read before it resumes
+        cancelled.set()
+        await more.wait()
+        yield {"i": 1}
+
+    source = await racing.open({}, None, make_ctx())
+    reading = asyncio.create_task(source.read(10, 30.0))
+    await cancelled.wait()
+    done, _ = await asyncio.wait({reading}, timeout=10.0)
+    assert done, "the read went on after it was cancelled"
+    assert reading.cancelled()
+    # The item the cancelled read had taken comes with the next read, with its own id.
+    again = await source.read(10, 0.05)
+    assert [(item.value, item.item_id) for item in again] == [({"i": 0}, "1")]
+    more.set()
+    assert [(item.value, item.item_id) for item in await source.read(10, 5.0)] == [({"i": 1}, "2")]
+    await source.close()
+
+
+async def test_closing_a_generator_source_stops_its_generator_mid_item() -> None:
+    """close() while the generator is inside an item (and the buffer full) ends it: its
+    cleanup runs, nothing keeps running after close, and a cancellation of the closing
+    task itself is not swallowed."""
+    cleaned = asyncio.Event()
+    inside = asyncio.Event()
+
+    @source_plugin("busy")
+    async def busy(
+        config: dict[str, Any], checkpoint: Any, ctx: PluginContext
+    ) -> AsyncIterator[dict[str, Any]]:
+        try:
+            yield {"i": 0}
+            inside.set()
+            await asyncio.Event().wait()  # an item that never comes
+            yield {"i": 1}
+        finally:
+            cleaned.set()
+
+    source = await busy.open({}, None, make_ctx())
+    assert [item.value for item in await source.read(1, 5.0)] == [{"i": 0}]
+    await inside.wait()
+    await source.close()
+    assert cleaned.is_set()
+
+    # A closer cancelled while it waits for the generator to stop ends cancelled.
+    stubborn_inside = asyncio.Event()
+    cleaning = asyncio.Event()
+    release = asyncio.Event()
+
+    @source_plugin("stubborn")
+    async def stubborn(
+        config: dict[str, Any], checkpoint: Any, ctx: PluginContext
+    ) -> AsyncIterator[dict[str, Any]]:
+        try:
+            stubborn_inside.set()
+            await asyncio.Event().wait()
+            yield {"i": 0}
+        finally:
+            cleaning.set()  # close() has cancelled it and waits for it to end
+            await release.wait()  # its cleanup takes a while
+
+    source = await stubborn.open({}, None, make_ctx())
+    reading = asyncio.create_task(source.read(1, 30.0))
+    await stubborn_inside.wait()
+    reading.cancel()
+    closing = asyncio.create_task(source.close())
+    await cleaning.wait()
+    closing.cancel()
+    done, _ = await asyncio.wait({closing}, timeout=10.0)
+    assert done
+    assert closing.cancelled()
+    release.set()
