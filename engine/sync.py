@@ -180,7 +180,7 @@ class AdvancedPluginOrchestrator:
         plugins: PluginRegistry | None,
         data_dir: str | Path | None,
     ) -> async_api.AdvancedPluginOrchestrator:
-        from engine import embedded  # loads the worker: only when a facade opens
+        from engine.hosting import embedded  # loads the worker: only when a facade opens
 
         self._address, _ui = await embedded.ensure_server(
             target, Path(data_dir) if data_dir else default_data_dir()

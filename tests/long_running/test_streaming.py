@@ -76,10 +76,21 @@ async def test_pause_stops_reading_resume_continues_cancel_commits(
     await orchestrator.pause_execution(execution_id)
     paused = await orchestrator.get_execution_status(execution_id)
     assert paused.status is Status.Paused
-    await asyncio.sleep(1.5)  # the stream drains and stops
+    # The stream drains and stops: its activity ends, so nothing can read or write any more.
+    handle = orchestrator.client.get_workflow_handle(execution_id)
+    await eventually(
+        lambda: handle.describe(),
+        lambda d: not d.raw_description.pending_activities,
+        timeout=30,
+    )
     settled = len(_ns(tmp_path, name))
-    await asyncio.sleep(1.0)
-    assert len(_ns(tmp_path, name)) == settled  # nothing read while paused
+    # The stream's last report reaches the run: every item it read was written.
+    status = await eventually(
+        lambda: orchestrator.get_execution_status(execution_id),
+        lambda c: c.node_states["sink"]["counters"]["items_in"] == settled,
+        timeout=10,
+    )
+    assert status.status is Status.Paused
     await orchestrator.resume_execution(execution_id)
     await eventually(lambda: _async(len(_ns(tmp_path, name))), lambda n: n >= settled + 100)
     await orchestrator.cancel_execution(execution_id)
