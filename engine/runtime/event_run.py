@@ -285,7 +285,7 @@ class EventRun(LongRun):
                 meter_conditions=self._meter_conditions,
             )
             status = await interpreter.run()
-            errors = interpreter.context().error_messages
+            errors = interpreter.error_messages
         except PluginError as exc:
             status, errors = Status.Failed, [exc.message]
         except asyncio.CancelledError:

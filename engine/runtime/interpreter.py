@@ -30,7 +30,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Protocol
@@ -50,6 +50,7 @@ from engine.language.options import NodeOptions, global_options, node_options, p
 from engine.runtime.contracts import MAX_PAYLOAD_BYTES, BatchRunState, EarlierRecords
 from engine.runtime.events import EventLog, with_results
 from engine.runtime.lifecycle import ContinueAsNew, Lifecycle
+from engine.runtime.node_state import NodeState, call_key, node_state_dicts
 from engine.runtime.scheduler import NodeStatus, RoutingError, Scheduler
 
 Status = WorkflowExecutionStatus
@@ -78,6 +79,11 @@ class NodeCall:
     options: NodeOptions
     pass_id: int = 0  # EventDriven: the event's pass (node ids repeat across passes)
     item_key: str = ""  # Splitter maps: "splitter:index" of the item (node ids repeat too)
+
+    @property
+    def key(self) -> str:
+        """The call's node in its pass: ``node`` or ``node#pass`` (:func:`call_key`)."""
+        return call_key(self.node_id, self.pass_id)
 
 
 @dataclass(frozen=True, slots=True)
@@ -129,22 +135,18 @@ class _NodeRecord:
     error: dict[str, Any] | None = None
     skipped_by_operator: bool = False
 
-    def as_dict(self, node_id: str, plugin_id: str) -> dict[str, Any]:
-        data: dict[str, Any] = {
-            "node_id": node_id,
-            "plugin_id": plugin_id,
-            "status": self.status.value,
-            "attempts": self.attempts,
-            "started_at": self.started_at.isoformat() if self.started_at else None,
-            "completed_at": self.completed_at.isoformat() if self.completed_at else None,
-        }
-        if self.result is not None:
-            data["result"] = self.result
-        if self.error is not None:
-            data["error"] = self.error
-        if self.skipped_by_operator:
-            data["skipped_by_operator"] = True
-        return data
+    def state(self, node_id: str, plugin_id: str) -> NodeState:
+        return NodeState(
+            node_id=node_id,
+            plugin_id=plugin_id,
+            status=self.status,
+            attempts=self.attempts,
+            started_at=self.started_at.isoformat() if self.started_at else None,
+            completed_at=self.completed_at.isoformat() if self.completed_at else None,
+            result=self.result,
+            error=self.error,
+            skipped_by_operator=self.skipped_by_operator,
+        )
 
 
 @dataclass(slots=True)
@@ -641,8 +643,21 @@ class Interpreter:
 
     # -- reporting -----------------------------------------------------------------------
 
-    def context(self) -> WorkflowExecutionContext:
-        """The spec's execution context for this run, as of now."""
+    @property
+    def error_messages(self) -> list[str]:
+        """Why the run failed or was cancelled, as its context says (a copy)."""
+        return list(self._lifecycle.error_messages)
+
+    def node_states(self) -> dict[str, NodeState]:
+        """Each node's state, as of now (what the context reports, typed)."""
+        return {
+            node_id: record.state(node_id, self.graph.nodes[node_id].plugin_id)
+            for node_id, record in self._nodes.items()
+        }
+
+    def context(self, children: Mapping[str, str] | None = None) -> WorkflowExecutionContext:
+        """The spec's execution context for this run, as of now; ``children``: the child
+        execution each node call started, by call key (:attr:`NodeCall.key`)."""
         running = [n for n in self.graph.nodes if self._nodes[n].status is NodeStatus.running]
         execution_data: dict[str, Any] = {
             "input_data": self.input_data,
@@ -659,10 +674,7 @@ class Interpreter:
             start_time=self._state.start_time,
             end_time=lifecycle.end_time,
             execution_data=execution_data,
-            node_states={
-                node_id: record.as_dict(node_id, self.graph.nodes[node_id].plugin_id)
-                for node_id, record in self._nodes.items()
-            },
+            node_states=node_state_dicts(self.node_states(), children),
             progress=self._state.progress,
             current_node=running[0] if running else "",
             error_messages=list(lifecycle.error_messages),
@@ -700,7 +712,7 @@ class Interpreter:
             untouched = not record.attempts and record.started_at is None
             if record.status is NodeStatus.pending and untouched:
                 continue  # nothing to say yet (a retried node that runs again has its past)
-            data = record.as_dict(node_id, "")
+            data = record.state(node_id, "").as_dict()
             del data["node_id"], data["plugin_id"]
             if record.result is None or record.result is outputs.get(node_id):
                 data.pop("result", None)  # carried once, in outputs

@@ -10,7 +10,7 @@ from __future__ import annotations
 import abc
 import asyncio
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from datetime import datetime
 from typing import Any
 
@@ -24,6 +24,8 @@ from engine.language.models import (
 from engine.runtime.contracts import LongRunState, NodeCounters
 from engine.runtime.events import EventLog
 from engine.runtime.lifecycle import Lifecycle
+from engine.runtime.node_state import NodeState, node_state_dicts
+from engine.runtime.scheduler import NodeStatus
 
 Status = WorkflowExecutionStatus
 EventType = WorkflowEventType
@@ -147,47 +149,55 @@ class LongRun(abc.ABC):
 
     # -- reporting -----------------------------------------------------------------------
 
-    def context(self) -> WorkflowExecutionContext:
+    def node_states(self) -> dict[str, NodeState]:
+        """Each node's state, as of now (what the context reports, typed)."""
         status_now = self._lifecycle.status
         ended = status_now.is_terminal
-        node_states: dict[str, dict[str, Any]] = {}
-        running_nodes = []
+        states: dict[str, NodeState] = {}
         for node in self.workflow.nodes:
             counters = self.counters(node.node_id)
             if counters.running > 0:
-                status = "running"
-                running_nodes.append(node.node_id)
+                status = NodeStatus.running
             elif not ended or not _ever_started(counters):
-                status = "skipped" if ended and counters.skipped else "pending"
+                status = NodeStatus.skipped if ended and counters.skipped else NodeStatus.pending
             else:
-                status = "cancelled" if status_now is Status.Cancelled else "completed"
+                status = (
+                    NodeStatus.cancelled if status_now is Status.Cancelled else NodeStatus.completed
+                )
                 if status_now is Status.Failed and counters.last_error:
-                    status = "failed"
-            state: dict[str, Any] = {
-                "node_id": node.node_id,
-                "plugin_id": node.plugin_id,
-                "status": status,
-                "attempts": counters.runs,
-                "started_at": counters.last_started_at,
-                "completed_at": counters.last_completed_at,
-                "counters": counters.model_dump(exclude={"last_result"}),
-            }
-            if counters.last_result is not None:
-                state["result"] = counters.last_result
-            if counters.last_error is not None:
-                state["error"] = counters.last_error
-            node_states[node.node_id] = state
+                    status = NodeStatus.failed
+            states[node.node_id] = NodeState(
+                node_id=node.node_id,
+                plugin_id=node.plugin_id,
+                status=status,
+                attempts=counters.runs,
+                started_at=counters.last_started_at,
+                completed_at=counters.last_completed_at,
+                counters=counters.model_dump(exclude={"last_result"}),
+                result=counters.last_result,
+                error=counters.last_error,
+            )
+        return states
+
+    def context(self, children: Mapping[str, str] | None = None) -> WorkflowExecutionContext:
+        """The execution context as of now; ``children``: the child execution each node
+        call started, by call key (:attr:`engine.runtime.interpreter.NodeCall.key`)."""
+        states = self.node_states()
+        running_nodes = [
+            node_id for node_id, state in states.items() if state.status is NodeStatus.running
+        ]
+        lifecycle = self._lifecycle
         return WorkflowExecutionContext(
             execution_id=self.execution_id,
             workflow_id=self.workflow.workflow_id,
-            status=status_now,
+            status=lifecycle.status,
             start_time=datetime.fromisoformat(self.state.start_time),
-            end_time=self._lifecycle.end_time,
+            end_time=lifecycle.end_time,
             execution_data=self.execution_data(),
-            node_states=node_states,
-            progress=1.0 if ended else 0.0,
+            node_states=node_state_dicts(states, children),
+            progress=1.0 if lifecycle.status.is_terminal else 0.0,
             current_node=running_nodes[0] if running_nodes else "",
-            error_messages=list(self._lifecycle.error_messages),
+            error_messages=list(lifecycle.error_messages),
         )
 
     def execution_data(self) -> dict[str, Any]:
