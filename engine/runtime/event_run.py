@@ -137,7 +137,7 @@ class EventRun(LongRun):
                 queued=queued,
                 reason=f"continuing as new ({history_length} history events)",
             )
-        return Admission(accepting=self._status is not Status.Cancelled, queued=queued)
+        return Admission(accepting=self.status is not Status.Cancelled, queued=queued)
 
     def restart_sources_first(self) -> None:
         """Start no pass while a source that must run again is still stopping; it starts
@@ -204,7 +204,7 @@ class EventRun(LongRun):
             self._sources_held = True
         elif queued < MAX_QUEUED_EVENTS // 2:
             self._sources_held = False
-        active = self._status is Status.Running and not self._draining and not self._sources_held
+        active = self.status is Status.Running and not self._draining and not self._sources_held
         version = self.workflow.version
         wanted = {
             node.node_id: node
@@ -260,7 +260,7 @@ class EventRun(LongRun):
         while (
             self.state.queue
             and len(self._passes) < limit
-            and self._status is Status.Running
+            and self.status is Status.Running
             and self._failure is None
             and not self._draining
         ):
@@ -285,7 +285,7 @@ class EventRun(LongRun):
                 meter_conditions=self._meter_conditions,
             )
             status = await interpreter.run()
-            errors = interpreter.context().error_messages
+            errors = interpreter.error_messages
         except PluginError as exc:
             status, errors = Status.Failed, [exc.message]
         except asyncio.CancelledError:

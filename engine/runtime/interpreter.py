@@ -30,7 +30,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Protocol
@@ -48,8 +48,9 @@ from engine.language.models import (
 )
 from engine.language.options import NodeOptions, global_options, node_options, plugin_config
 from engine.runtime.contracts import MAX_PAYLOAD_BYTES, BatchRunState, EarlierRecords
-from engine.runtime.events import with_results
-from engine.runtime.lifecycle import ContinueAsNew
+from engine.runtime.events import EventLog, with_results
+from engine.runtime.lifecycle import ContinueAsNew, Lifecycle
+from engine.runtime.node_state import NodeState, call_key, node_state_dicts
 from engine.runtime.scheduler import NodeStatus, RoutingError, Scheduler
 
 Status = WorkflowExecutionStatus
@@ -78,6 +79,11 @@ class NodeCall:
     options: NodeOptions
     pass_id: int = 0  # EventDriven: the event's pass (node ids repeat across passes)
     item_key: str = ""  # Splitter maps: "splitter:index" of the item (node ids repeat too)
+
+    @property
+    def key(self) -> str:
+        """The call's node in its pass: ``node`` or ``node#pass`` (:func:`call_key`)."""
+        return call_key(self.node_id, self.pass_id)
 
 
 @dataclass(frozen=True, slots=True)
@@ -129,32 +135,26 @@ class _NodeRecord:
     error: dict[str, Any] | None = None
     skipped_by_operator: bool = False
 
-    def as_dict(self, node_id: str, plugin_id: str) -> dict[str, Any]:
-        data: dict[str, Any] = {
-            "node_id": node_id,
-            "plugin_id": plugin_id,
-            "status": self.status.value,
-            "attempts": self.attempts,
-            "started_at": self.started_at.isoformat() if self.started_at else None,
-            "completed_at": self.completed_at.isoformat() if self.completed_at else None,
-        }
-        if self.result is not None:
-            data["result"] = self.result
-        if self.error is not None:
-            data["error"] = self.error
-        if self.skipped_by_operator:
-            data["skipped_by_operator"] = True
-        return data
+    def state(self, node_id: str, plugin_id: str) -> NodeState:
+        return NodeState(
+            node_id=node_id,
+            plugin_id=plugin_id,
+            status=self.status,
+            attempts=self.attempts,
+            started_at=self.started_at.isoformat() if self.started_at else None,
+            completed_at=self.completed_at.isoformat() if self.completed_at else None,
+            result=self.result,
+            error=self.error,
+            skipped_by_operator=self.skipped_by_operator,
+        )
 
 
 @dataclass(slots=True)
 class _RunState:
-    status: Status = Status.Pending
     start_time: datetime | None = None
-    end_time: datetime | None = None
-    error_messages: list[str] = field(default_factory=list)
-    events: list[WorkflowEvent] = field(default_factory=list)
     progress: float = 0.0
+    events: list[WorkflowEvent] = field(default_factory=list)  # the event log's
+    next_sequence: int = 1
 
 
 class Interpreter:
@@ -217,8 +217,16 @@ class Interpreter:
         self._quiet = bool(pass_id or item_key)  # a pass or a map item: no run-level events
         self._sink = emit
         self._state = _RunState()
+        self._log = EventLog(
+            self._state,
+            execution_id=execution_id,
+            workflow_id=lambda: workflow.workflow_id,
+            clock=clock,
+        )
+        self._lifecycle = Lifecycle(
+            execution_id, status=Status.Pending, clock=clock, emit=self._emit
+        )
         self._paused = False
-        self._next_sequence = 1
         self._carried = carried
         self._should_continue_as_new = should_continue_as_new
         self._meter_conditions = meter_conditions
@@ -264,9 +272,9 @@ class Interpreter:
         self._dropped_results = list(carried.dropped_results)
         self._state.start_time = datetime.fromisoformat(carried.start_time)
         self._state.progress = carried.progress
-        self._state.error_messages = list(carried.error_messages)
+        self._lifecycle.error_messages = list(carried.error_messages)
         self._state.events = list(carried.events)
-        self._next_sequence = carried.next_sequence
+        self._state.next_sequence = carried.next_sequence
         self._paused = carried.paused
 
     def continue_from(self, earlier: EarlierRecords) -> None:
@@ -304,23 +312,17 @@ class Interpreter:
 
     @property
     def status(self) -> Status:
-        return self._state.status
+        return self._lifecycle.status
 
     def pause(self) -> None:
         """Stop starting nodes. Raises ``PluginError(InvalidState)`` unless running."""
-        if self._state.status is not Status.Running:
-            raise self._invalid_state("pause", self._state.status)
+        self._lifecycle.pause()
         self._paused = True
-        self._state.status = Status.Paused
-        self._emit(EventType.workflow_paused)
 
     def resume(self) -> None:
         """Start nodes again. Raises ``PluginError(InvalidState)`` unless paused."""
-        if self._state.status is not Status.Paused:
-            raise self._invalid_state("resume", self._state.status)
+        self._lifecycle.resume()
         self._paused = False
-        self._state.status = Status.Running
-        self._emit(EventType.workflow_resumed)
         self._wake.set()
 
     def node_status(self, node_id: str) -> str | None:
@@ -350,21 +352,20 @@ class Interpreter:
                 PluginErrorCode.NodeNotFound,
                 f"execution '{self.execution_id}' has no node '{node_id}'",
             )
-        if self._state.status not in (Status.Running, Status.Paused) or record.status not in (
+        status = self._lifecycle.status
+        if status not in (Status.Running, Status.Paused) or record.status not in (
             NodeStatus.pending,
             NodeStatus.running,
         ):
             raise PluginError(
                 PluginErrorCode.InvalidState,
                 f"cannot skip node '{node_id}' of execution '{self.execution_id}': the node is "
-                f"{record.status.value} and the execution {self._state.status.value}",
+                f"{record.status.value} and the execution {status.value}",
             )
 
     def check_transition(self, action: str) -> None:
         """Raise ``PluginError(InvalidState)`` if ``action`` ("pause"/"resume") is invalid now."""
-        allowed = {"pause": Status.Running, "resume": Status.Paused}[action]
-        if self._state.status is not allowed:
-            raise self._invalid_state(action, self._state.status)
+        self._lifecycle.check_transition(action)
 
     # -- run -----------------------------------------------------------------------------
 
@@ -375,9 +376,9 @@ class Interpreter:
             ContinueAsNew: the run drained to continue as new.
         """
         if self._carried is not None:  # going on where the previous Temporal run stopped
-            self._state.status = Status.Paused if self._paused else Status.Running
+            self._lifecycle.start(paused=self._paused)
         else:
-            self._state.status = Status.Running
+            self._lifecycle.start(paused=False)
             self._state.start_time = self._first_start or self._clock()
             if not self._quiet:
                 self._emit(EventType.workflow_started)
@@ -429,7 +430,7 @@ class Interpreter:
         except asyncio.CancelledError:
             await self._stop_running()
             self._finish(Status.Cancelled)
-        return self._state.status
+        return self._lifecycle.status
 
     def _check_not_stalled(self) -> None:
         # Nothing runs and nodes are unfinished: only a pause may explain it.
@@ -600,7 +601,7 @@ class Interpreter:
             self._record_skipped(skipped, record.completed_at)
             self._update_progress()
             return
-        self._state.error_messages.append(message)
+        self._lifecycle.error_messages.append(message)
         self._emit(EventType.node_failed, node_id=node_id, error=message)
         self._update_progress()
         if self._failure is None:
@@ -626,17 +627,10 @@ class Interpreter:
             self._emit(EventType.execution_progress_updated, progress=progress)
 
     def _finish(self, status: Status) -> None:
-        self._state.status = status
-        self._state.end_time = self._clock()
-        if self._quiet:
-            return  # the pass's (or map's) execution reports the outcome
-        if status is Status.Completed:
-            self._emit(EventType.workflow_completed, progress=self._state.progress)
-        elif status is Status.Failed:
-            self._emit(EventType.workflow_failed, error=self._failure)
-        else:
-            self._state.error_messages.append("execution was cancelled")
-            self._emit(EventType.workflow_cancelled)
+        # A pass or a map item: its execution reports the outcome.
+        self._lifecycle.finish(
+            status, progress=self._state.progress, error=self._failure, announce=not self._quiet
+        )
 
     def _emit(self, event_type: WorkflowEventType, **fields: Any) -> None:
         if self._sink is not None:
@@ -645,71 +639,64 @@ class Interpreter:
             if event_type is not EventType.execution_progress_updated:
                 self._sink(event_type, fields)
             return
-        self._state.events.append(
-            WorkflowEvent(
-                type=event_type,
-                execution_id=self.execution_id,
-                workflow_id=self.workflow.workflow_id,
-                sequence=self._next_sequence,
-                timestamp=self._clock(),
-                **fields,
-            )
-        )
-        self._next_sequence += 1
-
-    def _invalid_state(self, action: str, status: Status) -> PluginError:
-        return PluginError(
-            PluginErrorCode.InvalidState,
-            f"cannot {action} execution '{self.execution_id}': it is {status.value}",
-        )
+        self._log.append(event_type, **fields)
 
     # -- reporting -----------------------------------------------------------------------
 
-    def context(self) -> WorkflowExecutionContext:
-        """The spec's execution context for this run, as of now."""
+    @property
+    def error_messages(self) -> list[str]:
+        """Why the run failed or was cancelled, as its context says (a copy)."""
+        return list(self._lifecycle.error_messages)
+
+    def node_states(self) -> dict[str, NodeState]:
+        """Each node's state, as of now (what the context reports, typed)."""
+        return {
+            node_id: record.state(node_id, self.graph.nodes[node_id].plugin_id)
+            for node_id, record in self._nodes.items()
+        }
+
+    def context(self, children: Mapping[str, str] | None = None) -> WorkflowExecutionContext:
+        """The spec's execution context for this run, as of now; ``children``: the child
+        execution each node call started, by call key (:attr:`NodeCall.key`)."""
         running = [n for n in self.graph.nodes if self._nodes[n].status is NodeStatus.running]
         execution_data: dict[str, Any] = {
             "input_data": self.input_data,
             "workflow_version": self.workflow.version,
             "execution_mode": self.workflow.execution_mode.value,
         }
-        if self._state.status is Status.Completed:
+        lifecycle = self._lifecycle
+        if lifecycle.status is Status.Completed:
             execution_data["results"] = self._scheduler.results()
         return WorkflowExecutionContext(
             execution_id=self.execution_id,
             workflow_id=self.workflow.workflow_id,
-            status=self._state.status,
+            status=lifecycle.status,
             start_time=self._state.start_time,
-            end_time=self._state.end_time,
+            end_time=lifecycle.end_time,
             execution_data=execution_data,
-            node_states={
-                node_id: record.as_dict(node_id, self.graph.nodes[node_id].plugin_id)
-                for node_id, record in self._nodes.items()
-            },
+            node_states=node_state_dicts(self.node_states(), children),
             progress=self._state.progress,
             current_node=running[0] if running else "",
-            error_messages=list(self._state.error_messages),
+            error_messages=list(lifecycle.error_messages),
         )
 
     def events(self, after: int = 0, limit: int = 1000) -> list[WorkflowEvent]:
         """Events with ``sequence > after``, at most ``limit``, with results filled in (the
         oldest may have been dropped when the run continued as new)."""
-        kept = self._state.events
-        start = max(0, after - kept[0].sequence + 1) if kept else 0
         return with_results(
-            kept[start : start + limit],
+            self._log.after(after, limit),
             lambda node_id: self._nodes[node_id].result,
             self._scheduler.results,
         )
 
     def stored_events(self) -> list[WorkflowEvent]:
         """All events without results (results live once, in the context)."""
-        return list(self._state.events)
+        return self._log.all()
 
     @property
     def event_count(self) -> int:
         """Sequence number of the last event (events dropped at continue-as-new count)."""
-        return self._next_sequence - 1
+        return self._log.last_sequence
 
     # -- continue-as-new -----------------------------------------------------------------
 
@@ -725,7 +712,7 @@ class Interpreter:
             untouched = not record.attempts and record.started_at is None
             if record.status is NodeStatus.pending and untouched:
                 continue  # nothing to say yet (a retried node that runs again has its past)
-            data = record.as_dict(node_id, "")
+            data = record.state(node_id, "").as_dict()
             del data["node_id"], data["plugin_id"]
             if record.result is None or record.result is outputs.get(node_id):
                 data.pop("result", None)  # carried once, in outputs
@@ -734,7 +721,7 @@ class Interpreter:
             start_time=(self._state.start_time or self._clock()).isoformat(),
             paused=self._paused,
             progress=self._state.progress,
-            error_messages=list(self._state.error_messages),
+            error_messages=list(self._lifecycle.error_messages),
             nodes=nodes,
             status={node_id: value.value for node_id, value in status.items()},
             outputs=outputs,
@@ -742,8 +729,8 @@ class Interpreter:
             taken=taken,
             overrides=dict(self._overrides),
             dropped_results=list(self._dropped_results),
-            next_sequence=self._next_sequence,
-            events=self._state.events[-CARRIED_EVENTS:],
+            next_sequence=self._state.next_sequence,
+            events=self._log.last(CARRIED_EVENTS),
         )
         if len(json.dumps(outputs, default=str)) <= CARRIED_OUTPUT_BYTES:
             return state

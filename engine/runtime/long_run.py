@@ -10,11 +10,10 @@ from __future__ import annotations
 import abc
 import asyncio
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from datetime import datetime
 from typing import Any
 
-from engine.base.errors import PluginError, PluginErrorCode
 from engine.language.models import (
     PluginWorkflow,
     WorkflowEvent,
@@ -23,6 +22,10 @@ from engine.language.models import (
     WorkflowExecutionStatus,
 )
 from engine.runtime.contracts import LongRunState, NodeCounters
+from engine.runtime.events import EventLog
+from engine.runtime.lifecycle import Lifecycle
+from engine.runtime.node_state import NodeState, node_state_dicts
+from engine.runtime.scheduler import NodeStatus
 
 Status = WorkflowExecutionStatus
 EventType = WorkflowEventType
@@ -51,9 +54,19 @@ class LongRun(abc.ABC):
         self._should_continue_as_new = should_continue_as_new
         self.state = state or LongRunState(workflow=workflow, start_time=clock().isoformat())
         self._fresh = state is None
-        self._status = Status.Paused if self.state.paused else Status.Running
-        self._end_time: datetime | None = None
-        self._errors: list[str] = []
+        self._log = EventLog(
+            self.state,
+            execution_id=execution_id,
+            workflow_id=lambda: self.workflow.workflow_id,
+            clock=clock,
+            keep=MAX_KEPT_EVENTS,
+        )
+        self._lifecycle = Lifecycle(
+            execution_id,
+            status=Status.Paused if self.state.paused else Status.Running,
+            clock=clock,
+            emit=self.emit,
+        )
         self._wake = asyncio.Event()
         self._draining = False
 
@@ -66,35 +79,26 @@ class LongRun(abc.ABC):
         """Run until the execution ends; raise :class:`ContinueAsNew` to continue as new."""
 
     def _is_paused(self) -> bool:
-        return self._status is Status.Paused
+        return self._lifecycle.is_paused
 
     @property
     def status(self) -> Status:
-        return self._status
+        return self._lifecycle.status
 
     # -- control -------------------------------------------------------------------------
 
     def check_transition(self, action: str) -> None:
         """Raise ``PluginError(InvalidState)`` if ``action`` ("pause"/"resume") is invalid."""
-        allowed = {"pause": Status.Running, "resume": Status.Paused}[action]
-        if self._status is not allowed:
-            raise PluginError(
-                PluginErrorCode.InvalidState,
-                f"cannot {action} execution '{self.execution_id}': it is {self._status.value}",
-            )
+        self._lifecycle.check_transition(action)
 
     def pause(self) -> None:
-        self.check_transition("pause")
-        self._status = Status.Paused
+        self._lifecycle.pause()
         self.state.paused = True
-        self.emit(EventType.workflow_paused)
         self._wake.set()
 
     def resume(self) -> None:
-        self.check_transition("resume")
-        self._status = Status.Running
+        self._lifecycle.resume()
         self.state.paused = False
-        self.emit(EventType.workflow_resumed)
         self._wake.set()
 
     def wake(self) -> None:
@@ -124,31 +128,15 @@ class LongRun(abc.ABC):
         if result is not None and len(json.dumps(result, default=str)) > MAX_EVENT_RESULT_BYTES:
             fields["result"] = None
             fields["details"] = {**(fields.get("details") or {}), "result_omitted": True}
-        self.state.events.append(
-            WorkflowEvent(
-                type=event_type,
-                execution_id=self.execution_id,
-                workflow_id=self.workflow.workflow_id,
-                sequence=self.state.next_sequence,
-                timestamp=self._clock(),
-                **fields,
-            )
-        )
-        self.state.next_sequence += 1
-        if len(self.state.events) > MAX_KEPT_EVENTS:
-            del self.state.events[: len(self.state.events) - MAX_KEPT_EVENTS]
+        self._log.append(event_type, **fields)
 
     def events(self, after: int = 0, limit: int = 1000) -> list[WorkflowEvent]:
         """Kept events with a sequence above ``after`` (older ones may have been dropped)."""
-        kept = self.state.events
-        if not kept:
-            return []
-        start = max(0, after - kept[0].sequence + 1)
-        return kept[start : start + limit]
+        return self._log.after(after, limit)
 
     @property
     def last_sequence(self) -> int:
-        return self.state.next_sequence - 1
+        return self._log.last_sequence
 
     def counters(self, node_id: str) -> NodeCounters:
         counters = self.state.counters.get(node_id)
@@ -161,46 +149,55 @@ class LongRun(abc.ABC):
 
     # -- reporting -----------------------------------------------------------------------
 
-    def context(self) -> WorkflowExecutionContext:
-        ended = self._status.is_terminal
-        node_states: dict[str, dict[str, Any]] = {}
-        running_nodes = []
+    def node_states(self) -> dict[str, NodeState]:
+        """Each node's state, as of now (what the context reports, typed)."""
+        status_now = self._lifecycle.status
+        ended = status_now.is_terminal
+        states: dict[str, NodeState] = {}
         for node in self.workflow.nodes:
             counters = self.counters(node.node_id)
             if counters.running > 0:
-                status = "running"
-                running_nodes.append(node.node_id)
+                status = NodeStatus.running
             elif not ended or not _ever_started(counters):
-                status = "skipped" if ended and counters.skipped else "pending"
+                status = NodeStatus.skipped if ended and counters.skipped else NodeStatus.pending
             else:
-                status = "cancelled" if self._status is Status.Cancelled else "completed"
-                if self._status is Status.Failed and counters.last_error:
-                    status = "failed"
-            state: dict[str, Any] = {
-                "node_id": node.node_id,
-                "plugin_id": node.plugin_id,
-                "status": status,
-                "attempts": counters.runs,
-                "started_at": counters.last_started_at,
-                "completed_at": counters.last_completed_at,
-                "counters": counters.model_dump(exclude={"last_result"}),
-            }
-            if counters.last_result is not None:
-                state["result"] = counters.last_result
-            if counters.last_error is not None:
-                state["error"] = counters.last_error
-            node_states[node.node_id] = state
+                status = (
+                    NodeStatus.cancelled if status_now is Status.Cancelled else NodeStatus.completed
+                )
+                if status_now is Status.Failed and counters.last_error:
+                    status = NodeStatus.failed
+            states[node.node_id] = NodeState(
+                node_id=node.node_id,
+                plugin_id=node.plugin_id,
+                status=status,
+                attempts=counters.runs,
+                started_at=counters.last_started_at,
+                completed_at=counters.last_completed_at,
+                counters=counters.model_dump(exclude={"last_result"}),
+                result=counters.last_result,
+                error=counters.last_error,
+            )
+        return states
+
+    def context(self, children: Mapping[str, str] | None = None) -> WorkflowExecutionContext:
+        """The execution context as of now; ``children``: the child execution each node
+        call started, by call key (:attr:`engine.runtime.interpreter.NodeCall.key`)."""
+        states = self.node_states()
+        running_nodes = [
+            node_id for node_id, state in states.items() if state.status is NodeStatus.running
+        ]
+        lifecycle = self._lifecycle
         return WorkflowExecutionContext(
             execution_id=self.execution_id,
             workflow_id=self.workflow.workflow_id,
-            status=self._status,
+            status=lifecycle.status,
             start_time=datetime.fromisoformat(self.state.start_time),
-            end_time=self._end_time,
+            end_time=lifecycle.end_time,
             execution_data=self.execution_data(),
-            node_states=node_states,
-            progress=1.0 if ended else 0.0,
+            node_states=node_state_dicts(states, children),
+            progress=1.0 if lifecycle.status.is_terminal else 0.0,
             current_node=running_nodes[0] if running_nodes else "",
-            error_messages=list(self._errors),
+            error_messages=list(lifecycle.error_messages),
         )
 
     def execution_data(self) -> dict[str, Any]:
@@ -211,17 +208,9 @@ class LongRun(abc.ABC):
         }
 
     def finish(self, status: Status, error: str | None = None) -> None:
-        self._status = status
-        self._end_time = self._clock()
         if error:
-            self._errors.append(error)
-        if status is Status.Completed:
-            self.emit(EventType.workflow_completed, progress=1.0)
-        elif status is Status.Failed:
-            self.emit(EventType.workflow_failed, error=error)
-        else:
-            self._errors.append("execution was cancelled")
-            self.emit(EventType.workflow_cancelled)
+            self._lifecycle.error_messages.append(error)
+        self._lifecycle.finish(status, progress=1.0, error=error)
 
     def carried_state(self) -> LongRunState:
         """The state for the next run (continue-as-new)."""

@@ -7,12 +7,15 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
-from engine.language.maps import MapPlan, item_result
-from engine.language.models import WorkflowEventType
+from engine.language.engine_nodes import AGGREGATE, parse_config
+from engine.language.maps import MapPlan, aggregate_items, item_result
+from engine.language.models import WorkflowEventType, WorkflowExecutionStatus, WorkflowNode
 from engine.language.validation import compile_workflow
-from engine.runtime.interpreter import Interpreter
+from engine.runtime.interpreter import Interpreter, NodeFailure, NodeRunner, NodeSuccess
+from engine.runtime.scheduler import NodeStatus
 
 
 @dataclass
@@ -34,8 +37,8 @@ async def run_map_items(
     *,
     offset: int,
     execution_id: str,
-    runner: Any,
-    clock: Any,
+    runner: NodeRunner,
+    clock: Callable[[], datetime],
     max_concurrency: int,
     pass_id: int = 0,
     meter_conditions: Callable[[], bool] | None = None,
@@ -80,18 +83,42 @@ async def run_map_items(
                 meter_conditions=meter_conditions,
             )
             status = await interpreter.run()
-            context = interpreter.context()
-        if status.value == "completed":
+        if status is WorkflowExecutionStatus.Completed:
             outputs = {
-                node_id: state["result"]
-                for node_id, state in context.node_states.items()
-                if state["status"] == "completed" and "result" in state
+                node_id: state.result
+                for node_id, state in interpreter.node_states().items()
+                if state.status is NodeStatus.completed and state.result is not None
             }
             results[position] = item_result(plan, outputs)
         else:
-            message = context.error_messages[0] if context.error_messages else status.value
-            errors.append({"index": index, "error": message})
+            messages = interpreter.error_messages
+            errors.append({"index": index, "error": messages[0] if messages else status.value})
 
     await asyncio.gather(*(one(position, item) for position, item in enumerate(items)))
     errors.sort(key=lambda error: int(error["index"]))
     return MapOutcome(results, errors, counts)
+
+
+def map_success(
+    outcome: MapOutcome, *, items: int, max_failures: int, aggregator: WorkflowNode
+) -> NodeSuccess:
+    """The Splitter's success for a map of ``items`` items: its summary, the ``aggregator``
+    node's output (by its strategy) and the body's counts.
+
+    Raises:
+        NodeFailure: ``MapFailed`` when more than ``max_failures`` items failed, naming the
+            first one.
+    """
+    if outcome.failed > max_failures:
+        first = outcome.errors[0]
+        raise NodeFailure(
+            f"{outcome.failed} of {items} items failed (tolerated: "
+            f"{max_failures}); item {first['index']}: {first['error']}",
+            error_type="MapFailed",
+        )
+    strategy = parse_config(AGGREGATE, aggregator.node_id, aggregator.configuration).strategy
+    return NodeSuccess(
+        {"count": items, "failed": outcome.failed, "errors": outcome.errors[:100]},
+        aggregated=aggregate_items(outcome.results, strategy),
+        body_counts=outcome.counts,
+    )
