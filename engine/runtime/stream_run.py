@@ -83,8 +83,19 @@ class StreamRun(LongRun):
         )
 
     def progress(self, report: StreamProgress) -> None:
-        """Counters and checkpoint from the stream activity."""
-        self.state.counters.update(report.counters)
+        """Counters and checkpoint from the stream activity. Whether a node runs, and since
+        when, is the run's own record: the activity of a fresh run was handed no counters, so
+        its reports carry none of it."""
+        for node_id, reported in report.counters.items():
+            own = self.state.counters.get(node_id)
+            if own is not None:
+                reported = reported.model_copy(
+                    update={
+                        "running": own.running,
+                        "last_started_at": own.last_started_at or reported.last_started_at,
+                    }
+                )
+            self.state.counters[node_id] = reported
         self.state.checkpoints[self.source_node] = report.checkpoint
         totals = {node: c.items_out for node, c in report.counters.items()}
         self.emit(EventType.execution_progress_updated, progress=0.0, details={"items_out": totals})

@@ -265,3 +265,25 @@ async def test_a_failing_stream_fails_the_run() -> None:
     assert context.error_messages == ["stream failed: the sink refused a batch"]
     assert context.end_time is not None
     assert _types(run)[-1] == "workflow_failed"
+
+
+async def test_a_fresh_stream_shows_its_nodes_running_then_completed() -> None:
+    """The stream activity of a fresh run was handed empty counters: its reports must not
+    overwrite what the run itself knows (its nodes run, and since when)."""
+    stream = FakeStream()
+    run = _run(stream)
+    task = asyncio.create_task(run.run())
+    await until(lambda: stream.active)
+    stream.advance(10)
+    states = run.context().node_states
+    assert {n: s["status"] for n, s in states.items()} == dict.fromkeys(
+        ["read", "clean", "write"], "running"
+    )
+    assert all(s["started_at"] for s in states.values())
+    stream.finish()
+    assert await task is Status.Completed
+    states = run.context().node_states
+    assert {n: s["status"] for n, s in states.items()} == dict.fromkeys(
+        ["read", "clean", "write"], "completed"
+    )
+    assert all(s["started_at"] for s in states.values())
