@@ -207,6 +207,8 @@ class TemporalNodeRunner:
             yield
 
     def next_activity_id(self, prefix: str) -> str:
+        """An activity id for a source, a stream or the workflow's read of its definition
+        (one counter for all of them; nodes' activity ids are their keys)."""
         self._activity_ids += 1
         return f"{prefix}-{self._activity_ids}"
 
