@@ -6,8 +6,10 @@ controllers to Temporal: :class:`~engine.runtime.interpreter.Interpreter` for th
 :class:`~engine.runtime.stream_run.StreamRun`
 for Streaming:
 
-* nodes run as the generic node activity, called by name (this module imports no plugin
-  code), with the node id as activity id and ``node: plugin`` as its summary in Temporal UI;
+* nodes, sources and streams run through :class:`~engine.temporal.node_runner.TemporalNodeRunner`
+  (activities, approvals, Splitter maps in this run or in shards, sub-workflows, the
+  in-flight budget); this module keeps the run, its messages, continue-as-new, search
+  attributes and new versions of the definition;
 * ``pause`` and ``resume`` are updates whose validators reject invalid transitions (a rejected
   update writes nothing to history); cancellation is Temporal's own, so the UI and CLI cancel
   buttons work too; requests that make the run start work (``resume``, ``skip_node``,
@@ -19,9 +21,7 @@ for Streaming:
 * long-running executions receive ``events``, ``source_checkpoint``, ``stream_progress`` and
   ``definition_changed`` signals, subscribe to their definition's registry entity for new
   versions, and continue-as-new with their state when their history grows (the execution
-  id stays the same); a source or stream whose worker is lost is restarted from its last
-  heartbeat without counting as a failed attempt, and one whose worker dies as it stops
-  counts as stopped (behind the ``long-running-worker-loss`` patch);
+  id stays the same);
 * the run ends the way Temporal shows it: Completed with an :class:`ExecutionOutcome`,
   Failed with the outcome in the failure's details, or Canceled with the outcome in the memo
   (Temporal stores no result for a cancelled run, and a closed run must be readable with no
@@ -35,43 +35,18 @@ for Streaming:
 from __future__ import annotations
 
 import asyncio
-import builtins
-import contextlib
-import json
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import Callable
 from datetime import datetime, timedelta
-from typing import Any, TypeVar
+from typing import TypeVar
 
 from pydantic import BaseModel
 from temporalio import workflow
 from temporalio.common import RawValue, RetryPolicy
-from temporalio.exceptions import (
-    ActivityError,
-    ApplicationError,
-    CancelledError,
-    ChildWorkflowError,
-    RetryState,
-    TimeoutError,
-    TimeoutType,
-)
+from temporalio.exceptions import ActivityError, ApplicationError
 
 with workflow.unsafe.imports_passed_through():
     from engine.base.errors import PluginError, PluginErrorCode
     from engine.language import conditions
-    from engine.language.engine_nodes import (
-        AGGREGATE,
-        APPROVAL,
-        SPLIT,
-        SUBWORKFLOW,
-        WAIT,
-        ApprovalConfig,
-        SplitConfig,
-        SubworkflowConfig,
-        aggregate,
-        is_engine_node,
-        parse_config,
-    )
-    from engine.language.maps import MapPlan, aggregate_items, map_plan, pick_items
     from engine.language.models import (
         PluginWorkflow,
         WorkflowEventType,
@@ -79,7 +54,7 @@ with workflow.unsafe.imports_passed_through():
         WorkflowExecutionStatus,
         WorkflowNodeType,
     )
-    from engine.language.options import NodeOptions, RetrySettings, global_options, node_options
+    from engine.language.options import global_options
     from engine.language.validation import compile_workflow
     from engine.runtime.bounds import (
         checkpoint_problem,
@@ -98,15 +73,12 @@ with workflow.unsafe.imports_passed_through():
         EVENTS_SIGNAL,
         EXECUTION_WORKFLOW,
         MAX_PAYLOAD_BYTES,
-        NODE_ACTIVITY,
         READ_DEFINITION_ACTIVITY,
-        RUN_STREAM_ACTIVITY,
         SOURCE_CHECKPOINT_SIGNAL,
         STREAM_PROGRESS_SIGNAL,
         SUBMIT_EVENTS_UPDATE,
         SUBSCRIBE_SIGNAL,
         UNSUBSCRIBE_SIGNAL,
-        WATCH_SOURCE_ACTIVITY,
         Admission,
         ApprovalDecision,
         BatchRunState,
@@ -120,29 +92,20 @@ with workflow.unsafe.imports_passed_through():
         IncomingEvent,
         LongRunState,
         MapShard,
-        NodeActivityInput,
-        NodeActivityResult,
         NodeCounters,
         SkipNode,
         SourceCheckpoint,
         StreamProgress,
-        StreamRunInput,
         Subscription,
-        WatchSourceInput,
         definition_entity_id,
     )
     from engine.runtime.controllers import Host, controller_for
     from engine.runtime.event_run import EventRun
-    from engine.runtime.interpreter import (
-        Interpreter,
-        NodeCall,
-        NodeFailure,
-        NodeSuccess,
-    )
+    from engine.runtime.interpreter import Interpreter, NodeCall, NodeSuccess
     from engine.runtime.lifecycle import ContinueAsNew
     from engine.runtime.long_run import MAX_EVENT_RESULT_BYTES, LongRun
-    from engine.runtime.map_run import MapOutcome, run_map_items
     from engine.runtime.stream_run import StreamRun
+    from engine.temporal.node_runner import TemporalNodeRunner
     from engine.temporal.telemetry import STATUS_ATTRIBUTE
 
 # Conditions compile in workflow code; their parser reads a grammar file, so build it here.
@@ -154,7 +117,6 @@ SEARCH_ATTRIBUTES_PATCH = "search-attributes"
 # evaluate as they did. Asked only when a condition is evaluated, where the marker always was.
 CONDITION_METER_PATCH = "condition-meter"
 BATCH_CONTINUE_AS_NEW_PATCH = "batch-continue-as-new"
-IN_FLIGHT_PATCH = "in-flight-budget"
 # Long runs read new versions from the registry and check them (histories recorded before
 # adopted the definition a signal carried).
 DEFINITION_FROM_REGISTRY_PATCH = "definition-from-registry"
@@ -172,9 +134,6 @@ _READ_DEFINITION_RETRY = RetryPolicy(
 )
 # Characters of a refusal's reason kept in the event that records it.
 _REASON_CHARS = 1000
-# Sources and streams survive lost workers without using up their retries (see
-# _long_running_retry); without the patch, histories recorded before replay unchanged.
-WORKER_LOSS_PATCH = "long-running-worker-loss"
 # A signal that only records something (a checkpoint, stream progress, a refused event)
 # still grows the history: when that makes continue-as-new due, it wakes the run's loop,
 # which would otherwise wait for some other event (histories recorded before never woke).
@@ -194,20 +153,11 @@ SOURCES_FIRST_PATCH = "sources-restart-before-passes"
 # applied them at once.
 CONTROL_OWN_TASK_PATCH = "control-in-own-task"
 _OWN_TASK = timedelta(milliseconds=1)
-# Sources and streams run for weeks: a year per attempt, heartbeats notice a dead worker.
-_LONG_ACTIVITY = timedelta(days=365)
-# Default retries of sources and streams: outages of over an hour before the run fails.
-_SOURCE_RETRY = RetrySettings(max_attempts=100, initial_interval=1.0, maximum_interval=60.0)
-# Temporal's names of the timeouts that mean a lost worker (a retry policy may list them as
-# non-retryable: the timeout then comes back to the workflow instead of being retried).
-_WORKER_LOSS_TIMEOUTS = ("TemporalTimeout:Heartbeat", "TemporalTimeout:StartToClose")
-_LOST_WORKER = (TimeoutType.HEARTBEAT, TimeoutType.START_TO_CLOSE)
 # Events an ended run keeps when all of them would not fit in its outcome.
 _KEPT_EVENTS = 2000
 Status = WorkflowExecutionStatus
 _SOURCE = WorkflowNodeType.Source
 _Model = TypeVar("_Model", bound=BaseModel)
-T = TypeVar("T")
 
 
 @workflow.defn(name=EXECUTION_WORKFLOW)
@@ -219,17 +169,18 @@ class PluginWorkflowExecution:
         self._interpreter: Interpreter | None = None
         self._long: LongRun | None = None
         self._setup_error: PluginError | None = None
-        self._activity_ids = 0
-        self._approvals: dict[str, ApprovalDecision | None] = {}  # key -> decision once made
-        self._children: dict[str, str] = {}  # node key -> child execution id
-        self._subworkflows = params.subworkflows
         self._definition = params.workflow
+        self._runner = TemporalNodeRunner(
+            params.workflow,
+            params.subworkflows,
+            long_run=lambda: self._long,
+            meter_conditions=_meter_conditions,
+        )
         self._searchable = params.search_attributes
         execution_id = workflow.info().workflow_id
         self._shard = params.map_shard
         self._task_tracker = _TaskTracker()
         self._tracking: asyncio.Task[None] | None = None
-        self._slots: asyncio.Semaphore | None = None  # see _in_flight
         self._input_data = params.input_data
         self._carried_sizes: dict[str, int] = {}  # see _queue_capacity
         self._reading_definition = False  # see _refresh_definition
@@ -245,8 +196,8 @@ class PluginWorkflowExecution:
                     execution_id=execution_id,
                     host=Host(
                         runner=self._run_node,
-                        watch=self._watch_source,
-                        run_stream=self._run_stream,
+                        watch=self._runner.watch_source,
+                        run_stream=self._runner.run_stream,
                         clock=workflow.now,
                         long_should_continue_as_new=self._should_continue_as_new,
                         batch_should_continue_as_new=self._batch_should_continue_as_new,
@@ -432,13 +383,7 @@ class PluginWorkflowExecution:
                 },
             )
         context = self._require().context()
-        waiting = sorted(key for key, decision in self._approvals.items() if decision is None)
-        if waiting:
-            context.execution_data["awaiting_approval"] = waiting
-        for key, child in self._children.items():
-            state = context.node_states.get(key.split("#")[0])
-            if state is not None:
-                state["child_execution_id"] = child
+        self._runner.annotate(context)
         return context
 
     @workflow.update
@@ -469,31 +414,12 @@ class PluginWorkflowExecution:
         """A person's decision for a node waiting in ``approval`` (in a workflow task of its
         own: see _own_task)."""
         await self._own_task(f"decide {decision.node_id}")
-        self._approvals[self._approval_key(decision.node_id)] = decision
+        self._runner.decide(decision)
 
     @decide.validator
     def _validate_decide(self, decision: ApprovalDecision) -> None:
         _refuse_out_of_bounds(decision_problem(decision))
-        self._approval_key(decision.node_id)
-
-    def _approval_key(self, node_id: str) -> str:
-        waiting = [
-            key
-            for key, decision in self._approvals.items()
-            if decision is None and (key == node_id or key.split("#")[0] == node_id)
-        ]
-        if len(waiting) != 1:
-            reason = (
-                "is not waiting for approval"
-                if not waiting
-                else f"waits in {len(waiting)} passes; name one as node#pass: {', '.join(waiting)}"
-            )
-            raise ApplicationError(
-                f"node '{node_id}' of execution '{workflow.info().workflow_id}' {reason}",
-                type=PluginErrorCode.InvalidState.value,
-                non_retryable=True,
-            )
-        return waiting[0]
+        self._runner.approval_key(decision.node_id)
 
     @workflow.query
     def events(self, after: int) -> EventsPage:
@@ -704,12 +630,12 @@ class PluginWorkflowExecution:
             workflow_id=current.workflow_id, task_queue=workflow.info().task_queue
         )
         try:
-            async with self._in_flight():
+            async with self._runner.in_flight():
                 reading: DefinitionReading = await workflow.execute_activity(
                     READ_DEFINITION_ACTIVITY,
                     lookup,
                     result_type=DefinitionReading,
-                    activity_id=self._next_activity_id("@definition"),  # no node id has "@"
+                    activity_id=self._runner.next_activity_id("@definition"),  # no node id has "@"
                     summary=f"read the registered definition of {current.workflow_id}",
                     start_to_close_timeout=_READ_DEFINITION_TIMEOUT,
                     retry_policy=_READ_DEFINITION_RETRY,
@@ -752,118 +678,6 @@ class PluginWorkflowExecution:
             raise ApplicationError(message, type=PluginErrorCode.InvalidState.value)
         return self._interpreter
 
-    @contextlib.asynccontextmanager
-    async def _in_flight(self) -> AsyncIterator[None]:
-        """Hold one of the run's ``max_in_flight`` slots while an activity or child workflow
-        is pending: however passes, maps and parallelism multiply, a run stays under
-        Temporal's pending limits. FIFO, so waiting nodes start in the order they asked.
-        Only a run that reaches the budget consults the patch (and so records its marker):
-        histories recorded before it went past the budget without waiting, and still do."""
-        if self._slots is None:
-            definition = self._long.workflow if self._long is not None else self._definition
-            sources = 0  # EventDriven watchers are pending activities all along
-            if isinstance(self._long, EventRun):
-                sources = sum(n.node_type is WorkflowNodeType.Source for n in definition.nodes)
-            size = global_options(definition.global_configuration).max_in_flight - sources
-            self._slots = asyncio.Semaphore(max(1, size))
-        if self._slots.locked() and not workflow.patched(IN_FLIGHT_PATCH):
-            yield
-            return
-        async with self._slots:
-            yield
-
-    def _next_activity_id(self, prefix: str) -> str:
-        self._activity_ids += 1
-        return f"{prefix}-{self._activity_ids}"
-
-    async def _watch_source(
-        self, node_id: str, plugin_id: str, config: dict[str, Any], checkpoint: Any
-    ) -> Any:
-        long = self._long
-        assert isinstance(long, EventRun)
-        node = long.workflow.node(node_id)
-        options = _long_running_options(long.workflow, node.configuration if node else {})
-        survives = workflow.patched(WORKER_LOSS_PATCH)
-        reported = long.state.checkpoints.get(node_id)  # a checkpoint signal replaces it
-        while True:
-            stop = _StopWatch()
-            try:
-                return await stop.result(
-                    workflow.start_activity(
-                        WATCH_SOURCE_ACTIVITY,
-                        WatchSourceInput(
-                            execution_id=workflow.info().workflow_id,
-                            workflow_id=long.workflow.workflow_id,
-                            node_id=node_id,
-                            plugin_id=plugin_id,
-                            config=config,
-                            checkpoint=checkpoint,
-                        ),
-                        activity_id=self._next_activity_id(f"{node_id}@source"),
-                        summary=f"{node_id}: watch {plugin_id}",
-                        start_to_close_timeout=_LONG_ACTIVITY,
-                        heartbeat_timeout=timedelta(seconds=options.heartbeat_timeout),
-                        retry_policy=_long_running_retry(options, survives),
-                        cancellation_type=workflow.ActivityCancellationType.WAIT_CANCELLATION_COMPLETED,
-                    ),
-                    survives,
-                )
-            except ActivityError as err:
-                lost = _settle_activity_error(err, options, survives)
-                stopped = stop.requested or err.retry_state is RetryState.CANCEL_REQUESTED
-            beat = lost.last_heartbeat_details
-            checkpoint = beat[0] if beat else checkpoint
-            if stopped:
-                # Stopped (pause, new version, continue-as-new, cancellation) as its worker
-                # died: it resumes where its last heartbeat got to, unless the checkpoint
-                # signal of a graceful stop arrived first.
-                if long.state.checkpoints.get(node_id) is reported:
-                    long.record_checkpoint(node_id, checkpoint)
-                raise asyncio.CancelledError()
-            workflow.logger.warning(
-                "event source %s lost its worker (%s); restarting it", node_id, lost.message
-            )
-            long.wake()  # each restart grows the history: time to continue as new?
-
-    async def _run_stream(self, call: StreamRunInput) -> StreamProgress:
-        long = self._long
-        assert isinstance(long, StreamRun)
-        node = long.workflow.node(call.source_node)
-        options = _long_running_options(long.workflow, node.configuration if node else {})
-        survives = workflow.patched(WORKER_LOSS_PATCH)
-        while True:
-            stop = _StopWatch()
-            try:
-                progress: StreamProgress = await stop.result(
-                    workflow.start_activity(
-                        RUN_STREAM_ACTIVITY,
-                        call,
-                        result_type=StreamProgress,
-                        activity_id=self._next_activity_id("stream"),
-                        summary=f"stream from {call.source_node} (v{call.workflow.version})",
-                        start_to_close_timeout=_LONG_ACTIVITY,
-                        heartbeat_timeout=timedelta(seconds=options.heartbeat_timeout),
-                        retry_policy=_long_running_retry(options, survives),
-                        cancellation_type=workflow.ActivityCancellationType.WAIT_CANCELLATION_COMPLETED,
-                    ),
-                    survives,
-                )
-                return progress
-            except ActivityError as err:
-                lost = _settle_activity_error(err, options, survives)
-                stopped = stop.requested or err.retry_state is RetryState.CANCEL_REQUESTED
-            _adopt_newer_progress(long, lost.last_heartbeat_details)
-            if stopped:
-                raise asyncio.CancelledError()  # stopped as its worker died; see above
-            workflow.logger.warning("stream lost its worker (%s); restarting it", lost.message)
-            long.wake()  # each restart grows the history: time to continue as new?
-            call = call.model_copy(
-                update={
-                    "checkpoint": long.state.checkpoints.get(call.source_node),
-                    "counters": long.state.counters,
-                }
-            )
-
     async def _own_task(self, request: str) -> None:
         """Let a control request that makes the run start work take effect in a workflow task
         of its own (CONTROL_OWN_TASK_PATCH): whatever the workflow task that brought it also
@@ -873,228 +687,21 @@ class PluginWorkflowExecution:
             self._controls_deferred = True
             await workflow.sleep(_OWN_TASK, summary=f"{request}: applied in its own workflow task")
 
+    async def _run_node(self, call: NodeCall) -> NodeSuccess:
+        """The controller's node runner (tests/replay/broken_workflow.py changes it to prove
+        that the replay tests catch a changed run)."""
+        return await self._runner(call)
+
     def _validate(self, action: str) -> None:
         try:
             self._require().check_transition(action)
         except PluginError as exc:
             raise ApplicationError(exc.message, type=exc.code.value, non_retryable=True) from None
 
-    async def _run_node(self, call: NodeCall) -> NodeSuccess:
-        if is_engine_node(call.plugin_id):
-            return await self._engine_node(call)
-        request = NodeActivityInput(
-            execution_id=call.execution_id,
-            workflow_id=call.workflow_id,
-            node_id=call.node_id,
-            node_name=call.node_name,
-            plugin_id=call.plugin_id,
-            inputs=call.inputs,
-            config=call.config,
-        )
-        size = _json_size(request.inputs) + _json_size(request.config)
-        if size > MAX_PAYLOAD_BYTES:
-            raise NodeFailure(
-                f"inputs and configuration of node '{call.node_id}' are {size:,} bytes of JSON; "
-                f"the limit is {MAX_PAYLOAD_BYTES:,} bytes",
-                error_type=PluginErrorCode.InvalidOutput.value,
-                attempts=0,
-            )
-        options = call.options
-        name = f" {call.node_name}" if call.node_name else ""
-        activity_id = f"{call.node_id}#{call.pass_id}" if call.pass_id else call.node_id
-        event = f" (event #{call.pass_id})" if call.pass_id else ""
-        if call.item_key:
-            activity_id += f"[{call.item_key}]"
-            event += f" (item {call.item_key.rsplit(':', 1)[-1]})"
-        try:
-            async with self._in_flight():
-                result = await workflow.execute_activity(
-                    NODE_ACTIVITY,
-                    request,
-                    result_type=NodeActivityResult,
-                    activity_id=activity_id,
-                    summary=f"{call.node_id}{name}: {call.plugin_id}{event}",
-                    start_to_close_timeout=timedelta(seconds=options.timeout),
-                    heartbeat_timeout=timedelta(seconds=options.heartbeat_timeout),
-                    retry_policy=_retry_policy(options),
-                    cancellation_type=workflow.ActivityCancellationType.WAIT_CANCELLATION_COMPLETED,
-                )
-        except ActivityError as err:
-            if isinstance(err.cause, CancelledError):
-                # The activity acknowledged our cancellation: the node was cancelled.
-                raise asyncio.CancelledError() from None
-            raise _node_failure(err, options) from None
-        return NodeSuccess(output=result.output, attempts=result.attempt)
-
-    # -- nodes the engine runs itself (engine.language.engine_nodes) ---------------------------
-
-    async def _engine_node(self, call: NodeCall) -> NodeSuccess:
-        # A PluginError here is the node's failure, never the workflow task's.
-        try:
-            return await self._engine_node_unchecked(call)
-        except PluginError as exc:
-            raise _config_failure(exc) from None
-
-    async def _engine_node_unchecked(self, call: NodeCall) -> NodeSuccess:
-        config = parse_config(call.plugin_id, call.node_id, call.config)
-        key = f"{call.node_id}#{call.pass_id}" if call.pass_id else call.node_id
-        if call.plugin_id == AGGREGATE:
-            return NodeSuccess(aggregate(call.inputs, config))
-        if call.plugin_id == WAIT:
-            seconds = (
-                config.seconds
-                if config.seconds is not None
-                else (config.until - workflow.now()).total_seconds()
-            )
-            await workflow.sleep(max(0.0, seconds))
-            return NodeSuccess(
-                {"waited_seconds": max(0.0, seconds), "until": workflow.now().isoformat()}
-            )
-        if call.plugin_id == APPROVAL:
-            return await self._approval(key, config)
-        if call.plugin_id == SUBWORKFLOW:
-            return await self._subworkflow(key, call, config)
-        if call.plugin_id == SPLIT:
-            return await self._map(call, config)
-        raise NodeFailure(
-            f"node '{call.node_id}': '{call.plugin_id}' runs as a Splitter's map, not alone",
-            error_type=PluginErrorCode.InvalidWorkflowStructure.value,
-        )
-
-    async def _approval(self, key: str, config: ApprovalConfig) -> NodeSuccess:
-        self._approvals[key] = None
-        try:
-            await workflow.wait_condition(
-                lambda: self._approvals[key] is not None, timeout=config.expires_after
-            )
-        except builtins.TimeoutError:
-            if config.on_timeout == "fail":
-                raise NodeFailure(
-                    f"nobody decided within {config.expires_after:g}s", error_type="ApprovalTimeout"
-                ) from None
-            return NodeSuccess(
-                {
-                    "approved": config.on_timeout == "approve",
-                    "timed_out": True,
-                    "by": "",
-                    "comment": "",
-                    "data": {},
-                }
-            )
-        finally:
-            decision = self._approvals.pop(key, None)
-        assert decision is not None
-        return NodeSuccess(
-            {
-                "approved": decision.approved,
-                "timed_out": False,
-                "by": decision.by,
-                "comment": decision.comment,
-                "data": decision.data,
-            }
-        )
-
-    def _current_definition(self) -> PluginWorkflow:
-        return self._long.workflow if self._long is not None else self._definition
-
-    async def _map(self, call: NodeCall, config: SplitConfig) -> NodeSuccess:
-        plan = map_plan(self._current_definition(), call.node_id)
-        items = pick_items(call.node_id, call.inputs, config.items)
-        if len(items) <= config.shard_size:
-            outcome = await run_map_items(
-                plan,
-                items,
-                offset=0,
-                execution_id=workflow.info().workflow_id,
-                runner=self._run_node,
-                clock=workflow.now,
-                max_concurrency=config.max_concurrency,
-                pass_id=call.pass_id,
-                meter_conditions=_meter_conditions,
-            )
-        else:
-            outcome = await self._map_in_shards(plan, items, config, call)
-        if outcome.failed > config.max_failures:
-            first = outcome.errors[0]
-            raise NodeFailure(
-                f"{outcome.failed} of {len(items)} items failed (tolerated: "
-                f"{config.max_failures}); item {first['index']}: {first['error']}",
-                error_type="MapFailed",
-            )
-        aggregator = self._current_definition().node(plan.aggregator)
-        assert aggregator is not None
-        strategy = parse_config(AGGREGATE, plan.aggregator, aggregator.configuration).strategy
-        return NodeSuccess(
-            {"count": len(items), "failed": outcome.failed, "errors": outcome.errors[:100]},
-            aggregated=aggregate_items(outcome.results, strategy),
-            body_counts=outcome.counts,
-        )
-
-    async def _map_in_shards(
-        self, plan: MapPlan, items: list[Any], config: SplitConfig, call: NodeCall
-    ) -> MapOutcome:
-        """Each shard of ``shard_size`` items runs as a child execution; as many shards run
-        at once as ``max_concurrency`` items allow."""
-        per_shard = min(config.max_concurrency, config.shard_size)
-        slots = asyncio.Semaphore(max(1, config.max_concurrency // per_shard))
-        base = f"{workflow.info().workflow_id}/{call.node_id}"
-        if call.pass_id:
-            base += f"#{call.pass_id}"
-
-        async def shard(offset: int) -> MapOutcome:
-            chunk = items[offset : offset + config.shard_size]
-            last = offset + len(chunk) - 1
-            async with slots, self._in_flight():
-                outcome = await workflow.execute_child_workflow(
-                    EXECUTION_WORKFLOW,
-                    ExecutionInput(
-                        workflow=self._current_definition(),
-                        subworkflows=self._subworkflows,
-                        map_shard=MapShard(
-                            splitter=plan.splitter,
-                            items=chunk,
-                            offset=offset,
-                            max_concurrency=per_shard,
-                        ),
-                    ),
-                    id=f"{base}-items-{offset}-{last}",
-                    result_type=ExecutionOutcome,
-                    parent_close_policy=workflow.ParentClosePolicy.REQUEST_CANCEL,
-                    cancellation_type=workflow.ChildWorkflowCancellationType.WAIT_CANCELLATION_COMPLETED,
-                    static_summary=f"items {offset}-{last} of map {call.node_id}",
-                )
-            data = outcome.context.execution_data["map"]
-            return MapOutcome(data["results"], data["errors"], data["counts"])
-
-        shards = await asyncio.gather(
-            *(shard(offset) for offset in range(0, len(items), config.shard_size))
-        )
-        counts: dict[str, dict[str, int]] = {}
-        for part in shards:
-            for node_id, node_counts in part.counts.items():
-                total = counts.setdefault(node_id, dict.fromkeys(node_counts, 0))
-                for name, value in node_counts.items():
-                    total[name] = total.get(name, 0) + value
-        return MapOutcome(
-            [result for part in shards for result in part.results],
-            [error for part in shards for error in part.errors],
-            counts,
-        )
-
     async def _run_shard(self, definition: PluginWorkflow, shard: MapShard) -> ExecutionOutcome:
         """This execution is one shard of a parent's map: run its items, return results."""
         started = workflow.now()
-        outcome = await run_map_items(
-            map_plan(definition, shard.splitter),
-            shard.items,
-            offset=shard.offset,
-            execution_id=workflow.info().workflow_id,
-            runner=self._run_node,
-            clock=workflow.now,
-            max_concurrency=shard.max_concurrency,
-            pass_id=shard.pass_id,
-            meter_conditions=_meter_conditions,
-        )
+        outcome = await self._runner.map_shard(definition, shard)
         await workflow.wait_condition(workflow.all_handlers_finished)
         context = WorkflowExecutionContext(
             execution_id=workflow.info().workflow_id,
@@ -1112,52 +719,6 @@ class PluginWorkflowExecution:
             },
         )
         return ExecutionOutcome(context=context)
-
-    async def _subworkflow(
-        self, key: str, call: NodeCall, config: SubworkflowConfig
-    ) -> NodeSuccess:
-        definition = self._subworkflows.get(config.workflow_id)
-        if definition is None:
-            raise NodeFailure(
-                f"node '{call.node_id}': workflow '{config.workflow_id}' was not registered when "
-                "this execution started",
-                error_type=PluginErrorCode.WorkflowNotFound.value,
-            )
-        child_id = f"{workflow.info().workflow_id}/{key}"
-        self._children[key] = child_id
-        try:
-            async with self._in_flight():
-                outcome = await workflow.execute_child_workflow(
-                    EXECUTION_WORKFLOW,
-                    ExecutionInput(
-                        workflow=definition, input_data=call.inputs, subworkflows=self._subworkflows
-                    ),
-                    id=child_id,
-                    result_type=ExecutionOutcome,
-                    parent_close_policy=workflow.ParentClosePolicy.REQUEST_CANCEL,
-                    cancellation_type=workflow.ChildWorkflowCancellationType.WAIT_CANCELLATION_COMPLETED,
-                    memo={
-                        "workflow_id": definition.workflow_id,
-                        "workflow_version": definition.version,
-                        "execution_mode": definition.execution_mode.value,
-                        "parent_execution_id": workflow.info().workflow_id,
-                    },
-                    static_summary=(
-                        f"{definition.workflow_id} (v{definition.version}) for node {call.node_id}"
-                    ),
-                )
-        except ChildWorkflowError as err:
-            if isinstance(err.cause, CancelledError):
-                raise asyncio.CancelledError() from None
-            cause = err.cause
-            message = cause.message if isinstance(cause, ApplicationError) else str(cause)
-            raise NodeFailure(
-                f"child execution '{child_id}' failed: {message}",
-                error_type=PluginErrorCode.ExecutionFailed.value,
-            ) from None
-        return NodeSuccess(
-            {"results": outcome.context.execution_data.get("results", {}), "execution_id": child_id}
-        )
 
 
 class _TaskTracker:
@@ -1257,10 +818,6 @@ def _kept_counters(counters: NodeCounters) -> NodeCounters:
     return kept
 
 
-def _config_failure(exc: PluginError) -> NodeFailure:
-    return NodeFailure(exc.message, error_type=exc.code.value, attempts=1)
-
-
 def _end(status: Status, outcome: ExecutionOutcome) -> ExecutionOutcome:
     """End the run the way Temporal should show it (see the module docstring)."""
     if status is Status.Completed:
@@ -1275,130 +832,6 @@ def _end(status: Status, outcome: ExecutionOutcome) -> ExecutionOutcome:
         )
     workflow.upsert_memo({OUTCOME_MEMO_KEY: outcome})
     raise asyncio.CancelledError("execution cancelled")
-
-
-def _long_running_options(definition: PluginWorkflow, node_config: dict[str, Any]) -> NodeOptions:
-    """Options of a source or stream activity: the node's, with long-running retry defaults
-    unless a retry policy is configured (either way, lost workers do not count against it:
-    see :func:`_long_running_retry`)."""
-    options = node_options(definition.global_configuration, node_config)
-    if "retry" in node_config or "retry" in definition.global_configuration:
-        return options
-    return options.model_copy(update={"retry": _SOURCE_RETRY})
-
-
-def _retry_policy(options: NodeOptions) -> RetryPolicy:
-    retry = options.retry
-    return RetryPolicy(
-        initial_interval=timedelta(seconds=retry.initial_interval),
-        backoff_coefficient=retry.backoff_coefficient,
-        maximum_interval=timedelta(seconds=max(retry.maximum_interval, retry.initial_interval)),
-        maximum_attempts=retry.max_attempts,
-        non_retryable_error_types=list(retry.non_retryable_errors) or None,
-    )
-
-
-class _StopWatch:
-    """Awaits a source or stream activity, remembering whether the awaiting task was
-    cancelled meanwhile (we asked the activity to stop). The SDK turns that cancellation
-    into a cancellation request and hides it from the task; a timeout arriving after it
-    (the worker died while stopping) must read as a stop, not as a lost worker to replace,
-    even when the server timed the activity out before it recorded the request."""
-
-    def __init__(self) -> None:
-        self.requested = False
-
-    async def result(self, handle: workflow.ActivityHandle[T], watch: bool) -> T:
-        if not watch:  # histories recorded before the patch awaited the activity plainly
-            return await handle
-        while True:
-            try:
-                return await asyncio.shield(handle)
-            except asyncio.CancelledError:
-                task = asyncio.current_task()
-                if task is not None:
-                    task.uncancel()  # handled here: the next await must not re-raise it
-                self.requested = True
-                if handle.done():
-                    return handle.result()  # it ended as we were cancelled: take its end
-                handle.cancel()  # the activity stops gracefully; wait for how it ended
-
-
-def _long_running_retry(options: NodeOptions, survives: bool) -> RetryPolicy:
-    """The retry policy of a source or stream activity. With ``survives`` a lost worker is
-    not retried by Temporal (which would count it against ``max_attempts``): its timeout
-    comes back to the workflow, which starts the activity again from its last heartbeat
-    without counting it. Only plugin errors use up the attempts."""
-    policy = _retry_policy(options)
-    if survives:
-        kept = list(policy.non_retryable_error_types or ())
-        policy.non_retryable_error_types = [*kept, *_WORKER_LOSS_TIMEOUTS]
-    return policy
-
-
-def _settle_activity_error(
-    err: ActivityError, options: NodeOptions, survives: bool
-) -> TimeoutError:
-    """What a source or stream activity's error means: a lost worker (returns its timeout),
-    our own cancellation acknowledged (raises ``asyncio.CancelledError``), or the source
-    failed for good (raises PluginError)."""
-    if isinstance(err.cause, CancelledError):
-        raise asyncio.CancelledError() from None
-    cause = err.cause
-    if survives and isinstance(cause, TimeoutError) and cause.type in _LOST_WORKER:
-        return cause
-    failure = _node_failure(err, options)
-    raise PluginError(
-        PluginErrorCode.PluginExecutionFailed,
-        f"{failure.error_type}: {failure.message} (after {failure.attempts} attempts)",
-    ) from None
-
-
-def _adopt_newer_progress(long: StreamRun, details: Sequence[Any]) -> None:
-    """Take the progress of a lost stream activity's last heartbeat if it is ahead of what
-    its progress signals reported (each is a consistent pair of counters and checkpoint; the
-    source's batch count tells which is newer)."""
-    if not details:
-        return
-    try:
-        beat = StreamProgress.model_validate(details[0])
-    except ValueError:
-        return
-    source = long.source_node
-    beaten = beat.counters.get(source)
-    reported = long.state.counters.get(source)
-    if beaten is not None and (reported is None or beaten.batches >= reported.batches):
-        long.progress(beat)
-
-
-def _node_failure(err: ActivityError, options: NodeOptions) -> NodeFailure:
-    cause = err.cause
-    exhausted = err.retry_state is RetryState.MAXIMUM_ATTEMPTS_REACHED
-    attempts = options.retry.max_attempts if exhausted else 1
-    if isinstance(cause, ApplicationError):
-        details = cause.details[0] if cause.details else None
-        if isinstance(details, dict) and isinstance(details.get("attempt"), int):
-            attempts = details["attempt"]
-        return NodeFailure(
-            cause.message,
-            error_type=cause.type or "ApplicationError",
-            attempts=attempts,
-            retryable=not cause.non_retryable,
-        )
-    if isinstance(cause, TimeoutError):
-        kind = cause.type.name.title().replace("_", "") if cause.type else "Unknown"
-        seconds = options.heartbeat_timeout if "Heartbeat" in kind else options.timeout
-        return NodeFailure(
-            f"attempt timed out ({kind}, {seconds:g}s)",
-            error_type=f"{kind}Timeout",
-            attempts=attempts,
-        )
-    message = str(cause) if cause is not None else str(err)
-    return NodeFailure(message, error_type=type(cause or err).__name__, attempts=attempts)
-
-
-def _json_size(value: Any) -> int:
-    return len(json.dumps(value, separators=(",", ":"), default=str))
 
 
 def _fit(outcome: ExecutionOutcome) -> ExecutionOutcome:

@@ -1,0 +1,675 @@
+"""Temporal glue for running an execution's nodes: the Temporal side of the pure controllers'
+:class:`~engine.runtime.controllers.Host`.
+
+:class:`TemporalNodeRunner` is the :class:`~engine.runtime.interpreter.NodeRunner` of the
+workflow (:mod:`engine.temporal.workflow`), and its source watcher and stream runner:
+
+* a node runs as the generic node activity, called by name (this module imports no plugin
+  code), with the node id (``#pass`` of an event, ``[item]`` of a map's item) as activity id
+  and ``node: plugin`` as its summary in Temporal UI;
+* the engine's own nodes (:mod:`engine.language.engine_nodes`) run in the workflow: ``wait``
+  is a timer, ``approval`` waits for a person's decision (the workflow's ``decide`` update),
+  ``subworkflow`` is a child execution, and a Splitter's map runs its items in this run or,
+  beyond ``shard_size`` items, in child executions of ``shard_size`` items each;
+* EventDriven sources and the Streaming stream are long activities; one whose worker is lost
+  is started again from its last heartbeat without counting as a failed attempt, and one
+  whose worker dies as it stops counts as stopped (behind the ``long-running-worker-loss``
+  patch);
+* pending activities and child workflows share the run's ``max_in_flight`` budget.
+
+What it schedules, in which order and with which ids, is written in every run's history:
+a change that would schedule otherwise for an old run goes behind ``workflow.patched``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import builtins
+import contextlib
+import json
+from collections.abc import AsyncIterator, Callable, Sequence
+from datetime import timedelta
+from typing import Any, TypeVar
+
+from temporalio import workflow
+from temporalio.common import RetryPolicy
+from temporalio.exceptions import (
+    ActivityError,
+    ApplicationError,
+    CancelledError,
+    ChildWorkflowError,
+    RetryState,
+    TimeoutError,
+    TimeoutType,
+)
+
+with workflow.unsafe.imports_passed_through():
+    from engine.base.errors import PluginError, PluginErrorCode
+    from engine.language.engine_nodes import (
+        AGGREGATE,
+        APPROVAL,
+        SPLIT,
+        SUBWORKFLOW,
+        WAIT,
+        ApprovalConfig,
+        SplitConfig,
+        SubworkflowConfig,
+        aggregate,
+        is_engine_node,
+        parse_config,
+    )
+    from engine.language.maps import MapPlan, aggregate_items, map_plan, pick_items
+    from engine.language.models import (
+        PluginWorkflow,
+        WorkflowExecutionContext,
+        WorkflowNodeType,
+    )
+    from engine.language.options import NodeOptions, RetrySettings, global_options, node_options
+    from engine.runtime.contracts import (
+        EXECUTION_WORKFLOW,
+        MAX_PAYLOAD_BYTES,
+        NODE_ACTIVITY,
+        RUN_STREAM_ACTIVITY,
+        WATCH_SOURCE_ACTIVITY,
+        ApprovalDecision,
+        ExecutionInput,
+        ExecutionOutcome,
+        MapShard,
+        NodeActivityInput,
+        NodeActivityResult,
+        StreamProgress,
+        StreamRunInput,
+        WatchSourceInput,
+    )
+    from engine.runtime.event_run import EventRun
+    from engine.runtime.interpreter import NodeCall, NodeFailure, NodeSuccess
+    from engine.runtime.long_run import LongRun
+    from engine.runtime.map_run import MapOutcome, run_map_items
+    from engine.runtime.stream_run import StreamRun
+
+IN_FLIGHT_PATCH = "in-flight-budget"
+# Sources and streams survive lost workers without using up their retries (see
+# _long_running_retry); without the patch, histories recorded before replay unchanged.
+WORKER_LOSS_PATCH = "long-running-worker-loss"
+# Sources and streams run for weeks: a year per attempt, heartbeats notice a dead worker.
+_LONG_ACTIVITY = timedelta(days=365)
+# Default retries of sources and streams: outages of over an hour before the run fails.
+_SOURCE_RETRY = RetrySettings(max_attempts=100, initial_interval=1.0, maximum_interval=60.0)
+# Temporal's names of the timeouts that mean a lost worker (a retry policy may list them as
+# non-retryable: the timeout then comes back to the workflow instead of being retried).
+_WORKER_LOSS_TIMEOUTS = ("TemporalTimeout:Heartbeat", "TemporalTimeout:StartToClose")
+_LOST_WORKER = (TimeoutType.HEARTBEAT, TimeoutType.START_TO_CLOSE)
+T = TypeVar("T")
+
+
+class TemporalNodeRunner:
+    """Runs the nodes of one execution on Temporal (see the module docstring). Calling it
+    runs a node (:class:`~engine.runtime.interpreter.NodeRunner`); :meth:`watch_source` and
+    :meth:`run_stream` run a long run's sources and stream.
+
+    ``definition`` is the definition the execution started with, ``long_run`` gives the
+    long run's controller (which holds the version it runs now) or None for a batch run or a
+    map's shard, and ``meter_conditions`` is the workflow's answer to whether conditions are
+    metered (for the conditions inside a map's body)."""
+
+    def __init__(
+        self,
+        definition: PluginWorkflow,
+        subworkflows: dict[str, PluginWorkflow],
+        *,
+        long_run: Callable[[], LongRun | None],
+        meter_conditions: Callable[[], bool],
+    ) -> None:
+        self._definition = definition
+        self._subworkflows = subworkflows
+        self._long_run = long_run
+        self._meter_conditions = meter_conditions
+        self._activity_ids = 0
+        self._approvals: dict[str, ApprovalDecision | None] = {}  # key -> decision once made
+        self._children: dict[str, str] = {}  # node key -> child execution id
+        self._slots: asyncio.Semaphore | None = None  # see in_flight
+
+    # -- what the workflow's handlers ask ---------------------------------------------------
+
+    def annotate(self, context: WorkflowExecutionContext) -> None:
+        """Add what only the runner knows to the ``status`` query's context: the nodes waiting
+        for a decision, and the child execution of each sub-workflow node."""
+        waiting = sorted(key for key, decision in self._approvals.items() if decision is None)
+        if waiting:
+            context.execution_data["awaiting_approval"] = waiting
+        for key, child in self._children.items():
+            state = context.node_states.get(key.split("#")[0])
+            if state is not None:
+                state["child_execution_id"] = child
+
+    def decide(self, decision: ApprovalDecision) -> None:
+        """Take a person's decision for a node waiting in ``approval``."""
+        self._approvals[self.approval_key(decision.node_id)] = decision
+
+    def approval_key(self, node_id: str) -> str:
+        """The key of the one approval ``node_id`` names (``node`` or ``node#pass``); refuses
+        (ApplicationError) a node that waits for none, or in several passes."""
+        waiting = [
+            key
+            for key, decision in self._approvals.items()
+            if decision is None and (key == node_id or key.split("#")[0] == node_id)
+        ]
+        if len(waiting) != 1:
+            reason = (
+                "is not waiting for approval"
+                if not waiting
+                else f"waits in {len(waiting)} passes; name one as node#pass: {', '.join(waiting)}"
+            )
+            raise ApplicationError(
+                f"node '{node_id}' of execution '{workflow.info().workflow_id}' {reason}",
+                type=PluginErrorCode.InvalidState.value,
+                non_retryable=True,
+            )
+        return waiting[0]
+
+    async def map_shard(self, definition: PluginWorkflow, shard: MapShard) -> MapOutcome:
+        """Run the items of this execution, one shard of a parent's map."""
+        return await run_map_items(
+            map_plan(definition, shard.splitter),
+            shard.items,
+            offset=shard.offset,
+            execution_id=workflow.info().workflow_id,
+            runner=self,
+            clock=workflow.now,
+            max_concurrency=shard.max_concurrency,
+            pass_id=shard.pass_id,
+            meter_conditions=self._meter_conditions,
+        )
+
+    def _current_definition(self) -> PluginWorkflow:
+        long = self._long_run()
+        return long.workflow if long is not None else self._definition
+
+    @contextlib.asynccontextmanager
+    async def in_flight(self) -> AsyncIterator[None]:
+        """Hold one of the run's ``max_in_flight`` slots while an activity or child workflow
+        is pending: however passes, maps and parallelism multiply, a run stays under
+        Temporal's pending limits. FIFO, so waiting nodes start in the order they asked.
+        Only a run that reaches the budget consults the patch (and so records its marker):
+        histories recorded before it went past the budget without waiting, and still do."""
+        if self._slots is None:
+            long = self._long_run()
+            definition = long.workflow if long is not None else self._definition
+            sources = 0  # EventDriven watchers are pending activities all along
+            if isinstance(long, EventRun):
+                sources = sum(n.node_type is WorkflowNodeType.Source for n in definition.nodes)
+            size = global_options(definition.global_configuration).max_in_flight - sources
+            self._slots = asyncio.Semaphore(max(1, size))
+        if self._slots.locked() and not workflow.patched(IN_FLIGHT_PATCH):
+            yield
+            return
+        async with self._slots:
+            yield
+
+    def next_activity_id(self, prefix: str) -> str:
+        """An activity id for a source, a stream or the workflow's read of its definition
+        (one counter for all of them; nodes' activity ids are their keys)."""
+        self._activity_ids += 1
+        return f"{prefix}-{self._activity_ids}"
+
+    async def watch_source(
+        self, node_id: str, plugin_id: str, config: dict[str, Any], checkpoint: Any
+    ) -> Any:
+        long = self._long_run()
+        assert isinstance(long, EventRun)
+        node = long.workflow.node(node_id)
+        options = _long_running_options(long.workflow, node.configuration if node else {})
+        survives = workflow.patched(WORKER_LOSS_PATCH)
+        reported = long.state.checkpoints.get(node_id)  # a checkpoint signal replaces it
+        while True:
+            stop = _StopWatch()
+            try:
+                return await stop.result(
+                    workflow.start_activity(
+                        WATCH_SOURCE_ACTIVITY,
+                        WatchSourceInput(
+                            execution_id=workflow.info().workflow_id,
+                            workflow_id=long.workflow.workflow_id,
+                            node_id=node_id,
+                            plugin_id=plugin_id,
+                            config=config,
+                            checkpoint=checkpoint,
+                        ),
+                        activity_id=self.next_activity_id(f"{node_id}@source"),
+                        summary=f"{node_id}: watch {plugin_id}",
+                        start_to_close_timeout=_LONG_ACTIVITY,
+                        heartbeat_timeout=timedelta(seconds=options.heartbeat_timeout),
+                        retry_policy=_long_running_retry(options, survives),
+                        cancellation_type=workflow.ActivityCancellationType.WAIT_CANCELLATION_COMPLETED,
+                    ),
+                    survives,
+                )
+            except ActivityError as err:
+                lost = _settle_activity_error(err, options, survives)
+                stopped = stop.requested or err.retry_state is RetryState.CANCEL_REQUESTED
+            beat = lost.last_heartbeat_details
+            checkpoint = beat[0] if beat else checkpoint
+            if stopped:
+                # Stopped (pause, new version, continue-as-new, cancellation) as its worker
+                # died: it resumes where its last heartbeat got to, unless the checkpoint
+                # signal of a graceful stop arrived first.
+                if long.state.checkpoints.get(node_id) is reported:
+                    long.record_checkpoint(node_id, checkpoint)
+                raise asyncio.CancelledError()
+            workflow.logger.warning(
+                "event source %s lost its worker (%s); restarting it", node_id, lost.message
+            )
+            long.wake()  # each restart grows the history: time to continue as new?
+
+    async def run_stream(self, call: StreamRunInput) -> StreamProgress:
+        long = self._long_run()
+        assert isinstance(long, StreamRun)
+        node = long.workflow.node(call.source_node)
+        options = _long_running_options(long.workflow, node.configuration if node else {})
+        survives = workflow.patched(WORKER_LOSS_PATCH)
+        while True:
+            stop = _StopWatch()
+            try:
+                progress: StreamProgress = await stop.result(
+                    workflow.start_activity(
+                        RUN_STREAM_ACTIVITY,
+                        call,
+                        result_type=StreamProgress,
+                        activity_id=self.next_activity_id("stream"),
+                        summary=f"stream from {call.source_node} (v{call.workflow.version})",
+                        start_to_close_timeout=_LONG_ACTIVITY,
+                        heartbeat_timeout=timedelta(seconds=options.heartbeat_timeout),
+                        retry_policy=_long_running_retry(options, survives),
+                        cancellation_type=workflow.ActivityCancellationType.WAIT_CANCELLATION_COMPLETED,
+                    ),
+                    survives,
+                )
+                return progress
+            except ActivityError as err:
+                lost = _settle_activity_error(err, options, survives)
+                stopped = stop.requested or err.retry_state is RetryState.CANCEL_REQUESTED
+            _adopt_newer_progress(long, lost.last_heartbeat_details)
+            if stopped:
+                raise asyncio.CancelledError()  # stopped as its worker died; see above
+            workflow.logger.warning("stream lost its worker (%s); restarting it", lost.message)
+            long.wake()  # each restart grows the history: time to continue as new?
+            call = call.model_copy(
+                update={
+                    "checkpoint": long.state.checkpoints.get(call.source_node),
+                    "counters": long.state.counters,
+                }
+            )
+
+    async def __call__(self, call: NodeCall) -> NodeSuccess:
+        """Run one node: an engine node in the workflow, any other as the node activity."""
+        if is_engine_node(call.plugin_id):
+            return await self._engine_node(call)
+        request = NodeActivityInput(
+            execution_id=call.execution_id,
+            workflow_id=call.workflow_id,
+            node_id=call.node_id,
+            node_name=call.node_name,
+            plugin_id=call.plugin_id,
+            inputs=call.inputs,
+            config=call.config,
+        )
+        size = _json_size(request.inputs) + _json_size(request.config)
+        if size > MAX_PAYLOAD_BYTES:
+            raise NodeFailure(
+                f"inputs and configuration of node '{call.node_id}' are {size:,} bytes of JSON; "
+                f"the limit is {MAX_PAYLOAD_BYTES:,} bytes",
+                error_type=PluginErrorCode.InvalidOutput.value,
+                attempts=0,
+            )
+        options = call.options
+        name = f" {call.node_name}" if call.node_name else ""
+        activity_id = f"{call.node_id}#{call.pass_id}" if call.pass_id else call.node_id
+        event = f" (event #{call.pass_id})" if call.pass_id else ""
+        if call.item_key:
+            activity_id += f"[{call.item_key}]"
+            event += f" (item {call.item_key.rsplit(':', 1)[-1]})"
+        try:
+            async with self.in_flight():
+                result = await workflow.execute_activity(
+                    NODE_ACTIVITY,
+                    request,
+                    result_type=NodeActivityResult,
+                    activity_id=activity_id,
+                    summary=f"{call.node_id}{name}: {call.plugin_id}{event}",
+                    start_to_close_timeout=timedelta(seconds=options.timeout),
+                    heartbeat_timeout=timedelta(seconds=options.heartbeat_timeout),
+                    retry_policy=_retry_policy(options),
+                    cancellation_type=workflow.ActivityCancellationType.WAIT_CANCELLATION_COMPLETED,
+                )
+        except ActivityError as err:
+            if isinstance(err.cause, CancelledError):
+                # The activity acknowledged our cancellation: the node was cancelled.
+                raise asyncio.CancelledError() from None
+            raise _node_failure(err, options) from None
+        return NodeSuccess(output=result.output, attempts=result.attempt)
+
+    # -- nodes the engine runs itself (engine.language.engine_nodes) ---------------------------
+
+    async def _engine_node(self, call: NodeCall) -> NodeSuccess:
+        # A PluginError here is the node's failure, never the workflow task's.
+        try:
+            return await self._engine_node_unchecked(call)
+        except PluginError as exc:
+            raise _config_failure(exc) from None
+
+    async def _engine_node_unchecked(self, call: NodeCall) -> NodeSuccess:
+        config = parse_config(call.plugin_id, call.node_id, call.config)
+        key = f"{call.node_id}#{call.pass_id}" if call.pass_id else call.node_id
+        if call.plugin_id == AGGREGATE:
+            return NodeSuccess(aggregate(call.inputs, config))
+        if call.plugin_id == WAIT:
+            seconds = (
+                config.seconds
+                if config.seconds is not None
+                else (config.until - workflow.now()).total_seconds()
+            )
+            await workflow.sleep(max(0.0, seconds))
+            return NodeSuccess(
+                {"waited_seconds": max(0.0, seconds), "until": workflow.now().isoformat()}
+            )
+        if call.plugin_id == APPROVAL:
+            return await self._approval(key, config)
+        if call.plugin_id == SUBWORKFLOW:
+            return await self._subworkflow(key, call, config)
+        if call.plugin_id == SPLIT:
+            return await self._map(call, config)
+        raise NodeFailure(
+            f"node '{call.node_id}': '{call.plugin_id}' runs as a Splitter's map, not alone",
+            error_type=PluginErrorCode.InvalidWorkflowStructure.value,
+        )
+
+    async def _approval(self, key: str, config: ApprovalConfig) -> NodeSuccess:
+        self._approvals[key] = None
+        try:
+            await workflow.wait_condition(
+                lambda: self._approvals[key] is not None, timeout=config.expires_after
+            )
+        except builtins.TimeoutError:
+            if config.on_timeout == "fail":
+                raise NodeFailure(
+                    f"nobody decided within {config.expires_after:g}s", error_type="ApprovalTimeout"
+                ) from None
+            return NodeSuccess(
+                {
+                    "approved": config.on_timeout == "approve",
+                    "timed_out": True,
+                    "by": "",
+                    "comment": "",
+                    "data": {},
+                }
+            )
+        finally:
+            decision = self._approvals.pop(key, None)
+        assert decision is not None
+        return NodeSuccess(
+            {
+                "approved": decision.approved,
+                "timed_out": False,
+                "by": decision.by,
+                "comment": decision.comment,
+                "data": decision.data,
+            }
+        )
+
+    async def _map(self, call: NodeCall, config: SplitConfig) -> NodeSuccess:
+        plan = map_plan(self._current_definition(), call.node_id)
+        items = pick_items(call.node_id, call.inputs, config.items)
+        if len(items) <= config.shard_size:
+            outcome = await run_map_items(
+                plan,
+                items,
+                offset=0,
+                execution_id=workflow.info().workflow_id,
+                runner=self,
+                clock=workflow.now,
+                max_concurrency=config.max_concurrency,
+                pass_id=call.pass_id,
+                meter_conditions=self._meter_conditions,
+            )
+        else:
+            outcome = await self._map_in_shards(plan, items, config, call)
+        if outcome.failed > config.max_failures:
+            first = outcome.errors[0]
+            raise NodeFailure(
+                f"{outcome.failed} of {len(items)} items failed (tolerated: "
+                f"{config.max_failures}); item {first['index']}: {first['error']}",
+                error_type="MapFailed",
+            )
+        aggregator = self._current_definition().node(plan.aggregator)
+        assert aggregator is not None
+        strategy = parse_config(AGGREGATE, plan.aggregator, aggregator.configuration).strategy
+        return NodeSuccess(
+            {"count": len(items), "failed": outcome.failed, "errors": outcome.errors[:100]},
+            aggregated=aggregate_items(outcome.results, strategy),
+            body_counts=outcome.counts,
+        )
+
+    async def _map_in_shards(
+        self, plan: MapPlan, items: list[Any], config: SplitConfig, call: NodeCall
+    ) -> MapOutcome:
+        """Each shard of ``shard_size`` items runs as a child execution; as many shards run
+        at once as ``max_concurrency`` items allow."""
+        per_shard = min(config.max_concurrency, config.shard_size)
+        slots = asyncio.Semaphore(max(1, config.max_concurrency // per_shard))
+        base = f"{workflow.info().workflow_id}/{call.node_id}"
+        if call.pass_id:
+            base += f"#{call.pass_id}"
+
+        async def shard(offset: int) -> MapOutcome:
+            chunk = items[offset : offset + config.shard_size]
+            last = offset + len(chunk) - 1
+            async with slots, self.in_flight():
+                outcome = await workflow.execute_child_workflow(
+                    EXECUTION_WORKFLOW,
+                    ExecutionInput(
+                        workflow=self._current_definition(),
+                        subworkflows=self._subworkflows,
+                        map_shard=MapShard(
+                            splitter=plan.splitter,
+                            items=chunk,
+                            offset=offset,
+                            max_concurrency=per_shard,
+                        ),
+                    ),
+                    id=f"{base}-items-{offset}-{last}",
+                    result_type=ExecutionOutcome,
+                    parent_close_policy=workflow.ParentClosePolicy.REQUEST_CANCEL,
+                    cancellation_type=workflow.ChildWorkflowCancellationType.WAIT_CANCELLATION_COMPLETED,
+                    static_summary=f"items {offset}-{last} of map {call.node_id}",
+                )
+            data = outcome.context.execution_data["map"]
+            return MapOutcome(data["results"], data["errors"], data["counts"])
+
+        shards = await asyncio.gather(
+            *(shard(offset) for offset in range(0, len(items), config.shard_size))
+        )
+        counts: dict[str, dict[str, int]] = {}
+        for part in shards:
+            for node_id, node_counts in part.counts.items():
+                total = counts.setdefault(node_id, dict.fromkeys(node_counts, 0))
+                for name, value in node_counts.items():
+                    total[name] = total.get(name, 0) + value
+        return MapOutcome(
+            [result for part in shards for result in part.results],
+            [error for part in shards for error in part.errors],
+            counts,
+        )
+
+    async def _subworkflow(
+        self, key: str, call: NodeCall, config: SubworkflowConfig
+    ) -> NodeSuccess:
+        definition = self._subworkflows.get(config.workflow_id)
+        if definition is None:
+            raise NodeFailure(
+                f"node '{call.node_id}': workflow '{config.workflow_id}' was not registered when "
+                "this execution started",
+                error_type=PluginErrorCode.WorkflowNotFound.value,
+            )
+        child_id = f"{workflow.info().workflow_id}/{key}"
+        self._children[key] = child_id
+        try:
+            async with self.in_flight():
+                outcome = await workflow.execute_child_workflow(
+                    EXECUTION_WORKFLOW,
+                    ExecutionInput(
+                        workflow=definition, input_data=call.inputs, subworkflows=self._subworkflows
+                    ),
+                    id=child_id,
+                    result_type=ExecutionOutcome,
+                    parent_close_policy=workflow.ParentClosePolicy.REQUEST_CANCEL,
+                    cancellation_type=workflow.ChildWorkflowCancellationType.WAIT_CANCELLATION_COMPLETED,
+                    memo={
+                        "workflow_id": definition.workflow_id,
+                        "workflow_version": definition.version,
+                        "execution_mode": definition.execution_mode.value,
+                        "parent_execution_id": workflow.info().workflow_id,
+                    },
+                    static_summary=(
+                        f"{definition.workflow_id} (v{definition.version}) for node {call.node_id}"
+                    ),
+                )
+        except ChildWorkflowError as err:
+            if isinstance(err.cause, CancelledError):
+                raise asyncio.CancelledError() from None
+            cause = err.cause
+            message = cause.message if isinstance(cause, ApplicationError) else str(cause)
+            raise NodeFailure(
+                f"child execution '{child_id}' failed: {message}",
+                error_type=PluginErrorCode.ExecutionFailed.value,
+            ) from None
+        return NodeSuccess(
+            {"results": outcome.context.execution_data.get("results", {}), "execution_id": child_id}
+        )
+
+
+def _config_failure(exc: PluginError) -> NodeFailure:
+    return NodeFailure(exc.message, error_type=exc.code.value, attempts=1)
+
+
+def _long_running_options(definition: PluginWorkflow, node_config: dict[str, Any]) -> NodeOptions:
+    """Options of a source or stream activity: the node's, with long-running retry defaults
+    unless a retry policy is configured (either way, lost workers do not count against it:
+    see :func:`_long_running_retry`)."""
+    options = node_options(definition.global_configuration, node_config)
+    if "retry" in node_config or "retry" in definition.global_configuration:
+        return options
+    return options.model_copy(update={"retry": _SOURCE_RETRY})
+
+
+def _retry_policy(options: NodeOptions) -> RetryPolicy:
+    retry = options.retry
+    return RetryPolicy(
+        initial_interval=timedelta(seconds=retry.initial_interval),
+        backoff_coefficient=retry.backoff_coefficient,
+        maximum_interval=timedelta(seconds=max(retry.maximum_interval, retry.initial_interval)),
+        maximum_attempts=retry.max_attempts,
+        non_retryable_error_types=list(retry.non_retryable_errors) or None,
+    )
+
+
+class _StopWatch:
+    """Awaits a source or stream activity, remembering whether the awaiting task was
+    cancelled meanwhile (we asked the activity to stop). The SDK turns that cancellation
+    into a cancellation request and hides it from the task; a timeout arriving after it
+    (the worker died while stopping) must read as a stop, not as a lost worker to replace,
+    even when the server timed the activity out before it recorded the request."""
+
+    def __init__(self) -> None:
+        self.requested = False
+
+    async def result(self, handle: workflow.ActivityHandle[T], watch: bool) -> T:
+        if not watch:  # histories recorded before the patch awaited the activity plainly
+            return await handle
+        while True:
+            try:
+                return await asyncio.shield(handle)
+            except asyncio.CancelledError:
+                task = asyncio.current_task()
+                if task is not None:
+                    task.uncancel()  # handled here: the next await must not re-raise it
+                self.requested = True
+                if handle.done():
+                    return handle.result()  # it ended as we were cancelled: take its end
+                handle.cancel()  # the activity stops gracefully; wait for how it ended
+
+
+def _long_running_retry(options: NodeOptions, survives: bool) -> RetryPolicy:
+    """The retry policy of a source or stream activity. With ``survives`` a lost worker is
+    not retried by Temporal (which would count it against ``max_attempts``): its timeout
+    comes back to the workflow, which starts the activity again from its last heartbeat
+    without counting it. Only plugin errors use up the attempts."""
+    policy = _retry_policy(options)
+    if survives:
+        kept = list(policy.non_retryable_error_types or ())
+        policy.non_retryable_error_types = [*kept, *_WORKER_LOSS_TIMEOUTS]
+    return policy
+
+
+def _settle_activity_error(
+    err: ActivityError, options: NodeOptions, survives: bool
+) -> TimeoutError:
+    """What a source or stream activity's error means: a lost worker (returns its timeout),
+    our own cancellation acknowledged (raises ``asyncio.CancelledError``), or the source
+    failed for good (raises PluginError)."""
+    if isinstance(err.cause, CancelledError):
+        raise asyncio.CancelledError() from None
+    cause = err.cause
+    if survives and isinstance(cause, TimeoutError) and cause.type in _LOST_WORKER:
+        return cause
+    failure = _node_failure(err, options)
+    raise PluginError(
+        PluginErrorCode.PluginExecutionFailed,
+        f"{failure.error_type}: {failure.message} (after {failure.attempts} attempts)",
+    ) from None
+
+
+def _adopt_newer_progress(long: StreamRun, details: Sequence[Any]) -> None:
+    """Take the progress of a lost stream activity's last heartbeat if it is ahead of what
+    its progress signals reported (each is a consistent pair of counters and checkpoint; the
+    source's batch count tells which is newer)."""
+    if not details:
+        return
+    try:
+        beat = StreamProgress.model_validate(details[0])
+    except ValueError:
+        return
+    source = long.source_node
+    beaten = beat.counters.get(source)
+    reported = long.state.counters.get(source)
+    if beaten is not None and (reported is None or beaten.batches >= reported.batches):
+        long.progress(beat)
+
+
+def _node_failure(err: ActivityError, options: NodeOptions) -> NodeFailure:
+    cause = err.cause
+    exhausted = err.retry_state is RetryState.MAXIMUM_ATTEMPTS_REACHED
+    attempts = options.retry.max_attempts if exhausted else 1
+    if isinstance(cause, ApplicationError):
+        details = cause.details[0] if cause.details else None
+        if isinstance(details, dict) and isinstance(details.get("attempt"), int):
+            attempts = details["attempt"]
+        return NodeFailure(
+            cause.message,
+            error_type=cause.type or "ApplicationError",
+            attempts=attempts,
+            retryable=not cause.non_retryable,
+        )
+    if isinstance(cause, TimeoutError):
+        kind = cause.type.name.title().replace("_", "") if cause.type else "Unknown"
+        seconds = options.heartbeat_timeout if "Heartbeat" in kind else options.timeout
+        return NodeFailure(
+            f"attempt timed out ({kind}, {seconds:g}s)",
+            error_type=f"{kind}Timeout",
+            attempts=attempts,
+        )
+    message = str(cause) if cause is not None else str(err)
+    return NodeFailure(message, error_type=type(cause or err).__name__, attempts=attempts)
+
+
+def _json_size(value: Any) -> int:
+    return len(json.dumps(value, separators=(",", ":"), default=str))
