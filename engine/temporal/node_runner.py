@@ -85,6 +85,7 @@ with workflow.unsafe.imports_passed_through():
     from engine.runtime.interpreter import NodeCall, NodeFailure, NodeSuccess
     from engine.runtime.long_run import LongRun
     from engine.runtime.map_run import MapOutcome, run_map_items
+    from engine.runtime.node_state import key_node
     from engine.runtime.stream_run import StreamRun
 
 IN_FLIGHT_PATCH = "in-flight-budget"
@@ -131,16 +132,17 @@ class TemporalNodeRunner:
 
     # -- what the workflow's handlers ask ---------------------------------------------------
 
+    @property
+    def children(self) -> dict[str, str]:
+        """The child execution each sub-workflow call started, by call key."""
+        return self._children
+
     def annotate(self, context: WorkflowExecutionContext) -> None:
         """Add what only the runner knows to the ``status`` query's context: the nodes waiting
-        for a decision, and the child execution of each sub-workflow node."""
+        for a decision (child executions are named by the controller's ``context``)."""
         waiting = sorted(key for key, decision in self._approvals.items() if decision is None)
         if waiting:
             context.execution_data["awaiting_approval"] = waiting
-        for key, child in self._children.items():
-            state = context.node_states.get(key.split("#")[0])
-            if state is not None:
-                state["child_execution_id"] = child
 
     def decide(self, decision: ApprovalDecision) -> None:
         """Take a person's decision for a node waiting in ``approval``."""
@@ -152,7 +154,7 @@ class TemporalNodeRunner:
         waiting = [
             key
             for key, decision in self._approvals.items()
-            if decision is None and (key == node_id or key.split("#")[0] == node_id)
+            if decision is None and key_node(key) == node_id
         ]
         if len(waiting) != 1:
             reason = (
@@ -323,7 +325,7 @@ class TemporalNodeRunner:
             )
         options = call.options
         name = f" {call.node_name}" if call.node_name else ""
-        activity_id = f"{call.node_id}#{call.pass_id}" if call.pass_id else call.node_id
+        activity_id = call.key
         event = f" (event #{call.pass_id})" if call.pass_id else ""
         if call.item_key:
             activity_id += f"[{call.item_key}]"
@@ -359,7 +361,7 @@ class TemporalNodeRunner:
 
     async def _engine_node_unchecked(self, call: NodeCall) -> NodeSuccess:
         config = parse_config(call.plugin_id, call.node_id, call.config)
-        key = f"{call.node_id}#{call.pass_id}" if call.pass_id else call.node_id
+        key = call.key
         if call.plugin_id == AGGREGATE:
             return NodeSuccess(aggregate(call.inputs, config))
         if call.plugin_id == WAIT:

@@ -382,7 +382,7 @@ class PluginWorkflowExecution:
                     }
                 },
             )
-        context = self._require().context()
+        context = self._require().context(children=self._runner.children)
         self._runner.annotate(context)
         return context
 
