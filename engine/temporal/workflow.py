@@ -184,6 +184,7 @@ class PluginWorkflowExecution:
         self._input_data = params.input_data
         self._carried_sizes: dict[str, int] = {}  # see _queue_capacity
         self._reading_definition = False  # see _refresh_definition
+        self._suggestion_answered = False  # see _validate_submit_events
         self._controls_deferred = False  # a control request waited for a task of its own
         self._definition_wanted = False
         try:
@@ -469,10 +470,17 @@ class PluginWorkflowExecution:
         admission = self._long.admission(info.get_current_history_length())
         if not admission.accepting:
             raise ApplicationError(admission.reason, type=BUSY, non_retryable=True)
-        # No refusal merely because Temporal suggests continuing as new: a refused update
-        # writes nothing, so it could not wake an idle run to act on the suggestion, and every
-        # sender would wait forever. Accepted, it wakes the loop, which starts draining in
-        # this same workflow task; later updates see the drain through admission.
+        # Temporal suggests continue-as-new at 90% of the updates a run may take: refused
+        # events write nothing and do not count, so the rest stay for control requests. But a
+        # refused update cannot wake an idle run to act on the suggestion, so one event is
+        # taken (it wakes the loop, which drains) and the ones after it are refused. The flag
+        # is read only here: validators do not run on replay, so it cannot change a history.
+        if info.is_continue_as_new_suggested():
+            if self._suggestion_answered:
+                raise ApplicationError(
+                    "continuing as new (Temporal suggested it)", type=BUSY, non_retryable=True
+                )
+            self._suggestion_answered = True
 
     @workflow.signal(name=EVENTS_SIGNAL)
     def receive_events(self, signal: EventsSignal) -> None:

@@ -22,6 +22,7 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
+from engine.hosting import lifetime
 from engine.hosting.connection import connect
 from engine.hosting.worker import create_worker
 from plugins import PluginRegistry
@@ -49,17 +50,26 @@ async def main(arguments: argparse.Namespace) -> None:
         if stop.is_set():
             return  # stopped while on standby (the parent closes stdin, ending the read)
         stopping.cancel()
-    client = await connect(arguments.address)
-    worker = create_worker(
-        client,
-        task_queue=arguments.task_queue,
-        plugins=registry,
-        max_cached_workflows=arguments.max_cached_workflows,
-        graceful_shutdown=arguments.graceful_shutdown,
-    )
-    async with worker:
-        print("ready", flush=True)
-        await stop.wait()
+    # A runtime of its own, released before the interpreter finalizes, as `orchestrator
+    # worker` does (engine.hosting.lifetime): on the SDK's default runtime its threads could
+    # race finalization and abort the process (exit -6) after a clean drain.
+    key, runtime = lifetime.new_runtime()
+    try:
+        client = await connect(arguments.address, runtime=runtime)
+        del runtime
+        worker = create_worker(
+            client,
+            task_queue=arguments.task_queue,
+            plugins=registry,
+            max_cached_workflows=arguments.max_cached_workflows,
+            graceful_shutdown=arguments.graceful_shutdown,
+        )
+        async with worker:
+            print("ready", flush=True)
+            await stop.wait()
+        del worker, client
+    finally:
+        lifetime.release_runtime(key)
 
 
 if __name__ == "__main__":
