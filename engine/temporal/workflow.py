@@ -261,8 +261,11 @@ class PluginWorkflowExecution:
             long_state = carried.state
             assert isinstance(long_state, LongRunState)
             await workflow.wait_condition(workflow.all_handlers_finished)
-            # A control request applied while the run drained (see _own_task) is carried too.
-            state = long.carried_state() if self._controls_deferred else long_state
+            # The state as it is now, not as it was when the run started draining: events
+            # and control requests (see _own_task) that came while handlers finished are
+            # carried too. The copy taken then shared the event list but kept the older next
+            # sequence number, so the next run numbered its first event twice.
+            state = long.carried_state()
             following = self._following_run(params, state)
             if isinstance(following, ExecutionInput):
                 workflow.continue_as_new(following)
