@@ -257,9 +257,7 @@ class PluginWorkflowExecution:
         await self._subscription(SUBSCRIBE_SIGNAL, long.workflow)
         try:
             status = await long.run()
-        except ContinueAsNew as carried:
-            long_state = carried.state
-            assert isinstance(long_state, LongRunState)
+        except ContinueAsNew:
             await workflow.wait_condition(workflow.all_handlers_finished)
             # The state as it is now, not as it was when the run started draining: events
             # and control requests (see _own_task) that came while handlers finished are
