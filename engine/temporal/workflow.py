@@ -81,7 +81,6 @@ with workflow.unsafe.imports_passed_through():
         UNSUBSCRIBE_SIGNAL,
         Admission,
         ApprovalDecision,
-        BatchRunState,
         DefinitionLookup,
         DefinitionNotice,
         DefinitionReading,
@@ -185,7 +184,6 @@ class PluginWorkflowExecution:
         self._carried_sizes: dict[str, int] = {}  # see _queue_capacity
         self._reading_definition = False  # see _refresh_definition
         self._suggestion_answered = False  # see _validate_submit_events
-        self._controls_deferred = False  # a control request waited for a task of its own
         self._definition_wanted = False
         try:
             graph = compile_workflow(params.workflow)
@@ -232,12 +230,11 @@ class PluginWorkflowExecution:
             self._interpreter.continue_from(params.earlier)
         try:
             status = await self._interpreter.run()
-        except ContinueAsNew as carried:
-            batch_state = carried.state
-            assert isinstance(batch_state, BatchRunState)
+        except ContinueAsNew:
             await workflow.wait_condition(workflow.all_handlers_finished)
-            # A control request applied while the run drained (see _own_task) is carried too.
-            state = self._interpreter.carry() if self._controls_deferred else batch_state
+            # The state as it is at the hand-over, as for long runs: a control request
+            # applied while the run drained (see _own_task) is carried too.
+            state = self._interpreter.carry()
             state.runs = (params.batch_state.runs if params.batch_state else 1) + 1
             workflow.continue_as_new(
                 params.model_copy(update={"batch_state": state, "completed": {}, "earlier": None})
@@ -693,7 +690,6 @@ class PluginWorkflowExecution:
         applied, and however a replay groups it, the run then acts on the same state. The
         request is checked again when it takes effect (the run may have moved on)."""
         if workflow.patched(CONTROL_OWN_TASK_PATCH):
-            self._controls_deferred = True
             await workflow.sleep(_OWN_TASK, summary=f"{request}: applied in its own workflow task")
 
     async def _run_node(self, call: NodeCall) -> NodeSuccess:
