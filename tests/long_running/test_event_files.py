@@ -8,6 +8,8 @@ import functools
 import json
 from pathlib import Path
 
+from temporalio.api.enums.v1 import PendingActivityState
+
 from engine import (
     AdvancedPluginOrchestrator,
     ConnectionType,
@@ -218,9 +220,11 @@ async def test_a_checkpoint_too_large_to_record_fails_the_source_loudly(
         await orchestrator.register_workflow(definition)
         execution_id = await orchestrator.execute_workflow(definition.workflow_id)
         if stop:
+            # Started by a worker, not only scheduled: a source cancelled before it starts
+            # never opens, so it has no checkpoint to record and the run just pauses.
             await eventually(
-                functools.partial(orchestrator.get_execution_status, execution_id),
-                lambda c: c.node_states["inbox"]["counters"]["running"] == 1,
+                functools.partial(_source_states, orchestrator, execution_id),
+                lambda states: states == [PendingActivityState.PENDING_ACTIVITY_STATE_STARTED],
             )
             await orchestrator.pause_execution(execution_id)
         final = await orchestrator.wait_for_completion(execution_id, 60)
@@ -228,3 +232,9 @@ async def test_a_checkpoint_too_large_to_record_fails_the_source_loudly(
         [message] = final.error_messages
         assert "event source 'inbox' failed" in message
         assert f"over the limit of {MAX_CHECKPOINT_BYTES:,} (MAX_CHECKPOINT_BYTES)" in message
+
+
+async def _source_states(orchestrator: AdvancedPluginOrchestrator, execution_id: str) -> list[int]:
+    """The states of the execution's pending activities (here, its one source's)."""
+    description = await orchestrator.client.get_workflow_handle(execution_id).describe()
+    return [pending.state for pending in description.raw_description.pending_activities]
