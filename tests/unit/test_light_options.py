@@ -12,8 +12,8 @@ from engine.language.options import LOCAL_TIMEOUT, node_options, plugin_config
 from engine.language.validation import compile_workflow
 from engine.temporal.catalog import describe_plugins, light_plugins, uses_auto
 from plugins import PluginBase, PluginRegistry, plugin
-from tests.helpers.builders import chain, node, workflow
 from tests.helpers import plugins as test_plugins
+from tests.helpers.builders import chain, node, workflow
 
 
 def _problems(definition) -> list[str]:
