@@ -423,8 +423,9 @@ class TemporalNodeRunner:
         more (2,053 events in all). Without the timer the SDK keeps such a chain in one task
         until it has to heartbeat it (a hand-written 2,000-node local chain ran in two tasks
         here, the SDK warning past 5 s); with 200 a task keeps a margin of about 9x under
-        the timeout on a loaded machine, and a lost worker reruns at most 200 nodes. A plugin that takes seconds is
-        not light; with ``execution: local`` its attempt timeout is at most 60 s.
+        the timeout on a loaded machine, and a lost worker reruns at most 200 nodes. A
+        plugin that takes seconds is not light; with ``execution: local`` its attempt timeout
+        is at most 60 s.
         """
         self._new_task_resets_count()
         while self._local_count >= LOCAL_NODES_PER_TASK:
