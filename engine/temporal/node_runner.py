@@ -383,8 +383,8 @@ class TemporalNodeRunner:
                 raise asyncio.CancelledError() from None
             raise _node_failure(err, options, local=local) from None
         except FailureError as err:
-            # A local activity's failure can arrive as its cause alone, not wrapped in an
-            # ActivityError (an activity's never does).
+            # A local activity's failure arrives as its cause alone, not wrapped in an
+            # ActivityError (its timeouts and cancellation are wrapped; an activity's always).
             if not local:
                 raise
             if isinstance(err, CancelledError):
@@ -773,6 +773,10 @@ def _cause_failure(
             retryable=not cause.non_retryable,
         )
     if isinstance(cause, TimeoutError):
+        if local:
+            # A local attempt's timeout is retried until the attempts run out (it comes with
+            # no retry state): it reaches the workflow only then.
+            attempts = options.retry.max_attempts
         kind = cause.type.name.title().replace("_", "") if cause.type else "Unknown"
         seconds = (
             options.heartbeat_timeout

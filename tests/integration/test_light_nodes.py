@@ -241,3 +241,21 @@ async def test_a_long_local_chain_yields_its_workflow_tasks(
     assert len(timers) == 1
     tasks = count_events(history, EventType.EVENT_TYPE_WORKFLOW_TASK_COMPLETED)
     assert tasks >= 2
+
+
+async def test_a_local_attempt_times_out_like_an_activity(
+    orchestrator: AdvancedPluginOrchestrator, worker: object, unique
+) -> None:
+    retry = {"max_attempts": 2, "initial_interval": 0.1}
+    definition = workflow(
+        unique("timeout"),
+        [node("slow", "sleep", seconds=5, timeout=0.5, retry=retry, optional=True)],
+        execution="local",
+    )
+    _, context, history = await _run(orchestrator, definition)
+    assert context.status is Status.Completed, context.error_messages
+    error = context.node_states["slow"]["error"]
+    assert error["type"] == "StartToCloseTimeout"
+    assert error["message"] == "attempt timed out (StartToClose, 0.5s)"
+    assert context.node_states["slow"]["attempts"] == 2
+    assert count_events(history, SCHEDULED) == 0
