@@ -12,7 +12,13 @@ from typing import Any
 from temporalio.api.enums.v1 import EventType
 from temporalio.converter import default
 
-from engine import AdvancedPluginOrchestrator, PluginWorkflow, WorkflowExecutionStatus
+from engine import (
+    AdvancedPluginOrchestrator,
+    PluginWorkflow,
+    WorkflowExecutionStatus,
+    WorkflowNode,
+    WorkflowNodeType,
+)
 from engine.temporal.blobs import is_ref
 from engine.temporal.node_runner import LOCAL_NODES_PER_TASK
 from tests.helpers.builders import chain, edge, node, workflow
@@ -259,3 +265,59 @@ async def test_a_local_attempt_times_out_like_an_activity(
     assert error["message"] == "attempt timed out (StartToClose, 0.5s)"
     assert context.node_states["slow"]["attempts"] == 2
     assert count_events(history, SCHEDULED) == 0
+
+
+async def test_map_shards_and_sub_workflows_inherit_what_auto_decided(
+    orchestrator: AdvancedPluginOrchestrator, worker: object, unique
+) -> None:
+    """The light plugins recorded at the start reach child executions: a sharded map's
+    items and a sub-workflow's nodes run locally too (the child's definition says auto;
+    its own start input carries the parent's list)."""
+    child = chain(unique("child"), 2, "light_echo", execution="auto")
+    await orchestrator.register_workflow(child)
+    splitter = WorkflowNode(
+        node_id="split",
+        plugin_id="split",
+        node_type=WorkflowNodeType.Splitter,
+        configuration={"items": "list.inputs.numbers", "shard_size": 2},
+    )
+    gather = WorkflowNode(
+        node_id="gather", plugin_id="aggregate", node_type=WorkflowNodeType.Aggregator
+    )
+    parent = workflow(
+        unique("parent"),
+        [
+            node("list", "echo"),
+            splitter,
+            node("item", "light_echo"),
+            gather,
+            node("inner", "subworkflow", workflow_id=child.workflow_id),
+        ],
+        [
+            edge("list", "split"),
+            edge("split", "item"),
+            edge("item", "gather"),
+            edge("gather", "inner"),
+        ],
+        execution="auto",
+    )
+    execution_id, context, _ = await _run(orchestrator, parent, numbers=[1, 2, 3])
+    assert context.status is Status.Completed, context.error_messages
+    assert context.node_states["gather"]["result"]["count"] == 3
+    children = sorted(
+        [
+            e.id
+            async for e in orchestrator.client.list_workflows(
+                f"WorkflowId STARTS_WITH '{execution_id}/'"
+            )
+        ]
+    )
+    assert children == [
+        f"{execution_id}/inner",
+        f"{execution_id}/split-items-0-1",
+        f"{execution_id}/split-items-2-2",
+    ]
+    for child_id in children:
+        history = await orchestrator.client.get_workflow_handle(child_id).fetch_history()
+        assert count_events(history, SCHEDULED) == 0, child_id
+        assert _local_activity_ids(history), child_id
