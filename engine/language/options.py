@@ -27,7 +27,9 @@ what the plugin sees:
     :data:`MAX_LOCAL_TIMEOUT` seconds: its ``timeout`` if given (registration refuses a larger
     one for ``local``), else :data:`LOCAL_TIMEOUT`. Local nodes have no heartbeats, and their
     results are durable when the workflow task that ran them completes: a worker lost before
-    that runs them again (see :mod:`engine.temporal.node_runner`).
+    that runs them again (see :mod:`engine.temporal.node_runner`). While a local node runs,
+    requests to the run (cancel, pause, events) wait for its workflow task to end, for up to
+    about 8 s (when the worker heartbeats the task): light means well under a second.
 ``optional``
     Node only: ``true`` lets the run go on when the node fails for good (see
     :mod:`engine.runtime.scheduler`).

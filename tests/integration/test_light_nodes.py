@@ -197,6 +197,8 @@ async def test_cancel_during_a_local_chain(
 
     await eventually(started, lambda n: n == 1, timeout=20)
     await orchestrator.cancel_execution(execution_id)
+    # The request reaches the run when the workflow task running the local node ends: the
+    # worker heartbeats that task at about 8 s (80% of its timeout), then it is delivered.
     context = await orchestrator.wait_for_completion(execution_id, 30)
     assert context.status is Status.Cancelled
     assert context.node_states["n0"]["status"] == "completed"
