@@ -136,7 +136,9 @@ async def worker_killed_in_light_chain(h: Harness, rng: random.Random) -> dict[s
     for i in range(30):
         done = h.ledger.count(f"n{i}", "done", run)
         h.expect(done >= 1, f"n{i} left no effect")
-    h.expect(h.ledger.count("n0", "done", run) == 2, "n0 did not run again after the crash")
+    # Twice unless the worker heartbeated the task (at 8 s) before the kill: never more.
+    reruns = h.ledger.count("n0", "done", run)
+    h.expect(reruns in (1, 2), f"n0 ran {reruns} times")
     return {run: _completed(*(f"n{i}" for i in range(30)))}
 
 
