@@ -6,7 +6,8 @@ Every node of every workflow runs through :meth:`NodeActivities.run_plugin_node`
   ``PluginNotFound``: retrying cannot make it appear);
 * heartbeats in the background for the whole call, so a dead worker is noticed within the
   node's ``heartbeat_timeout`` and cancellation reaches the plugin even if the plugin never
-  heartbeats itself;
+  heartbeats itself (not as a local activity, a light node: the worker running it is the
+  one running the workflow task, and cancels it directly);
 * runs async plugins in a task and synchronous ones on threads of their own, so a blocking
   plugin never stalls other nodes' heartbeats; an attempt that times out or is cancelled stops
   heartbeating at once and gives its plugin a short grace before abandoning it
@@ -127,8 +128,9 @@ class NodeActivities:
         )
         logger = ctx.logger
         heartbeats = Heartbeats(checkpoint)
-        ctx._heartbeat = heartbeats.record
-        heartbeats.start(info.heartbeat_timeout)
+        # A local activity (a light node) has no heartbeats: what the plugin reports is kept.
+        ctx._heartbeat = heartbeats.set if info.is_local else heartbeats.record
+        heartbeats.start(None if info.is_local else info.heartbeat_timeout)
         try:
             config = plugin.check_config(request.config)
             inputs = request.inputs

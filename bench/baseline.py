@@ -121,3 +121,46 @@ class BaselineFanOut:
         outputs = await asyncio.gather(*(_call(params, leaf, {"r": root}) for leaf in leaves))
         joined = await _call(params, "j", dict(zip(leaves, outputs, strict=True)))
         return {"results": {"j": joined}}
+
+
+# -- light nodes (bench.bench_light): the same chain with local activities --------------------
+
+# What the engine gives a light node (engine.language.options, engine.temporal.node_runner):
+# a 10 s attempt, the default retry policy, a 2 s local retry threshold.
+LOCAL_START_TO_CLOSE = timedelta(seconds=10)
+LOCAL_RETRY_THRESHOLD = timedelta(seconds=2)
+
+
+async def _call_local(
+    params: dict[str, Any], node_id: str, inputs: dict[str, Any]
+) -> dict[str, Any]:
+    workflow_id = params["workflow_id"]
+    result: dict[str, Any] = await workflow.execute_local_activity(
+        BASELINE_ACTIVITY,
+        _request(workflow.info().workflow_id, workflow_id, node_id, inputs),
+        result_type=dict,
+        activity_id=node_id,
+        summary=f"{node_id} {node_id}: noop (local)",
+        start_to_close_timeout=LOCAL_START_TO_CLOSE,
+        retry_policy=RETRY,
+        local_retry_threshold=LOCAL_RETRY_THRESHOLD,
+        cancellation_type=workflow.ActivityCancellationType.WAIT_CANCELLATION_COMPLETED,
+    )
+    output: dict[str, Any] = result["output"]
+    return output
+
+
+@workflow.defn
+class BaselineLocalChain:
+    """n0 -> ... -> n(N-1) as local activities: what a developer writes for short steps."""
+
+    @workflow.run
+    async def run(self, params: dict[str, Any]) -> dict[str, Any]:
+        inputs: dict[str, Any] = dict(params.get("input_data") or {})
+        output: dict[str, Any] = {}
+        last = ""
+        for i in range(params["nodes"]):
+            last = f"n{i}"
+            output = await _call_local(params, last, inputs)
+            inputs = {last: output}
+        return {"results": {last: output}}

@@ -28,6 +28,11 @@ class Plugin:
 
     ``passes_model``: the callable receives the validated configuration model (class-based
     plugins) rather than a dict.
+
+    ``light``: the plugin is short (well under a second), idempotent and needs no
+    heartbeats, so nodes with ``execution: auto`` run it as a local activity (see
+    :mod:`engine.language.options`). Pure transforms are light; anything doing I/O that may
+    be slow or must not be repeated is not.
     """
 
     plugin_id: str
@@ -37,6 +42,7 @@ class Plugin:
     input_ports: tuple[str, ...] = ()
     output_ports: tuple[str, ...] = ()
     passes_model: bool = False
+    light: bool = False
 
     @property
     def is_async(self) -> bool:
@@ -66,9 +72,11 @@ class PluginBase(abc.ABC):
     """Base class of a plugin: a ``plugin_id``, a ``Config`` model, optional ports, and one
     ``run(inputs, config, ctx) -> dict`` (``config`` is a validated ``Config``). ``run`` is
     async, or synchronous for blocking work: the worker then runs it in its thread pool.
-    The built-in plugins are written this way."""
+    The built-in plugins are written this way. ``light = True`` declares it short, idempotent
+    and free of heartbeats (:attr:`Plugin.light`)."""
 
     plugin_id: ClassVar[str]
+    light: ClassVar[bool] = False
     description: ClassVar[str] = ""
     Config: ClassVar[type[BaseModel]] = NoConfig
     input_ports: ClassVar[tuple[str, ...]] = ()
@@ -91,6 +99,7 @@ class PluginBase(abc.ABC):
             input_ports=tuple(self.input_ports),
             output_ports=tuple(self.output_ports),
             passes_model=True,
+            light=self.light,
         )
 
 
@@ -101,15 +110,16 @@ def plugin(
     config: type[BaseModel] | None = None,
     inputs: Iterable[str] = (),
     outputs: Iterable[str] = (),
+    light: bool = False,
 ) -> Callable[[PluginFunction], Plugin]:
     """Decorator turning a function into a :class:`Plugin` (it registers nothing).
 
     ``config`` is a pydantic model the configuration is checked against (the function still
-    receives a dict); ``inputs``/``outputs`` declare ports.
+    receives a dict); ``inputs``/``outputs`` declare ports; ``light`` see :attr:`Plugin.light`.
     """
 
     def wrap(function: PluginFunction) -> Plugin:
         doc = description or (inspect.getdoc(function) or "").split("\n\n")[0]
-        return Plugin(plugin_id, function, doc, config, tuple(inputs), tuple(outputs))
+        return Plugin(plugin_id, function, doc, config, tuple(inputs), tuple(outputs), light=light)
 
     return wrap

@@ -132,20 +132,25 @@ class PluginRegistry:
         return item
 
     def register(
-        self, plugin_id: str, function: PluginFunction, *, description: str = ""
+        self,
+        plugin_id: str,
+        function: PluginFunction,
+        *,
+        description: str = "",
+        light: bool = False,
     ) -> Plugin:
-        """Register a function under ``plugin_id``."""
-        item = Plugin(plugin_id, function, description)
+        """Register a function under ``plugin_id`` (``light``: see :attr:`Plugin.light`)."""
+        item = Plugin(plugin_id, function, description, light=light)
         self.add(item)
         return item
 
     def plugin(
-        self, plugin_id: str, *, description: str = ""
+        self, plugin_id: str, *, description: str = "", light: bool = False
     ) -> Callable[[PluginFunction], Plugin]:
         """Decorator form of :meth:`register`."""
 
         def wrap(function: PluginFunction) -> Plugin:
-            item = plugin(plugin_id, description=description)(function)
+            item = plugin(plugin_id, description=description, light=light)(function)
             self.add(item)
             return item
 

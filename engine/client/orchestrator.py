@@ -80,7 +80,7 @@ from engine.runtime.contracts import (
     workflow_id_of_entity,
 )
 from engine.temporal.blobs import BlobIntegrityError, BlobReferenceError, BlobStore
-from engine.temporal.catalog import validate_with_catalog
+from engine.temporal.catalog import light_plugins, uses_auto, validate_with_catalog
 from engine.temporal.telemetry import (
     ENTITY_DIVISION_CLAUSE,
     entity_search_attributes,
@@ -333,11 +333,13 @@ class AdvancedPluginOrchestrator:
             )
         execution_id = execution_id_for(workflow_id, uuid.uuid4().hex[:16])
         searchable = await search_attributes_enabled(self.client)
+        subworkflows = await self._subworkflows(definition)
         params = ExecutionInput(
             workflow=definition,
             input_data=executions.json_object(input_data, MAX_INPUT_BYTES),
-            subworkflows=await self._subworkflows(definition),
+            subworkflows=subworkflows,
             search_attributes=searchable,
+            light_plugins=await self._light_plugins([definition, *subworkflows.values()]),
         )
         if definition.execution_mode not in _BATCH_MODES and (problem := long_run_problem(params)):
             raise PluginError(
@@ -858,6 +860,10 @@ class AdvancedPluginOrchestrator:
             CATALOG_MEMO_KEY, [], type_hint=list[PluginInfo]
         )
         return catalog
+
+    async def _light_plugins(self, definitions: list[PluginWorkflow]) -> list[str]:
+        """What ``execution: auto`` may run locally (read only if a node uses it)."""
+        return light_plugins(await self.get_plugin_catalog()) if uses_auto(definitions) else []
 
     async def _check_definition(self, workflow: PluginWorkflow) -> None:
         """Structure, and every node against the catalog: every problem at once."""

@@ -17,6 +17,19 @@ what the plugin sees:
 ``heartbeat_timeout``
     Seconds without a heartbeat before an attempt counts as lost, e.g. because its worker died
     (default 30). The engine heartbeats for every plugin, so plugins need not.
+``execution``
+    Where an attempt runs: ``activity`` (default: a Temporal activity, on any worker of the
+    task queue), ``local`` (a local activity, in the worker running the execution's workflow
+    task: about a quarter of an activity's cost, for short idempotent work) or ``auto``
+    (``local`` for plugins the worker catalog marks light, ``activity`` for the others; the
+    catalog is read when the execution starts). In a node's configuration or in
+    ``global_configuration`` (the node wins). A local attempt may run at most
+    :data:`MAX_LOCAL_TIMEOUT` seconds: its ``timeout`` if given (registration refuses a larger
+    one for ``local``), else :data:`LOCAL_TIMEOUT`. Local nodes have no heartbeats, and their
+    results are durable when the workflow task that ran them completes: a worker lost before
+    that runs them again (see :mod:`engine.temporal.node_runner`). While a local node runs,
+    requests to the run (cancel, pause, events) wait for its workflow task to end, for up to
+    about 8 s (when the worker heartbeats the task): light means well under a second.
 ``optional``
     Node only: ``true`` lets the run go on when the node fails for good (see
     :mod:`engine.runtime.scheduler`).
@@ -56,7 +69,7 @@ Defaults are finite on purpose: a node never retries forever.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
@@ -75,9 +88,18 @@ GLOBAL_ONLY_KEYS = frozenset(
         "progress_interval",
     }
 )
-RESERVED_KEYS = frozenset({"retry", "timeout", "heartbeat_timeout", "optional"}) | GLOBAL_ONLY_KEYS
+RESERVED_KEYS = (
+    frozenset({"retry", "timeout", "heartbeat_timeout", "optional", "execution"}) | GLOBAL_ONLY_KEYS
+)
 
 MAX_TIMEOUT_SECONDS = 30 * 24 * 3600.0
+
+Execution = Literal["activity", "local", "auto"]
+EXECUTIONS: tuple[Execution, ...] = ("activity", "local", "auto")
+#: Seconds a local attempt may run when its node gives no ``timeout``.
+LOCAL_TIMEOUT = 10.0
+#: The longest ``timeout`` a local attempt may have (it holds its workflow task meanwhile).
+MAX_LOCAL_TIMEOUT = 60.0
 
 
 class RetrySettings(BaseModel):
@@ -100,6 +122,9 @@ class NodeOptions(BaseModel):
     retry: RetrySettings = Field(default_factory=RetrySettings)
     timeout: float = Field(3600.0, gt=0, le=MAX_TIMEOUT_SECONDS)
     heartbeat_timeout: float = Field(30.0, gt=0, le=MAX_TIMEOUT_SECONDS)
+    execution: Execution = "activity"
+    # The local attempt's timeout (see ``execution``): the node's ``timeout`` if it gave one.
+    local_timeout: float = Field(LOCAL_TIMEOUT, gt=0, le=MAX_TIMEOUT_SECONDS)
 
 
 class GlobalOptions(BaseModel):
@@ -125,11 +150,17 @@ def node_options(global_config: dict[str, Any], node_config: dict[str, Any]) -> 
         ValueError: a reserved key has a bad value; the message names the key.
     """
     merged: dict[str, Any] = {}
-    for key in ("timeout", "heartbeat_timeout"):
+    for key in ("timeout", "heartbeat_timeout", "execution"):
         if key in node_config:
             merged[key] = node_config[key]
         elif key in global_config:
             merged[key] = global_config[key]
+    if merged.get("execution") not in EXECUTIONS:
+        # Definitions registered before the key was reserved may hold any value there (their
+        # plugin's): they run as they did. Registration refuses it (execution_problem).
+        merged.pop("execution", None)
+    if isinstance(merged.get("timeout"), int | float):
+        merged["local_timeout"] = min(merged["timeout"], MAX_LOCAL_TIMEOUT)
     retry_global = global_config.get("retry", {})
     retry_node = node_config.get("retry", {})
     for where, value in (("global_configuration.retry", retry_global), ("retry", retry_node)):
@@ -141,6 +172,31 @@ def node_options(global_config: dict[str, Any], node_config: dict[str, Any]) -> 
         return NodeOptions.model_validate(merged)
     except ValidationError as exc:
         raise ValueError(describe_validation_error(exc)) from None
+
+
+def execution_problem(global_config: dict[str, Any], node_config: dict[str, Any]) -> str | None:
+    """What is wrong with a node's ``execution`` (registration only: workflow code runs a
+    definition registered before the key was reserved as it did), or None."""
+    for where, config in (
+        ("execution", node_config),
+        ("global_configuration.execution", global_config),
+    ):
+        value = config.get("execution")
+        if "execution" in config and value not in EXECUTIONS:
+            return (
+                f"{where} must be one of {', '.join(repr(e) for e in EXECUTIONS)}, "
+                f"got {str(value)[:100]!r}"
+            )
+        if "execution" in config:
+            break  # the node's value wins over the global one
+    execution = node_config.get("execution", global_config.get("execution"))
+    timeout = node_config.get("timeout", global_config.get("timeout"))
+    if execution == "local" and isinstance(timeout, int | float) and timeout > MAX_LOCAL_TIMEOUT:
+        return (
+            f"execution 'local' allows a timeout of at most {MAX_LOCAL_TIMEOUT:g}s (a local "
+            f"attempt holds its workflow task), got {timeout:g}s: lower it or use 'activity'"
+        )
+    return None
 
 
 def global_options(global_config: dict[str, Any]) -> GlobalOptions:
@@ -158,4 +214,8 @@ def global_options(global_config: dict[str, Any]) -> GlobalOptions:
 def plugin_config(global_config: dict[str, Any], node_config: dict[str, Any]) -> dict[str, Any]:
     """The configuration a plugin sees: node over global, without the engine's keys."""
     merged = {**global_config, **node_config}
-    return {key: value for key, value in merged.items() if key not in RESERVED_KEYS}
+    return {
+        key: value
+        for key, value in merged.items()
+        if key not in RESERVED_KEYS or (key == "execution" and value not in EXECUTIONS)
+    }

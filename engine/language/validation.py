@@ -65,7 +65,13 @@ from engine.language.models import (
     WorkflowNodeType,
     json_problem_and_count,
 )
-from engine.language.options import GLOBAL_ONLY_KEYS, RESERVED_KEYS, global_options, node_options
+from engine.language.options import (
+    GLOBAL_ONLY_KEYS,
+    RESERVED_KEYS,
+    execution_problem,
+    global_options,
+    node_options,
+)
 
 # Nodes of one definition. History does not bound them (a batch run continues as new past
 # max_history_events, engine/temporal/workflow.py); what does is work inside workflow code:
@@ -292,8 +298,16 @@ def _build(
         add(Code.InvalidWorkflowStructure, f"global_configuration: {exc}")
 
     graph = Graph(workflow)
+    # Registration only: definitions registered before ``execution`` was reserved run.
+    shared = execution_problem(workflow.global_configuration, {}) if strict else None
+    if shared:
+        add(Code.InvalidWorkflowStructure, f"global_configuration: {shared}")
     for index, node in enumerate(workflow.nodes):
         _check_node(index, node, graph, add)
+        reason = execution_problem(workflow.global_configuration, node.configuration)
+        if strict and reason and reason != shared:
+            where = f"node '{node.node_id}'" if node.node_id else f"node #{index}"
+            add(Code.InvalidWorkflowStructure, f"{where} ({node.plugin_id}): {reason}")
 
     seen_connection_ids: set[str] = set()
     seen_edges: set[tuple[str, str, str, str, ConnectionType]] = set()

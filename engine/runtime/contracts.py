@@ -106,6 +106,11 @@ class ExecutionInput(_Contract):
     search_attributes: bool = False
     # A batch run continued as new: where it stopped (None for a fresh start).
     batch_state: BatchRunState | None = None
+    # The plugins the catalog marked light when the execution started (sorted): nodes with
+    # ``execution: auto`` run them as local activities. Read once, carried to continued runs,
+    # map shards and sub-workflows, so every replay decides the same. Empty in histories
+    # recorded before (no definition had ``execution`` then).
+    light_plugins: list[str] = Field(default_factory=list)
 
     @field_serializer("workflow")
     def _compact_workflow(self, workflow: PluginWorkflow) -> dict[str, Any]:
@@ -432,6 +437,8 @@ class PluginInfo(_Contract):
     source_config_schema: dict[str, Any] | None = None
     input_ports: list[str] = Field(default_factory=list)
     output_ports: list[str] = Field(default_factory=list)
+    # Short, idempotent, no heartbeats: ``execution: auto`` runs it as a local activity.
+    light: bool = False
 
 
 class CatalogEntry(_Contract):

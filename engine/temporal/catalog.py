@@ -29,7 +29,7 @@ With no catalog yet (no worker ever started on the queue) only structure is chec
 from __future__ import annotations
 
 import difflib
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from typing import TYPE_CHECKING, Any
 
 import jsonschema
@@ -61,6 +61,7 @@ def describe_plugins(registry: PluginRegistry) -> list[PluginInfo]:
             config_schema=item.config_model.model_json_schema() if item.config_model else None,
             input_ports=list(item.input_ports),
             output_ports=list(item.output_ports),
+            light=item.light,
         )
     for spec in registry.sources():
         schema = spec.config_model.model_json_schema() if spec.config_model else None
@@ -78,6 +79,23 @@ def describe_plugins(registry: PluginRegistry) -> list[PluginInfo]:
             info.source = True
             info.source_config_schema = schema
     return [infos[key] for key in sorted(infos)]
+
+
+def uses_auto(definitions: Iterable[PluginWorkflow]) -> bool:
+    """Does a node of these definitions (an execution's and its sub-workflows') have
+    ``execution: auto``, its own or from ``global_configuration``?"""
+    for definition in definitions:
+        shared = definition.global_configuration.get("execution")
+        for node in definition.nodes:
+            if node.configuration.get("execution", shared) == "auto":
+                return True
+    return False
+
+
+def light_plugins(catalog: Iterable[PluginInfo]) -> list[str]:
+    """The ids of the catalog's light plugins, sorted: what an execution whose nodes use
+    ``execution: auto`` carries in ``ExecutionInput.light_plugins``."""
+    return sorted({info.plugin_id for info in catalog if info.light and info.function})
 
 
 #: Who offers the plugins of a catalog read from the task queue, as problems name them.

@@ -15,7 +15,12 @@ workflow (:mod:`engine.temporal.workflow`), and its source watcher and stream ru
   is started again from its last heartbeat without counting as a failed attempt, and one
   whose worker dies as it stops counts as stopped (behind the ``long-running-worker-loss``
   patch);
-* pending activities and child workflows share the run's ``max_in_flight`` budget.
+* pending activities and child workflows share the run's ``max_in_flight`` budget;
+* light nodes (``execution: local``, or ``auto`` and a plugin the catalog marked light when
+  the execution started) run the same node activity as a *local* activity, with the node's
+  retry policy, the same output checks, blob offload and error mapping, but no heartbeats
+  and a short attempt timeout (see :meth:`TemporalNodeRunner.local_turn` for how long runs
+  of them yield their workflow task).
 
 What it schedules, in which order and with which ids, is written in every run's history:
 a change that would schedule otherwise for an old run goes behind ``workflow.patched``.
@@ -38,6 +43,7 @@ from temporalio.exceptions import (
     ApplicationError,
     CancelledError,
     ChildWorkflowError,
+    FailureError,
     RetryState,
     TimeoutError,
     TimeoutType,
@@ -100,6 +106,12 @@ _SOURCE_RETRY = RetrySettings(max_attempts=100, initial_interval=1.0, maximum_in
 # non-retryable: the timeout then comes back to the workflow instead of being retried).
 _WORKER_LOSS_TIMEOUTS = ("TemporalTimeout:Heartbeat", "TemporalTimeout:StartToClose")
 _LOST_WORKER = (TimeoutType.HEARTBEAT, TimeoutType.START_TO_CLOSE)
+# Light nodes (see TemporalNodeRunner.local_turn): local nodes one workflow task runs at most,
+# the timer that ends the task, and the longest retry backoff a worker waits out in the task
+# (a longer one is a durable timer and the next attempt a new local activity).
+LOCAL_NODES_PER_TASK = 200
+_LOCAL_YIELD = timedelta(milliseconds=1)
+_LOCAL_RETRY_THRESHOLD = timedelta(seconds=2)
 T = TypeVar("T")
 
 
@@ -120,8 +132,13 @@ class TemporalNodeRunner:
         *,
         long_run: Callable[[], LongRun | None],
         meter_conditions: Callable[[], bool],
+        light_plugins: Sequence[str] = (),
     ) -> None:
         self._definition = definition
+        self._light = frozenset(light_plugins)  # membership only, never iterated
+        self._local_task = -1  # history length of the workflow task running local nodes
+        self._local_count = 0  # local nodes started in that workflow task
+        self._local_yield: asyncio.Task[None] | None = None
         self._subworkflows = subworkflows
         self._long_run = long_run
         self._meter_conditions = meter_conditions
@@ -330,25 +347,105 @@ class TemporalNodeRunner:
         if call.item_key:
             activity_id += f"[{call.item_key}]"
             event += f" (item {call.item_key.rsplit(':', 1)[-1]})"
+        summary = f"{call.node_id}{name}: {call.plugin_id}{event}"
+        local = self.runs_locally(call)
         try:
-            async with self.in_flight():
-                result = await workflow.execute_activity(
+            if local:
+                await self.local_turn()
+                # Not a pending activity on the server: outside the in-flight budget.
+                result = await workflow.execute_local_activity(
                     NODE_ACTIVITY,
                     request,
                     result_type=NodeActivityResult,
                     activity_id=activity_id,
-                    summary=f"{call.node_id}{name}: {call.plugin_id}{event}",
-                    start_to_close_timeout=timedelta(seconds=options.timeout),
-                    heartbeat_timeout=timedelta(seconds=options.heartbeat_timeout),
+                    summary=f"{summary} (local)",
+                    start_to_close_timeout=timedelta(seconds=options.local_timeout),
                     retry_policy=_retry_policy(options),
+                    local_retry_threshold=_LOCAL_RETRY_THRESHOLD,
                     cancellation_type=workflow.ActivityCancellationType.WAIT_CANCELLATION_COMPLETED,
                 )
+            else:
+                async with self.in_flight():
+                    result = await workflow.execute_activity(
+                        NODE_ACTIVITY,
+                        request,
+                        result_type=NodeActivityResult,
+                        activity_id=activity_id,
+                        summary=summary,
+                        start_to_close_timeout=timedelta(seconds=options.timeout),
+                        heartbeat_timeout=timedelta(seconds=options.heartbeat_timeout),
+                        retry_policy=_retry_policy(options),
+                        cancellation_type=workflow.ActivityCancellationType.WAIT_CANCELLATION_COMPLETED,
+                    )
         except ActivityError as err:
             if isinstance(err.cause, CancelledError):
                 # The activity acknowledged our cancellation: the node was cancelled.
                 raise asyncio.CancelledError() from None
-            raise _node_failure(err, options) from None
+            raise _node_failure(err, options, local=local) from None
+        except FailureError as err:
+            # A local activity's failure arrives as its cause alone, not wrapped in an
+            # ActivityError (its timeouts and cancellation are wrapped; an activity's always).
+            if not local:
+                raise
+            if isinstance(err, CancelledError):
+                raise asyncio.CancelledError() from None
+            raise _cause_failure(err, None, options, local=True) from None
         return NodeSuccess(output=result.output, attempts=result.attempt)
+
+    # -- light nodes -------------------------------------------------------------------------
+
+    def runs_locally(self, call: NodeCall) -> bool:
+        """Does this node run as a local activity? ``execution: local``, or ``auto`` and a
+        plugin the catalog marked light when the execution started (recorded in its input:
+        every replay decides the same)."""
+        execution = call.options.execution
+        return execution == "local" or (execution == "auto" and call.plugin_id in self._light)
+
+    async def local_turn(self) -> None:
+        """Wait until this workflow task may start one more local node.
+
+        The SDK runs local activities inside the workflow task that scheduled them and
+        completes the task only when none is running, so a chain of local nodes would run
+        in one ever longer task: past the 10 s workflow task timeout the worker has to
+        heartbeat it, and a worker lost meanwhile reruns every local node of the task (their
+        results become durable only when the task completes). So a workflow task starts at
+        most :data:`LOCAL_NODES_PER_TASK` local nodes; the next one waits for a 1 ms timer
+        (shared by every node waiting), which ends the task once the local nodes under way
+        return, and goes on in the next task. A task is told from the next by the history
+        length (deterministic: replay sees the same), so local nodes that follow an activity
+        node, whose task has completed, start a fresh count.
+
+        The figure is a count, not seconds: the time local work takes is not deterministic,
+        and the decision to yield must be (it writes a timer). Measured with
+        ``python -m bench.bench_light --long-chain 2000`` (no-op light nodes, 2 cores at load
+        average 7): 10.1 s in all, 10 workflow tasks of at most 1.13 s (5 ms a node, engine
+        bookkeeping included), 9 timers, each one server round trip and 2 history events
+        more (2,053 events in all). Without the timer the SDK keeps such a chain in one task
+        until it has to heartbeat it (a hand-written 2,000-node local chain ran in two tasks
+        here, the SDK warning past 5 s); with 200 a task keeps a margin of about 9x under
+        the timeout on a loaded machine, and a lost worker reruns at most 200 nodes. A
+        plugin that takes seconds is not light; with ``execution: local`` its attempt timeout
+        is at most 60 s.
+        """
+        self._new_task_resets_count()
+        while self._local_count >= LOCAL_NODES_PER_TASK:
+            if self._local_yield is None:
+                self._local_yield = asyncio.create_task(self._yield_task())
+            await asyncio.shield(self._local_yield)
+            self._new_task_resets_count()
+        self._local_count += 1
+
+    def _new_task_resets_count(self) -> None:
+        length = workflow.info().get_current_history_length()
+        if length != self._local_task:
+            self._local_task = length
+            self._local_count = 0
+
+    async def _yield_task(self) -> None:
+        try:
+            await workflow.sleep(_LOCAL_YIELD, summary="light nodes: complete the workflow task")
+        finally:
+            self._local_yield = None
 
     # -- nodes the engine runs itself (engine.language.engine_nodes) ---------------------------
 
@@ -477,6 +574,7 @@ class TemporalNodeRunner:
                             offset=offset,
                             max_concurrency=per_shard,
                         ),
+                        light_plugins=sorted(self._light),
                     ),
                     id=f"{base}-items-{offset}-{last}",
                     result_type=ExecutionOutcome,
@@ -519,7 +617,10 @@ class TemporalNodeRunner:
                 outcome = await workflow.execute_child_workflow(
                     EXECUTION_WORKFLOW,
                     ExecutionInput(
-                        workflow=definition, input_data=call.inputs, subworkflows=self._subworkflows
+                        workflow=definition,
+                        input_data=call.inputs,
+                        subworkflows=self._subworkflows,
+                        light_plugins=sorted(self._light),
                     ),
                     id=child_id,
                     result_type=ExecutionOutcome,
@@ -647,9 +748,19 @@ def _adopt_newer_progress(long: StreamRun, details: Sequence[Any]) -> None:
         long.progress(beat)
 
 
-def _node_failure(err: ActivityError, options: NodeOptions) -> NodeFailure:
-    cause = err.cause
-    exhausted = err.retry_state is RetryState.MAXIMUM_ATTEMPTS_REACHED
+def _node_failure(err: ActivityError, options: NodeOptions, *, local: bool = False) -> NodeFailure:
+    if err.cause is None:
+        exhausted = err.retry_state is RetryState.MAXIMUM_ATTEMPTS_REACHED
+        attempts = options.retry.max_attempts if exhausted else 1
+        return NodeFailure(str(err), error_type=type(err).__name__, attempts=attempts)
+    return _cause_failure(err.cause, err.retry_state, options, local=local)
+
+
+def _cause_failure(
+    cause: BaseException, retry_state: RetryState | None, options: NodeOptions, *, local: bool
+) -> NodeFailure:
+    """The node's failure from what failed its last attempt."""
+    exhausted = retry_state is RetryState.MAXIMUM_ATTEMPTS_REACHED
     attempts = options.retry.max_attempts if exhausted else 1
     if isinstance(cause, ApplicationError):
         details = cause.details[0] if cause.details else None
@@ -662,15 +773,24 @@ def _node_failure(err: ActivityError, options: NodeOptions) -> NodeFailure:
             retryable=not cause.non_retryable,
         )
     if isinstance(cause, TimeoutError):
+        if local:
+            # A local attempt's timeout is retried until the attempts run out (it comes with
+            # no retry state): it reaches the workflow only then.
+            attempts = options.retry.max_attempts
         kind = cause.type.name.title().replace("_", "") if cause.type else "Unknown"
-        seconds = options.heartbeat_timeout if "Heartbeat" in kind else options.timeout
+        seconds = (
+            options.heartbeat_timeout
+            if "Heartbeat" in kind
+            else options.local_timeout
+            if local
+            else options.timeout
+        )
         return NodeFailure(
             f"attempt timed out ({kind}, {seconds:g}s)",
             error_type=f"{kind}Timeout",
             attempts=attempts,
         )
-    message = str(cause) if cause is not None else str(err)
-    return NodeFailure(message, error_type=type(cause or err).__name__, attempts=attempts)
+    return NodeFailure(str(cause), error_type=type(cause).__name__, attempts=attempts)
 
 
 def _json_size(value: Any) -> int:

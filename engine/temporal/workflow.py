@@ -174,6 +174,7 @@ class PluginWorkflowExecution:
             params.subworkflows,
             long_run=lambda: self._long,
             meter_conditions=_meter_conditions,
+            light_plugins=params.light_plugins,
         )
         self._searchable = params.search_attributes
         execution_id = workflow.info().workflow_id
@@ -282,6 +283,7 @@ class PluginWorkflowExecution:
             input_data=params.input_data,
             state=state,
             search_attributes=params.search_attributes,
+            light_plugins=params.light_plugins,
         )
         if not workflow.patched(CARRY_BUDGET_PATCH):
             return following

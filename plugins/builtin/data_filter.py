@@ -76,6 +76,7 @@ class DataFilter(PluginBase):
     """Keep the items a CEL condition is true for (a stream processor)."""
 
     plugin_id = "data_filter"
+    light = True  # a pure transform of its inputs: short, idempotent, no heartbeats
     Config = DataFilterConfig
 
     def run(

@@ -68,6 +68,7 @@ class DataProcessor(PluginBase):
     """Filter (CEL), select, rename, upper-case, sort and limit the records in the inputs."""
 
     plugin_id = "data_processor"
+    light = True  # a pure transform of its inputs: short, idempotent, no heartbeats
     Config = DataProcessorConfig
 
     def run(

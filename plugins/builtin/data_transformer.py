@@ -85,6 +85,7 @@ class DataTransformer(PluginBase):
     """Set fields from CEL expressions, drop and rename fields (a stream processor)."""
 
     plugin_id = "data_transformer"
+    light = True  # a pure transform of its inputs: short, idempotent, no heartbeats
     Config = DataTransformerConfig
 
     def run(

@@ -91,6 +91,7 @@ class JsonTransform(PluginBase):
     """Reshape the inputs with JMESPath: a mapping of fields, or one object expression."""
 
     plugin_id = "json_transform"
+    light = True  # a pure transform of its inputs: short, idempotent, no heartbeats
     Config = JsonTransformConfig
 
     def run(

@@ -8,7 +8,8 @@ For each execution, after the faults:
 * Temporal's history agrees: every scheduled activity was closed, and each node's activity
   completed at most once (a zombie attempt's late completion was rejected), exactly once if
   the node completed;
-* the ledger agrees: no attempt ran twice, the recorded result is the one a finished attempt
+* the ledger agrees: no attempt ran twice (a light node's may: a worker lost before its
+  workflow task completed runs it again), the recorded result is the one a finished attempt
   produced (same attempt, same worker process), nodes that never started left no effect,
   and deduplicated effects were applied exactly once per completed node;
 * what the scenario predicted, if it did: node states, inputs, results, start order;
@@ -202,10 +203,11 @@ def _ledger_problems(
 ) -> list[str]:
     effects = ledger.effects(execution_id)
     phases = Counter((e.node_id, e.attempt, e.phase) for e in effects)
+    light = _local_nodes(definition)
     problems = [
         f"node {node_id} attempt {attempt} {phase} {count} times"
         for (node_id, attempt, phase), count in phases.items()
-        if count > 1
+        if count > 1 and node_id not in light  # a lost workflow task reruns its local nodes
     ]
     applied = ledger.applied(execution_id)
     for node in definition.nodes:
@@ -225,6 +227,19 @@ def _ledger_problems(
     return problems
 
 
+def _local_nodes(definition: PluginWorkflow) -> set[str]:
+    """Nodes that run as local activities (light nodes, ``execution: local``): their
+    effects are at least once per attempt, as a worker lost before their workflow task
+    completed runs them again. (The ledger's plugins are not light, so ``auto`` never runs
+    them locally.)"""
+    shared = definition.global_configuration.get("execution")
+    return {
+        node.node_id
+        for node in definition.nodes
+        if node.configuration.get("execution", shared) == "local"
+    }
+
+
 def _recorded_result_problems(node_id: str, state: dict[str, Any], mine: list[Any]) -> list[str]:
     result = state.get("result")
     if result is None:
@@ -232,8 +247,8 @@ def _recorded_result_problems(node_id: str, state: dict[str, Any], mine: list[An
     attempt, pid = result.get("attempt"), result.get("pid")
     if attempt != state.get("attempts"):
         return [f"node {node_id} records attempt {state.get('attempts')} with {result}"]
-    done = [e for e in mine if e.phase == "done" and e.attempt == attempt]
-    if not done or done[0].pid != pid:
+    done = [e for e in mine if e.phase == "done" and e.attempt == attempt and e.pid == pid]
+    if not done:
         return [f"node {node_id}: recorded result of attempt {attempt} (pid {pid}) never finished"]
     return []
 

@@ -119,6 +119,29 @@ async def worker_killed_planning(h: Harness, rng: random.Random) -> dict[str, Ex
     return {run: _completed("root", "join", *(f"leaf{i}" for i in range(200)))}
 
 
+async def worker_killed_in_light_chain(h: Harness, rng: random.Random) -> dict[str, Expected]:
+    """SIGKILL in a chain of light nodes (local activities, all in one workflow task): the
+    next worker takes the task over once it times out and runs the chain again from the
+    last completed task, so every node's effect is recorded at least once (the nodes done
+    in the lost task twice; deduplicated effects still once)."""
+    first, spare = await h.workers_up(1, standby=1)
+    nodes = [node(f"n{i}", "effect", seconds=0.05, dedup=i % 2 == 0) for i in range(30)]
+    definition = _chain(h, "light-kill", *nodes)
+    definition.global_configuration["execution"] = "local"
+    [run] = await _start(h, definition)
+    await h.until_effect(run, f"n{5 + rng.randrange(10)}", "done")
+    h.kill(first)
+    await h.go(spare)
+    await h.orchestrator.wait_for_completion(run, 60)
+    for i in range(30):
+        done = h.ledger.count(f"n{i}", "done", run)
+        h.expect(done >= 1, f"n{i} left no effect")
+    # Twice unless the worker heartbeated the task (at 8 s) before the kill: never more.
+    reruns = h.ledger.count("n0", "done", run)
+    h.expect(reruns in (1, 2), f"n0 ran {reruns} times")
+    return {run: _completed(*(f"n{i}" for i in range(30)))}
+
+
 async def _workflow_task_started(h: Harness, execution_id: str) -> bool:
     description = await h.orchestrator.client.get_workflow_handle(execution_id).describe()
     task = description.raw_description.pending_workflow_task
@@ -414,6 +437,7 @@ SCENARIOS = {
     "worker_killed_heartbeating": worker_killed_heartbeating,
     "worker_killed_blocking": worker_killed_blocking,
     "worker_killed_planning": worker_killed_planning,
+    "worker_killed_in_light_chain": worker_killed_in_light_chain,
     "sigterm_drain": sigterm_drain,
     "server_killed_mid_run": server_killed_mid_run,
     "server_killed_during_start": server_killed_during_start,

@@ -35,6 +35,10 @@ async def test_worker_killed_while_planning_many_nodes(harness, replayers) -> No
     await _run(harness, replayers, scenarios.worker_killed_planning)
 
 
+async def test_worker_killed_in_light_chain(harness, replayers) -> None:
+    await _run(harness, replayers, scenarios.worker_killed_in_light_chain)
+
+
 async def test_sigterm_drains_the_running_node(harness, replayers) -> None:
     await _run(harness, replayers, scenarios.sigterm_drain)
 

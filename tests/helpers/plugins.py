@@ -34,8 +34,19 @@ def read_count(directory: Path, name: str) -> int:
 
 
 def test_registry(side_effects: Path) -> PluginRegistry:
-    """Built-ins plus: echo, fail, flaky, sleep, block, count, bad_output, big_output."""
+    """Built-ins plus: echo, light_echo, fail, flaky, sleep, block, count, bad_output,
+    big_output."""
     registry = PluginRegistry.with_builtins()
+
+    @registry.plugin("light_echo", light=True)
+    async def light_echo(
+        inputs: dict[str, Any], config: dict[str, Any], ctx: PluginContext
+    ) -> dict[str, Any]:
+        """Its node id and the node ids of its inputs, declared light (``execution: auto``
+        runs it as a local activity)."""
+        out: dict[str, Any] = {"node": ctx.node_id, "from": sorted(inputs)}
+        out.update(config.get("emit", {}))
+        return out
 
     @registry.plugin("echo")
     async def echo(

@@ -21,7 +21,12 @@ from pathlib import Path
 
 from temporalio.client import Client
 
-from engine import AdvancedPluginOrchestrator, PluginWorkflow, WorkflowExecutionContext
+from engine import (
+    AdvancedPluginOrchestrator,
+    PluginWorkflow,
+    WorkflowConnection,
+    WorkflowExecutionContext,
+)
 from engine.hosting.connection import connect
 from engine.hosting.devserver import DevServer, free_port
 from engine.hosting.worker import create_worker
@@ -89,6 +94,43 @@ def _scenarios() -> dict[str, PluginWorkflow]:
             [edge("a", "b")],
         ),
         "cancelled": workflow("cancelled", [node("a", "sleep", seconds=30, heartbeat_timeout=2)]),
+        # Light nodes: activity and local nodes (auto by the catalog, and explicit) in one
+        # graph, a local node retried, another failing into an error route.
+        "light_mixed": workflow(
+            "light_mixed",
+            [
+                node("start", emit={"seed": 2}),
+                node("shape", "json_transform", mapping={"x": "start.seed"}),
+                node(
+                    "flaky",
+                    "flaky",
+                    succeed_on=2,
+                    execution="local",
+                    retry={"initial_interval": 0.1},
+                ),
+                node(
+                    "risky",
+                    "fail",
+                    execution="local",
+                    retry={"max_attempts": 2, "initial_interval": 0.1},
+                ),
+                node("handler", "light_echo"),
+                node("join"),
+            ],
+            [
+                edge("start", "shape"),
+                edge("shape", "flaky"),
+                edge("start", "risky"),
+                _error_route("risky", "handler"),
+                edge("flaky", "join", target_port="flaky"),
+                edge("handler", "join", target_port="handler"),
+            ],
+            execution="auto",
+        ),
+        # A chain of light nodes longer than one workflow task takes (a timer ends the task).
+        "light_long_chain": chain(
+            "light_long_chain", 210, "light_echo", mode="sequential", execution="auto"
+        ),
         "in_flight_budget": workflow(
             "in_flight_budget",
             [node("root"), *fan, node("join")],
@@ -97,6 +139,12 @@ def _scenarios() -> dict[str, PluginWorkflow]:
             max_in_flight=2,
         ),
     }
+
+
+def _error_route(source: str, target: str) -> WorkflowConnection:
+    route = edge(source, target)
+    route.properties = {"on": "error"}
+    return route
 
 
 async def _record(client: Client, handle_id: str, name: str, run_id: str | None = None) -> None:
