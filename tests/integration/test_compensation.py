@@ -218,3 +218,30 @@ async def test_registration_checks_compensations_against_the_catalog(
 
 async def _count(directory: Path, name: str) -> int:
     return read_count(directory, name)
+
+
+async def test_a_cancel_during_compensations_does_not_interrupt_them(
+    orchestrator: AdvancedPluginOrchestrator, worker: object, unique, tmp_path: Path
+) -> None:
+    definition = _saga(
+        unique("cancel-while-undoing"),
+        node("ship", "fail", retry={"max_attempts": 1}),
+        seconds=2,
+        heartbeat_timeout=5,
+    )
+    await orchestrator.register_workflow(definition)
+    execution_id = await orchestrator.execute_workflow(definition.workflow_id)
+    await eventually(
+        lambda: _calls(tmp_path), lambda calls: [c["node_id"] for c in calls] == ["charge"]
+    )
+    await orchestrator.cancel_execution(execution_id)
+    context = await orchestrator.wait_for_completion(execution_id, 60)
+    assert context.status is Status.Failed  # it was failing, and still ends failed
+    calls = read_jsonl(tmp_path, "undo")
+    assert [(c["node_id"], c["attempt"]) for c in calls] == [("charge", 1), ("reserve", 1)]
+    assert context.node_states["charge"]["compensation"]["status"] == "completed"
+    assert context.execution_data["compensation"]["status"] == "completed"
+
+
+async def _calls(directory: Path) -> list[dict[str, Any]]:
+    return read_jsonl(directory, "undo")
