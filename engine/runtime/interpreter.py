@@ -15,6 +15,9 @@ Lifecycle of a run:
   ``Failed`` with the error in ``error_messages``.
 * Cancelling the task that runs ``run()`` (Temporal does this on a cancellation request)
   cancels running nodes, waits for them, and ends the run ``Cancelled``.
+* A run that fails or is cancelled first runs the compensations of its completed nodes,
+  in reverse order of completion and shielded from cancellation, then ends
+  (:mod:`engine.runtime.compensation`).
 * A retry of a failed or cancelled run (:meth:`Interpreter.continue_from`) goes on from its
   earlier node records: the nodes completed before keep their attempts and times, a node
   run again adds its new attempts to its earlier ones and keeps its first start, a node an
