@@ -17,6 +17,7 @@ if TYPE_CHECKING:
     from engine.client.orchestrator import AdvancedPluginOrchestrator
     from engine.language.models import (
         ConnectionType,
+        NodeCompensation,
         PluginWorkflow,
         WorkflowConnection,
         WorkflowEvent,
@@ -32,6 +33,7 @@ if TYPE_CHECKING:
 _EXPORTS = {
     "AdvancedPluginOrchestrator": "engine.client.orchestrator",
     "ConnectionType": "engine.language.models",
+    "NodeCompensation": "engine.language.models",
     "PluginError": "engine.base.errors",
     "PluginErrorCode": "engine.base.errors",
     "PluginWorkflow": "engine.language.models",
@@ -49,6 +51,7 @@ _EXPORTS = {
 __all__ = [
     "AdvancedPluginOrchestrator",
     "ConnectionType",
+    "NodeCompensation",
     "PluginError",
     "PluginErrorCode",
     "PluginWorkflow",

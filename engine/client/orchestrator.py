@@ -60,6 +60,7 @@ from engine.runtime.bounds import (
     long_run_problem,
     text_problem,
 )
+from engine.runtime.compensation import retry_refusal
 from engine.runtime.contracts import (
     CATALOG_MEMO_KEY,
     DEFINITION_WORKFLOW,
@@ -436,9 +437,14 @@ class AdvancedPluginOrchestrator:
         that completed keep their results and do not run again; the failed node and what
         follows it run. The execution keeps its id (a new Temporal run of it).
 
+        An execution that ran the compensations of its nodes
+        (:mod:`engine.runtime.compensation`) is not retried: what its completed nodes did
+        was undone.
+
         Raises:
             PluginError: ``ExecutionNotFound``; ``InvalidState`` unless it ended failed or
-                cancelled, or its results were too large to keep.
+                cancelled, if its results were too large to keep, or if it ran
+                compensations.
         """
         handle = self._execution(execution_id)
         description = await executions.describe(handle, execution_id)
@@ -502,6 +508,8 @@ class AdvancedPluginOrchestrator:
                 f"cannot retry execution '{execution_id}': its node results were too large "
                 "to keep with it",
             )
+        if refusal := retry_refusal(execution_id, outcome.context):
+            raise PluginError(PluginErrorCode.InvalidState, refusal)
         params = await executions.start_input(handle)
         if params.workflow.execution_mode not in _BATCH_MODES:
             raise PluginError(

@@ -183,6 +183,14 @@ def status_view(
         header.add_row(Text("observed:", style="yellow"), note)
     for message in context.error_messages:
         header.add_row(Text("error:", style="red"), message)
+    compensation = context.execution_data.get("compensation")
+    if isinstance(compensation, Mapping):  # see engine.runtime.compensation
+        nodes = ", ".join(str(n) for n in compensation.get("nodes") or [])
+        look = "red" if compensation.get("status") == "failed" else "yellow"
+        header.add_row(
+            Text("compensation:", style=look),
+            f"{compensation.get('status')} (execution {compensation.get('reason')}): {nodes}",
+        )
     return Group(header, Text(""), node_table(workflow, context.node_states, now=now))
 
 
@@ -222,6 +230,13 @@ def _detail(state: Mapping[str, Any]) -> Text:
     error = state.get("error")
     if isinstance(error, Mapping) and error.get("message"):
         return Text(str(error["message"]), style="red")
+    compensation = state.get("compensation")
+    if isinstance(compensation, Mapping):
+        failed = compensation.get("status") == "failed"
+        text = f"compensation {compensation.get('status')} ({compensation.get('plugin_id')})"
+        if failed and compensation.get("error"):
+            text += f": {compensation['error']}"
+        return Text(text, style="red" if failed else "yellow")
     if state.get("skipped_by_operator"):
         return Text("skipped by an operator", style="yellow")
     counters = state.get("counters")

@@ -413,8 +413,26 @@ def _error_entry(err: Any) -> dict[str, Any]:
     return {"loc": [str(p) for p in err["loc"]], "msg": str(err["msg"])}
 
 
+class NodeCompensation(_JsonModel):
+    """The step that undoes a node (a saga's compensation): a plugin and its configuration.
+
+    When a batch execution fails or is cancelled, the compensations of its nodes that
+    completed run in reverse order of completion (:mod:`engine.runtime.compensation`). The
+    configuration is read like a node's: merged over ``global_configuration``, with the
+    engine's keys ``retry``, ``timeout`` and ``heartbeat_timeout`` for the compensation's
+    own retries and timeouts; the plugin sees the rest. It is an addition to the spec.
+    """
+
+    plugin_id: str = ""
+    configuration: dict[str, Any] = Field(default_factory=dict)
+
+
 class WorkflowNode(_JsonModel):
-    """One node of the graph: a plugin call with its configuration and ports."""
+    """One node of the graph: a plugin call with its configuration and ports.
+
+    ``compensation`` (an addition to the spec, batch modes only) names the step that undoes
+    the node when the execution fails or is cancelled after it completed.
+    """
 
     node_id: str = ""
     name: str = ""
@@ -425,6 +443,7 @@ class WorkflowNode(_JsonModel):
     ui_properties: dict[str, Any] = Field(default_factory=dict)
     input_ports: list[str] = Field(default_factory=list)
     output_ports: list[str] = Field(default_factory=list)
+    compensation: NodeCompensation | None = None
 
 
 class WorkflowConnection(_JsonModel):
@@ -511,6 +530,10 @@ class WorkflowEventType(StrEnum):
     definition_refused = "definition_refused"
     # Events a signal brought that the execution did not take (details: how many, why).
     events_refused = "events_refused"
+    # Batch modes: a completed node's compensation (node_id; details: plugin_id, attempts).
+    compensation_started = "compensation_started"
+    compensation_completed = "compensation_completed"
+    compensation_failed = "compensation_failed"
 
     @property
     def is_terminal(self) -> bool:

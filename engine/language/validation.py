@@ -40,7 +40,9 @@ Checks, in order:
 * the mode suits the graph (``ExecutionModeNotSupported``): Event connections need
   EventDriven; EventDriven needs a Source node, Streaming exactly one;
 * size limits (``InvalidWorkflowStructure``): nodes and connections (registration only), and
-  the definition's compact JSON size.
+  the definition's compact JSON size;
+* compensations (registration only, ``InvalidWorkflowStructure``): see
+  :mod:`engine.language.compensation`.
 """
 
 from __future__ import annotations
@@ -51,6 +53,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from engine.base.errors import PluginError, PluginErrorCode
+from engine.language.compensation import compensation_problems
 from engine.language.conditions import Condition, ConditionError, compile_condition
 from engine.language.engine_nodes import ENGINE_NODE_MODELS, is_engine_node, parse_config
 from engine.language.graph import ORDERING_KINDS, Edge, Graph
@@ -261,6 +264,8 @@ def _check_values(workflow: PluginWorkflow, problems: list[Problem]) -> None:
             port(where, "output port", name)
         value(where, "configuration", node.configuration)
         value(where, "ui_properties", node.ui_properties)
+        if node.compensation is not None:
+            value(where, "compensation.configuration", node.compensation.configuration)
         if len(problems) > _MAX_REPORTED:
             return
     for index, conn in enumerate(workflow.connections):
@@ -336,6 +341,9 @@ def _build(
     _check_mode(workflow, graph, add)
     if check_maps and not problems:
         _check_maps(workflow, add)
+    if strict:  # a new key: registration's rule only (workflow code never checks it)
+        for message in compensation_problems(workflow, with_maps=check_maps and not problems):
+            add(Code.InvalidWorkflowStructure, message)
     return graph
 
 

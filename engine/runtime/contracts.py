@@ -375,6 +375,9 @@ class BatchRunState(_Contract):
     next_sequence: int = 1
     events: list[WorkflowEvent] = Field(default_factory=list)
     runs: int = 1  # Temporal runs of this execution so far
+    # Completed nodes to compensate if the run fails, in order of completion: node_id, input,
+    # output (engine.runtime.compensation).
+    compensable: list[dict[str, Any]] = Field(default_factory=list)
 
     @field_serializer("events")
     def _compact_events(self, events: list[WorkflowEvent]) -> list[dict[str, Any]]:

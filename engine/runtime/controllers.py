@@ -32,6 +32,8 @@ class Host:
     long_should_continue_as_new: Callable[[], bool]
     batch_should_continue_as_new: Callable[[], bool] | None = None
     meter_conditions: Callable[[], bool] | None = None
+    # Batch runs: asked before a failed or cancelled run compensates its nodes.
+    may_compensate: Callable[[], bool] | None = None
 
 
 def controller_for(
@@ -74,4 +76,5 @@ def controller_for(
         carried=params.batch_state,
         should_continue_as_new=host.batch_should_continue_as_new,
         meter_conditions=host.meter_conditions,
+        may_compensate=host.may_compensate,
     )

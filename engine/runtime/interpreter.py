@@ -15,6 +15,9 @@ Lifecycle of a run:
   ``Failed`` with the error in ``error_messages``.
 * Cancelling the task that runs ``run()`` (Temporal does this on a cancellation request)
   cancels running nodes, waits for them, and ends the run ``Cancelled``.
+* A run that fails or is cancelled first runs the compensations of its completed nodes,
+  in reverse order of completion and shielded from cancellation, then ends
+  (:mod:`engine.runtime.compensation`).
 * A retry of a failed or cancelled run (:meth:`Interpreter.continue_from`) goes on from its
   earlier node records: the nodes completed before keep their attempts and times, a node
   run again adds its new attempts to its earlier ones and keeps its first start, a node an
@@ -31,9 +34,9 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
-from typing import Any, Protocol
+from typing import Any
 
 from engine.base.errors import PluginError, PluginErrorCode
 from engine.language.graph import Graph
@@ -47,11 +50,24 @@ from engine.language.models import (
     WorkflowExecutionStatus,
 )
 from engine.language.options import NodeOptions, global_options, node_options, plugin_config
+from engine.runtime.compensation import SUMMARY_KEY, Saga, shielded
 from engine.runtime.contracts import MAX_PAYLOAD_BYTES, BatchRunState, EarlierRecords
 from engine.runtime.events import EventLog, with_results
 from engine.runtime.lifecycle import ContinueAsNew, Lifecycle
-from engine.runtime.node_state import NodeState, call_key, node_state_dicts
+from engine.runtime.node_call import EventSink, NodeCall, NodeFailure, NodeRunner, NodeSuccess
+from engine.runtime.node_state import NodeState, node_state_dicts
 from engine.runtime.scheduler import NodeStatus, RoutingError, Scheduler
+
+__all__ = [  # the node call's types were first defined here, and are imported from here
+    "CARRIED_EVENTS",
+    "CARRIED_OUTPUT_BYTES",
+    "EventSink",
+    "Interpreter",
+    "NodeCall",
+    "NodeFailure",
+    "NodeRunner",
+    "NodeSuccess",
+]
 
 Status = WorkflowExecutionStatus
 EventType = WorkflowEventType
@@ -63,66 +79,6 @@ CARRIED_EVENTS = 200
 # unfinished node still reads (and the results) travel: a run's start event stays small next
 # to the history size at which Temporal suggests continuing as new (4 MB by default).
 CARRIED_OUTPUT_BYTES = 256_000
-
-
-@dataclass(frozen=True, slots=True)
-class NodeCall:
-    """What a runner needs to execute one node."""
-
-    execution_id: str
-    workflow_id: str
-    node_id: str
-    node_name: str
-    plugin_id: str
-    inputs: dict[str, Any]
-    config: dict[str, Any]
-    options: NodeOptions
-    pass_id: int = 0  # EventDriven: the event's pass (node ids repeat across passes)
-    item_key: str = ""  # Splitter maps: "splitter:index" of the item (node ids repeat too)
-
-    @property
-    def key(self) -> str:
-        """The call's node in its pass: ``node`` or ``node#pass`` (:func:`call_key`)."""
-        return call_key(self.node_id, self.pass_id)
-
-
-@dataclass(frozen=True, slots=True)
-class NodeSuccess:
-    """A node's output and the attempt that produced it.
-
-    A Splitter's success also carries its map's end: the aggregator's output and, per body
-    node, how often it ran (the interpreter records them all at once).
-    """
-
-    output: dict[str, Any]
-    attempts: int = 1
-    aggregated: dict[str, Any] | None = None
-    body_counts: dict[str, dict[str, int]] | None = None
-
-
-class NodeFailure(Exception):
-    """A node failed for good (retries exhausted or not retryable)."""
-
-    def __init__(
-        self, message: str, *, error_type: str = "Error", attempts: int = 1, retryable: bool = False
-    ) -> None:
-        super().__init__(message)
-        self.message = message
-        self.error_type = error_type
-        self.attempts = attempts
-        self.retryable = retryable
-
-
-class EventSink(Protocol):
-    """Receives a pass's events: the type and the fields (node_id, error, ...)."""
-
-    def __call__(self, event_type: WorkflowEventType, fields: dict[str, Any]) -> None: ...
-
-
-class NodeRunner(Protocol):
-    """Executes one node call; raises :class:`NodeFailure` when the node fails for good."""
-
-    async def __call__(self, call: NodeCall) -> NodeSuccess: ...
 
 
 @dataclass(slots=True)
@@ -175,6 +131,7 @@ class Interpreter:
         carried: BatchRunState | None = None,
         should_continue_as_new: Callable[[], bool] | None = None,
         meter_conditions: Callable[[], bool] | None = None,
+        may_compensate: Callable[[], bool] | None = None,
     ) -> None:
         """Args:
         graph: The compiled definition (batch mode).
@@ -193,6 +150,9 @@ class Interpreter:
         meter_conditions: Asked when a connection's condition is evaluated: whether to
             meter it (the workflow answers with a patch, so runs from before the meter
             replay as they ran); default yes.
+        may_compensate: Asked once, when a failed or cancelled run has compensations to
+            run (:mod:`engine.runtime.compensation`): whether to run them (the workflow
+            answers with a patch); default yes.
         """
         workflow = graph.workflow
         if workflow.execution_mode.is_long_running:
@@ -230,6 +190,8 @@ class Interpreter:
         self._carried = carried
         self._should_continue_as_new = should_continue_as_new
         self._meter_conditions = meter_conditions
+        self._may_compensate = may_compensate
+        self._saga = Saga(workflow, execution_id=execution_id, clock=clock, emit=self._emit)
         self._draining = False
         self._launched = 0  # nodes this Temporal run has started
         self._dropped_results: list[str] = []
@@ -276,6 +238,7 @@ class Interpreter:
         self._state.events = list(carried.events)
         self._state.next_sequence = carried.next_sequence
         self._paused = carried.paused
+        self._saga.restore(carried.compensable)
 
     def continue_from(self, earlier: EarlierRecords) -> None:
         """Take over the node records of the runs this retry follows (call before
@@ -316,11 +279,13 @@ class Interpreter:
 
     def pause(self) -> None:
         """Stop starting nodes. Raises ``PluginError(InvalidState)`` unless running."""
+        self._refuse_while_compensating("pause")
         self._lifecycle.pause()
         self._paused = True
 
     def resume(self) -> None:
         """Start nodes again. Raises ``PluginError(InvalidState)`` unless paused."""
+        self._refuse_while_compensating("resume")
         self._lifecycle.resume()
         self._paused = False
         self._wake.set()
@@ -352,6 +317,7 @@ class Interpreter:
                 PluginErrorCode.NodeNotFound,
                 f"execution '{self.execution_id}' has no node '{node_id}'",
             )
+        self._refuse_while_compensating(f"skip node '{node_id}' of")
         status = self._lifecycle.status
         if status not in (Status.Running, Status.Paused) or record.status not in (
             NodeStatus.pending,
@@ -365,7 +331,16 @@ class Interpreter:
 
     def check_transition(self, action: str) -> None:
         """Raise ``PluginError(InvalidState)`` if ``action`` ("pause"/"resume") is invalid now."""
+        self._refuse_while_compensating(action)
         self._lifecycle.check_transition(action)
+
+    def _refuse_while_compensating(self, action: str) -> None:
+        if self._saga.started and self._lifecycle.status in (Status.Running, Status.Paused):
+            raise PluginError(
+                PluginErrorCode.InvalidState,
+                f"cannot {action} execution '{self.execution_id}': it is running the "
+                "compensations of its completed nodes",
+            )
 
     # -- run -----------------------------------------------------------------------------
 
@@ -400,6 +375,7 @@ class Interpreter:
                     raise self._internal_error
                 if self._failure is not None:
                     await self._stop_running()
+                    await self._compensate("failed")
                     self._finish(Status.Failed)
                     break
                 # Only after this run has started a node: each run makes progress, even when
@@ -429,8 +405,20 @@ class Interpreter:
                 self._wake.clear()
         except asyncio.CancelledError:
             await self._stop_running()
+            await self._compensate("cancelled")
             self._finish(Status.Cancelled)
         return self._lifecycle.status
+
+    async def _compensate(self, reason: str) -> None:
+        """Run the compensations of the completed nodes (:mod:`engine.runtime.compensation`)
+        to their end, whatever cancellation arrives meanwhile; a pass or a map item has
+        none (its execution compensates)."""
+        if self._quiet or self._saga.started or not self._saga.pending_order():
+            return
+        if self._may_compensate is not None and not self._may_compensate():
+            return
+        work = asyncio.create_task(self._saga.run(self._runner, reason=reason, error=self._failure))
+        await shielded(work)
 
     def _check_not_stalled(self) -> None:
         # Nothing runs and nodes are unfinished: only a pause may explain it.
@@ -521,6 +509,8 @@ class Interpreter:
             )
         else:
             self._node_completed(node_id, success, skipped)
+            if node_id not in self._overrides and not self._quiet:
+                self._saga.remember(node_id, call.inputs, success.output)
 
     async def _stop_running(self) -> None:
         tasks = list(self._tasks.values())
@@ -628,8 +618,13 @@ class Interpreter:
 
     def _finish(self, status: Status) -> None:
         # A pass or a map item: its execution reports the outcome.
+        summary = self._saga.summary()
         self._lifecycle.finish(
-            status, progress=self._state.progress, error=self._failure, announce=not self._quiet
+            status,
+            progress=self._state.progress,
+            error=self._failure,
+            announce=not self._quiet,
+            details={SUMMARY_KEY: summary} if summary is not None else None,
         )
 
     def _emit(self, event_type: WorkflowEventType, **fields: Any) -> None:
@@ -645,15 +640,23 @@ class Interpreter:
 
     @property
     def error_messages(self) -> list[str]:
-        """Why the run failed or was cancelled, as its context says (a copy)."""
-        return list(self._lifecycle.error_messages)
+        """Why the run failed or was cancelled, as its context says (a copy): the failure or
+        cancellation first, then each compensation that failed."""
+        return self._lifecycle.error_messages + self._saga.failure_messages()
 
     def node_states(self) -> dict[str, NodeState]:
-        """Each node's state, as of now (what the context reports, typed)."""
-        return {
+        """Each node's state, as of now (what the context reports, typed), with its
+        compensation once compensations have begun."""
+        states = {
             node_id: record.state(node_id, self.graph.nodes[node_id].plugin_id)
             for node_id, record in self._nodes.items()
         }
+        if self._saga.started:
+            for node_id, state in states.items():
+                compensation = self._saga.node_state(node_id)
+                if compensation is not None:
+                    states[node_id] = replace(state, compensation=compensation)
+        return states
 
     def context(self, children: Mapping[str, str] | None = None) -> WorkflowExecutionContext:
         """The spec's execution context for this run, as of now; ``children``: the child
@@ -667,6 +670,9 @@ class Interpreter:
         lifecycle = self._lifecycle
         if lifecycle.status is Status.Completed:
             execution_data["results"] = self._scheduler.results()
+        summary = self._saga.summary()
+        if summary is not None:
+            execution_data[SUMMARY_KEY] = summary
         return WorkflowExecutionContext(
             execution_id=self.execution_id,
             workflow_id=self.workflow.workflow_id,
@@ -677,7 +683,7 @@ class Interpreter:
             node_states=node_state_dicts(self.node_states(), children),
             progress=self._state.progress,
             current_node=running[0] if running else "",
-            error_messages=list(lifecycle.error_messages),
+            error_messages=self.error_messages,
         )
 
     def events(self, after: int = 0, limit: int = 1000) -> list[WorkflowEvent]:
@@ -731,6 +737,7 @@ class Interpreter:
             dropped_results=list(self._dropped_results),
             next_sequence=self._state.next_sequence,
             events=self._log.last(CARRIED_EVENTS),
+            compensable=self._saga.carry(),
         )
         if len(json.dumps(outputs, default=str)) <= CARRIED_OUTPUT_BYTES:
             return state

@@ -86,19 +86,26 @@ class Lifecycle:
         self._emit(EventType.workflow_resumed)
 
     def finish(
-        self, status: Status, *, progress: float, error: str | None, announce: bool = True
+        self,
+        status: Status,
+        *,
+        progress: float,
+        error: str | None,
+        announce: bool = True,
+        details: dict[str, Any] | None = None,
     ) -> None:
         """End with ``status`` (Completed, Failed or Cancelled); unless ``announce`` is False
         (a pass or a map item: its execution reports the outcome), record the end event with
-        ``progress`` or ``error``."""
+        ``progress`` or ``error``, and ``details`` if given."""
         self.status = status
         self.end_time = self._clock()
         if not announce:
             return
+        more: dict[str, Any] = {"details": details} if details is not None else {}
         if status is Status.Completed:
-            self._emit(EventType.workflow_completed, progress=progress)
+            self._emit(EventType.workflow_completed, progress=progress, **more)
         elif status is Status.Failed:
-            self._emit(EventType.workflow_failed, error=error)
+            self._emit(EventType.workflow_failed, error=error, **more)
         else:
             self.error_messages.append("execution was cancelled")
-            self._emit(EventType.workflow_cancelled)
+            self._emit(EventType.workflow_cancelled, **more)

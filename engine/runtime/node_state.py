@@ -32,7 +32,8 @@ class NodeState:
 
     A batch run's node has ``attempts``, times, its ``result`` or ``error`` (a dict) and
     whether an operator completed it; a long run's node has its ``counters`` and the last
-    result or error (a message). A node that started a child execution names it.
+    result or error (a message). A node that started a child execution names it; a node
+    whose compensation has begun shows it (status, plugin_id, attempts, times, error).
     """
 
     node_id: str
@@ -46,6 +47,7 @@ class NodeState:
     error: dict[str, Any] | str | None = None
     skipped_by_operator: bool = False
     child_execution_id: str | None = None
+    compensation: dict[str, Any] | None = None  # see engine.runtime.compensation
 
     def as_dict(self) -> dict[str, Any]:
         """The API's form (keys in this order; absent ones left out)."""
@@ -67,6 +69,8 @@ class NodeState:
             data["skipped_by_operator"] = True
         if self.child_execution_id is not None:
             data["child_execution_id"] = self.child_execution_id
+        if self.compensation is not None:
+            data["compensation"] = self.compensation
         return data
 
 

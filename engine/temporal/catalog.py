@@ -11,6 +11,8 @@ no worker needs to be running. ``register_workflow`` checks every node against i
 * a node's configuration that does not match the plugin's schema is
   ``InvalidWorkflowStructure`` naming node and field. Keys of ``global_configuration`` count
   for the fields a plugin declares and are ignored by the others;
+* a node's ``compensation`` is checked the same way: its plugin must be a node plugin of
+  the catalog (``PluginNotFound``) and its configuration must match that plugin's schema;
 * every value the schema marks as an expression (``"x-expression"``, see
   :mod:`engine.language.expressions`) must compile as it will at run time:
   ``InvalidWorkflowStructure``
@@ -156,12 +158,54 @@ def catalog_problems(
     """Every node's problems with the catalog, in node order (one per node at most)."""
     problems: list[Problem] = []
     for node in workflow.nodes:
-        if is_engine_node(node.plugin_id):
-            continue  # run by the engine itself; validation checks their configuration
-        problem = _node_problem(workflow, node, catalog, _as_source(workflow, node), offered_by)
-        if problem is not None:
-            problems.append(problem)
+        if not is_engine_node(node.plugin_id):  # else run by the engine; validation checks it
+            problem = _node_problem(workflow, node, catalog, _as_source(workflow, node), offered_by)
+            if problem is not None:
+                problems.append(problem)
+        if node.compensation is not None:
+            problem = _compensation_problem(workflow, node, catalog, offered_by)
+            if problem is not None:
+                problems.append(problem)
     return problems
+
+
+def _compensation_problem(
+    workflow: PluginWorkflow,
+    node: WorkflowNode,
+    catalog: Mapping[str, PluginInfo],
+    offered_by: str,
+) -> Problem | None:
+    """A node's compensation: its plugin is a node plugin of the catalog, and its
+    configuration (with the workflow-wide settings the plugin declares) fits the plugin's
+    schema, as a node's does. Engine nodes are refused by validation."""
+    compensation = node.compensation
+    assert compensation is not None
+    plugin_id = compensation.plugin_id
+    if not plugin_id or is_engine_node(plugin_id):
+        return None
+    details = {"node_id": node.node_id, "plugin_id": plugin_id}
+    info = catalog.get(plugin_id)
+    if info is None or not info.function:
+        known = ", ".join(sorted(k for k, v in catalog.items() if v.function))
+        return Problem(
+            PluginErrorCode.PluginNotFound,
+            f"node '{node.node_id}' compensation uses plugin '{plugin_id}', which "
+            f"{offered_by} as a node plugin (offered: {known or 'none'})",
+            details,
+        )
+    if info.config_schema is None:
+        return None
+    reasons = _config_problems(workflow, compensation.configuration, info.config_schema)
+    if not reasons:
+        return None
+    shown = "; ".join(reasons[:_SHOWN_PER_NODE])
+    if len(reasons) > _SHOWN_PER_NODE:
+        shown += f"; and {len(reasons) - _SHOWN_PER_NODE} more"
+    return Problem(
+        PluginErrorCode.InvalidWorkflowStructure,
+        f"node '{node.node_id}' compensation (plugin '{plugin_id}') configuration: {shown}",
+        details,
+    )
 
 
 def unchecked_nodes(workflow: PluginWorkflow, catalog: Mapping[str, PluginInfo]) -> list[str]:

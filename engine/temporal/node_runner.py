@@ -320,8 +320,17 @@ class TemporalNodeRunner:
             )
 
     async def __call__(self, call: NodeCall) -> NodeSuccess:
-        """Run one node: an engine node in the workflow, any other as the node activity."""
+        """Run one node: an engine node in the workflow, any other as the node activity (a
+        compensation always as the activity, with ``@compensation`` after its node's key as
+        activity id)."""
         if is_engine_node(call.plugin_id):
+            if call.compensation:  # registration refuses it
+                raise NodeFailure(
+                    f"'{call.plugin_id}' is one of the engine's own nodes; a compensation runs "
+                    "a plugin",
+                    error_type=PluginErrorCode.InvalidWorkflowStructure.value,
+                    attempts=0,
+                )
             return await self._engine_node(call)
         request = NodeActivityInput(
             execution_id=call.execution_id,
@@ -344,6 +353,9 @@ class TemporalNodeRunner:
         name = f" {call.node_name}" if call.node_name else ""
         activity_id = call.key
         event = f" (event #{call.pass_id})" if call.pass_id else ""
+        if call.compensation:  # no node id has "@"
+            activity_id += "@compensation"
+            event += " (compensation)"
         if call.item_key:
             activity_id += f"[{call.item_key}]"
             event += f" (item {call.item_key.rsplit(':', 1)[-1]})"

@@ -67,6 +67,7 @@ with workflow.unsafe.imports_passed_through():
         skip_problem,
         stripped_counters,
     )
+    from engine.runtime.compensation import SUMMARY_KEY as COMPENSATION_SUMMARY_KEY
     from engine.runtime.contracts import (
         BUSY,
         DEFINITION_CHANGED_SIGNAL,
@@ -151,6 +152,9 @@ SOURCES_FIRST_PATCH = "sources-restart-before-passes"
 # the run could start nodes in another order on replay (TMPRL1100). Histories recorded before
 # applied them at once.
 CONTROL_OWN_TASK_PATCH = "control-in-own-task"
+# A failed or cancelled batch run compensates its completed nodes (engine.runtime.compensation).
+# Definitions recorded before had no compensations; asked only when a run has some to run.
+COMPENSATION_PATCH = "compensation"
 _OWN_TASK = timedelta(milliseconds=1)
 # Events an ended run keeps when all of them would not fit in its outcome.
 _KEPT_EVENTS = 2000
@@ -202,6 +206,7 @@ class PluginWorkflowExecution:
                         long_should_continue_as_new=self._should_continue_as_new,
                         batch_should_continue_as_new=self._batch_should_continue_as_new,
                         meter_conditions=_meter_conditions,
+                        may_compensate=_may_compensate,
                     ),
                 )
                 if isinstance(controller, LongRun):
@@ -831,6 +836,12 @@ def _end(status: Status, outcome: ExecutionOutcome) -> ExecutionOutcome:
         return outcome
     if status is Status.Failed:
         message = outcome.context.error_messages[0] if outcome.context.error_messages else ""
+        summary = outcome.context.execution_data.get(COMPENSATION_SUMMARY_KEY)
+        if isinstance(summary, dict) and summary.get("failed"):
+            # The original failure first; the compensations that failed after it.
+            message = f"{message}; compensation failed for node(s) " + ", ".join(
+                f"'{node_id}'" for node_id in summary["failed"][:20]
+            )
         raise ApplicationError(
             message or "execution failed",
             outcome,
@@ -868,6 +879,12 @@ def _fit(outcome: ExecutionOutcome) -> ExecutionOutcome:
     context.error_messages.append("per-node states of finished nodes were not kept")
     trimmed.events = outcome.events[-_KEPT_EVENTS // 10 :]
     return trimmed
+
+
+def _may_compensate() -> bool:
+    """Run the compensations of a failed or cancelled batch run? A new run marks its history
+    when it begins them (COMPENSATION_PATCH)."""
+    return workflow.patched(COMPENSATION_PATCH)
 
 
 def _meter_conditions() -> bool:

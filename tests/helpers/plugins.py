@@ -35,7 +35,7 @@ def read_count(directory: Path, name: str) -> int:
 
 def test_registry(side_effects: Path) -> PluginRegistry:
     """Built-ins plus: echo, light_echo, fail, flaky, sleep, block, count, bad_output,
-    big_output."""
+    big_output, undo."""
     registry = PluginRegistry.with_builtins()
 
     @registry.plugin("light_echo", light=True)
@@ -168,6 +168,19 @@ def test_registry(side_effects: Path) -> PluginRegistry:
             for item in items:
                 handle.write(json.dumps(item, sort_keys=True) + "\n")
         return {"written": len(items)}
+
+    @registry.plugin("undo")
+    def undo(inputs: dict[str, Any], config: dict[str, Any], ctx: PluginContext) -> dict[str, Any]:
+        """A compensation: appends what it was given (node, attempt, input, output, reason) as
+        a JSON line to undo.jsonl (every attempt), sleeps ``seconds``, then fails while
+        ``attempt <= fail_attempts`` (``fail_attempts: -1``: always)."""
+        with (side_effects / "undo.jsonl").open("a") as handle:
+            handle.write(json.dumps({**inputs, "attempt": ctx.attempt}, sort_keys=True) + "\n")
+        time.sleep(float(config.get("seconds", 0)))
+        fail_attempts = int(config.get("fail_attempts", 0))
+        if fail_attempts < 0 or ctx.attempt <= fail_attempts:
+            raise RuntimeError(f"could not undo {inputs.get('node_id')} (attempt {ctx.attempt})")
+        return {"undone": inputs.get("node_id")}
 
     @source_plugin("numbers")
     async def numbers(

@@ -23,9 +23,11 @@ from temporalio.client import Client
 
 from engine import (
     AdvancedPluginOrchestrator,
+    NodeCompensation,
     PluginWorkflow,
     WorkflowConnection,
     WorkflowExecutionContext,
+    WorkflowNode,
 )
 from engine.hosting.connection import connect
 from engine.hosting.devserver import DevServer, free_port
@@ -457,6 +459,47 @@ async def _event_resumed(orch: AdvancedPluginOrchestrator, name: str) -> str:
     return execution_id
 
 
+def _compensated(name: str, last: WorkflowNode) -> PluginWorkflow:
+    """reserve -> charge -> notify -> last, Sequential: reserve's compensation works, charge's
+    fails its first attempt (retried), notify's always fails."""
+    quick = {"max_attempts": 2, "initial_interval": 0.1}
+    nodes = [node("reserve"), node("charge"), node("notify"), last]
+    undo = {"reserve": {}, "charge": {"fail_attempts": 1}, "notify": {"fail_attempts": -1}}
+    for made in nodes[:3]:
+        made.compensation = NodeCompensation(
+            plugin_id="undo", configuration={"retry": quick, **undo[made.node_id]}
+        )
+    return workflow(
+        name,
+        nodes,
+        [edge("reserve", "charge"), edge("charge", "notify"), edge("notify", last.node_id)],
+        mode="sequential",
+    )
+
+
+async def _compensated_failure(orch: AdvancedPluginOrchestrator, name: str) -> str:
+    """A run fails: its completed nodes are compensated backwards, one compensation retried
+    and one failing for good (patch compensation)."""
+    definition = _compensated(name, node("ship", "fail", retry={"max_attempts": 1}))
+    await orch.register_workflow(definition)
+    execution_id = await orch.execute_workflow(name, {"scenario": name})
+    await orch.wait_for_completion(execution_id, 60)
+    return execution_id
+
+
+async def _compensated_cancel(orch: AdvancedPluginOrchestrator, name: str) -> str:
+    """A run is cancelled while its last node runs: the completed nodes are compensated
+    before it ends cancelled (patch compensation)."""
+    last = node("ship", "sleep", seconds=30, heartbeat_timeout=2)
+    definition = _compensated(name, last)
+    await orch.register_workflow(definition)
+    execution_id = await orch.execute_workflow(name, {"scenario": name})
+    await _until_running(orch, execution_id, "ship")
+    await orch.cancel_execution(execution_id)
+    await orch.wait_for_completion(execution_id, 60)
+    return execution_id
+
+
 RECORDERS = {
     **dict.fromkeys(_scenarios(), _batch),
     "registry_entity": _registry_entity,
@@ -469,6 +512,8 @@ RECORDERS = {
     "skipped_after_failure": _skipped_after_failure,
     "controls_in_own_task": _controls_in_own_task,
     "event_resumed": _event_resumed,
+    "compensated_failure": _compensated_failure,
+    "compensated_cancel": _compensated_cancel,
 }
 
 

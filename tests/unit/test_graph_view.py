@@ -245,3 +245,34 @@ def test_status_view_has_a_greppable_header() -> None:
         "error:        node 'a' failed: boom",
     ]
     assert lines[-1].split() == ["1", "✖", "a", "p_a", "-", "-", "-", "boom"]
+
+
+def test_status_view_shows_compensations() -> None:
+    workflow = _workflow(["a", "b", "c"], [("a", "b"), ("b", "c")])
+    undo = {"plugin_id": "undo", "attempts": 1}
+    context = WorkflowExecutionContext(
+        execution_id="pictured/run-2",
+        workflow_id="pictured",
+        status=WorkflowExecutionStatus.Failed,
+        execution_data={
+            "compensation": {
+                "status": "failed",
+                "reason": "failed",
+                "nodes": ["b", "a"],
+                "failed": ["b"],
+            }
+        },
+        node_states={
+            "a": {"status": "completed", "compensation": {**undo, "status": "completed"}},
+            "b": {
+                "status": "completed",
+                "compensation": {**undo, "status": "failed", "error": "no refund"},
+            },
+            "c": {"status": "failed", "error": {"message": "boom"}},
+        },
+        error_messages=["node 'c' failed: boom", "compensation of node 'b' failed: no refund"],
+    )
+    lines = _plain(status_view(workflow, context)).splitlines()
+    assert "compensation: failed (execution failed): b, a" in lines
+    assert lines[-3].split()[-3:] == ["compensation", "completed", "(undo)"]
+    assert lines[-2].split()[-5:] == ["compensation", "failed", "(undo):", "no", "refund"]
