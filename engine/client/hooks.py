@@ -20,15 +20,16 @@ import asyncio
 import hashlib
 import time
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Any, Literal, Protocol
 
 from pydantic import ValidationError
+from temporalio.client import Client
 from temporalio.client import WorkflowExecutionStatus as TemporalStatus
 
 from engine.base.errors import PluginError, PluginErrorCode
 from engine.client import executions
-from engine.client.hook_store import DEFAULT_MAX_BODY, HookInfo, HookRecord
-from engine.language.models import describe_validation_error
+from engine.client.hook_store import DEFAULT_MAX_BODY, HookInfo, HookRecord, HookStore
+from engine.language.models import PluginWorkflow, describe_validation_error
 from engine.language.validation import check_id
 from engine.runtime.bounds import (
     MAX_EVENT_BYTES,
@@ -38,8 +39,36 @@ from engine.runtime.bounds import (
 )
 from engine.runtime.contracts import MAX_INPUT_BYTES, execution_id_for
 
-if TYPE_CHECKING:
-    from engine.client.orchestrator import AdvancedPluginOrchestrator
+
+class AdvancedPluginOrchestrator(Protocol):
+    """What this module uses of :class:`engine.client.orchestrator.AdvancedPluginOrchestrator`
+    (which imports this module)."""
+
+    client: Client
+    task_queue: str
+    hook_store: HookStore
+
+    async def get_workflow(self, workflow_id: str) -> PluginWorkflow: ...
+
+    async def execute_workflow(
+        self,
+        workflow_id: str,
+        input_data: dict[str, Any] | None = None,
+        *,
+        execution_key: str | None = None,
+    ) -> str: ...
+
+    async def send_event(
+        self,
+        execution_id: str,
+        event_type: str,
+        payload: dict[str, Any] | None = None,
+        *,
+        event_id: str | None = None,
+        source: str | None = None,
+        timeout: float = 60.0,
+    ) -> str: ...
+
 
 Code = PluginErrorCode
 
