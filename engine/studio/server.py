@@ -73,8 +73,10 @@ class StudioServer:
         allowed = (*LOOPBACK_NAMES, host) if is_loopback(host) else None
         app: Any
         if hooks_only:
-            # Every route checks a hook's signature: no token, wherever it binds.
-            app = create_hooks_app(orchestrator, allowed_hosts=allowed)
+            # Every route checks a hook's signature: no token, wherever it binds; and any Host
+            # (a reverse proxy forwards its own name to a loopback port; a DNS-rebinding page
+            # gains nothing, as there is nothing to read and it cannot sign).
+            app = create_hooks_app(orchestrator)
         else:
             check_binding(host, token)
             app = create_app(orchestrator, ui_url=ui_url, token=token, allowed_hosts=allowed)

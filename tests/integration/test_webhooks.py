@@ -383,3 +383,55 @@ async def test_cli_create_list_delete(
     assert created["secret"] not in listed
     await _cli(dev_server, queue, tmp_path, "hook", "delete", hook_id)
     assert await hooked.list_hooks() == []
+
+
+async def test_hostile_bodies_and_keys_are_refused(
+    hooked: AdvancedPluginOrchestrator, http: httpx.AsyncClient, worker: object, unique
+) -> None:
+    definition = chain(unique("hostile"), 1)
+    await hooked.register_workflow(definition)
+    hook_id = unique("hostile")
+    secret = await hooked.create_hook(hook_id, definition.workflow_id, idempotency_field="delivery")
+    cases: dict[str, tuple[bytes, str | None]] = {
+        "not an object": (b"[1, 2]", None),
+        "not JSON": (b"{nope", None),
+        "not UTF-8": (b'{"a": "\xff"}', None),
+        "duplicate keys": (b'{"a": 1, "a": 2}', None),
+        "too deep": (b'{"a": ' * 200 + b"1" + b"}" * 200, None),
+        "NaN": (b'{"a": NaN}', None),
+        "key too long": (b"{}", "k" * 201),
+        "key with a newline": (b"{}", "a\tb"),
+        "field of another type": (b'{"delivery": {"x": 1}}', None),
+    }
+    for what, (raw, key) in cases.items():
+        _, headers = _signed(secret, raw, key=key)
+        response = await _post(http, hook_id, raw, headers)
+        assert response.status_code == 422, (what, response.text)
+        assert response.json()["code"] == "InvalidInput", what
+
+    # The configured body field is the key when no header names one.
+    raw, headers = _signed(secret, {"delivery": "d-1", "n": 1})
+    first = await _post(http, hook_id, raw, headers)
+    assert first.status_code == 202, first.text
+    assert first.json()["execution_id"] == execution_id_for(
+        definition.workflow_id, delivery_suffix(hook_id, "d-1")
+    )
+    raw, headers = _signed(secret, {"delivery": "d-1", "n": 2})
+    assert (await _post(http, hook_id, raw, headers)).status_code == 200
+
+    # Bad hook settings are refused when the hook is made.
+    for options in (
+        {"max_body_bytes": 10_000_000},
+        {"rate_per_minute": 0},
+        {"tolerance_seconds": 86_400},
+        {"source": "no-such-node"},
+    ):
+        with pytest.raises(PluginError) as info:
+            await hooked.create_hook(unique("bad"), definition.workflow_id, **options)  # type: ignore[arg-type]
+        assert info.value.code is PluginErrorCode.InvalidInput, options
+    with pytest.raises(PluginError) as info:
+        await hooked.create_hook("bad id!", definition.workflow_id)
+    assert info.value.code is PluginErrorCode.InvalidInput
+    with pytest.raises(PluginError) as info:
+        await hooked.create_hook(unique("ok"), unique("missing"))
+    assert info.value.code is PluginErrorCode.WorkflowNotFound
