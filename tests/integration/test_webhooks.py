@@ -362,7 +362,7 @@ async def _cli(dev_server: Any, task_queue: str, data_dir: Path, *args: str) -> 
     return stdout.decode()
 
 
-async def test_cli_create_list_delete(
+async def test_cli_create_list_serve_delete(
     hooked: AdvancedPluginOrchestrator, dev_server: Any, tmp_path: Path, worker: object, unique
 ) -> None:
     definition = chain(unique("cli-hooked"), 1)
@@ -381,6 +381,38 @@ async def test_cli_create_list_delete(
     listed = await _cli(dev_server, queue, tmp_path, "hook", "list", "--json")
     assert [h["hook_id"] for h in json.loads(listed)] == [hook_id]
     assert created["secret"] not in listed
+
+    # `orchestrator serve` serves the hooks of its data directory.
+    serve = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "engine.cli",
+        "--address",
+        dev_server.address,
+        "--task-queue",
+        queue,
+        "--data-dir",
+        str(tmp_path),
+        "serve",
+        "--port",
+        "0",
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    try:
+        assert serve.stdout is not None
+        line = (await asyncio.wait_for(serve.stdout.readline(), 60)).decode()
+        assert line.startswith("webhooks: http://127.0.0.1:"), line
+        base = line.split()[1].removesuffix("/hooks/<hook")
+        raw, headers = _signed(created["secret"], {"via": "serve"}, key="cli")
+        async with httpx.AsyncClient(base_url=base, timeout=30) as http:
+            response = await http.post(f"/hooks/{hook_id}", content=raw, headers=headers)
+        assert response.status_code == 202, response.text
+    finally:
+        serve.terminate()
+        _, stderr = await serve.communicate()
+    assert serve.returncode == 0, stderr.decode()
+
     await _cli(dev_server, queue, tmp_path, "hook", "delete", hook_id)
     assert await hooked.list_hooks() == []
 
