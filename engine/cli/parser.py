@@ -41,8 +41,8 @@ def _global_options(parser: argparse.ArgumentParser) -> None:
         "--data-dir",
         type=Path,
         default=argparse.SUPPRESS,
-        help="data directory of the embedded server (default ORCHESTRATOR_DATA_DIR or "
-        "~/.local/share/plugin-orchestrator)",
+        help="data directory of the embedded server and of webhooks (default "
+        "ORCHESTRATOR_DATA_DIR or ~/.local/share/plugin-orchestrator)",
     )
     group.add_argument(
         "--ui-url",

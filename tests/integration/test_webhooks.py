@@ -341,6 +341,16 @@ async def test_studio_routes_manage_hooks(
     assert (await http.delete(f"/api/hooks/{hook_id}", headers=json_type)).status_code == 404
     assert (await http.post(f"/hooks/{hook_id}", content=b"{}")).status_code == 404
 
+    # A studio with a token: its API needs the token, its hooks only their signature.
+    token = "t" * 32
+    secret = await hooked.create_hook(hook_id, definition.workflow_id)
+    transport = httpx.ASGITransport(app=create_app(hooked, token=token))
+    async with httpx.AsyncClient(transport=transport, base_url="http://127.0.0.1") as guarded:
+        assert (await guarded.get("/api/hooks")).status_code == 401
+        raw, headers = _signed(secret, {"n": 1}, key="with-token")
+        response = await _post(guarded, hook_id, raw, headers)
+        assert response.status_code == 202, response.text
+
 
 async def _cli(dev_server: Any, task_queue: str, data_dir: Path, *args: str) -> str:
     process = await asyncio.create_subprocess_exec(
