@@ -13,12 +13,13 @@ exceptions are translated here, at the boundary.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import re
 import time
 import uuid
 import weakref
-from collections.abc import AsyncGenerator, AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator, Iterator
 from datetime import timedelta
 from pathlib import Path
 from typing import Any, Literal, NoReturn, cast
@@ -370,39 +371,30 @@ class AdvancedPluginOrchestrator:
             raise PluginError(
                 PluginErrorCode.InvalidWorkflowStructure, f"workflow '{workflow_id}': {problem}"
             )
-        try:
-            with translate_errors(f"workflow '{workflow_id}'"):
-                await self.client.start_workflow(
-                    EXECUTION_WORKFLOW,
-                    params,
-                    id=execution_id,
-                    task_queue=self.task_queue,
-                    id_conflict_policy=WorkflowIDConflictPolicy.FAIL,
-                    # A keyed id is never reused: a repeated start names the earlier one.
-                    id_reuse_policy=(
-                        WorkflowIDReusePolicy.REJECT_DUPLICATE
-                        if execution_key
-                        else WorkflowIDReusePolicy.ALLOW_DUPLICATE
-                    ),
-                    search_attributes=(
-                        start_search_attributes(workflow_id) if searchable else None
-                    ),
-                    memo={
-                        "workflow_id": workflow_id,
-                        "workflow_version": definition.version,
-                        "execution_mode": definition.execution_mode.value,
-                    },
-                    static_summary=(
-                        f"{definition.name or workflow_id} (v{definition.version}, "
-                        f"{definition.execution_mode.name}, {len(definition.nodes)} nodes)"
-                    ),
-                )
-        except WorkflowAlreadyStartedError:
-            raise PluginError(
-                PluginErrorCode.WorkflowAlreadyExists,
-                f"execution '{execution_id}' was already started with this execution_key",
-                {"execution_id": execution_id},
-            ) from None
+        with translate_errors(f"workflow '{workflow_id}'"), _keyed_start(execution_id):
+            await self.client.start_workflow(
+                EXECUTION_WORKFLOW,
+                params,
+                id=execution_id,
+                task_queue=self.task_queue,
+                id_conflict_policy=WorkflowIDConflictPolicy.FAIL,
+                # A keyed id is never reused: a repeated start names the earlier one.
+                id_reuse_policy=(
+                    WorkflowIDReusePolicy.REJECT_DUPLICATE
+                    if execution_key
+                    else WorkflowIDReusePolicy.ALLOW_DUPLICATE
+                ),
+                search_attributes=start_search_attributes(workflow_id) if searchable else None,
+                memo={
+                    "workflow_id": workflow_id,
+                    "workflow_version": definition.version,
+                    "execution_mode": definition.execution_mode.value,
+                },
+                static_summary=(
+                    f"{definition.name or workflow_id} (v{definition.version}, "
+                    f"{definition.execution_mode.name}, {len(definition.nodes)} nodes)"
+                ),
+            )
         self._recent_executions[execution_id] = time.monotonic()
         return execution_id
 
@@ -1000,6 +992,20 @@ class AdvancedPluginOrchestrator:
 
     def _remember_definition(self, workflow_id: str, *, registered: bool) -> None:
         self._recent_definitions[workflow_id] = (registered, time.monotonic())
+
+
+@contextlib.contextmanager
+def _keyed_start(execution_id: str) -> Iterator[None]:
+    """A start refused because the id is taken (only a keyed id can be) as
+    ``WorkflowAlreadyExists`` naming the execution."""
+    try:
+        yield
+    except WorkflowAlreadyStartedError:
+        raise PluginError(
+            PluginErrorCode.WorkflowAlreadyExists,
+            f"execution '{execution_id}' was already started with this execution_key",
+            {"execution_id": execution_id},
+        ) from None
 
 
 def _check_text(field: str, value: object, limit: int) -> None:

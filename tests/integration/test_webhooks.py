@@ -121,8 +121,24 @@ async def test_signed_delivery_starts_once_per_key_and_keeps_the_secret_out_of_t
     assert replay.status_code == 200
     assert replay.json()["execution_id"] == keyless.json()["execution_id"]
 
-    # Two executions in all.
-    expected = {execution_id, keyless.json()["execution_id"]}
+    # Concurrent deliveries of one key: one starts, the others find it.
+    raw, headers = _signed(secret, {"n": 2}, key="burst")
+    burst = await asyncio.gather(*(_post(http, hook_id, raw, headers) for _ in range(5)))
+    assert sorted(r.status_code for r in burst) == [200, 200, 200, 200, 202], [
+        r.text for r in burst
+    ]
+    assert len({r.json()["execution_id"] for r in burst}) == 1
+
+    # The API's own keyed start (what two processes racing with one key meet): refused.
+    with pytest.raises(PluginError) as info:
+        await hooked.execute_workflow(
+            definition.workflow_id, execution_key=delivery_suffix(hook_id, "burst")
+        )
+    assert info.value.code is PluginErrorCode.WorkflowAlreadyExists
+    assert info.value.details["execution_id"] == burst[0].json()["execution_id"]
+
+    # Three executions in all.
+    expected = {execution_id, keyless.json()["execution_id"], burst[0].json()["execution_id"]}
     rows = await eventually(
         lambda: hooked.list_executions(definition.workflow_id),
         lambda rows: {row.execution_id for row in rows} >= expected,

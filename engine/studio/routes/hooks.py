@@ -11,7 +11,8 @@ Outside ``/api``: senders authenticate with the hook's HMAC signature
    413, never holding more than the limit and one chunk;
 4. a missing, unreadable, stale or future-dated, or wrong signature: 401, nothing started;
 5. a body that is not a JSON object (read strictly), or an idempotency key out of bounds: 422;
-6. the delivery (:func:`engine.client.hooks.deliver`): 202 with the new execution's id, or
+6. the delivery (:func:`engine.client.hooks.deliver`; repeats of a key that arrive together
+   in this process wait for the first): 202 with the new execution's id, or
    200 with the same id for a repeat of a key already delivered (``"duplicate": true``);
    an event hook answers 202 with the execution id and the event id (the execution drops
    a repeated event id itself). Engine errors answer as the API does (a definition gone:
@@ -21,8 +22,10 @@ Outside ``/api``: senders authenticate with the hook's HMAC signature
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import math
 import time
+from collections.abc import AsyncIterator
 from typing import Any
 
 from fastapi import APIRouter, Request
@@ -47,6 +50,7 @@ def router(orch: AdvancedPluginOrchestrator, limiter: RateLimiter | None = None)
     """The webhook receiver (one rate limiter per app unless given)."""
     routes = APIRouter()
     limits = limiter or RateLimiter()
+    in_flight = _SingleFlight()
 
     @routes.post("/hooks/{hook_id}", include_in_schema=False, response_model=None)
     async def receive(hook_id: str, request: Request) -> JSONResponse:
@@ -84,7 +88,9 @@ def router(orch: AdvancedPluginOrchestrator, limiter: RateLimiter | None = None)
         try:
             payload = _json_object(body)
             key = _key(hook, request, payload) or delivery_digest(timestamp, body)
-            delivery = await deliver(orch, hook, payload, key)
+            # Repeats arriving together wait for the first, then find what it did.
+            async with in_flight.hold(f"{hook.hook_id}\n{key}"):
+                delivery = await deliver(orch, hook, payload, key)
         except PluginError as exc:
             return JSONResponse(error_body(exc), status_code=status_of(exc))
         answer: dict[str, Any] = {
@@ -98,6 +104,29 @@ def router(orch: AdvancedPluginOrchestrator, limiter: RateLimiter | None = None)
         return JSONResponse(answer, status_code=200 if delivery.duplicate else 202)
 
     return routes
+
+
+class _SingleFlight:
+    """One delivery of a key at a time in this process (other processes race in Temporal,
+    which lets one start win). An entry lives while requests hold or wait for it, so the
+    table is bounded by the requests in flight."""
+
+    def __init__(self) -> None:
+        self._locks: dict[str, tuple[asyncio.Lock, int]] = {}
+
+    @contextlib.asynccontextmanager
+    async def hold(self, key: str) -> AsyncIterator[None]:
+        lock, users = self._locks.get(key, (asyncio.Lock(), 0))
+        self._locks[key] = (lock, users + 1)
+        try:
+            async with lock:
+                yield
+        finally:
+            lock, users = self._locks[key]
+            if users == 1:
+                del self._locks[key]
+            else:
+                self._locks[key] = (lock, users - 1)
 
 
 async def _read_capped(request: Request, limit: int) -> bytes | None:
