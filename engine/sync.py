@@ -39,7 +39,7 @@ import threading
 from collections.abc import AsyncGenerator, Coroutine, Iterator
 from concurrent.futures import Future
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 from temporalio.client import WorkflowExecutionStatus as TemporalStatus
 from temporalio.client import WorkflowFailureError
@@ -48,6 +48,7 @@ from temporalio.service import RPCError, RPCStatusCode
 from engine.base.data_dir import default_data_dir
 from engine.base.errors import PluginError, PluginErrorCode
 from engine.client import orchestrator as async_api
+from engine.client.hook_store import HookInfo
 from engine.hosting import lifetime
 from engine.language.models import (
     ConnectionType,
@@ -390,6 +391,27 @@ class AdvancedPluginOrchestrator:
 
     def retry_execution(self, execution_id: str) -> str:
         return self._started_here(self._call(self._api.retry_execution(execution_id)))
+
+    def create_hook(
+        self,
+        hook_id: str,
+        workflow_id: str,
+        action: Literal["start", "event"] = "start",
+        execution_id: str | None = None,
+        **options: Any,
+    ) -> str:
+        return self._call(
+            self._api.create_hook(hook_id, workflow_id, action, execution_id, **options)
+        )
+
+    def list_hooks(self) -> list[HookInfo]:
+        return self._call(self._api.list_hooks())
+
+    def delete_hook(self, hook_id: str) -> None:
+        self._call(self._api.delete_hook(hook_id))
+
+    def rotate_hook_secret(self, hook_id: str, grace_seconds: float = 0) -> str:
+        return self._call(self._api.rotate_hook_secret(hook_id, grace_seconds))
 
     def skip_node(
         self, execution_id: str, node_id: str, output: dict[str, Any] | None = None

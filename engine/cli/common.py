@@ -23,6 +23,7 @@ from engine.base.data_dir import default_data_dir
 from engine.base.errors import PluginError, PluginErrorCode
 from engine.base.logging import configure_logging
 from engine.client import executions
+from engine.client.hook_store import ENV_HOOKS_FILE, HOOKS_FILE_NAME
 from engine.client.orchestrator import AdvancedPluginOrchestrator
 from engine.hosting.connection import default_namespace, default_task_queue
 from engine.hosting.embedded import (
@@ -57,8 +58,10 @@ class Session:
 @asynccontextmanager
 async def open_session(args: argparse.Namespace) -> AsyncIterator[Session]:
     address, ui_url = await ensure_server(args.address, args.data_dir)
+    # Hooks are kept in the data directory the command names, unless the variable says where.
+    hooks_file = None if os.environ.get(ENV_HOOKS_FILE) else args.data_dir / HOOKS_FILE_NAME
     async with await AdvancedPluginOrchestrator.connect(
-        address, args.namespace, args.task_queue
+        address, args.namespace, args.task_queue, hooks_file=hooks_file
     ) as orchestrator:
         yield Session(orchestrator, args.ui_url or ui_url)
 

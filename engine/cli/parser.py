@@ -41,8 +41,8 @@ def _global_options(parser: argparse.ArgumentParser) -> None:
         "--data-dir",
         type=Path,
         default=argparse.SUPPRESS,
-        help="data directory of the embedded server (default ORCHESTRATOR_DATA_DIR or "
-        "~/.local/share/plugin-orchestrator)",
+        help="data directory of the embedded server and of webhooks (default "
+        "ORCHESTRATOR_DATA_DIR or ~/.local/share/plugin-orchestrator)",
     )
     group.add_argument(
         "--ui-url",
@@ -240,6 +240,17 @@ def build_parser() -> argparse.ArgumentParser:
         help="on the embedded server, do not run nodes in this process when no worker polls",
     )
 
+    sub = command(
+        "serve",
+        "hooks:cmd_serve",
+        "serve only the webhook receiver (POST /hooks/<hook id>): no API, no UI, no token "
+        "needed (every request is checked against its hook's signature)",
+    )
+    sub.add_argument("--host", default="127.0.0.1", help="address to bind (127.0.0.1)")
+    sub.add_argument("--port", type=int, default=8090, help="port (8090; 0: a free one)")
+
+    _hook_commands(commands)
+
     server = command("server", "parser:cmd_usage", "manage the embedded Temporal server")
     server.set_defaults(usage=server.format_help())
     server_commands = server.add_subparsers(dest="server_command", metavar="ACTION")
@@ -265,6 +276,59 @@ def build_parser() -> argparse.ArgumentParser:
                 help="web UI port (default ORCHESTRATOR_EMBEDDED_UI_PORT, else 8233; 0: none)",
             )
     return parser
+
+
+def _hook_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    help_text = "manage webhooks (served by the studio and by 'orchestrator serve')"
+    hook = commands.add_parser("hook", help=help_text, description=help_text)
+    _global_options(hook)
+    hook.set_defaults(handler="parser:cmd_usage", usage=hook.format_help())
+    actions = hook.add_subparsers(dest="hook_command", metavar="ACTION")
+
+    def action(name: str, help_text: str) -> argparse.ArgumentParser:
+        sub = actions.add_parser(name, help=help_text, description=help_text)
+        _global_options(sub)
+        sub.set_defaults(handler=f"hooks:cmd_hook_{name}")
+        return sub
+
+    sub = action(
+        "create",
+        "create a hook that starts executions of a workflow (or, with --execution, sends "
+        "events to a running EventDriven execution); prints its secret once",
+    )
+    sub.add_argument("hook_id")
+    sub.add_argument("workflow_id")
+    sub.add_argument("--execution", metavar="ID", help="send events to this execution")
+    sub.add_argument("--event-type", default=None, help="type of the events sent (webhook)")
+    sub.add_argument("--source", default=None, help="the Source node events come from")
+    sub.add_argument(
+        "--idempotency-field",
+        default=None,
+        metavar="FIELD",
+        help="body field holding the idempotency key when no Idempotency-Key header is sent",
+    )
+    sub.add_argument("--max-body-bytes", type=int, default=None, help="largest body (256 KiB)")
+    sub.add_argument("--rate-per-minute", type=int, default=None, help="requests a minute (60)")
+    sub.add_argument(
+        "--tolerance", type=int, default=None, help="signature timestamp window, seconds (300)"
+    )
+    sub.add_argument("--json", action="store_true", help="print the id and secret as JSON")
+
+    sub = action("list", "list the hooks (without their secrets)")
+    sub.add_argument("--json", action="store_true", help="print JSON")
+
+    sub = action("delete", "delete a hook (its URL answers 404 from then on)")
+    sub.add_argument("hook_id")
+
+    sub = action("rotate", "give a hook a new secret; prints it once")
+    sub.add_argument("hook_id")
+    sub.add_argument(
+        "--grace",
+        type=float,
+        default=0.0,
+        help="seconds the old secret is still accepted (0: none; at most 7 days)",
+    )
+    sub.add_argument("--json", action="store_true", help="print the id and secret as JSON")
 
 
 def cmd_usage(args: argparse.Namespace) -> int:

@@ -13,13 +13,16 @@ exceptions are translated here, at the boundary.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
+import re
 import time
 import uuid
 import weakref
-from collections.abc import AsyncGenerator, AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator, Iterator
 from datetime import timedelta
-from typing import Any, NoReturn, cast
+from pathlib import Path
+from typing import Any, Literal, NoReturn, cast
 
 from temporalio.client import (
     Client,
@@ -33,8 +36,9 @@ from temporalio.exceptions import WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode, TLSConfig
 
 from engine.base.errors import PluginError, PluginErrorCode
-from engine.client import executions
+from engine.client import executions, hooks
 from engine.client.execution_list import ExecutionSummary, list_executions
+from engine.client.hook_store import HookInfo, HookStore
 from engine.hosting import lifetime
 from engine.hosting.connection import connect, default_task_queue, with_pydantic_converter
 from engine.language.engine_nodes import SUBWORKFLOW
@@ -100,6 +104,7 @@ _BATCH_MODES = (
     WorkflowExecutionMode.Parallel,
     WorkflowExecutionMode.Conditional,
 )
+_EXECUTION_KEY = re.compile(r"[A-Za-z0-9_-]{1,64}")
 # What a retry keeps of each node's earlier record (results travel as its completed nodes).
 _KEPT_RECORD_FIELDS = ("status", "attempts", "started_at", "completed_at", "skipped_by_operator")
 
@@ -132,6 +137,9 @@ class AdvancedPluginOrchestrator:
     Args:
         client: A connected client; it is given this engine's data converter.
         task_queue: Where executions run (workers must poll it).
+        hooks_file: Where webhooks and their secrets are kept (default
+            ``ORCHESTRATOR_HOOKS_FILE``, else ``hooks.json`` in the data directory; see
+            :mod:`engine.client.hook_store`).
         query_timeout: How long to wait for a worker to answer a query of a registry entity
             (the definition read by :meth:`execute_workflow`). The default outlives
             Temporal's 10 s workflow task timeout: a worker that stops while it holds the
@@ -152,6 +160,7 @@ class AdvancedPluginOrchestrator:
         *,
         task_queue: str | None = None,
         query_timeout: float = QUERY_TIMEOUT,
+        hooks_file: Path | None = None,
     ) -> None:
         self.client = with_pydantic_converter(client)
         self.task_queue = task_queue or default_task_queue()
@@ -162,6 +171,7 @@ class AdvancedPluginOrchestrator:
             )
         self.query_timeout = timedelta(seconds=query_timeout)
         self.blobs = BlobStore.configured()
+        self.hook_store = HookStore(hooks_file)
         self._recent_definitions: dict[str, tuple[bool, float]] = {}
         self._recent_executions: dict[str, float] = {}
         self._runtime_key: int | None = None  # set when connect() made the client
@@ -177,6 +187,7 @@ class AdvancedPluginOrchestrator:
         query_timeout: float = QUERY_TIMEOUT,
         tls: TLSConfig | bool | None = None,
         api_key: str | None = None,
+        hooks_file: Path | None = None,
     ) -> AdvancedPluginOrchestrator:
         """Connect to Temporal (defaults: ``TEMPORAL_ADDRESS``/``TEMPORAL_NAMESPACE``, then
         ``localhost:7233``/``default``; TLS and API key from the environment, see
@@ -188,7 +199,9 @@ class AdvancedPluginOrchestrator:
         key, runtime = lifetime.new_runtime()
         try:
             client = await connect(target, namespace, tls=tls, api_key=api_key, runtime=runtime)
-            orchestrator = cls(client, task_queue=task_queue, query_timeout=query_timeout)
+            orchestrator = cls(
+                client, task_queue=task_queue, query_timeout=query_timeout, hooks_file=hooks_file
+            )
         except BaseException:
             del runtime
             lifetime.release_runtime(key)
@@ -308,7 +321,11 @@ class AdvancedPluginOrchestrator:
     # -- execution -----------------------------------------------------------------------
 
     async def execute_workflow(
-        self, workflow_id: str, input_data: dict[str, Any] | None = None
+        self,
+        workflow_id: str,
+        input_data: dict[str, Any] | None = None,
+        *,
+        execution_key: str | None = None,
     ) -> str:
         """Start an execution of the current version; return its execution id.
 
@@ -316,11 +333,22 @@ class AdvancedPluginOrchestrator:
         EventDriven executions run until cancelled; Streaming executions until their source
         is exhausted or they are cancelled.
 
+        ``execution_key`` (1-64 letters, digits, ``_`` and ``-``) makes the start
+        idempotent: the execution id is derived from it, and Temporal refuses a second
+        execution of that id, running or ended (as long as the namespace retains it), which
+        raises ``WorkflowAlreadyExists`` with ``details["execution_id"]``.
+
         Raises:
             PluginError: ``WorkflowNotFound``, ``InvalidWorkflowStructure`` (no nodes, or
                 a long-running definition and input too large to carry across
-                continue-as-new), ``InvalidInput``.
+                continue-as-new), ``InvalidInput``; ``WorkflowAlreadyExists`` for an
+                ``execution_key`` already used.
         """
+        if execution_key is not None and not _EXECUTION_KEY.fullmatch(execution_key):
+            raise PluginError(
+                PluginErrorCode.InvalidInput,
+                f"execution_key {execution_key[:80]!r} must be 1-64 letters, digits, '_' or '-'",
+            )
         if input_data is not None and not isinstance(input_data, dict):
             raise PluginError(
                 PluginErrorCode.InvalidInput,
@@ -332,7 +360,7 @@ class AdvancedPluginOrchestrator:
                 PluginErrorCode.InvalidWorkflowStructure,
                 f"workflow '{workflow_id}' has no nodes to run",
             )
-        execution_id = execution_id_for(workflow_id, uuid.uuid4().hex[:16])
+        execution_id = execution_id_for(workflow_id, execution_key or uuid.uuid4().hex[:16])
         searchable = await search_attributes_enabled(self.client)
         subworkflows = await self._subworkflows(definition)
         params = ExecutionInput(
@@ -346,13 +374,19 @@ class AdvancedPluginOrchestrator:
             raise PluginError(
                 PluginErrorCode.InvalidWorkflowStructure, f"workflow '{workflow_id}': {problem}"
             )
-        with translate_errors(f"workflow '{workflow_id}'"):
+        with translate_errors(f"workflow '{workflow_id}'"), _keyed_start(execution_id):
             await self.client.start_workflow(
                 EXECUTION_WORKFLOW,
                 params,
                 id=execution_id,
                 task_queue=self.task_queue,
                 id_conflict_policy=WorkflowIDConflictPolicy.FAIL,
+                # A keyed id is never reused: a repeated start names the earlier one.
+                id_reuse_policy=(
+                    WorkflowIDReusePolicy.REJECT_DUPLICATE
+                    if execution_key
+                    else WorkflowIDReusePolicy.ALLOW_DUPLICATE
+                ),
                 search_attributes=start_search_attributes(workflow_id) if searchable else None,
                 memo={
                     "workflow_id": workflow_id,
@@ -636,6 +670,78 @@ class AdvancedPluginOrchestrator:
         """
         await executions.update_execution(self._execution(execution_id), execution_id, "resume")
 
+    # -- webhooks ------------------------------------------------------------------------
+
+    async def create_hook(
+        self,
+        hook_id: str,
+        workflow_id: str,
+        action: Literal["start", "event"] = "start",
+        execution_id: str | None = None,
+        *,
+        event_type: str | None = None,
+        source: str | None = None,
+        idempotency_field: str | None = None,
+        max_body_bytes: int | None = None,
+        rate_per_minute: int | None = None,
+        tolerance_seconds: int | None = None,
+    ) -> str:
+        """Create a webhook, served at ``POST /hooks/<hook_id>`` by the studio and
+        ``orchestrator serve``; return its secret, which is shown this once (see
+        :mod:`engine.client.hook_signing` for how senders sign with it).
+
+        A ``start`` hook starts an execution of ``workflow_id`` with the request body as
+        ``input_data``; an ``event`` hook sends the body as the payload of an event of
+        ``event_type`` (default ``webhook``; from the Source node ``source``, default the
+        first) to the running EventDriven execution ``execution_id`` of ``workflow_id``.
+        ``idempotency_field`` names a top-level body field whose value is the delivery's
+        idempotency key when no ``Idempotency-Key`` header is sent. Bounds: the body
+        (``max_body_bytes``, default and at most 256 KiB for events, at most 500,000 for
+        starts), the rate (``rate_per_minute``, default 60) and how far the signature's
+        timestamp may be from the clock (``tolerance_seconds``, default 300).
+
+        The hook and its secret are kept in :attr:`hook_store` (a local file, never Temporal).
+
+        Raises:
+            PluginError: ``InvalidInput`` for a bad id, option or target; ``WorkflowNotFound``;
+                ``ExecutionNotFound``; ``InvalidState`` for an event target that has ended;
+                ``WorkflowAlreadyExists`` when the hook id is taken.
+        """
+        options = {
+            "event_type": event_type,
+            "source": source,
+            "idempotency_field": idempotency_field,
+            "max_body_bytes": max_body_bytes,
+            "rate_per_minute": rate_per_minute,
+            "tolerance_seconds": tolerance_seconds,
+        }
+        return await hooks.create_hook(self, hook_id, workflow_id, action, execution_id, options)
+
+    async def list_hooks(self) -> list[HookInfo]:
+        """The webhooks of this namespace and task queue, by id, without their secrets."""
+        return await asyncio.to_thread(self.hook_store.list, self.client.namespace, self.task_queue)
+
+    async def delete_hook(self, hook_id: str) -> None:
+        """Delete a webhook: its URL answers 404 from then on.
+
+        Raises:
+            PluginError: ``WorkflowNotFound`` naming the hook.
+        """
+        await asyncio.to_thread(
+            self.hook_store.delete, hook_id, self.client.namespace, self.task_queue
+        )
+
+    async def rotate_hook_secret(self, hook_id: str, grace_seconds: float = 0) -> str:
+        """Give a webhook a new secret and return it (shown this once); the old one is
+        still accepted for ``grace_seconds`` (at most 7 days; 0: refused at once).
+
+        Raises:
+            PluginError: ``WorkflowNotFound`` naming the hook; ``InvalidInput``.
+        """
+        return await asyncio.to_thread(
+            self.hook_store.rotate, hook_id, self.client.namespace, self.task_queue, grace_seconds
+        )
+
     # -- monitoring ----------------------------------------------------------------------
 
     async def get_execution_status(self, execution_id: str) -> WorkflowExecutionContext:
@@ -900,6 +1006,20 @@ class AdvancedPluginOrchestrator:
 
     def _remember_definition(self, workflow_id: str, *, registered: bool) -> None:
         self._recent_definitions[workflow_id] = (registered, time.monotonic())
+
+
+@contextlib.contextmanager
+def _keyed_start(execution_id: str) -> Iterator[None]:
+    """A start refused because the id is taken (only a keyed id can be) as
+    ``WorkflowAlreadyExists`` naming the execution."""
+    try:
+        yield
+    except WorkflowAlreadyStartedError:
+        raise PluginError(
+            PluginErrorCode.WorkflowAlreadyExists,
+            f"execution '{execution_id}' was already started with this execution_key",
+            {"execution_id": execution_id},
+        ) from None
 
 
 def _check_text(field: str, value: object, limit: int) -> None:

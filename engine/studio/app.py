@@ -1,6 +1,7 @@
 """The studio's ASGI app: the request guard around the JSON API under ``/api`` (one router per
-resource, see :mod:`engine.studio.routes`) and the built front end, served from ``static/`` at
-``/``."""
+resource, see :mod:`engine.studio.routes`), the webhook receiver at ``/hooks/{id}`` and the
+built front end, served from ``static/`` at ``/``; and the receiver alone
+(:func:`create_hooks_app`, for ``orchestrator serve``)."""
 
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ from engine.base.errors import PluginError
 from engine.client.orchestrator import AdvancedPluginOrchestrator
 from engine.studio.api import plugin_error_response, request_error_response, unknown_route
 from engine.studio.guard import Guard, check_token
-from engine.studio.routes import catalog, executions, info, workflows
+from engine.studio.routes import catalog, executions, hook_admin, hooks, info, workflows
 
 STATIC_DIR = Path(__file__).parent / "static"
 
@@ -61,11 +62,29 @@ def create_app(
     app.include_router(workflows.router(orchestrator), prefix="/api")
     app.include_router(catalog.router(orchestrator), prefix="/api")
     app.include_router(executions.router(orchestrator, ui_url=ui_url), prefix="/api")
+    app.include_router(hook_admin.router(orchestrator), prefix="/api")
     app.include_router(unknown_route(), prefix="/api")
+    app.include_router(hooks.router(orchestrator))
     app.add_exception_handler(PluginError, plugin_error_response)  # type: ignore[arg-type]
     app.add_exception_handler(RequestValidationError, request_error_response)  # type: ignore[arg-type]
     _mount_front_end(app, static_dir or STATIC_DIR)
     app.add_middleware(Guard, token=token, allowed_hosts=allowed_hosts)
+    return app
+
+
+def create_hooks_app(
+    orchestrator: AdvancedPluginOrchestrator, *, allowed_hosts: Iterable[str] | None = None
+) -> FastAPI:
+    """Only the webhook receiver (``POST /hooks/{id}``), in the same guard: what
+    ``orchestrator serve`` exposes. No ``/api``, no front end, no API docs: nothing answers
+    without a hook's signature, so it needs no token to bind beyond localhost."""
+    app = FastAPI(
+        title="plugin-orchestrator webhooks", docs_url=None, redoc_url=None, openapi_url=None
+    )
+    app.include_router(hooks.router(orchestrator))
+    app.add_exception_handler(PluginError, plugin_error_response)  # type: ignore[arg-type]
+    app.add_exception_handler(RequestValidationError, request_error_response)  # type: ignore[arg-type]
+    app.add_middleware(Guard, allowed_hosts=allowed_hosts)
     return app
 
 

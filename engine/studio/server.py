@@ -17,15 +17,17 @@ import asyncio
 import contextlib
 import ipaddress
 import socket
+from typing import Any
 
 import uvicorn
 
 from engine.base.errors import PluginError, PluginErrorCode
 from engine.client.orchestrator import AdvancedPluginOrchestrator
-from engine.studio.app import create_app
+from engine.studio.app import create_app, create_hooks_app
 
 LOOPBACK_NAMES = ("localhost", "127.0.0.1", "[::1]", "::1")
 _SHUTDOWN_GRACE_SECONDS = 3
+_HOOKS_CONCURRENCY = 200
 
 
 def is_loopback(host: str) -> bool:
@@ -56,7 +58,7 @@ def check_binding(host: str, token: str | None) -> None:
 
 class StudioServer:
     """The studio on ``host:port`` (``port=0``: a free port, see :attr:`port` after
-    :meth:`start`)."""
+    :meth:`start`); with ``hooks_only``, only its webhook receiver (``orchestrator serve``)."""
 
     def __init__(
         self,
@@ -66,10 +68,18 @@ class StudioServer:
         *,
         ui_url: str | None = None,
         token: str | None = None,
+        hooks_only: bool = False,
     ) -> None:
-        check_binding(host, token)
         allowed = (*LOOPBACK_NAMES, host) if is_loopback(host) else None
-        app = create_app(orchestrator, ui_url=ui_url, token=token, allowed_hosts=allowed)
+        app: Any
+        if hooks_only:
+            # Every route checks a hook's signature: no token, wherever it binds; and any Host
+            # (a reverse proxy forwards its own name to a loopback port; a DNS-rebinding page
+            # gains nothing, as there is nothing to read and it cannot sign).
+            app = create_hooks_app(orchestrator)
+        else:
+            check_binding(host, token)
+            app = create_app(orchestrator, ui_url=ui_url, token=token, allowed_hosts=allowed)
         self.host = host
         self.port = port
         self.config = uvicorn.Config(
@@ -82,6 +92,8 @@ class StudioServer:
             proxy_headers=False,
             server_header=False,
             timeout_graceful_shutdown=_SHUTDOWN_GRACE_SECONDS,
+            # The receiver holds at most this many bodies at once (503 past it).
+            limit_concurrency=_HOOKS_CONCURRENCY if hooks_only else None,
         )
         self.server = uvicorn.Server(self.config)
         self._task: asyncio.Task[None] | None = None

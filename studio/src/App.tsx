@@ -4,6 +4,7 @@ import { useEffect, useState } from "react";
 import { api, onUnauthorized, setToken } from "./api";
 import { Modal } from "./components";
 import { Designer } from "./Designer";
+import { HooksPage } from "./Hooks";
 import { Monitor } from "./Monitor";
 import { DefinitionPage, DefinitionsPage, ExecutionsPage } from "./pages";
 import { href, useRoute } from "./router";
@@ -51,6 +52,9 @@ export function App() {
   } else if (first === "executions" && rest.length > 0) {
     section = "executions";
     page = <Monitor key={rest.join("/")} executionId={rest.join("/")} />;
+  } else if (first === "hooks") {
+    section = "hooks";
+    page = <HooksPage />;
   } else if (first === "executions") {
     section = "executions";
     page = <ExecutionsPage workflowId={route.query.get("workflow_id") ?? ""} status={route.query.get("status") ?? ""} />;
@@ -71,6 +75,9 @@ export function App() {
           </a>
           <a className={section === "executions" ? "active" : ""} href={href("executions")} data-testid="nav-executions">
             Executions
+          </a>
+          <a className={section === "hooks" ? "active" : ""} href={href("hooks")} data-testid="nav-hooks">
+            Webhooks
           </a>
           <a href={href("designer")} data-testid="nav-designer">
             + New

@@ -205,3 +205,19 @@ export interface ServerInfo {
 }
 
 export const TERMINAL: ExecutionStatus[] = ["completed", "failed", "cancelled", "terminated"];
+
+/** A webhook as GET /api/hooks lists it (never with its secret). */
+export interface HookInfo {
+  hook_id: string;
+  workflow_id: string;
+  action: "start" | "event";
+  execution_id: string | null;
+  event_type: string;
+  source: string | null;
+  idempotency_field: string | null;
+  max_body_bytes: number;
+  rate_per_minute: number;
+  tolerance_seconds: number;
+  created_at: number;
+  rotated_at: number | null;
+}

@@ -20,7 +20,12 @@ need; :func:`engine.studio.app.create_app` includes them in this order:
   * ``POST /executions/{id}/pause|resume|cancel|retry``: control;
   * ``POST /executions/{id}/nodes/{node}/skip|approve``: per-node control;
 
+* :mod:`.hook_admin`: ``GET|POST /hooks``, ``DELETE /hooks/{id}``, ``POST /hooks/{id}/rotate``:
+  manage webhooks (a secret is shown once, when created or rotated);
 * and last :func:`engine.studio.api.unknown_route`, a JSON 404 for any other path.
+
+Outside ``/api``, :mod:`.hooks` serves ``POST /hooks/{id}``: signed webhook deliveries (no
+token: the hook's signature authenticates them).
 
 Nothing is stored here: definitions come from the registry, executions and their events from
 Temporal, the catalog from the workers' published catalog. Errors become JSON bodies as
