@@ -13,6 +13,7 @@ exceptions are translated here, at the boundary.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import time
 import uuid
@@ -79,6 +80,7 @@ from engine.runtime.contracts import (
     execution_id_for,
     workflow_id_of_entity,
 )
+from engine.temporal.admission_requests import give_back, reserve_slot
 from engine.temporal.blobs import BlobIntegrityError, BlobReferenceError, BlobStore
 from engine.temporal.catalog import validate_with_catalog
 from engine.temporal.telemetry import (
@@ -343,8 +345,10 @@ class AdvancedPluginOrchestrator:
             raise PluginError(
                 PluginErrorCode.InvalidWorkflowStructure, f"workflow '{workflow_id}': {problem}"
             )
-        with translate_errors(f"workflow '{workflow_id}'"):
-            await self.client.start_workflow(
+        await reserve_slot(self.client, self.task_queue, definition, execution_id)
+        async with _give_back_on_error(self.client, self.task_queue, definition, execution_id):
+            await self._start(
+                f"workflow '{workflow_id}'",
                 EXECUTION_WORKFLOW,
                 params,
                 id=execution_id,
@@ -532,8 +536,10 @@ class AdvancedPluginOrchestrator:
                 "search_attributes": searchable,
             }
         )
-        with translate_errors(f"execution '{execution_id}'"):
-            await self.client.start_workflow(
+        await reserve_slot(self.client, self.task_queue, params.workflow, execution_id)
+        async with _give_back_on_error(self.client, self.task_queue, params.workflow, execution_id):
+            await self._start(
+                f"execution '{execution_id}'",
                 EXECUTION_WORKFLOW,
                 retry,
                 id=execution_id,
@@ -653,6 +659,7 @@ class AdvancedPluginOrchestrator:
         Args:
             workflow_id: Only executions of this definition.
             status: Only executions in this status (``running``, ``paused``, ``pending``,
+                ``queued`` (waiting for a slot of ``max_concurrent_executions``),
                 ``completed``, ``failed``, ``cancelled``, ``terminated``).
             limit: At most this many rows.
             offset: Skip this many of the newest first (a page is ``offset=page*limit``).
@@ -791,6 +798,11 @@ class AdvancedPluginOrchestrator:
 
     # -- internals -----------------------------------------------------------------------
 
+    async def _start(self, subject: str, *args: Any, **kwargs: Any) -> None:
+        """Start an execution workflow (errors name ``subject``)."""
+        with translate_errors(subject):
+            await self.client.start_workflow(*args, **kwargs)
+
     def _execution(self, execution_id: str) -> WorkflowHandle[Any, Any]:
         if (
             not isinstance(execution_id, str)
@@ -886,6 +898,19 @@ class AdvancedPluginOrchestrator:
 
     def _remember_definition(self, workflow_id: str, *, registered: bool) -> None:
         self._recent_definitions[workflow_id] = (registered, time.monotonic())
+
+
+@contextlib.asynccontextmanager
+async def _give_back_on_error(
+    client: Client, task_queue: str, definition: PluginWorkflow, execution_id: str
+) -> AsyncIterator[None]:
+    """A start that fails frees the slot reserved for it (see :func:`reserve_slot`)."""
+    try:
+        yield
+    except BaseException:
+        if "max_concurrent_executions" in definition.global_configuration:
+            await give_back(client, task_queue, definition.workflow_id, execution_id)
+        raise
 
 
 def _check_text(field: str, value: object, limit: int) -> None:
