@@ -324,14 +324,14 @@ class PluginWorkflowExecution:
         except ValueError:
             return None  # validated at registration; the run fails on it elsewhere
         limit = options.max_concurrent_executions
-        execution_id = workflow.info().workflow_id
-        if limit is None or not execution_id.startswith(f"{definition.workflow_id}/run-"):
+        info = workflow.info()
+        if limit is None or info.parent is not None:
             return None
         if not workflow.patched(ADMISSION_PATCH):
             return None
         return SlotRequest(
             workflow_id=definition.workflow_id,
-            execution_id=execution_id,
+            execution_id=info.workflow_id,
             limit=limit,
             overflow=options.overflow,
             claim=True,

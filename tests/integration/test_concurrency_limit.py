@@ -189,7 +189,9 @@ async def test_cancel_and_failure_free_slots(
 
     # A failed execution frees its slot too.
     failing = unique("failing")
-    await orchestrator.register_workflow(capped(failing, 1, plugin="fail"))
+    await orchestrator.register_workflow(
+        capped(failing, 1, plugin="fail", retry={"max_attempts": 1})
+    )
     runs = [await orchestrator.execute_workflow(failing) for _ in range(3)]
     finals = [await orchestrator.wait_for_completion(r, timeout=60) for r in runs]
     assert [f.status for f in finals] == [Status.Failed] * 3
