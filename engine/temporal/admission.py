@@ -55,7 +55,7 @@ with workflow.unsafe.imports_passed_through():
 
 # History length past which the workflow continues as new (also when Temporal suggests it).
 MAX_HISTORY = 2000
-_CHECK_TIMEOUT = timedelta(seconds=30)
+_CHECK_TIMEOUT = timedelta(seconds=15)
 _CHECK_RETRY = RetryPolicy(maximum_attempts=3, initial_interval=timedelta(seconds=1))
 _ID_CHARS = 1000
 

@@ -35,7 +35,7 @@ from engine.temporal.telemetry import entity_search_attributes
 from engine.temporal.translation import from_failure, translate_errors
 
 # How long an update may wait for the admission workflow's worker to answer.
-_UPDATE_TIMEOUT = timedelta(seconds=20)
+_UPDATE_TIMEOUT = timedelta(seconds=10)
 # How long a request is sent again while Temporal refuses it for too many updates in flight.
 _BUSY_SECONDS = 30.0
 

@@ -164,7 +164,7 @@ _OWN_TASK = timedelta(milliseconds=1)
 # admission workflow (engine.temporal.admission) before it starts, shows ``queued`` while it
 # waits, and gives the slot back when it ends. Consulted only by runs of such definitions.
 ADMISSION_PATCH = "concurrency-admission"
-_CLAIM_TIMEOUT = timedelta(seconds=60)
+_CLAIM_TIMEOUT = timedelta(seconds=15)
 _CLAIM_RETRY = RetryPolicy(
     initial_interval=timedelta(seconds=1),
     maximum_interval=timedelta(seconds=30),

@@ -5,6 +5,7 @@ refuses before anything starts, and every ending (cancel, failure, terminate) fr
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Callable, Iterator
 from datetime import datetime
 from pathlib import Path
@@ -96,7 +97,12 @@ async def test_twenty_concurrent_starts_run_two_at_a_time_in_order(
         interval=0.5,
     )
     last = admission.queue[-1].execution_id
-    assert (await orchestrator.get_execution_status(last)).status is Status.Queued
+    # (Pending until a worker has picked the execution up, then queued.)
+    await eventually(
+        lambda: orchestrator.get_execution_status(last),
+        lambda c: c.status is Status.Queued,
+        interval=0.5,
+    )
     queued = await orchestrator.list_executions(workflow_id, status="queued", limit=50)
     assert last in [row.execution_id for row in queued]
     assert all(row.status == "queued" for row in queued)
@@ -233,10 +239,16 @@ async def test_queued_executions_survive_a_worker_restart(
     worker = WorkerProcess(dev_server.address, task_queue, tmp_path)
     try:
         ids = [await orchestrator.execute_workflow(workflow_id, {"i": i}) for i in range(4)]
-        await eventually(lambda: statuses(orchestrator, ids), lambda s: s.count(Status.Queued) >= 2)
+        # Killed once the queued ones wait for their grant (they have claimed their slots).
+        await eventually(
+            lambda: admission_state(orchestrator.client, workflow_id, task_queue),
+            lambda a: len(a.queue) >= 2 and all(e.claimed for e in a.queue),
+        )
         worker.kill()
+        killed = time.monotonic()
         worker = WorkerProcess(dev_server.address, task_queue, tmp_path)
         finals = [await orchestrator.wait_for_completion(i, timeout=60) for i in ids]
+        print(f"all completed {time.monotonic() - killed:.1f}s after the kill")
         assert [f.status for f in finals] == [Status.Completed] * 4
         admission = await admission_state(orchestrator.client, workflow_id, task_queue)
         assert admission.admitted == sorted(admission.admitted)
