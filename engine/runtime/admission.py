@@ -76,6 +76,9 @@ class AdmissionState(BaseModel):
     # Tickets of the latest admissions, in the order they got their slots (a ticket is the
     # place of the request: FIFO means these only grow).
     admitted: list[int] = Field(default_factory=list)
+    # History length past which the admission workflow continues as new (Temporal may
+    # suggest it earlier).
+    max_history: int = Field(2000, ge=50, le=20000)
 
 
 class Verdict(StrEnum):

@@ -14,7 +14,8 @@ The bookkeeping is :class:`engine.runtime.admission.Admissions`; this module is 
 * while anyone waits (or an entry waits for its execution to appear) it checks every few
   seconds, with an activity, which of the executions it counts have closed or never started,
   and frees what they hold: a terminated execution cannot release;
-* it continues as new, carrying its state, when its history grows.
+* it continues as new, carrying its state, when its history grows past
+  ``AdmissionState.max_history`` events (or Temporal suggests it).
 
 Anyone who can reach Temporal can send these messages; requests are bounded (ids of this
 definition's executions, a queue of at most :data:`~engine.runtime.admission.MAX_QUEUED`).
@@ -53,8 +54,6 @@ with workflow.unsafe.imports_passed_through():
     )
     from engine.temporal.telemetry import ENTITY_DIVISION, NAMESPACE_DIVISION
 
-# History length past which the workflow continues as new (also when Temporal suggests it).
-MAX_HISTORY = 2000
 _CHECK_TIMEOUT = timedelta(seconds=15)
 _CHECK_RETRY = RetryPolicy(maximum_attempts=3, initial_interval=timedelta(seconds=1))
 _ID_CHARS = 1000
@@ -101,7 +100,7 @@ class PluginAdmission:
 
     def _should_continue_as_new(self) -> bool:
         info = workflow.info()
-        too_long = info.get_current_history_length() > MAX_HISTORY
+        too_long = info.get_current_history_length() > self._admissions.state.max_history
         return too_long or info.is_continue_as_new_suggested()
 
     async def _notify(self) -> None:

@@ -20,7 +20,7 @@ from engine.hosting.connection import connect
 from engine.hosting.devserver import DevServer
 from engine.language.models import PluginWorkflow, WorkflowExecutionStatus
 from engine.runtime.admission import AdmissionState
-from engine.runtime.contracts import admission_entity_id
+from engine.runtime.contracts import ADMISSION_WORKFLOW, admission_entity_id
 from tests.helpers.builders import node, workflow
 from tests.helpers.processes import WorkerProcess
 from tests.helpers.waiting import eventually
@@ -254,3 +254,29 @@ async def test_queued_executions_survive_a_worker_restart(
         assert admission.admitted == sorted(admission.admitted)
     finally:
         worker.terminate()
+
+
+@pytest.mark.usefixtures("worker")
+async def test_admission_continues_as_new_with_its_slots_and_queue(
+    orchestrator: AdvancedPluginOrchestrator, task_queue: str, unique: Callable[[str], str]
+) -> None:
+    workflow_id = unique("long-lived")
+    await orchestrator.register_workflow(capped(workflow_id, 1, seconds=0.1))
+    # The admission workflow, started first with a short history budget.
+    await orchestrator.client.start_workflow(
+        ADMISSION_WORKFLOW,
+        AdmissionState(workflow_id=workflow_id, max_history=50),
+        id=admission_entity_id(workflow_id, task_queue),
+        task_queue=task_queue,
+    )
+    ids = [await orchestrator.execute_workflow(workflow_id) for _ in range(6)]
+    finals = [await orchestrator.wait_for_completion(i, timeout=60) for i in ids]
+    assert [f.status for f in finals] == [Status.Completed] * 6
+    handle = orchestrator.client.get_workflow_handle(admission_entity_id(workflow_id, task_queue))
+    description = await handle.describe()
+    first_run = description.raw_description.workflow_execution_info.first_run_id
+    assert first_run != description.run_id  # it continued as new at least once
+    admission = await admission_state(orchestrator.client, workflow_id, task_queue)
+    assert admission.granted == 6
+    assert admission.admitted == sorted(admission.admitted)
+    assert admission.holders == []
