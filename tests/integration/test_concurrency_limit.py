@@ -5,7 +5,10 @@ refuses before anything starts, and every ending (cancel, failure, terminate) fr
 from __future__ import annotations
 
 import asyncio
+import os
+import sys
 import time
+from asyncio.subprocess import Process
 from collections.abc import Callable, Iterator
 from datetime import datetime
 from pathlib import Path
@@ -16,13 +19,12 @@ from temporalio.client import Client
 
 from engine.base.errors import PluginError, PluginErrorCode
 from engine.client.orchestrator import AdvancedPluginOrchestrator
-from engine.hosting.connection import connect
 from engine.hosting.devserver import DevServer
 from engine.language.models import PluginWorkflow, WorkflowExecutionStatus
 from engine.runtime.admission import AdmissionState
 from engine.runtime.contracts import ADMISSION_WORKFLOW, admission_entity_id
 from tests.helpers.builders import node, workflow
-from tests.helpers.processes import WorkerProcess
+from tests.helpers.processes import ROOT, WorkerProcess
 from tests.helpers.waiting import eventually
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
@@ -48,6 +50,42 @@ def most_at_once(intervals: list[tuple[datetime, datetime]]) -> int:
         current += step
         peak = max(peak, current)
     return peak
+
+
+_STARTER = """
+import asyncio, sys
+from engine.client.orchestrator import AdvancedPluginOrchestrator
+from engine.hosting.connection import connect
+
+async def main(address, task_queue, workflow_id):
+    orch = AdvancedPluginOrchestrator(await connect(address), task_queue=task_queue)
+    print("ready", flush=True)
+    await asyncio.get_running_loop().run_in_executor(None, sys.stdin.readline)
+    ids = await asyncio.gather(*(orch.execute_workflow(workflow_id) for _ in range(5)))
+    print(" ".join(ids), flush=True)
+
+asyncio.run(main(*sys.argv[1:]))
+"""
+
+
+async def _starter(address: str, task_queue: str, workflow_id: str) -> Process:
+    """A process that starts five executions at once when told "go" on its stdin."""
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-c",
+        _STARTER,
+        address,
+        task_queue,
+        workflow_id,
+        cwd=ROOT,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+        stdin=asyncio.subprocess.PIPE,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    assert process.stdout is not None
+    assert (await process.stdout.readline()).strip() == b"ready"
+    return process
 
 
 async def admission_state(client: Client, workflow_id: str, task_queue: str) -> AdmissionState:
@@ -84,12 +122,18 @@ async def test_twenty_concurrent_starts_run_two_at_a_time_in_order(
 ) -> None:
     workflow_id = unique("capped")
     await orchestrator.register_workflow(capped(workflow_id, 2, seconds=0.3))
-    # Four clients of their own (separate connections), five starts each, all at once.
-    clients = [await connect(dev_server.address) for _ in range(4)]
-    starters = [AdvancedPluginOrchestrator(c, task_queue=task_queue) for c in clients]
-    ids = await asyncio.gather(
-        *(starters[i % 4].execute_workflow(workflow_id, {"i": i}) for i in range(20))
-    )
+    # Four processes of their own, five starts each, all at once.
+    starters = [await _starter(dev_server.address, task_queue, workflow_id) for _ in range(4)]
+    for process in starters:
+        assert process.stdin is not None
+        process.stdin.write(b"go\n")
+        await process.stdin.drain()
+    ids = []
+    for process in starters:
+        out, err = await process.communicate()
+        assert process.returncode == 0, err.decode()[-2000:]
+        ids += out.decode().split()
+    assert len(ids) == 20
     # Queued executions show as such, in status reads and listings.
     admission = await eventually(
         lambda: admission_state(orchestrator.client, workflow_id, task_queue),
