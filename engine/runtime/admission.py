@@ -79,6 +79,8 @@ class AdmissionState(BaseModel):
     # History length past which the admission workflow continues as new (Temporal may
     # suggest it earlier).
     max_history: int = Field(2000, ge=50, le=20000)
+    # Seconds an entry may wait for its execution to appear (see START_WINDOW).
+    start_window: float = Field(START_WINDOW, ge=1, le=3600)
 
 
 class Verdict(StrEnum):
@@ -218,9 +220,9 @@ class Admissions:
 
     def reap(self, found: dict[str, Liveness], now: datetime) -> list[str]:
         """Drop the entries of executions found closed, and of those still missing
-        :data:`START_WINDOW` seconds after their request; returns their ids. Entries not in
+        ``start_window`` seconds after their request; returns their ids. Entries not in
         ``found`` are kept (they came after the check began)."""
-        window = timedelta(seconds=START_WINDOW)
+        window = timedelta(seconds=self.state.start_window)
         dropped: list[str] = []
         for entry in self.state.holders + self.state.queue:
             seen = found.get(entry.execution_id)

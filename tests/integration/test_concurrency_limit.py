@@ -22,7 +22,8 @@ from engine.client.orchestrator import AdvancedPluginOrchestrator
 from engine.hosting.devserver import DevServer
 from engine.language.models import PluginWorkflow, WorkflowExecutionStatus
 from engine.runtime.admission import AdmissionState
-from engine.runtime.contracts import ADMISSION_WORKFLOW, admission_entity_id
+from engine.runtime.contracts import ADMISSION_WORKFLOW, SlotRequest, admission_entity_id
+from engine.temporal.admission_requests import request_slot
 from tests.helpers.builders import node, workflow
 from tests.helpers.processes import ROOT, WorkerProcess
 from tests.helpers.waiting import eventually
@@ -324,3 +325,37 @@ async def test_admission_continues_as_new_with_its_slots_and_queue(
     assert admission.granted == 6
     assert admission.admitted == sorted(admission.admitted)
     assert admission.holders == []
+
+
+@pytest.mark.usefixtures("worker")
+async def test_a_slot_reserved_by_a_client_that_never_started_expires(
+    orchestrator: AdvancedPluginOrchestrator, task_queue: str, unique: Callable[[str], str]
+) -> None:
+    """Under ``reject`` a client takes the slot before it starts the execution: if it dies in
+    between, the slot is freed once the execution has not appeared for ``start_window``."""
+    workflow_id = unique("abandoned")
+    await orchestrator.register_workflow(capped(workflow_id, 1, "reject", seconds=0.1))
+    await orchestrator.client.start_workflow(
+        ADMISSION_WORKFLOW,
+        AdmissionState(workflow_id=workflow_id, start_window=2),
+        id=admission_entity_id(workflow_id, task_queue),
+        task_queue=task_queue,
+    )
+    # What execute_workflow does first, by a client that dies before starting the run.
+    request = SlotRequest(
+        workflow_id=workflow_id,
+        execution_id=f"{workflow_id}/run-{'0' * 16}",
+        limit=1,
+        overflow="reject",
+    )
+    answer = await request_slot(orchestrator.client, task_queue, request)
+    assert answer.verdict == "granted"
+    with pytest.raises(PluginError) as refused:
+        await orchestrator.execute_workflow(workflow_id)
+    assert refused.value.code is PluginErrorCode.ConcurrencyLimitReached
+    started = await eventually(
+        lambda: _try_start(orchestrator, workflow_id), lambda r: r is not None, interval=0.5
+    )
+    assert started is not None
+    final = await orchestrator.wait_for_completion(started, timeout=30)
+    assert final.status is Status.Completed
