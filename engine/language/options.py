@@ -69,7 +69,14 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StrictInt,
+    ValidationError,
+    model_validator,
+)
 
 from engine.language.models import describe_validation_error
 
@@ -130,16 +137,19 @@ class GlobalOptions(BaseModel):
     batch_max_wait: float = Field(0.5, ge=0.01, le=60)
     max_batches_in_flight: int = Field(4, ge=1, le=100)
     progress_interval: float = Field(2.0, ge=0.5, le=300)
-    max_concurrent_executions: int | None = Field(None, ge=1, le=MAX_CONCURRENT_EXECUTIONS)
+    # Strict: a count of runs is a JSON integer, not true or "3".
+    max_concurrent_executions: StrictInt | None = Field(None, ge=1, le=MAX_CONCURRENT_EXECUTIONS)
     concurrency_overflow: Literal["queue", "reject"] | None = None
 
-    @model_validator(mode="after")
-    def _overflow_needs_limit(self) -> GlobalOptions:
-        if self.concurrency_overflow is not None and self.max_concurrent_executions is None:
+    @model_validator(mode="before")
+    @classmethod
+    def _overflow_needs_limit(cls, data: Any) -> Any:
+        overflow = data.get("concurrency_overflow") if isinstance(data, dict) else None
+        if overflow is not None and data.get("max_concurrent_executions") is None:
             raise ValueError(
                 "concurrency_overflow applies only with max_concurrent_executions; set both"
             )
-        return self
+        return data
 
     @property
     def overflow(self) -> Literal["queue", "reject"]:
