@@ -144,6 +144,8 @@ def test_settings_are_validated() -> None:
     for bad in (
         {"max_concurrent_executions": 0},
         {"max_concurrent_executions": 1001},
+        {"max_concurrent_executions": True},
+        {"max_concurrent_executions": "3"},
         {"max_concurrent_executions": 2, "concurrency_overflow": "drop"},
         {"concurrency_overflow": "reject"},
     ):
