@@ -38,6 +38,8 @@ class PluginErrorCode(StrEnum):
     InvalidOutput = "InvalidOutput"
     PluginExecutionFailed = "PluginExecutionFailed"
     ExecutionFailed = "ExecutionFailed"
+    # A start over a definition's max_concurrent_executions with concurrency_overflow "reject".
+    ConcurrencyLimitReached = "ConcurrencyLimitReached"
     # Infrastructure.
     Timeout = "Timeout"
     ServerUnavailable = "ServerUnavailable"

@@ -14,7 +14,16 @@ ENV_STUDIO_TOKEN = "ORCHESTRATOR_STUDIO_TOKEN"
 # test
 # checks): those modules load the rendering and the Temporal client.
 GRAPH_FORMATS = ("mermaid", "dot")
-STATUS_FILTERS = ("pending", "running", "paused", "completed", "failed", "cancelled", "terminated")
+STATUS_FILTERS = (
+    "pending",
+    "queued",
+    "running",
+    "paused",
+    "completed",
+    "failed",
+    "cancelled",
+    "terminated",
+)
 
 
 def _global_options(parser: argparse.ArgumentParser) -> None:

@@ -42,7 +42,7 @@ class _Orchestrator(Protocol):
 
 
 StatusFilter = Literal[
-    "pending", "running", "paused", "completed", "failed", "cancelled", "terminated"
+    "pending", "queued", "running", "paused", "completed", "failed", "cancelled", "terminated"
 ]
 STATUS_FILTERS: tuple[str, ...] = StatusFilter.__args__  # type: ignore[attr-defined]
 
@@ -60,6 +60,7 @@ _STATUS_CLAUSE = {
     "running": "ExecutionStatus = 'Running'",
     "paused": "ExecutionStatus = 'Running'",
     "pending": "ExecutionStatus = 'Running'",
+    "queued": "ExecutionStatus = 'Running'",
     "completed": "ExecutionStatus = 'Completed'",
     "failed": "(ExecutionStatus = 'Failed' OR ExecutionStatus = 'TimedOut')",
     "cancelled": "ExecutionStatus = 'Canceled'",
@@ -114,7 +115,7 @@ async def list_executions(
     if status:
         clauses.append(_STATUS_CLAUSE[status])
     rows = await _listed(orch, " AND ".join(clauses), wanted)
-    if status in (None, "running", "paused", "pending"):
+    if status in (None, "running", "paused", "pending", "queued"):
         for execution_id in await orch.get_active_executions():
             if execution_id.startswith(prefix) and execution_id not in rows:
                 rows[execution_id] = ExecutionSummary(

@@ -84,6 +84,7 @@ from engine.runtime.contracts import (
     execution_id_for,
     workflow_id_of_entity,
 )
+from engine.temporal.admission_requests import give_back, reserve_slot
 from engine.temporal.blobs import BlobIntegrityError, BlobReferenceError, BlobStore
 from engine.temporal.catalog import light_plugins, uses_auto, validate_with_catalog
 from engine.temporal.telemetry import (
@@ -374,30 +375,32 @@ class AdvancedPluginOrchestrator:
             raise PluginError(
                 PluginErrorCode.InvalidWorkflowStructure, f"workflow '{workflow_id}': {problem}"
             )
+        await reserve_slot(self.client, self.task_queue, definition, execution_id)
         with translate_errors(f"workflow '{workflow_id}'"), _keyed_start(execution_id):
-            await self.client.start_workflow(
-                EXECUTION_WORKFLOW,
-                params,
-                id=execution_id,
-                task_queue=self.task_queue,
-                id_conflict_policy=WorkflowIDConflictPolicy.FAIL,
-                # A keyed id is never reused: a repeated start names the earlier one.
-                id_reuse_policy=(
-                    WorkflowIDReusePolicy.REJECT_DUPLICATE
-                    if execution_key
-                    else WorkflowIDReusePolicy.ALLOW_DUPLICATE
-                ),
-                search_attributes=start_search_attributes(workflow_id) if searchable else None,
-                memo={
-                    "workflow_id": workflow_id,
-                    "workflow_version": definition.version,
-                    "execution_mode": definition.execution_mode.value,
-                },
-                static_summary=(
-                    f"{definition.name or workflow_id} (v{definition.version}, "
-                    f"{definition.execution_mode.name}, {len(definition.nodes)} nodes)"
-                ),
-            )
+            async with _give_back_on_error(self.client, self.task_queue, definition, execution_id):
+                await self.client.start_workflow(
+                    EXECUTION_WORKFLOW,
+                    params,
+                    id=execution_id,
+                    task_queue=self.task_queue,
+                    id_conflict_policy=WorkflowIDConflictPolicy.FAIL,
+                    # A keyed id is never reused: a repeated start names the earlier one.
+                    id_reuse_policy=(
+                        WorkflowIDReusePolicy.REJECT_DUPLICATE
+                        if execution_key
+                        else WorkflowIDReusePolicy.ALLOW_DUPLICATE
+                    ),
+                    search_attributes=start_search_attributes(workflow_id) if searchable else None,
+                    memo={
+                        "workflow_id": workflow_id,
+                        "workflow_version": definition.version,
+                        "execution_mode": definition.execution_mode.value,
+                    },
+                    static_summary=(
+                        f"{definition.name or workflow_id} (v{definition.version}, "
+                        f"{definition.execution_mode.name}, {len(definition.nodes)} nodes)"
+                    ),
+                )
         self._recent_executions[execution_id] = time.monotonic()
         return execution_id
 
@@ -576,8 +579,10 @@ class AdvancedPluginOrchestrator:
                 "search_attributes": searchable,
             }
         )
-        with translate_errors(f"execution '{execution_id}'"):
-            await self.client.start_workflow(
+        await reserve_slot(self.client, self.task_queue, params.workflow, execution_id)
+        async with _give_back_on_error(self.client, self.task_queue, params.workflow, execution_id):
+            await self._start(
+                f"execution '{execution_id}'",
                 EXECUTION_WORKFLOW,
                 retry,
                 id=execution_id,
@@ -769,6 +774,7 @@ class AdvancedPluginOrchestrator:
         Args:
             workflow_id: Only executions of this definition.
             status: Only executions in this status (``running``, ``paused``, ``pending``,
+                ``queued`` (waiting for a slot of ``max_concurrent_executions``),
                 ``completed``, ``failed``, ``cancelled``, ``terminated``).
             limit: At most this many rows.
             offset: Skip this many of the newest first (a page is ``offset=page*limit``).
@@ -907,6 +913,11 @@ class AdvancedPluginOrchestrator:
 
     # -- internals -----------------------------------------------------------------------
 
+    async def _start(self, subject: str, *args: Any, **kwargs: Any) -> None:
+        """Start an execution workflow (errors name ``subject``)."""
+        with translate_errors(subject):
+            await self.client.start_workflow(*args, **kwargs)
+
     def _execution(self, execution_id: str) -> WorkflowHandle[Any, Any]:
         if (
             not isinstance(execution_id, str)
@@ -1020,6 +1031,26 @@ def _keyed_start(execution_id: str) -> Iterator[None]:
             f"execution '{execution_id}' was already started with this execution_key",
             {"execution_id": execution_id},
         ) from None
+
+
+@contextlib.asynccontextmanager
+async def _give_back_on_error(
+    client: Client, task_queue: str, definition: PluginWorkflow, execution_id: str
+) -> AsyncIterator[None]:
+    """A start that fails frees the slot reserved for it (see :func:`reserve_slot`); not
+    when the id is a running execution's (a keyed start repeated): the entry is that one's."""
+    try:
+        yield
+    except WorkflowAlreadyStartedError:
+        if "max_concurrent_executions" in definition.global_configuration:
+            description = await client.get_workflow_handle(execution_id).describe()
+            if description.status is not TemporalStatus.RUNNING:
+                await give_back(client, task_queue, definition.workflow_id, execution_id)
+        raise
+    except BaseException:
+        if "max_concurrent_executions" in definition.global_configuration:
+            await give_back(client, task_queue, definition.workflow_id, execution_id)
+        raise
 
 
 def _check_text(field: str, value: object, limit: int) -> None:

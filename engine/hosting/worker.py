@@ -27,7 +27,12 @@ from temporalio.common import WorkflowIDConflictPolicy
 from temporalio.runtime import Runtime
 from temporalio.worker import FixedSizeSlotSupplier, Worker, WorkerTuner
 
-from activities import LongRunningActivities, NodeActivities, RegistryActivities
+from activities import (
+    AdmissionActivities,
+    LongRunningActivities,
+    NodeActivities,
+    RegistryActivities,
+)
 from activities.capacity import ActivitySlots, PluginThreads
 from engine.base.logging import configure_logging, hide_traceback_locals
 from engine.hosting import lifetime
@@ -41,6 +46,7 @@ from engine.runtime.contracts import (
     CatalogState,
     catalog_entity_id,
 )
+from engine.temporal.admission import PluginAdmission
 from engine.temporal.blobs import BlobStore
 from engine.temporal.catalog import describe_plugins
 from engine.temporal.registry import PluginCatalog, PluginWorkflowDefinition
@@ -107,15 +113,23 @@ def create_worker(
     activities = NodeActivities(registry, threads=threads, blobs=blob_store)
     long_running = LongRunningActivities(registry, with_pydantic_converter(client), threads)
     registry_reads = RegistryActivities(with_pydantic_converter(client))
+    admissions = AdmissionActivities(with_pydantic_converter(client))
     worker = Worker(
         with_pydantic_converter(client),
         task_queue=queue,
-        workflows=[PluginWorkflowExecution, PluginWorkflowDefinition, PluginCatalog],
+        workflows=[
+            PluginWorkflowExecution,
+            PluginWorkflowDefinition,
+            PluginCatalog,
+            PluginAdmission,
+        ],
         activities=[
             activities.run_plugin_node,
             long_running.watch_event_source,
             long_running.run_stream,
             registry_reads.read_registered_definition,
+            admissions.claim_execution_slot,
+            admissions.check_admitted_executions,
         ],
         tuner=_tuner(max_concurrent_activities, max_concurrent_workflow_tasks, threads),
         max_cached_workflows=max_cached_workflows,

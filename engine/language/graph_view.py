@@ -32,6 +32,7 @@ _STATUS_LOOK: dict[str, tuple[str, str, str]] = {
     "skipped": ("↷", "yellow", "#fff3cd"),
     "cancelled": ("⊘", "magenta", "#e2d9f3"),
     "paused": ("‖", "yellow", "#fff3cd"),
+    "queued": ("⧗", "blue", "#ede9fe"),  # waiting for a slot of max_concurrent_executions
 }
 
 # Mermaid arrows and DOT styles that tell connection types apart.

@@ -104,6 +104,9 @@ class WorkflowExecutionStatus(_SpecEnum):
     Completed = "completed"
     Failed = "failed"
     Cancelled = "cancelled"
+    # Waiting for a slot of its definition's max_concurrent_executions (not in the spec; last,
+    # so the spec's integer values keep their meaning).
+    Queued = "queued"
 
     @property
     def is_terminal(self) -> bool:

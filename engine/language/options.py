@@ -64,6 +64,17 @@ Global only, for the long-running modes:
 ``progress_interval``
     Seconds between a stream's progress reports (0.5-300, default 2).
 
+Global only, for every mode:
+
+``max_concurrent_executions``
+    Executions of this definition that may run at once (1-1000; unset: no limit), like
+    Airflow's ``max_active_runs``. Held by the definition's admission workflow
+    (:mod:`engine.temporal.admission`), so it holds across clients and processes.
+``concurrency_overflow``
+    What a start over that limit does: ``"queue"`` (default) waits, in the order the starts
+    were requested, with the status ``queued``; ``"reject"`` refuses the start with
+    ``ConcurrencyLimitReached`` and nothing runs. Only with ``max_concurrent_executions``.
+
 Defaults are finite on purpose: a node never retries forever.
 """
 
@@ -71,7 +82,14 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StrictInt,
+    ValidationError,
+    model_validator,
+)
 
 from engine.language.models import describe_validation_error
 
@@ -86,6 +104,8 @@ GLOBAL_ONLY_KEYS = frozenset(
         "batch_max_wait",
         "max_batches_in_flight",
         "progress_interval",
+        "max_concurrent_executions",
+        "concurrency_overflow",
     }
 )
 RESERVED_KEYS = (
@@ -93,6 +113,7 @@ RESERVED_KEYS = (
 )
 
 MAX_TIMEOUT_SECONDS = 30 * 24 * 3600.0
+MAX_CONCURRENT_EXECUTIONS = 1000
 
 Execution = Literal["activity", "local", "auto"]
 EXECUTIONS: tuple[Execution, ...] = ("activity", "local", "auto")
@@ -141,6 +162,24 @@ class GlobalOptions(BaseModel):
     batch_max_wait: float = Field(0.5, ge=0.01, le=60)
     max_batches_in_flight: int = Field(4, ge=1, le=100)
     progress_interval: float = Field(2.0, ge=0.5, le=300)
+    # Strict: a count of runs is a JSON integer, not true or "3".
+    max_concurrent_executions: StrictInt | None = Field(None, ge=1, le=MAX_CONCURRENT_EXECUTIONS)
+    concurrency_overflow: Literal["queue", "reject"] | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _overflow_needs_limit(cls, data: Any) -> Any:
+        overflow = data.get("concurrency_overflow") if isinstance(data, dict) else None
+        if overflow is not None and data.get("max_concurrent_executions") is None:
+            raise ValueError(
+                "concurrency_overflow applies only with max_concurrent_executions; set both"
+            )
+        return data
+
+    @property
+    def overflow(self) -> Literal["queue", "reject"]:
+        """What a start over ``max_concurrent_executions`` does (``queue`` unless set)."""
+        return self.concurrency_overflow or "queue"
 
 
 def node_options(global_config: dict[str, Any], node_config: dict[str, Any]) -> NodeOptions:

@@ -7,7 +7,7 @@ decode (the replay tests under ``tests/replay`` hold us to it).
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_serializer
 
@@ -464,3 +464,55 @@ class CatalogState(_Contract):
     """State of a catalog entity: the latest entry of every worker that published."""
 
     entries: list[CatalogEntry] = Field(default_factory=list)
+
+
+# -- admission: max_concurrent_executions (engine.temporal.admission) ---------------------------
+
+ADMISSION_WORKFLOW = "PluginAdmission"
+ADMISSION_REQUEST_SIGNAL = "request"  # a client queues a start (overflow "queue")
+ADMISSION_REQUEST_UPDATE = "request_slot"  # a client (overflow "reject") or an execution asks
+ADMISSION_RELEASE_SIGNAL = "release"  # an execution ended (or left the queue)
+ADMISSION_GRANTED_SIGNAL = "admission_granted"  # to an execution: its slot is free
+CLAIM_SLOT_ACTIVITY = "claim_execution_slot"
+CHECK_EXECUTIONS_ACTIVITY = "check_admitted_executions"
+_ADMISSION_MARK = "/admission@"
+
+
+def admission_entity_id(workflow_id: str, task_queue: str) -> str:
+    """Temporal workflow id of the admission workflow of a definition (scoped by task queue,
+    like its registry entity)."""
+    return f"{workflow_id}{_ADMISSION_MARK}{task_queue}"
+
+
+class SlotRequest(_Contract):
+    """A request for a slot of a definition's ``max_concurrent_executions``."""
+
+    workflow_id: str
+    execution_id: str
+    limit: int = Field(ge=1, le=1000)
+    overflow: Literal["queue", "reject"] = "queue"
+    claim: bool = False  # the execution itself asks (it runs)
+
+
+class SlotAnswer(_Contract):
+    """``granted``, ``queued`` (``position`` in the queue) or ``rejected`` (``reason``)."""
+
+    verdict: str
+    position: int = 0
+    reason: str = ""
+
+
+class SlotRelease(_Contract):
+    execution_id: str
+
+
+class ExecutionCheck(_Contract):
+    """Activity input: the executions an admission workflow counts."""
+
+    execution_ids: list[str] = Field(default_factory=list)
+
+
+class ExecutionLiveness(_Contract):
+    """Activity result: ``running``, ``closed`` or ``missing`` by execution id."""
+
+    found: dict[str, str] = Field(default_factory=dict)

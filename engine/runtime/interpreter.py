@@ -420,6 +420,18 @@ class Interpreter:
         work = asyncio.create_task(self._saga.run(self._runner, reason=reason, error=self._failure))
         await shielded(work)
 
+    def end_unstarted(self, status: Status, error: str | None = None) -> None:
+        """End before :meth:`run` began: cancelled, or refused a slot of its definition's
+        ``max_concurrent_executions``, while it waited for one. No node ran."""
+        for node_id in self._scheduler.cancel_pending():
+            self._nodes[node_id].status = NodeStatus.cancelled
+        if error:
+            self._failure = error
+            self._lifecycle.error_messages.append(error)
+        if self._state.start_time is None:
+            self._state.start_time = self._first_start or self._clock()
+        self._finish(status)
+
     def _check_not_stalled(self) -> None:
         # Nothing runs and nodes are unfinished: only a pause may explain it.
         if not self._paused:

@@ -40,6 +40,7 @@ STATUS_OF: dict[PluginErrorCode, int] = {
     Code.WorkerUnavailable: 503,
     Code.ServerUnavailable: 503,
     Code.Timeout: 504,
+    Code.ConcurrencyLimitReached: 429,
 }
 """HTTP status of each error code (others: 500). A code raised by validation (its details
 carry ``problems``) is always 422, ``NodeNotFound`` included."""

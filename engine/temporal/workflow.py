@@ -69,7 +69,10 @@ with workflow.unsafe.imports_passed_through():
     )
     from engine.runtime.compensation import SUMMARY_KEY as COMPENSATION_SUMMARY_KEY
     from engine.runtime.contracts import (
+        ADMISSION_GRANTED_SIGNAL,
+        ADMISSION_RELEASE_SIGNAL,
         BUSY,
+        CLAIM_SLOT_ACTIVITY,
         DEFINITION_CHANGED_SIGNAL,
         EVENTS_SIGNAL,
         EXECUTION_WORKFLOW,
@@ -94,9 +97,13 @@ with workflow.unsafe.imports_passed_through():
         MapShard,
         NodeCounters,
         SkipNode,
+        SlotAnswer,
+        SlotRelease,
+        SlotRequest,
         SourceCheckpoint,
         StreamProgress,
         Subscription,
+        admission_entity_id,
         definition_entity_id,
     )
     from engine.runtime.controllers import Host, controller_for
@@ -156,6 +163,16 @@ CONTROL_OWN_TASK_PATCH = "control-in-own-task"
 # Definitions recorded before had no compensations; asked only when a run has some to run.
 COMPENSATION_PATCH = "compensation"
 _OWN_TASK = timedelta(milliseconds=1)
+# A definition with ``max_concurrent_executions``: the run claims a slot from the definition's
+# admission workflow (engine.temporal.admission) before it starts, shows ``queued`` while it
+# waits, and gives the slot back when it ends. Consulted only by runs of such definitions.
+ADMISSION_PATCH = "concurrency-admission"
+_CLAIM_TIMEOUT = timedelta(seconds=15)
+_CLAIM_RETRY = RetryPolicy(
+    initial_interval=timedelta(seconds=1),
+    maximum_interval=timedelta(seconds=30),
+    maximum_attempts=20,
+)
 # Events an ended run keeps when all of them would not fit in its outcome.
 _KEPT_EVENTS = 2000
 Status = WorkflowExecutionStatus
@@ -190,6 +207,9 @@ class PluginWorkflowExecution:
         self._reading_definition = False  # see _refresh_definition
         self._suggestion_answered = False  # see _validate_submit_events
         self._definition_wanted = False
+        self._queued = False  # waiting for a slot of max_concurrent_executions
+        self._granted = False  # the admission workflow said a slot is free
+        self._slot: SlotRequest | None = None  # the slot this run holds or waits for
         try:
             graph = compile_workflow(params.workflow)
             # A shard of a parent's map has no controller: run() runs its items.
@@ -228,6 +248,10 @@ class PluginWorkflowExecution:
             assert error is not None
             self._publish_status(Status.Failed)
             raise ApplicationError(error.message, type=error.code.value, non_retryable=True)
+        refused = await self._admit(params)
+        if refused is not None:
+            self._interpreter.end_unstarted(*refused)
+            return await self._end_batch(self._interpreter, refused[0])
         if (
             params.earlier is not None
             and params.batch_state is None
@@ -245,16 +269,26 @@ class PluginWorkflowExecution:
             workflow.continue_as_new(
                 params.model_copy(update={"batch_state": state, "completed": {}, "earlier": None})
             )
+        return await self._end_batch(self._interpreter, status)
+
+    async def _end_batch(self, interpreter: Interpreter, status: Status) -> ExecutionOutcome:
+        await self._release()
         await workflow.wait_condition(workflow.all_handlers_finished)
         outcome = _fit(
-            ExecutionOutcome(
-                context=self._interpreter.context(), events=self._interpreter.stored_events()
-            )
+            ExecutionOutcome(context=interpreter.context(), events=interpreter.stored_events())
         )
         self._publish_status(status)
         return _end(status, outcome)
 
     async def _run_long(self, params: ExecutionInput, long: LongRun) -> ExecutionOutcome:
+        refused = await self._admit(params)
+        if refused is not None:
+            long.finish(*refused)
+            await self._release()
+            await workflow.wait_condition(workflow.all_handlers_finished)
+            outcome = _fit(ExecutionOutcome(context=long.context(), events=long.events(0, 10**9)))
+            self._publish_status(refused[0])
+            return _end(refused[0], outcome)
         if isinstance(long, EventRun) and workflow.patched(SOURCES_FIRST_PATCH):
             long.restart_sources_first()
         await self._subscription(SUBSCRIBE_SIGNAL, long.workflow)
@@ -273,10 +307,93 @@ class PluginWorkflowExecution:
             long.finish(Status.Failed, following)
             status = Status.Failed
         await self._subscription(UNSUBSCRIBE_SIGNAL, long.workflow)
+        await self._release()
         await workflow.wait_condition(workflow.all_handlers_finished)
         outcome = _fit(ExecutionOutcome(context=long.context(), events=long.events(0, 10**9)))
         self._publish_status(status)
         return _end(status, outcome)
+
+    # -- max_concurrent_executions -------------------------------------------------------------
+
+    def _slot_request(self, params: ExecutionInput) -> SlotRequest | None:
+        """What to ask the admission workflow for, or None: the definition has no limit, the
+        run continues an earlier one (which holds the slot), or it is a sub-workflow's
+        child or a map shard (they run under their parent's slot)."""
+        definition = params.workflow
+        if self._shard is not None or params.batch_state is not None or params.state is not None:
+            return None
+        try:
+            options = global_options(definition.global_configuration)
+        except ValueError:
+            return None  # validated at registration; the run fails on it elsewhere
+        limit = options.max_concurrent_executions
+        info = workflow.info()
+        if limit is None or info.parent is not None:
+            return None
+        if not workflow.patched(ADMISSION_PATCH):
+            return None
+        return SlotRequest(
+            workflow_id=definition.workflow_id,
+            execution_id=info.workflow_id,
+            limit=limit,
+            overflow=options.overflow,
+            claim=True,
+        )
+
+    async def _admit(self, params: ExecutionInput) -> tuple[Status, str | None] | None:
+        """Wait for a slot of the definition's ``max_concurrent_executions`` (the status says
+        ``queued`` meanwhile). None: go on; else how the run ends without running (cancelled
+        while it waited, or refused)."""
+        request = self._slot_request(params)
+        if request is None:
+            return None
+        self._slot = request
+        self._queued = True
+        try:
+            answer: SlotAnswer = await workflow.execute_activity(
+                CLAIM_SLOT_ACTIVITY,
+                request,
+                result_type=SlotAnswer,
+                activity_id="@admission",  # no node id has "@"
+                summary=f"claim a slot of {request.workflow_id} (max {request.limit} at once)",
+                start_to_close_timeout=_CLAIM_TIMEOUT,
+                retry_policy=_CLAIM_RETRY,
+            )
+            if answer.verdict == "rejected":
+                return Status.Failed, f"concurrency limit reached: {answer.reason}"
+            if answer.verdict != "granted":
+                self._publish_status(Status.Queued)
+                await workflow.wait_condition(lambda: self._granted)
+        except asyncio.CancelledError:
+            return Status.Cancelled, None
+        except ActivityError as err:
+            cause = err.cause.message if isinstance(err.cause, ApplicationError) else err.cause
+            return Status.Failed, f"could not claim a slot to run: {cause or err}"
+        finally:
+            self._queued = False
+        self._publish_status(Status.Running)
+        return None
+
+    async def _release(self) -> None:
+        """Give the slot (or the place in the queue) back: the run ends."""
+        request = self._slot
+        if request is None:
+            return
+        self._slot = None
+        handle = workflow.get_external_workflow_handle(
+            admission_entity_id(request.workflow_id, workflow.info().task_queue)
+        )
+        try:
+            await handle.signal(
+                ADMISSION_RELEASE_SIGNAL, SlotRelease(execution_id=request.execution_id)
+            )
+        except Exception:  # the admission workflow is gone: it holds nothing any more
+            workflow.logger.warning("could not release the slot of %s", request.execution_id)
+
+    @workflow.signal(name=ADMISSION_GRANTED_SIGNAL)
+    def admission_granted(self) -> None:
+        """The definition's admission workflow gave this run a slot."""
+        self._granted = True
 
     def _following_run(self, params: ExecutionInput, state: LongRunState) -> ExecutionInput | str:
         """The input of a long run's next Temporal run, shrunk to fit Temporal's payload
@@ -390,6 +507,8 @@ class PluginWorkflowExecution:
             )
         context = self._require().context(children=self._runner.children)
         self._runner.annotate(context)
+        if self._queued:
+            context.status = Status.Queued
         return context
 
     @workflow.update

@@ -17,7 +17,7 @@ import { HandleKeeper, Legend, edgeTypes, nodeTypes, toEdges, toNodes, useMeasur
 import { href, navigate } from "./router";
 import type { ExecutionRow, PluginWorkflow, WorkflowSummary } from "./types";
 
-const STATUS_FILTERS = ["", "running", "paused", "pending", "completed", "failed", "cancelled", "terminated"];
+const STATUS_FILTERS = ["", "running", "paused", "pending", "queued", "completed", "failed", "cancelled", "terminated"];
 
 /** Whether a definition's row matches a search: its id or its name contains the text, in any case. */
 function matches(row: WorkflowSummary, needle: string): boolean {

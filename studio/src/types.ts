@@ -13,6 +13,7 @@ export type ConnectionType = "data_flow" | "control" | "event" | "dependency";
 export type ExecutionMode = "sequential" | "parallel" | "conditional" | "event_driven" | "streaming";
 export type ExecutionStatus =
   | "pending"
+  | "queued"
   | "running"
   | "paused"
   | "completed"

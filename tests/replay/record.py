@@ -37,6 +37,7 @@ from engine.runtime.contracts import (
     EVENTS_SIGNAL,
     SUBSCRIBE_SIGNAL,
     IncomingEvent,
+    admission_entity_id,
     definition_entity_id,
 )
 from tests.helpers.builders import chain, edge, node, workflow
@@ -500,6 +501,27 @@ async def _compensated_cancel(orch: AdvancedPluginOrchestrator, name: str) -> st
     return execution_id
 
 
+async def _concurrency_capped(orch: AdvancedPluginOrchestrator, name: str) -> str:
+    """A definition with max_concurrent_executions 1: a run that queues until the first one
+    ends (recorded as ``<name>``; patch concurrency-admission), one cancelled while queued
+    (``<name>_cancelled_queued``), and the definition's admission workflow
+    (``<name>_admission``, still running)."""
+    definition = workflow(name, [node("a", "sleep", seconds=1.0)], max_concurrent_executions=1)
+    await orch.register_workflow(definition)
+    first = await orch.execute_workflow(name, {"scenario": name})
+    queued = await orch.execute_workflow(name, {"scenario": name})
+    cancelled = await orch.execute_workflow(name, {"scenario": name})
+    await eventually(
+        lambda: orch.get_execution_status(cancelled), lambda c: c.status.value == "queued"
+    )
+    await orch.cancel_execution(cancelled)
+    for execution_id in (first, queued, cancelled):
+        await orch.wait_for_completion(execution_id, 60)
+    await _record(orch.client, cancelled, f"{name}_cancelled_queued")
+    await _record(orch.client, admission_entity_id(name, TASK_QUEUE), f"{name}_admission")
+    return queued
+
+
 RECORDERS = {
     **dict.fromkeys(_scenarios(), _batch),
     "registry_entity": _registry_entity,
@@ -514,6 +536,7 @@ RECORDERS = {
     "event_resumed": _event_resumed,
     "compensated_failure": _compensated_failure,
     "compensated_cancel": _compensated_cancel,
+    "concurrency_capped": _concurrency_capped,
 }
 
 

@@ -18,6 +18,7 @@ from temporalio.client import WorkflowHistory
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.worker import Replayer
 
+from engine.temporal.admission import PluginAdmission
 from engine.temporal.registry import PluginWorkflowDefinition
 from engine.temporal.sandbox import workflow_runner
 from engine.temporal.workflow import PluginWorkflowExecution
@@ -36,7 +37,7 @@ def load_histories() -> list[WorkflowHistory]:
 def replayer() -> Replayer:
     """A replayer configured exactly like the workers."""
     return Replayer(
-        workflows=[PluginWorkflowExecution, PluginWorkflowDefinition],
+        workflows=[PluginWorkflowExecution, PluginWorkflowDefinition, PluginAdmission],
         data_converter=pydantic_data_converter,
         workflow_runner=workflow_runner(),
     )

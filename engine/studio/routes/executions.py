@@ -78,6 +78,7 @@ def router(orch: AdvancedPluginOrchestrator, *, ui_url: str | None) -> APIRouter
         status: Annotated[
             Literal[
                 "pending",
+                "queued",
                 "running",
                 "paused",
                 "completed",
