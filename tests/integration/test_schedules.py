@@ -4,7 +4,9 @@ trigger, backfill, overlap policies, describe, delete, and validation."""
 from __future__ import annotations
 
 import asyncio
+import itertools
 from datetime import UTC, datetime, timedelta
+from zoneinfo import ZoneInfo
 
 import pytest
 from temporalio.worker import Worker
@@ -45,7 +47,8 @@ async def test_interval_runs_are_ordinary_executions(
     assert details.overlap == "skip"
     assert details.input_data == {"x": 7}
     assert details.workflow_version == 1
-    assert details.next_action_times and not details.paused
+    assert details.next_action_times
+    assert not details.paused
     await orchestrator.pause_schedule(schedule_id, "enough")
 
     execution_id = details.recent_runs[0].execution_id
@@ -54,7 +57,8 @@ async def test_interval_runs_are_ordinary_executions(
     assert context.status is WorkflowExecutionStatus.Completed
     assert context.execution_data["results"]["n0"]["inputs"] == {"x": 7}
     events = [event.type.value async for event in orchestrator.events(execution_id)]
-    assert events[0] == "workflow_started" and events[-1] == "workflow_completed"
+    assert events[0] == "workflow_started"
+    assert events[-1] == "workflow_completed"
     listed = await eventually(
         lambda: orchestrator.list_executions(workflow_id),
         lambda rows: execution_id in {row.execution_id for row in rows},
@@ -74,7 +78,8 @@ async def test_interval_runs_are_ordinary_executions(
     assert (await orchestrator.describe_schedule(schedule_id)).workflow_version == 2
     with pytest.raises(PluginError) as refused:
         await orchestrator.unregister_workflow(workflow_id)
-    assert refused.value.code is Code.InvalidState and schedule_id in refused.value.message
+    assert refused.value.code is Code.InvalidState
+    assert schedule_id in refused.value.message
 
     await orchestrator.delete_schedule(schedule_id)
     with pytest.raises(PluginError) as gone:
@@ -94,7 +99,9 @@ async def test_pause_resume_trigger_and_backfill(
     )
     assert schedule_id.startswith(f"{workflow_id}-")
     details = await orchestrator.describe_schedule(schedule_id)
-    assert details.paused and details.note == "not yet" and details.recent_runs == []
+    assert details.paused
+    assert details.note == "not yet"
+    assert details.recent_runs == []
 
     # Trigger starts a run now, even while paused.
     await orchestrator.trigger_schedule(schedule_id)
@@ -192,16 +199,19 @@ async def test_overlap_policies(
         _every_second(orchestrator, workflow_id, "allow_all", 3),
     )
     # skip: the first run only; the other two triggers came while it ran.
-    assert skip.actions_taken == 1 and skip.skipped_for_overlap == 2
+    assert skip.actions_taken == 1
+    assert skip.skipped_for_overlap == 2
     # Every second with 2 s runs: skip leaves out the times a run is still going ...
     assert every_skip.skipped_for_overlap >= 1
     assert await _overlapping(orchestrator, every_skip) == 0
     # ... buffer_one keeps one waiting, started when the run before it ended, and drops
     # the others ...
-    assert every_buffer.skipped_for_overlap >= 1 and every_buffer.actions_taken >= 2
+    assert every_buffer.skipped_for_overlap >= 1
+    assert every_buffer.actions_taken >= 2
     assert await _overlapping(orchestrator, every_buffer) == 0
     # ... and allow_all starts them all, side by side.
-    assert every_allow.skipped_for_overlap == 0 and every_allow.actions_taken >= 3
+    assert every_allow.skipped_for_overlap == 0
+    assert every_allow.actions_taken >= 3
     assert await _overlapping(orchestrator, every_allow) >= 1
 
 
@@ -209,7 +219,7 @@ async def _overlapping(orch: AdvancedPluginOrchestrator, details: ScheduleDetail
     """How many of the schedule's runs started before the one before them ended."""
     runs = sorted(details.recent_runs, key=lambda run: run.started_at)
     overlapping = 0
-    for earlier, later in zip(runs, runs[1:], strict=False):
+    for earlier, later in itertools.pairwise(runs):
         context = await orch.wait_for_completion(earlier.execution_id, timeout=20)
         assert context.status is WorkflowExecutionStatus.Completed
         assert context.end_time is not None
@@ -217,9 +227,7 @@ async def _overlapping(orch: AdvancedPluginOrchestrator, details: ScheduleDetail
     return overlapping
 
 
-async def test_validation(
-    orchestrator: AdvancedPluginOrchestrator, worker: Worker, unique
-) -> None:
+async def test_validation(orchestrator: AdvancedPluginOrchestrator, worker: Worker, unique) -> None:
     workflow_id = unique("checked")
     await orchestrator.register_workflow(chain(workflow_id, 1))
 
@@ -251,10 +259,12 @@ async def test_validation(
         workflow_id, cron="0 6 * * 1-5", time_zone="Europe/Paris", paused=True
     )
     details = await orchestrator.describe_schedule(schedule_id)
-    assert details.cron == "0 6 * * 1-5" and details.time_zone == "Europe/Paris"
+    assert details.cron == "0 6 * * 1-5"
+    assert details.time_zone == "Europe/Paris"
     first = datetime.fromisoformat(details.next_action_times[0])
-    paris = first.astimezone(__import__("zoneinfo").ZoneInfo("Europe/Paris"))
-    assert (paris.hour, paris.minute) == (6, 0) and paris.weekday() < 5
+    paris = first.astimezone(ZoneInfo("Europe/Paris"))
+    assert (paris.hour, paris.minute) == (6, 0)
+    assert paris.weekday() < 5
     await refused(Code.ScheduleAlreadyExists, "already exists", interval=5, schedule_id=schedule_id)
     for call in (
         orchestrator.trigger_schedule(schedule_id, overlap="never"),  # type: ignore[arg-type]
