@@ -16,7 +16,7 @@ from engine.base.errors import PluginError
 from engine.client.orchestrator import AdvancedPluginOrchestrator
 from engine.studio.api import plugin_error_response, request_error_response, unknown_route
 from engine.studio.guard import Guard, check_token
-from engine.studio.routes import catalog, executions, info, workflows
+from engine.studio.routes import catalog, executions, info, schedules, workflows
 
 STATIC_DIR = Path(__file__).parent / "static"
 
@@ -61,6 +61,7 @@ def create_app(
     app.include_router(workflows.router(orchestrator), prefix="/api")
     app.include_router(catalog.router(orchestrator), prefix="/api")
     app.include_router(executions.router(orchestrator, ui_url=ui_url), prefix="/api")
+    app.include_router(schedules.router(orchestrator), prefix="/api")
     app.include_router(unknown_route(), prefix="/api")
     app.add_exception_handler(PluginError, plugin_error_response)  # type: ignore[arg-type]
     app.add_exception_handler(RequestValidationError, request_error_response)  # type: ignore[arg-type]

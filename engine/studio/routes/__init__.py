@@ -20,6 +20,13 @@ need; :func:`engine.studio.app.create_app` includes them in this order:
   * ``POST /executions/{id}/pause|resume|cancel|retry``: control;
   * ``POST /executions/{id}/nodes/{node}/skip|approve``: per-node control;
 
+* :mod:`.schedules`:
+
+  * ``GET /schedules?workflow_id=``: this task queue's schedules;
+  * ``POST /workflows/{id}/schedules``: create (cron or interval, overlap, ...);
+  * ``GET|DELETE /schedules/{id}``: describe (next and recent runs), delete;
+  * ``POST /schedules/{id}/pause|resume|trigger|backfill``: control;
+
 * and last :func:`engine.studio.api.unknown_route`, a JSON 404 for any other path.
 
 Nothing is stored here: definitions come from the registry, executions and their events from
