@@ -7,6 +7,7 @@ import { Designer } from "./Designer";
 import { Monitor } from "./Monitor";
 import { DefinitionPage, DefinitionsPage, ExecutionsPage } from "./pages";
 import { href, useRoute } from "./router";
+import { SchedulePage, SchedulesPage } from "./Schedules";
 import type { ServerInfo } from "./types";
 
 function TokenPrompt({ onDone }: { onDone: () => void }) {
@@ -51,6 +52,12 @@ export function App() {
   } else if (first === "executions" && rest.length > 0) {
     section = "executions";
     page = <Monitor key={rest.join("/")} executionId={rest.join("/")} />;
+  } else if (first === "schedules" && rest[0]) {
+    section = "schedules";
+    page = <SchedulePage key={rest[0]} scheduleId={rest[0]} />;
+  } else if (first === "schedules") {
+    section = "schedules";
+    page = <SchedulesPage />;
   } else if (first === "executions") {
     section = "executions";
     page = <ExecutionsPage workflowId={route.query.get("workflow_id") ?? ""} status={route.query.get("status") ?? ""} />;
@@ -71,6 +78,9 @@ export function App() {
           </a>
           <a className={section === "executions" ? "active" : ""} href={href("executions")} data-testid="nav-executions">
             Executions
+          </a>
+          <a className={section === "schedules" ? "active" : ""} href={href("schedules")} data-testid="nav-schedules">
+            Schedules
           </a>
           <a href={href("designer")} data-testid="nav-designer">
             + New
