@@ -6,8 +6,11 @@ starts the engine's execution workflow with exactly what
 same start argument, task queue, search attributes and memo (plus the schedule's id in the
 memo). A scheduled run is therefore an ordinary execution: ``get_execution_status``,
 ``events``, ``list_executions``, ``cancel_execution`` and the rest work on it. Its execution
-id is ``<workflow_id>/run-s<8 hex of the schedule id>-<scheduled time>`` (Temporal appends the
-time, so runs never collide).
+id is ``<workflow_id>/run-s<8 hex of the schedule id>-<scheduled time>``: Temporal appends the
+time the run was due, to the second. Two runs of one schedule due in the same second would
+share an id (Temporal then drops the second, or runs it under that id once the first ended):
+:func:`trigger_schedule` waits for the next second when the last run is that recent, and
+intervals are whole seconds.
 
 Which definition a run uses: the schedule's action holds a snapshot of the definition (and
 of the definitions its ``subworkflow`` nodes run), taken when the schedule is created and
@@ -30,6 +33,7 @@ describing, pausing and the rest read the schedule itself.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import math
 import uuid
@@ -321,6 +325,11 @@ async def create_schedule(
         )
     cron_text = _check_cron(cron) if cron is not None else None
     every = _bounded("interval", interval, MIN_INTERVAL, MAX_INTERVAL)
+    if every is not None and every.microseconds:
+        raise PluginError(
+            Code.InvalidInput,
+            f"interval must be a whole number of seconds, not {every.total_seconds():g}",
+        )
     policy = overlap_policy(overlap)
     catchup = _bounded("catchup_window", catchup_window, MIN_CATCHUP_WINDOW, MAX_CATCHUP_WINDOW)
     jitter_delta = _bounded("jitter", jitter, timedelta(0), MAX_JITTER)
@@ -462,7 +471,15 @@ async def trigger_schedule(
     """Start a run now (also while paused), under the schedule's overlap policy or
     ``overlap``."""
     policy = overlap_policy(overlap) if overlap is not None else None
-    handle, _, _ = await _ours(orch, schedule_id)
+    handle, description, _ = await _ours(orch, schedule_id)
+    # Temporal names a run by the second it is due: a second trigger within the same second
+    # would name the same execution (and be dropped, or run under that id once the first
+    # ended). Wait for the next second when the last run is that recent (by this clock).
+    recent = [result.scheduled_at.timestamp() for result in description.info.recent_actions]
+    if recent:
+        wait = math.floor(max(recent)) + 1.05 - datetime.now(UTC).timestamp()
+        if 0 < wait <= 1.05:
+            await asyncio.sleep(wait)
     await _call(handle.trigger(overlap=policy), schedule_id)
 
 
@@ -509,8 +526,16 @@ async def delete_schedule(orch: AdvancedPluginOrchestrator, schedule_id: str) ->
 async def rebind(orch: AdvancedPluginOrchestrator, workflow_id: str) -> None:
     """Point the definition's schedules at its current version (after a change): each
     schedule's action is rebuilt with its own input data. A schedule that cannot be updated
-    is logged and left on its snapshot; the change itself stands."""
-    for summary in await list_schedules(orch, workflow_id):
+    is logged and left on its snapshot; the change itself stands. Listing reads Temporal's
+    visibility store: a schedule created a moment before the change may be missed."""
+    try:
+        scheduled = await list_schedules(orch, workflow_id)
+    except PluginError as exc:
+        log.warning(
+            "cannot list schedules to re-bind them", workflow_id=workflow_id, error=exc.message
+        )
+        return
+    for summary in scheduled:
         try:
             handle, description, _ = await _ours(orch, summary.schedule_id)
             params = await _params(orch, description.schedule.action)

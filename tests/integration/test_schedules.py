@@ -192,8 +192,9 @@ async def test_overlap_policies(
             mode=WorkflowExecutionMode.Sequential,
         )
     )
-    skip, every_skip, every_buffer, every_allow = await asyncio.gather(
+    skip, allow, every_skip, every_buffer, every_allow = await asyncio.gather(
         _triggered_thrice(orchestrator, workflow_id, "skip", 1),
+        _triggered_thrice(orchestrator, workflow_id, "allow_all", 3),
         _every_second(orchestrator, workflow_id, "skip", 4),
         _every_second(orchestrator, workflow_id, "buffer_one", 4),
         _every_second(orchestrator, workflow_id, "allow_all", 3),
@@ -201,6 +202,10 @@ async def test_overlap_policies(
     # skip: the first run only; the other two triggers came while it ran.
     assert skip.actions_taken == 1
     assert skip.skipped_for_overlap == 2
+    # allow_all: three runs, each an execution of its own, side by side.
+    assert allow.actions_taken == 3
+    assert len({run.execution_id for run in allow.recent_runs}) == 3
+    assert await _overlapping(orchestrator, allow) >= 1
     # Every second with 2 s runs: skip leaves out the times a run is still going ...
     assert every_skip.skipped_for_overlap >= 1
     assert await _overlapping(orchestrator, every_skip) == 0
@@ -244,6 +249,7 @@ async def test_validation(orchestrator: AdvancedPluginOrchestrator, worker: Work
     )
     await refused(Code.InvalidInput, "interval must be between", interval=-5)
     await refused(Code.InvalidInput, "interval must be between", interval=0.2)
+    await refused(Code.InvalidInput, "whole number of seconds", interval=1.5)
     await refused(Code.InvalidInput, "must be a number of seconds", interval="5")  # type: ignore[arg-type]
     await refused(Code.InvalidInput, "cron 'every minute'", cron="every minute")
     await refused(Code.InvalidInput, "is not valid", cron="61 * * * *")
