@@ -61,7 +61,7 @@ def create_app(
     app.include_router(workflows.router(orchestrator), prefix="/api")
     app.include_router(catalog.router(orchestrator), prefix="/api")
     app.include_router(executions.router(orchestrator, ui_url=ui_url), prefix="/api")
-    app.include_router(schedules.router(orchestrator), prefix="/api")
+    app.include_router(schedules.router(orchestrator, ui_url=ui_url), prefix="/api")
     app.include_router(unknown_route(), prefix="/api")
     app.add_exception_handler(PluginError, plugin_error_response)  # type: ignore[arg-type]
     app.add_exception_handler(RequestValidationError, request_error_response)  # type: ignore[arg-type]

@@ -406,6 +406,16 @@ export function SchedulePage({ scheduleId }: { scheduleId: string }) {
             <th>When</th>
             <td data-testid="schedule-when">{describeWhen(details)}</td>
           </tr>
+          {details.temporal_ui && (
+            <tr>
+              <th>Temporal UI</th>
+              <td>
+                <a href={details.temporal_ui} target="_blank" rel="noreferrer" data-testid="schedule-temporal-ui">
+                  this schedule in the Temporal UI ↗
+                </a>
+              </td>
+            </tr>
+          )}
           <tr>
             <th>Overlap</th>
             <td>{details.overlap}</td>
@@ -451,7 +461,7 @@ export function SchedulePage({ scheduleId }: { scheduleId: string }) {
               <tr key={run.execution_id + run.started_at} data-testid="schedule-run">
                 <td className="mono">
                   <a href={href("executions", run.execution_id)}>{run.execution_id}</a>
-                  {details.running.includes(run.execution_id) && <span className="badge badge-running">running</span>}
+                  {details.running.includes(run.execution_id) && <span className="badge badge-running run-badge">running</span>}
                 </td>
                 <td>{formatTime(run.scheduled_at)}</td>
                 <td>{formatTime(run.started_at)}</td>

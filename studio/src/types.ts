@@ -239,4 +239,5 @@ export interface ScheduleDetails extends ScheduleSummary {
   missed_catchup_window: number;
   created_at: string | null;
   temporal_schedule_id: string;
+  temporal_ui?: string | null;
 }

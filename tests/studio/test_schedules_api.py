@@ -12,6 +12,7 @@ from engine import AdvancedPluginOrchestrator
 from engine.studio import create_app
 from tests.helpers.builders import chain
 from tests.helpers.waiting import eventually
+from tests.studio.conftest import UI_URL
 
 pytestmark = pytest.mark.integration
 
@@ -48,6 +49,7 @@ async def test_schedule_routes(api: httpx.AsyncClient, worker: object, unique) -
     assert details["paused"] is True
     assert details["overlap"] == "allow_all"
     assert details["input_data"] == {"k": "v"}
+    assert details["temporal_ui"] == f"{UI_URL}/namespaces/default/schedules/{schedule_id}"
 
     listed = await eventually(
         lambda: api.get("/api/schedules", params={"workflow_id": workflow_id}),

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from datetime import datetime
 from typing import Annotated, Any
+from urllib.parse import quote
 
 from fastapi import APIRouter, Body, Query
 from pydantic import Field
@@ -53,10 +54,22 @@ class BackfillBody(RequestBody):
     overlap: OverlapName | None = None
 
 
-def router(orch: AdvancedPluginOrchestrator) -> APIRouter:
+def router(orch: AdvancedPluginOrchestrator, *, ui_url: str | None = None) -> APIRouter:
     """The routes of schedules: ``/schedules``, ``/schedules/{id}`` and its actions, and
-    ``POST /workflows/{id}/schedules``."""
+    ``POST /workflows/{id}/schedules``; with ``ui_url`` (Temporal UI's base URL) a schedule's
+    description links to its page in the Temporal UI."""
     routes = APIRouter()
+
+    async def described(schedule_id: str) -> dict[str, Any]:
+        details = (await orch.describe_schedule(schedule_id)).model_dump()
+        details["temporal_ui"] = None
+        if ui_url:
+            namespace = quote(orch.client.namespace, safe="")
+            details["temporal_ui"] = (
+                f"{ui_url.rstrip('/')}/namespaces/{namespace}/schedules/"
+                f"{quote(schedule_id, safe='')}"
+            )
+        return details
 
     @routes.get("/schedules")
     async def list_schedules(
@@ -81,26 +94,26 @@ def router(orch: AdvancedPluginOrchestrator) -> APIRouter:
             paused=body.paused,
             note=body.note,
         )
-        return (await orch.describe_schedule(schedule_id)).model_dump()
+        return await described(schedule_id)
 
     @routes.get("/schedules/{schedule_id}")
     async def describe_schedule(schedule_id: str) -> dict[str, Any]:
         """The schedule with its next and recent runs."""
-        return (await orch.describe_schedule(schedule_id)).model_dump()
+        return await described(schedule_id)
 
     @routes.post("/schedules/{schedule_id}/pause")
     async def pause_schedule(
         schedule_id: str, body: Annotated[NoteBody | None, Body()] = None
     ) -> dict[str, Any]:
         await orch.pause_schedule(schedule_id, body.note if body else None)
-        return (await orch.describe_schedule(schedule_id)).model_dump()
+        return await described(schedule_id)
 
     @routes.post("/schedules/{schedule_id}/resume")
     async def resume_schedule(
         schedule_id: str, body: Annotated[NoteBody | None, Body()] = None
     ) -> dict[str, Any]:
         await orch.resume_schedule(schedule_id, body.note if body else None)
-        return (await orch.describe_schedule(schedule_id)).model_dump()
+        return await described(schedule_id)
 
     @routes.post("/schedules/{schedule_id}/trigger")
     async def trigger_schedule(
