@@ -181,6 +181,24 @@ async def _settled(
     return details
 
 
+async def _cancelled_run(orch: AdvancedPluginOrchestrator, workflow_id: str) -> None:
+    """A triggered run is cancelled like any execution."""
+    schedule_id = await orch.create_schedule(
+        workflow_id, interval=3600, paused=True, schedule_id=f"{workflow_id}-cancelled"
+    )
+    await orch.trigger_schedule(schedule_id)
+    details = await _runs(orch, schedule_id, 1)
+    execution_id = details.recent_runs[0].execution_id
+    await eventually(
+        lambda: orch.get_node_status(execution_id, "nap"), lambda s: s["status"] == "running"
+    )
+    assert execution_id in await orch.get_active_executions()
+    await orch.cancel_execution(execution_id)
+    context = await orch.wait_for_completion(execution_id, timeout=20)
+    assert context.status is WorkflowExecutionStatus.Cancelled
+    await orch.delete_schedule(schedule_id)
+
+
 async def test_overlap_policies(
     orchestrator: AdvancedPluginOrchestrator, worker: Worker, unique
 ) -> None:
@@ -192,12 +210,13 @@ async def test_overlap_policies(
             mode=WorkflowExecutionMode.Sequential,
         )
     )
-    skip, allow, every_skip, every_buffer, every_allow = await asyncio.gather(
+    skip, allow, every_skip, every_buffer, every_allow, _ = await asyncio.gather(
         _triggered_thrice(orchestrator, workflow_id, "skip", 1),
         _triggered_thrice(orchestrator, workflow_id, "allow_all", 3),
         _every_second(orchestrator, workflow_id, "skip", 4),
         _every_second(orchestrator, workflow_id, "buffer_one", 4),
         _every_second(orchestrator, workflow_id, "allow_all", 3),
+        _cancelled_run(orchestrator, workflow_id),
     )
     # skip: the first run only; the other two triggers came while it ran.
     assert skip.actions_taken == 1
