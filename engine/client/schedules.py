@@ -395,7 +395,10 @@ async def list_schedules(
             if seen > MAX_LISTED:
                 log.warning("listing stopped early", looked_at=MAX_LISTED)
                 break
-            mark = _mark(await entry.memo())
+            try:
+                mark = _mark(await entry.memo())
+            except Exception:  # another application's memo this converter cannot read
+                continue
             if mark is None or mark.get("task_queue") != orch.task_queue:
                 continue
             if workflow_id is not None and mark.get("workflow_id") != workflow_id:
@@ -619,7 +622,10 @@ async def _ours(
     _check_schedule_id(schedule_id)
     handle = orch.client.get_schedule_handle(schedule_id)
     description: ScheduleDescription = await _call(handle.describe(), schedule_id)
-    mark = _mark(await description.memo())
+    try:
+        mark = _mark(await description.memo())
+    except Exception:  # another application's memo this converter cannot read
+        mark = None
     if mark is None or mark.get("task_queue") != orch.task_queue:
         raise PluginError(
             Code.ScheduleNotFound,
