@@ -38,6 +38,7 @@ import sys
 import threading
 from collections.abc import AsyncGenerator, Coroutine, Iterator
 from concurrent.futures import Future
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
@@ -49,6 +50,7 @@ from engine.base.data_dir import default_data_dir
 from engine.base.errors import PluginError, PluginErrorCode
 from engine.client import orchestrator as async_api
 from engine.client.hook_store import HookInfo
+from engine.client.schedules import OverlapName, ScheduleDetails, ScheduleSummary
 from engine.hosting import lifetime
 from engine.language.models import (
     ConnectionType,
@@ -457,6 +459,69 @@ class AdvancedPluginOrchestrator:
         self, execution_id: str, timeout: float | None = None
     ) -> WorkflowExecutionContext:
         return self._call(self._api.wait_for_completion(execution_id, timeout))
+
+    # Schedules: see AdvancedPluginOrchestrator.create_schedule and engine.client.schedules.
+
+    def create_schedule(
+        self,
+        workflow_id: str,
+        *,
+        cron: str | None = None,
+        interval: float | timedelta | None = None,
+        input_data: dict[str, Any] | None = None,
+        overlap: OverlapName = "skip",
+        catchup_window: float | timedelta | None = None,
+        jitter: float | timedelta | None = None,
+        time_zone: str | None = None,
+        schedule_id: str | None = None,
+        paused: bool = False,
+        note: str | None = None,
+    ) -> str:
+        """Run a definition on a cron expression or an interval; return the schedule id.
+        Its runs need a worker polling the task queue when they are due (this facade's
+        worker stops when it closes)."""
+        return self._call(
+            self._api.create_schedule(
+                workflow_id,
+                cron=cron,
+                interval=interval,
+                input_data=input_data,
+                overlap=overlap,
+                catchup_window=catchup_window,
+                jitter=jitter,
+                time_zone=time_zone,
+                schedule_id=schedule_id,
+                paused=paused,
+                note=note,
+            )
+        )
+
+    def list_schedules(self, workflow_id: str | None = None) -> list[ScheduleSummary]:
+        return self._call(self._api.list_schedules(workflow_id))
+
+    def describe_schedule(self, schedule_id: str) -> ScheduleDetails:
+        return self._call(self._api.describe_schedule(schedule_id))
+
+    def pause_schedule(self, schedule_id: str, note: str | None = None) -> None:
+        self._call(self._api.pause_schedule(schedule_id, note))
+
+    def resume_schedule(self, schedule_id: str, note: str | None = None) -> None:
+        self._call(self._api.resume_schedule(schedule_id, note))
+
+    def trigger_schedule(self, schedule_id: str, overlap: OverlapName | None = None) -> None:
+        self._call(self._api.trigger_schedule(schedule_id, overlap))
+
+    def backfill_schedule(
+        self,
+        schedule_id: str,
+        start: datetime,
+        end: datetime,
+        overlap: OverlapName | None = None,
+    ) -> None:
+        self._call(self._api.backfill_schedule(schedule_id, start, end, overlap))
+
+    def delete_schedule(self, schedule_id: str) -> None:
+        self._call(self._api.delete_schedule(schedule_id))
 
     def events(self, execution_id: str, *, after: int = 0) -> Iterator[WorkflowEvent]:
         """The execution's events, blocking between them, ending after the terminal one."""

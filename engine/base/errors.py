@@ -32,6 +32,9 @@ class PluginErrorCode(StrEnum):
     ExecutionNotFound = "ExecutionNotFound"
     InvalidState = "InvalidState"
     InvalidInput = "InvalidInput"
+    # Schedules (engine.client.schedules).
+    ScheduleNotFound = "ScheduleNotFound"
+    ScheduleAlreadyExists = "ScheduleAlreadyExists"
     # Plugins and nodes at run time.
     PluginNotFound = "PluginNotFound"
     InvalidConfiguration = "InvalidConfiguration"

@@ -16,9 +16,10 @@ failed/cancelled execution, 2 usage errors (and ``run --detach`` without a worke
 130 interrupted.
 
 The package: :mod:`engine.cli.parser` (the arguments, importing nothing of the engine),
-:mod:`engine.cli.definitions`, :mod:`engine.cli.runs` and :mod:`engine.cli.hosting` (the
-commands, by area), :mod:`engine.cli.common` (what they share). A command's module is
-imported when it runs, so ``--help`` starts in a fraction of the time a command takes.
+:mod:`engine.cli.definitions`, :mod:`engine.cli.runs`, :mod:`engine.cli.schedules` and
+:mod:`engine.cli.hosting` (the commands, by area), :mod:`engine.cli.common` (what they
+share). A command's module is imported when it runs, so ``--help`` starts in a fraction of
+the time a command takes.
 """
 
 from __future__ import annotations

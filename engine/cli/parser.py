@@ -10,9 +10,8 @@ import sys
 from pathlib import Path
 
 ENV_STUDIO_TOKEN = "ORCHESTRATOR_STUDIO_TOKEN"
-# The same as engine.language.graph_view.FORMATS and engine.client.execution_list.STATUS_FILTERS (a
-# test
-# checks): those modules load the rendering and the Temporal client.
+# The same as engine.language.graph_view.FORMATS and engine.client.execution_list.STATUS_FILTERS
+# (a test checks): those modules load the rendering and the Temporal client.
 GRAPH_FORMATS = ("mermaid", "dot")
 STATUS_FILTERS = (
     "pending",
@@ -23,6 +22,15 @@ STATUS_FILTERS = (
     "failed",
     "cancelled",
     "terminated",
+)
+# The same as engine.client.schedules.OVERLAP_POLICIES (a test checks).
+OVERLAP_POLICIES = (
+    "skip",
+    "buffer_one",
+    "buffer_all",
+    "cancel_other",
+    "terminate_other",
+    "allow_all",
 )
 
 
@@ -259,6 +267,64 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_argument("--port", type=int, default=8090, help="port (8090; 0: a free one)")
 
     _hook_commands(commands)
+    schedule = command(
+        "schedule", "parser:cmd_usage", "run a definition on a cron expression or an interval"
+    )
+    schedule.set_defaults(usage=schedule.format_help())
+    schedule_commands = schedule.add_subparsers(dest="schedule_command", metavar="ACTION")
+
+    def schedule_command(name: str, help_text: str) -> argparse.ArgumentParser:
+        sub = schedule_commands.add_parser(name, help=help_text, description=help_text)
+        _global_options(sub)
+        sub.set_defaults(handler=f"schedules:cmd_{name}")
+        if name not in ("create", "list"):
+            sub.add_argument("schedule_id")
+        return sub
+
+    sub = schedule_command("create", "create a schedule of a registered definition")
+    sub.add_argument("workflow_id")
+    when = sub.add_mutually_exclusive_group(required=True)
+    when.add_argument("--cron", help="cron expression, e.g. '0 6 * * 1-5' or '@daily'")
+    when.add_argument("--every", metavar="DURATION", help="interval: 30, 30s, 5m, 2h, 1d")
+    source = sub.add_mutually_exclusive_group()
+    source.add_argument("--input", help="input data of every run, a JSON object")
+    source.add_argument("--input-file", help="file holding the input data (a JSON object)")
+    sub.add_argument(
+        "--overlap",
+        choices=OVERLAP_POLICIES,
+        default="skip",
+        help="when a run is due while the last one runs (default skip)",
+    )
+    sub.add_argument("--catchup-window", metavar="DURATION", help="how late a missed run may start")
+    sub.add_argument("--jitter", metavar="DURATION", help="start each run up to this late")
+    sub.add_argument("--time-zone", help="IANA time zone of --cron (default UTC)")
+    sub.add_argument("--id", help="the schedule's id (default <workflow_id>-<8 hex>)")
+    sub.add_argument("--paused", action="store_true", help="create it paused")
+    sub.add_argument("--note", help="why it is paused")
+
+    sub = schedule_command("list", "list the schedules of this task queue")
+    sub.add_argument("--workflow", metavar="ID", help="only schedules of this definition")
+    sub.add_argument("--json", action="store_true", help="print JSON rows")
+
+    sub = schedule_command("show", "show a schedule with its next and recent runs")
+    sub.add_argument("--json", action="store_true", help="print the schedule as JSON")
+
+    for name, help_text in (
+        ("pause", "start no run until resumed"),
+        ("resume", "resume a paused schedule"),
+    ):
+        sub = schedule_command(name, help_text)
+        sub.add_argument("--note", help="why (shown with the schedule)")
+
+    sub = schedule_command("trigger", "start a run now (also while paused)")
+    sub.add_argument("--overlap", choices=OVERLAP_POLICIES, help="instead of the schedule's")
+
+    sub = schedule_command("backfill", "take the runs due in a past time range")
+    sub.add_argument("--start", required=True, help="ISO 8601 time (UTC unless an offset)")
+    sub.add_argument("--end", required=True, help="ISO 8601 time (UTC unless an offset)")
+    sub.add_argument("--overlap", choices=OVERLAP_POLICIES, help="instead of the schedule's")
+
+    schedule_command("delete", "delete a schedule (runs it started go on)")
 
     server = command("server", "parser:cmd_usage", "manage the embedded Temporal server")
     server.set_defaults(usage=server.format_help())

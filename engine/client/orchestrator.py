@@ -20,7 +20,7 @@ import time
 import uuid
 import weakref
 from collections.abc import AsyncGenerator, AsyncIterator, Iterator
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any, Literal, NoReturn, cast
 
@@ -36,9 +36,11 @@ from temporalio.exceptions import WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode, TLSConfig
 
 from engine.base.errors import PluginError, PluginErrorCode
-from engine.client import executions, hooks
+from engine.client import executions, hooks, schedules
 from engine.client.execution_list import ExecutionSummary, list_executions
 from engine.client.hook_store import HookInfo, HookStore
+from engine.client.schedules import OverlapName, ScheduleDetails, ScheduleSummary
+from engine.client.starts import StartRequest
 from engine.hosting import lifetime
 from engine.hosting.connection import connect, default_task_queue, with_pydantic_converter
 from engine.language.engine_nodes import SUBWORKFLOW
@@ -268,8 +270,11 @@ class AdvancedPluginOrchestrator:
         """Remove a definition. Running executions keep their snapshot and finish.
 
         Raises:
-            PluginError: ``WorkflowNotFound``.
+            PluginError: ``WorkflowNotFound``; ``InvalidState`` while schedules run it
+                (delete them first, see :mod:`engine.client.schedules`).
         """
+        self._check_workflow_id(workflow_id)
+        await schedules.refuse_if_scheduled(self, workflow_id)
         await self._update_definition(workflow_id, "unregister", None)
         self._remember_definition(workflow_id, registered=False)
 
@@ -350,37 +355,15 @@ class AdvancedPluginOrchestrator:
                 PluginErrorCode.InvalidInput,
                 f"execution_key {execution_key[:80]!r} must be 1-64 letters, digits, '_' or '-'",
             )
-        if input_data is not None and not isinstance(input_data, dict):
-            raise PluginError(
-                PluginErrorCode.InvalidInput,
-                f"input_data must be a JSON object, got {type(input_data).__name__}",
-            )
-        definition = await self.get_workflow(workflow_id)
-        if not definition.nodes:
-            raise PluginError(
-                PluginErrorCode.InvalidWorkflowStructure,
-                f"workflow '{workflow_id}' has no nodes to run",
-            )
+        request = await self._start_request(workflow_id, input_data)
+        definition = request.params.workflow
         execution_id = execution_id_for(workflow_id, execution_key or uuid.uuid4().hex[:16])
-        searchable = await search_attributes_enabled(self.client)
-        subworkflows = await self._subworkflows(definition)
-        params = ExecutionInput(
-            workflow=definition,
-            input_data=executions.json_object(input_data, MAX_INPUT_BYTES),
-            subworkflows=subworkflows,
-            search_attributes=searchable,
-            light_plugins=await self._light_plugins([definition, *subworkflows.values()]),
-        )
-        if definition.execution_mode not in _BATCH_MODES and (problem := long_run_problem(params)):
-            raise PluginError(
-                PluginErrorCode.InvalidWorkflowStructure, f"workflow '{workflow_id}': {problem}"
-            )
         await reserve_slot(self.client, self.task_queue, definition, execution_id)
         with translate_errors(f"workflow '{workflow_id}'"), _keyed_start(execution_id):
             async with _give_back_on_error(self.client, self.task_queue, definition, execution_id):
                 await self.client.start_workflow(
                     EXECUTION_WORKFLOW,
-                    params,
+                    request.params,
                     id=execution_id,
                     task_queue=self.task_queue,
                     id_conflict_policy=WorkflowIDConflictPolicy.FAIL,
@@ -390,16 +373,9 @@ class AdvancedPluginOrchestrator:
                         if execution_key
                         else WorkflowIDReusePolicy.ALLOW_DUPLICATE
                     ),
-                    search_attributes=start_search_attributes(workflow_id) if searchable else None,
-                    memo={
-                        "workflow_id": workflow_id,
-                        "workflow_version": definition.version,
-                        "execution_mode": definition.execution_mode.value,
-                    },
-                    static_summary=(
-                        f"{definition.name or workflow_id} (v{definition.version}, "
-                        f"{definition.execution_mode.name}, {len(definition.nodes)} nodes)"
-                    ),
+                    search_attributes=request.search_attributes,
+                    memo=request.memo,
+                    static_summary=request.static_summary,
                 )
         self._recent_executions[execution_id] = time.monotonic()
         return execution_id
@@ -747,6 +723,113 @@ class AdvancedPluginOrchestrator:
             self.hook_store.rotate, hook_id, self.client.namespace, self.task_queue, grace_seconds
         )
 
+    # -- schedules -------------------------------------------------------------------------
+
+    async def create_schedule(
+        self,
+        workflow_id: str,
+        *,
+        cron: str | None = None,
+        interval: float | timedelta | None = None,
+        input_data: dict[str, Any] | None = None,
+        overlap: OverlapName = "skip",
+        catchup_window: float | timedelta | None = None,
+        jitter: float | timedelta | None = None,
+        time_zone: str | None = None,
+        schedule_id: str | None = None,
+        paused: bool = False,
+        note: str | None = None,
+    ) -> str:
+        """Run a definition on a schedule (a Temporal Schedule); return the schedule's id.
+
+        Each run is an ordinary execution, started as :meth:`execute_workflow` starts one,
+        with the definition current when it starts (see :mod:`engine.client.schedules`: a
+        change to the definition re-binds its schedules; it cannot be unregistered while
+        schedules run it).
+
+        Args:
+            workflow_id: The registered definition to run.
+            cron: A cron expression (5 fields, or 6-7 with seconds and year, or ``@daily``,
+                ``@every 90s`` ...). Exactly one of ``cron`` and ``interval``.
+            interval: Seconds (or a timedelta) between runs, at least 1 s.
+            input_data: The ``input_data`` of every run.
+            overlap: What happens when a run is due while the last one still runs:
+                ``skip`` (default), ``buffer_one``, ``buffer_all``, ``cancel_other``,
+                ``terminate_other``, ``allow_all`` (Temporal's overlap policies).
+            catchup_window: How late (seconds, at least 10) a run missed while Temporal was
+                unavailable may still start (Temporal's default: one year).
+            jitter: Start each run up to this many seconds late, at random.
+            time_zone: IANA name the cron expression is read in (default UTC).
+            schedule_id: The schedule's id (default ``<workflow_id>-<8 hex>``).
+            paused: Create it paused (``note`` says why).
+
+        Raises:
+            PluginError: ``WorkflowNotFound``; ``InvalidInput`` naming a bad cron, time
+                zone, interval, window, jitter, overlap or input; ``ScheduleAlreadyExists``.
+        """
+        return await schedules.create_schedule(
+            self,
+            workflow_id,
+            cron=cron,
+            interval=interval,
+            input_data=input_data,
+            overlap=overlap,
+            catchup_window=catchup_window,
+            jitter=jitter,
+            time_zone=time_zone,
+            schedule_id=schedule_id,
+            paused=paused,
+            note=note,
+        )
+
+    async def list_schedules(self, workflow_id: str | None = None) -> list[ScheduleSummary]:
+        """This task queue's schedules (only those of ``workflow_id`` if given), by id.
+        Read from Temporal's visibility store, which can lag a moment behind."""
+        return await schedules.list_schedules(self, workflow_id)
+
+    async def describe_schedule(self, schedule_id: str) -> ScheduleDetails:
+        """A schedule: its definition, spec, overlap policy, whether paused, its next run
+        times and its recent runs with their execution ids.
+
+        Raises:
+            PluginError: ``ScheduleNotFound`` (also for a schedule that is not this
+                engine's on this task queue).
+        """
+        return await schedules.describe_schedule(self, schedule_id)
+
+    async def pause_schedule(self, schedule_id: str, note: str | None = None) -> None:
+        """Start no run until resumed; runs already started go on."""
+        await schedules.pause_schedule(self, schedule_id, note)
+
+    async def resume_schedule(self, schedule_id: str, note: str | None = None) -> None:
+        """Resume a paused schedule from its next scheduled time."""
+        await schedules.resume_schedule(self, schedule_id, note)
+
+    async def trigger_schedule(self, schedule_id: str, overlap: OverlapName | None = None) -> None:
+        """Start a run now (also while paused), under the schedule's overlap policy or
+        ``overlap``; the run shows in :meth:`describe_schedule`'s recent runs."""
+        await schedules.trigger_schedule(self, schedule_id, overlap)
+
+    async def backfill_schedule(
+        self,
+        schedule_id: str,
+        start: datetime,
+        end: datetime,
+        overlap: OverlapName | None = None,
+    ) -> None:
+        """Take the runs the schedule would have started between ``start`` and ``end``
+        (naive datetimes are UTC), under its overlap policy or ``overlap``.
+
+        Raises:
+            PluginError: ``InvalidInput`` for an empty or reversed range, one over 366 days,
+                or more than 1,000 runs of an interval schedule; ``ScheduleNotFound``.
+        """
+        await schedules.backfill_schedule(self, schedule_id, start, end, overlap)
+
+    async def delete_schedule(self, schedule_id: str) -> None:
+        """Remove a schedule; the runs it started go on."""
+        await schedules.delete_schedule(self, schedule_id)
+
     # -- monitoring ----------------------------------------------------------------------
 
     async def get_execution_status(self, execution_id: str) -> WorkflowExecutionContext:
@@ -918,6 +1001,50 @@ class AdvancedPluginOrchestrator:
         with translate_errors(subject):
             await self.client.start_workflow(*args, **kwargs)
 
+    async def _start_request(
+        self, workflow_id: str, input_data: dict[str, Any] | None
+    ) -> StartRequest:
+        """What starting an execution of the current version sends (the start argument,
+        search attributes, memo, summary): :meth:`execute_workflow` and schedules
+        (:mod:`engine.client.schedules`) send the same."""
+        if input_data is not None and not isinstance(input_data, dict):
+            raise PluginError(
+                PluginErrorCode.InvalidInput,
+                f"input_data must be a JSON object, got {type(input_data).__name__}",
+            )
+        definition = await self.get_workflow(workflow_id)
+        if not definition.nodes:
+            raise PluginError(
+                PluginErrorCode.InvalidWorkflowStructure,
+                f"workflow '{workflow_id}' has no nodes to run",
+            )
+        searchable = await search_attributes_enabled(self.client)
+        subworkflows = await self._subworkflows(definition)
+        params = ExecutionInput(
+            workflow=definition,
+            input_data=executions.json_object(input_data, MAX_INPUT_BYTES),
+            subworkflows=subworkflows,
+            search_attributes=searchable,
+            light_plugins=await self._light_plugins([definition, *subworkflows.values()]),
+        )
+        if definition.execution_mode not in _BATCH_MODES and (problem := long_run_problem(params)):
+            raise PluginError(
+                PluginErrorCode.InvalidWorkflowStructure, f"workflow '{workflow_id}': {problem}"
+            )
+        return StartRequest(
+            params=params,
+            search_attributes=start_search_attributes(workflow_id) if searchable else None,
+            memo={
+                "workflow_id": workflow_id,
+                "workflow_version": definition.version,
+                "execution_mode": definition.execution_mode.value,
+            },
+            static_summary=(
+                f"{definition.name or workflow_id} (v{definition.version}, "
+                f"{definition.execution_mode.name}, {len(definition.nodes)} nodes)"
+            ),
+        )
+
     def _execution(self, execution_id: str) -> WorkflowHandle[Any, Any]:
         if (
             not isinstance(execution_id, str)
@@ -1001,6 +1128,8 @@ class AdvancedPluginOrchestrator:
         await self._check_definition(apply_change(await self.get_workflow(workflow_id), change))
         result = await self._update_definition(workflow_id, "modify", change)
         assert isinstance(result, PluginWorkflow)
+        # Scheduled runs use the definition current when they start.
+        await schedules.rebind(self, workflow_id)
         return result
 
     async def _update_definition(

@@ -21,7 +21,12 @@ from engine.base.errors import PluginError, PluginErrorCode
 
 Code = PluginErrorCode
 
-NOT_FOUND = {Code.WorkflowNotFound, Code.ExecutionNotFound, Code.NodeNotFound}
+NOT_FOUND = {
+    Code.WorkflowNotFound,
+    Code.ExecutionNotFound,
+    Code.NodeNotFound,
+    Code.ScheduleNotFound,
+}
 INVALID = {
     Code.InvalidWorkflowStructure,
     Code.CircularDependency,
@@ -37,6 +42,7 @@ STATUS_OF: dict[PluginErrorCode, int] = {
     **dict.fromkeys(INVALID, 422),
     Code.InvalidState: 409,
     Code.WorkflowAlreadyExists: 409,
+    Code.ScheduleAlreadyExists: 409,
     Code.WorkerUnavailable: 503,
     Code.ServerUnavailable: 503,
     Code.Timeout: 504,

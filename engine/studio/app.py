@@ -17,7 +17,15 @@ from engine.base.errors import PluginError
 from engine.client.orchestrator import AdvancedPluginOrchestrator
 from engine.studio.api import plugin_error_response, request_error_response, unknown_route
 from engine.studio.guard import Guard, check_token
-from engine.studio.routes import catalog, executions, hook_admin, hooks, info, workflows
+from engine.studio.routes import (
+    catalog,
+    executions,
+    hook_admin,
+    hooks,
+    info,
+    schedules,
+    workflows,
+)
 
 STATIC_DIR = Path(__file__).parent / "static"
 
@@ -63,6 +71,7 @@ def create_app(
     app.include_router(catalog.router(orchestrator), prefix="/api")
     app.include_router(executions.router(orchestrator, ui_url=ui_url), prefix="/api")
     app.include_router(hook_admin.router(orchestrator), prefix="/api")
+    app.include_router(schedules.router(orchestrator, ui_url=ui_url), prefix="/api")
     app.include_router(unknown_route(), prefix="/api")
     app.include_router(hooks.router(orchestrator))
     app.add_exception_handler(PluginError, plugin_error_response)  # type: ignore[arg-type]

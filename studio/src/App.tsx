@@ -8,6 +8,7 @@ import { HooksPage } from "./Hooks";
 import { Monitor } from "./Monitor";
 import { DefinitionPage, DefinitionsPage, ExecutionsPage } from "./pages";
 import { href, useRoute } from "./router";
+import { SchedulePage, SchedulesPage } from "./Schedules";
 import type { ServerInfo } from "./types";
 
 function TokenPrompt({ onDone }: { onDone: () => void }) {
@@ -55,6 +56,12 @@ export function App() {
   } else if (first === "hooks") {
     section = "hooks";
     page = <HooksPage />;
+  } else if (first === "schedules" && rest[0]) {
+    section = "schedules";
+    page = <SchedulePage key={rest[0]} scheduleId={rest[0]} />;
+  } else if (first === "schedules") {
+    section = "schedules";
+    page = <SchedulesPage />;
   } else if (first === "executions") {
     section = "executions";
     page = <ExecutionsPage workflowId={route.query.get("workflow_id") ?? ""} status={route.query.get("status") ?? ""} />;
@@ -78,6 +85,9 @@ export function App() {
           </a>
           <a className={section === "hooks" ? "active" : ""} href={href("hooks")} data-testid="nav-hooks">
             Webhooks
+          </a>
+          <a className={section === "schedules" ? "active" : ""} href={href("schedules")} data-testid="nav-schedules">
+            Schedules
           </a>
           <a href={href("designer")} data-testid="nav-designer">
             + New

@@ -15,6 +15,7 @@ import {
 } from "./components";
 import { HandleKeeper, Legend, edgeTypes, nodeTypes, toEdges, toNodes, useMeasuredNodes, type PluginFlowNode } from "./graph";
 import { href, navigate } from "./router";
+import { DefinitionSchedules } from "./Schedules";
 import type { ExecutionRow, PluginWorkflow, WorkflowSummary } from "./types";
 
 const STATUS_FILTERS = ["", "running", "paused", "pending", "queued", "completed", "failed", "cancelled", "terminated"];
@@ -250,6 +251,8 @@ export function DefinitionPage({ workflowId }: { workflowId: string }) {
           </ReactFlow>
         </div>
         <aside className="inspector">
+          <h4>Schedules</h4>
+          <DefinitionSchedules workflowId={workflow.workflow_id} />
           <h4>Recent executions</h4>
           <ExecutionsTable workflowId={workflow.workflow_id} status="" compact />
         </aside>

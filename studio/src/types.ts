@@ -222,3 +222,39 @@ export interface HookInfo {
   created_at: number;
   rotated_at: number | null;
 }
+
+// Schedules (engine/client/schedules.py).
+export type OverlapPolicy = "skip" | "buffer_one" | "buffer_all" | "cancel_other" | "terminate_other" | "allow_all";
+
+export interface ScheduledRun {
+  execution_id: string;
+  scheduled_at: string;
+  started_at: string;
+}
+
+export interface ScheduleSummary {
+  schedule_id: string;
+  workflow_id: string;
+  cron: string | null;
+  interval_seconds: number | null;
+  time_zone: string | null;
+  paused: boolean;
+  note: string;
+  next_action_times: string[];
+  recent_runs: ScheduledRun[];
+}
+
+export interface ScheduleDetails extends ScheduleSummary {
+  workflow_version: number | null;
+  overlap: OverlapPolicy;
+  catchup_window_seconds: number | null;
+  jitter_seconds: number | null;
+  input_data: JsonObject;
+  running: string[];
+  actions_taken: number;
+  skipped_for_overlap: number;
+  missed_catchup_window: number;
+  created_at: string | null;
+  temporal_schedule_id: string;
+  temporal_ui?: string | null;
+}

@@ -611,3 +611,60 @@ def test_run_starts_the_embedded_server(tmp_path: Path, embedded_env: dict[str, 
     assert "started the embedded" not in status.stderr
     server = _run_cli(["server", "status"], tmp_path, embedded_env, 0)
     assert f"address: 127.0.0.1:{port}" in server.stdout
+
+
+def test_schedule_commands(cli: Cli, definition_file: Path) -> None:
+    workflow_id = _definition(definition_file)["workflow_id"]
+    cli("register", str(definition_file))
+    schedule_id = f"{workflow_id}-nightly"
+    created = cli(
+        "schedule", "create", workflow_id, "--cron", "0 2 * * *", "--time-zone", "Asia/Tokyo",
+        "--id", schedule_id, "--input", '{"day": "today"}', "--overlap", "buffer_one",
+    )  # fmt: skip
+    assert f"schedule: {schedule_id}" in created.stdout
+    assert "next runs: " in created.stdout
+    assert "17:00:00 UTC" in created.stdout  # 02:00 in Tokyo
+
+    _eventually(lambda: schedule_id in cli("schedule", "list").stdout.split())
+    rows = json.loads(cli("schedule", "list", "--workflow", workflow_id, "--json").stdout)
+    assert [row["schedule_id"] for row in rows] == [schedule_id]
+    assert rows[0]["cron"] == "0 2 * * *"
+
+    assert cli("schedule", "pause", schedule_id, "--note", "holiday").stdout.strip() == (
+        f"paused {schedule_id}"
+    )
+    shown = cli("schedule", "show", schedule_id).stdout
+    assert "state:     paused (holiday)" in shown
+    assert "overlap:   buffer_one" in shown
+    assert 'input:     {"day": "today"}' in shown
+    cli("schedule", "resume", schedule_id)
+    cli("schedule", "trigger", schedule_id)
+    cli(
+        "schedule", "backfill", schedule_id,
+        "--start", "2026-01-01T00:00:00+09:00", "--end", "2026-01-03T00:00:00+09:00",
+        "--overlap", "allow_all",
+    )  # fmt: skip
+
+    def three_runs() -> bool:
+        details = json.loads(cli("schedule", "show", schedule_id, "--json").stdout)
+        return len(details["recent_runs"]) == 3
+
+    _eventually(three_runs)
+    details = json.loads(cli("schedule", "show", schedule_id, "--json").stdout)
+    assert not details["paused"]
+    scheduled = sorted(run["scheduled_at"] for run in details["recent_runs"])
+    assert scheduled[:2] == ["2025-12-31T17:00:00Z", "2026-01-01T17:00:00Z"]
+    for run in details["recent_runs"]:
+        assert run["execution_id"].startswith(f"{workflow_id}/run-s")
+    refused = cli("unregister", workflow_id, expect=1)
+    assert f"error: InvalidState: workflow '{workflow_id}' is run by schedules" in refused.stderr
+
+    bad = cli("schedule", "create", workflow_id, "--every", "-5", expect=1)
+    assert "error: InvalidInput: '-5' is not a duration" in bad.stderr
+    bad = cli("schedule", "create", workflow_id, "--every", "10s", "--time-zone", "UTC", expect=1)
+    assert "time_zone applies to cron schedules only" in bad.stderr
+    cli("schedule", "create", workflow_id, expect=2)  # neither --cron nor --every
+
+    assert cli("schedule", "delete", schedule_id).stdout.strip() == f"deleted {schedule_id}"
+    missing = cli("schedule", "show", schedule_id, expect=1)
+    assert f"error: ScheduleNotFound: schedule '{schedule_id}' does not exist" in missing.stderr

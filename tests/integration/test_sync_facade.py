@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 import pytest
 
 import engine.sync
@@ -66,3 +68,34 @@ def test_errors_and_listing(dev_server: DevServer, task_queue: str, unique) -> N
         orchestrator.register_workflow(workflow)
         assert workflow.workflow_id in orchestrator.get_registered_workflows()
         assert orchestrator.get_active_executions() == []
+
+
+def test_schedules(dev_server: DevServer, task_queue: str, unique) -> None:
+    with engine.sync.AdvancedPluginOrchestrator(
+        dev_server.address, task_queue=task_queue, start_worker=True
+    ) as orchestrator:
+        workflow_id = unique("scheduled")
+        node = engine.sync.WorkflowNode(
+            node_id="source", plugin_id="data_source", configuration={"records": [{"id": 1}]}
+        )
+        orchestrator.register_workflow(
+            engine.sync.PluginWorkflow(
+                workflow_id=workflow_id,
+                execution_mode=engine.sync.WorkflowExecutionMode.Sequential,
+                nodes=[node],
+            )
+        )
+        schedule_id = orchestrator.create_schedule(
+            workflow_id, cron="@daily", input_data={"n": 1}, paused=True
+        )
+        orchestrator.trigger_schedule(schedule_id)
+        deadline = time.monotonic() + 20
+        while not (details := orchestrator.describe_schedule(schedule_id)).recent_runs:
+            assert time.monotonic() < deadline, details
+            time.sleep(0.1)
+        context = orchestrator.wait_for_completion(details.recent_runs[0].execution_id, 20)
+        orchestrator.delete_schedule(schedule_id)
+    assert details.paused
+    assert details.cron == "@daily"
+    assert context.status is engine.sync.WorkflowExecutionStatus.Completed
+    assert context.execution_data["results"]["source"]["count"] == 1

@@ -9,8 +9,9 @@ import subprocess
 import sys
 from pathlib import Path
 
-from engine.cli.parser import GRAPH_FORMATS, STATUS_FILTERS, build_parser
+from engine.cli.parser import GRAPH_FORMATS, OVERLAP_POLICIES, STATUS_FILTERS, build_parser
 from engine.client.execution_list import STATUS_FILTERS as ENGINE_STATUS_FILTERS
+from engine.client.schedules import OVERLAP_POLICIES as ENGINE_OVERLAP_POLICIES
 from engine.language.graph_view import FORMATS
 
 REPO = Path(__file__).resolve().parents[2]
@@ -19,6 +20,22 @@ REPO = Path(__file__).resolve().parents[2]
 def test_the_parser_lists_the_engines_choices() -> None:
     assert GRAPH_FORMATS == FORMATS
     assert STATUS_FILTERS == ENGINE_STATUS_FILTERS
+    assert tuple(ENGINE_OVERLAP_POLICIES) == OVERLAP_POLICIES
+
+
+def test_schedule_actions_name_loadable_handlers() -> None:
+    import importlib
+
+    parser = build_parser()
+    subparsers = next(a for a in parser._actions if a.dest == "command")
+    schedule = subparsers.choices["schedule"]  # type: ignore[attr-defined]
+    actions = next(a for a in schedule._actions if a.dest == "schedule_command")
+    assert sorted(actions.choices) == sorted(
+        ["create", "list", "show", "pause", "resume", "trigger", "backfill", "delete"]
+    )
+    for sub in actions.choices.values():
+        module, _, function = sub.get_default("handler").partition(":")
+        assert callable(getattr(importlib.import_module(f"engine.cli.{module}"), function))
 
 
 def test_every_command_names_a_loadable_handler() -> None:

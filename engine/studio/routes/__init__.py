@@ -22,6 +22,13 @@ need; :func:`engine.studio.app.create_app` includes them in this order:
 
 * :mod:`.hook_admin`: ``GET|POST /hooks``, ``DELETE /hooks/{id}``, ``POST /hooks/{id}/rotate``:
   manage webhooks (a secret is shown once, when created or rotated);
+* :mod:`.schedules`:
+
+  * ``GET /schedules?workflow_id=``: this task queue's schedules;
+  * ``POST /workflows/{id}/schedules``: create (cron or interval, overlap, ...);
+  * ``GET|DELETE /schedules/{id}``: describe (next and recent runs), delete;
+  * ``POST /schedules/{id}/pause|resume|trigger|backfill``: control;
+
 * and last :func:`engine.studio.api.unknown_route`, a JSON 404 for any other path.
 
 Outside ``/api``, :mod:`.hooks` serves ``POST /hooks/{id}``: signed webhook deliveries (no
