@@ -194,7 +194,7 @@ async def test_a_batch_never_outweighs_a_payload_and_a_too_large_item_fails_alon
     items.insert(2, {"n": 99, "pad": "y" * MAX_PAYLOAD_BYTES})
     runner = _BatchRunner()
     outcome = await _batched(plan, items, 10, runner)
-    assert [[item.index for item in call.items] for call in runner.calls] == [[0, 1, 3], [4, 5]]
+    assert [[item.index for item in call.items] for call in runner.calls] == [[0, 1], [3, 4], [5]]
     assert [error["index"] for error in outcome.errors] == [2]
     assert "bytes of JSON; the limit is" in outcome.errors[0]["error"]
     assert outcome.counts["work"] == {"runs": 6, "completed": 5, "failed": 1, "skipped": 0}
