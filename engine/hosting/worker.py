@@ -113,6 +113,7 @@ def create_worker(
         workflows=[PluginWorkflowExecution, PluginWorkflowDefinition, PluginCatalog],
         activities=[
             activities.run_plugin_node,
+            activities.run_plugin_batch,
             long_running.watch_event_source,
             long_running.run_stream,
             registry_reads.read_registered_definition,

@@ -158,9 +158,7 @@ def split_batch_size(workflow: PluginWorkflow, splitter_id: str) -> int | None:
     splitter = workflow.node(splitter_id)
     if splitter is None or splitter.plugin_id != SPLIT:
         return None
-    batch_size: int | None = parse_config(
-        SPLIT, splitter_id, splitter.configuration
-    ).batch_size
+    batch_size: int | None = parse_config(SPLIT, splitter_id, splitter.configuration).batch_size
     return batch_size
 
 

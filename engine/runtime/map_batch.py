@@ -179,9 +179,14 @@ async def run_batched_items(
             pass_id=pass_id,
         )
 
+    broken: list[BaseException] = []  # a runner that raised: no more batches start
+
     async def run(batch: list[BatchItem]) -> None:
         try:
             outcomes = await runner(call_for(batch))
+        except BaseException as exc:
+            broken.append(exc)
+            raise
         finally:
             slots.release()
         if len(outcomes) != len(batch):
@@ -195,6 +200,9 @@ async def run_batched_items(
         position = 0
         while position < len(items):
             await slots.acquire()
+            if broken:
+                slots.release()
+                break
             batch: list[BatchItem] = []
             weight = 0
             while position < len(items) and len(batch) < batch_size:
@@ -205,7 +213,12 @@ async def run_batched_items(
                     continue
                 size = _json_size(inputs)
                 if size > budget:  # as an unbatched item: refused before any activity
-                    state.settle(position, index, items[position], _too_large(node.node_id, size + config_size))
+                    state.settle(
+                        position,
+                        index,
+                        items[position],
+                        _too_large(node.node_id, size + config_size),
+                    )
                     position += 1
                     continue
                 if batch and weight + size > budget:

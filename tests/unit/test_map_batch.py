@@ -46,7 +46,10 @@ def _map(
                 node_id="gather", plugin_id="aggregate", node_type=WorkflowNodeType.Aggregator
             ),
         ],
-        [edge("source", "split"), *(connections or [edge("split", "work"), edge("work", "gather")])],
+        [
+            edge("source", "split"),
+            *(connections or [edge("split", "work"), edge("work", "gather")]),
+        ],
     )
 
 
