@@ -21,7 +21,13 @@ from pathlib import Path
 
 from temporalio.client import Client
 
-from engine import AdvancedPluginOrchestrator, PluginWorkflow, WorkflowExecutionContext
+from engine import (
+    AdvancedPluginOrchestrator,
+    PluginWorkflow,
+    WorkflowExecutionContext,
+    WorkflowNode,
+    WorkflowNodeType,
+)
 from engine.hosting.connection import connect
 from engine.hosting.devserver import DevServer, free_port
 from engine.hosting.worker import create_worker
@@ -89,6 +95,29 @@ def _scenarios() -> dict[str, PluginWorkflow]:
             [edge("a", "b")],
         ),
         "cancelled": workflow("cancelled", [node("a", "sleep", seconds=30, heartbeat_timeout=2)]),
+        "batched_map": workflow(
+            "batched_map",
+            [
+                node("list", emit={"numbers": [{"n": n} for n in range(8)]}),
+                WorkflowNode(
+                    node_id="split",
+                    plugin_id="split",
+                    node_type=WorkflowNodeType.Splitter,
+                    configuration={"items": "list.numbers", "batch_size": 3, "max_concurrency": 6},
+                ),
+                node("work", "flaky", succeed_on=2, retry={"initial_interval": 0.1}),
+                WorkflowNode(
+                    node_id="gather", plugin_id="aggregate", node_type=WorkflowNodeType.Aggregator
+                ),
+                node("report"),
+            ],
+            [
+                edge("list", "split"),
+                edge("split", "work"),
+                edge("work", "gather"),
+                edge("gather", "report"),
+            ],
+        ),
         "in_flight_budget": workflow(
             "in_flight_budget",
             [node("root"), *fan, node("join")],
