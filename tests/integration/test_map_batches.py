@@ -102,9 +102,10 @@ async def test_batched_results_equal_the_unbatched_maps_with_one_activity_per_ba
         "skipped": 0,
     }
     assert await _activities(orchestrator, plain_id) == ["run_plugin_node"] * 24
-    assert await _activities(orchestrator, batched_id) == ["run_plugin_node"] + [
-        "run_plugin_batch"
-    ] * 5
+    assert (
+        await _activities(orchestrator, batched_id)
+        == ["run_plugin_node"] + ["run_plugin_batch"] * 5
+    )
 
 
 async def test_failures_in_a_batch_are_per_item_within_and_beyond_max_failures(
