@@ -35,7 +35,7 @@ from temporalio.service import RPCError, RPCStatusCode, TLSConfig
 from engine.base.errors import PluginError, PluginErrorCode
 from engine.client import executions
 from engine.client.execution_list import ExecutionSummary, list_executions
-from engine.hosting import lifetime
+from engine.hosting import lifetime, local_workers
 from engine.hosting.connection import connect, default_task_queue, with_pydantic_converter
 from engine.language.engine_nodes import SUBWORKFLOW
 from engine.language.models import (
@@ -222,6 +222,10 @@ class AdvancedPluginOrchestrator:
 
     # -- workflow management -------------------------------------------------------------
 
+    def _eager(self) -> bool:
+        """Start eagerly: a worker of this process serves the queue (local_workers)."""
+        return local_workers.serves(self.client, self.task_queue)
+
     async def register_workflow(self, workflow: PluginWorkflow) -> None:
         """Validate and store a definition as version 1.
 
@@ -237,6 +241,7 @@ class AdvancedPluginOrchestrator:
                     DefinitionState(workflow=stored),
                     id=definition_entity_id(workflow.workflow_id, self.task_queue),
                     task_queue=self.task_queue,
+                    request_eager_start=self._eager(),
                     id_conflict_policy=WorkflowIDConflictPolicy.FAIL,
                     id_reuse_policy=WorkflowIDReusePolicy.ALLOW_DUPLICATE,
                     static_summary=f"definition of {workflow.workflow_id}",
@@ -349,6 +354,7 @@ class AdvancedPluginOrchestrator:
                 params,
                 id=execution_id,
                 task_queue=self.task_queue,
+                request_eager_start=self._eager(),
                 id_conflict_policy=WorkflowIDConflictPolicy.FAIL,
                 search_attributes=start_search_attributes(workflow_id) if searchable else None,
                 memo={
@@ -538,6 +544,7 @@ class AdvancedPluginOrchestrator:
                 retry,
                 id=execution_id,
                 task_queue=self.task_queue,
+                request_eager_start=self._eager(),
                 id_reuse_policy=WorkflowIDReusePolicy.ALLOW_DUPLICATE,
                 id_conflict_policy=WorkflowIDConflictPolicy.FAIL,
                 search_attributes=(
