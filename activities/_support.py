@@ -55,27 +55,23 @@ def plugin_context(
     node_id: str,
     plugin_id: str,
     checkpoint: Any = None,
-    attempt: int | None = None,
-    idempotency_key: str | None = None,
 ) -> PluginContext:
-    """A context for a plugin call inside the current activity (``attempt`` and
-    ``idempotency_key``: the activity's unless given, as for one item of a batch)."""
+    """A context for a plugin call inside the current activity."""
     info = activity.info()
-    attempt = info.attempt if attempt is None else attempt
     logger = structlog.get_logger("plugin").bind(
         execution_id=execution_id,
         workflow_id=workflow_id,
         node_id=node_id,
         plugin_id=plugin_id,
-        attempt=attempt,
+        attempt=info.attempt,
     )
     return PluginContext(
         execution_id=execution_id,
         workflow_id=workflow_id,
         node_id=node_id,
         plugin_id=plugin_id,
-        attempt=attempt,
-        idempotency_key=idempotency_key or f"{info.workflow_run_id}/{info.activity_id}",
+        attempt=info.attempt,
+        idempotency_key=f"{info.workflow_run_id}/{info.activity_id}",
         checkpoint=checkpoint,
         logger=logger,
     )

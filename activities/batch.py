@@ -27,20 +27,20 @@ import structlog
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
-from activities._support import TERMINAL_CODES, Heartbeats, invoke, plugin_context
+from activities._support import TERMINAL_CODES, Heartbeats, invoke
 from activities.capacity import PluginThreads
 from engine.base.errors import PluginError, PluginErrorCode
 from engine.runtime.contracts import (
     MAX_PAYLOAD_BYTES,
+    BatchItemError,
     BatchItemInput,
-    BatchItemOutcome,
     NodeActivityInput,
     NodeBatchInput,
     NodeBatchResult,
 )
 from engine.temporal.blobs import BlobIntegrityError, BlobStore, contains_refs
 from engine.temporal.telemetry import Outcome, start_node_attempt
-from plugins import Plugin, PluginRegistry
+from plugins import Plugin, PluginContext, PluginRegistry
 
 log = structlog.get_logger("activities.batch")
 # Outputs at most this large stay inline when a batch's outcomes must shrink to fit a payload.
@@ -78,16 +78,14 @@ async def run_batch(
             f"{', '.join(plugins.ids()) or 'none'}"
         )
         log.warning("plugin not found", node_id=request.node_id, plugin_id=request.plugin_id)
+        code = PluginErrorCode.PluginNotFound.value
         return NodeBatchResult(
-            outcomes=[
-                BatchItemOutcome(
-                    index=item.index,
-                    attempts=info.attempt,
-                    error_type=PluginErrorCode.PluginNotFound.value,
-                    error=message,
-                )
-                for item in request.items
-            ]
+            outputs=[None] * len(request.items),
+            attempts=[info.attempt] * len(request.items),
+            errors=[
+                BatchItemError(position=position, error_type=code, error=message)
+                for position in range(len(request.items))
+            ],
         )
     runner = _BatchRun(request, plugin, threads, blobs, info)
     heartbeats = Heartbeats()
@@ -97,8 +95,7 @@ async def run_batch(
         raw = await asyncio.gather(*(runner.item(entry) for entry in request.items))
     finally:
         heartbeats.stop()
-    outcomes = await asyncio.to_thread(_checked, request, raw, check, blobs)
-    return NodeBatchResult(outcomes=outcomes)
+    return await asyncio.to_thread(_checked, request, raw, check, blobs)
 
 
 class _BatchRun:
@@ -117,6 +114,14 @@ class _BatchRun:
         self.info = info
         self.slots = asyncio.Semaphore(request.concurrency)
         self.heartbeats: Heartbeats | None = None
+        self.meter = activity.metric_meter()
+        # What plugin_context binds, once per batch (each item adds its attempt and index).
+        self.logger = structlog.get_logger("plugin").bind(
+            execution_id=request.execution_id,
+            workflow_id=request.workflow_id,
+            node_id=request.node_id,
+            plugin_id=request.plugin_id,
+        )
 
     async def item(self, entry: BatchItemInput) -> tuple[int, Any, _Failed | None]:
         """Run one item with the node's retries: (attempts, output, None) or its last
@@ -161,11 +166,12 @@ class _BatchRun:
             error = exc
             raise
         finally:
-            telemetry.finish(activity.metric_meter(), outcome, error)
+            telemetry.finish(self.meter, outcome, error)
 
     async def _call(self, entry: BatchItemInput, attempt: int) -> Any:
         request = self.request
-        ctx = plugin_context(
+        logger = self.logger.bind(attempt=attempt, item=entry.index)
+        ctx = PluginContext(
             execution_id=request.execution_id,
             workflow_id=request.workflow_id,
             node_id=request.node_id,
@@ -174,11 +180,12 @@ class _BatchRun:
             idempotency_key=(
                 f"{self.info.workflow_run_id}/{request.key}[{request.splitter}:{entry.index}]"
             ),
+            checkpoint=None,
+            logger=logger,
         )
         heartbeats = self.heartbeats
         if heartbeats is not None:
             ctx._heartbeat = lambda *details: heartbeats.record()  # alive; details not kept
-        logger = ctx.logger.bind(item=entry.index)
         timeout = request.options.timeout
         try:
             config = self.plugin.check_config(request.config)
@@ -187,8 +194,8 @@ class _BatchRun:
                 inputs = await asyncio.to_thread(
                     self.blobs.resolve, inputs, within=request.execution_id
                 )
-            call = invoke(self.plugin, inputs, config, ctx, self.threads)
-            return await asyncio.wait_for(call, timeout)
+            async with asyncio.timeout(timeout):
+                return await invoke(self.plugin, inputs, config, ctx, self.threads)
         except TimeoutError:
             logger.warning("node attempt timed out", timeout=timeout)
             raise _Failed(
@@ -215,7 +222,7 @@ def _checked(
     raw: list[tuple[int, Any, _Failed | None]],
     check: Check,
     blobs: BlobStore,
-) -> list[BatchItemOutcome]:
+) -> NodeBatchResult:
     """Each item's outcome with its output checked as the node activity checks it; then, if
     the outcomes together would not fit a payload, the largest outputs move to the blob
     store until they do."""
@@ -226,26 +233,25 @@ def _checked(
         node_name=request.node_name,
         plugin_id=request.plugin_id,
     )
-    outcomes: list[BatchItemOutcome] = []
+    result = NodeBatchResult()
     sizes: list[int] = []
     # Errors share the payload with the outputs: each keeps a fair part of it.
     most = max(200, min(10_000, MAX_PAYLOAD_BYTES // (2 * max(1, len(request.items)))))
-    for entry, (attempts, output, failed) in zip(request.items, raw, strict=True):
+    for position, (attempts, output, failed) in enumerate(raw):
+        result.attempts.append(attempts)
         if failed is None:
             try:
                 checked = check(node, output)
             except ApplicationError as exc:  # InvalidOutput: retrying cannot fix it
                 failed = _Failed(exc.message, exc.type or "InvalidOutput", True)
             else:
-                outcomes.append(
-                    BatchItemOutcome(index=entry.index, output=checked, attempts=attempts)
-                )
+                result.outputs.append(checked)
                 sizes.append(len(json.dumps(checked, separators=(",", ":"))))
                 continue
-        outcomes.append(
-            BatchItemOutcome(
-                index=entry.index,
-                attempts=attempts,
+        result.outputs.append(None)
+        result.errors.append(
+            BatchItemError(
+                position=position,
                 error_type=failed.error_type,
                 error=failed.message[:most],
                 retryable=not failed.non_retryable,
@@ -253,20 +259,20 @@ def _checked(
         )
         sizes.append(len(failed.message[:most]))
     total = sum(sizes)
-    for position in sorted(range(len(outcomes)), key=sizes.__getitem__, reverse=True):
-        if total <= MAX_PAYLOAD_BYTES:
+    for position in sorted(range(len(sizes)), key=sizes.__getitem__, reverse=True):
+        output = result.outputs[position]
+        if total <= MAX_PAYLOAD_BYTES or sizes[position] <= _SHRUNK_OUTPUT_BYTES:
             break
-        outcome = outcomes[position]
-        if outcome.output is None or sizes[position] <= _SHRUNK_OUTPUT_BYTES:
-            break
+        if output is None:
+            continue
         try:
             shrunk = blobs.offload(
-                request.execution_id, outcome.output, _SHRUNK_OUTPUT_BYTES, MAX_PAYLOAD_BYTES
+                request.execution_id, output, _SHRUNK_OUTPUT_BYTES, MAX_PAYLOAD_BYTES
             )
         except ValueError:
             continue
         size = len(json.dumps(shrunk, separators=(",", ":")))
-        outcome.output = shrunk
+        result.outputs[position] = shrunk
         total += size - sizes[position]
         sizes[position] = size
-    return outcomes
+    return result

@@ -190,21 +190,22 @@ class NodeBatchInput(_Contract):
     concurrency: int = Field(1, ge=1, le=1000)  # items running at once
 
 
-class BatchItemOutcome(_Contract):
-    """One item's outcome: its checked output, or its error (``error_type`` set)."""
+class BatchItemError(_Contract):
+    """The error an item of a batch failed with for good (``position``: in the batch)."""
 
-    index: int
-    output: dict[str, Any] | None = None
-    attempts: int = 1
-    error_type: str = ""
-    error: str = ""
+    position: int
+    error_type: str
+    error: str
     retryable: bool = False
 
 
 class NodeBatchResult(_Contract):
-    """Result of the batch activity: one outcome per item, in the batch's order."""
+    """Result of the batch activity, per item in the batch's order: its checked output (None
+    when it failed) and the attempts it took; the failed items' errors."""
 
-    outcomes: list[BatchItemOutcome] = Field(default_factory=list)
+    outputs: list[dict[str, Any] | None] = Field(default_factory=list)
+    attempts: list[int] = Field(default_factory=list)
+    errors: list[BatchItemError] = Field(default_factory=list)
 
 
 class SkipNode(_Contract):

@@ -26,6 +26,7 @@ from typing import Any, Protocol
 from engine.base.errors import PluginErrorCode
 from engine.language.engine_nodes import is_engine_node
 from engine.language.maps import MapPlan, item_result
+from engine.language.models import ConnectionType
 from engine.language.options import NodeOptions, node_options, plugin_config
 from engine.language.validation import compile_workflow
 from engine.runtime.contracts import MAX_PAYLOAD_BYTES
@@ -98,6 +99,17 @@ class _Items:
         self.plugin_id = node.plugin_id
         self.optional = node.configuration.get("optional") is True
         self.meter_conditions = meter_conditions
+        incoming = self.graph.incoming[self.node_id]
+        # Connections that always carry the splitter's whole output decide nothing per item:
+        # the node runs with the inputs they give (what the scheduler would find, faster).
+        self.plain = all(
+            edge.condition is None
+            and not edge.on_error
+            and not edge.is_default
+            and not edge.connection.source_port
+            for edge in incoming
+        )
+        self.data_keys = [e.input_key for e in incoming if e.kind is ConnectionType.DataFlow]
         self.results: list[Any] = [None] * size
         self.errors: list[dict[str, Any]] = []
         self.counts = {"runs": 0, "completed": 0, "failed": 0, "skipped": 0}
@@ -106,6 +118,11 @@ class _Items:
         """The body node's inputs for an item, or None when its connections skip it (the
         item is then settled)."""
         splitter_output = {"item": item, "index": index}
+        if self.plain:
+            self.counts["runs"] += 1
+            if self.data_keys:
+                return dict.fromkeys(self.data_keys, splitter_output)
+            return dict(item) if isinstance(item, dict) else {"item": item}
         scheduler = Scheduler(self.graph, {self.plan.splitter: splitter_output})
         if self.meter_conditions is not None:
             scheduler.meter_conditions = self.meter_conditions

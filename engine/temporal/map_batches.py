@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import math
 from datetime import timedelta
-from typing import Any
 
 from temporalio import workflow
 
@@ -85,25 +84,36 @@ def item_outcomes(call: BatchCall, result: NodeBatchResult) -> list[ItemOutcome]
     Raises:
         RuntimeError: the answer does not hold exactly the batch's items (a worker bug).
     """
-    by_index: dict[int, Any] = {outcome.index: outcome for outcome in result.outcomes}
-    wanted = [item.index for item in call.items]
-    if len(result.outcomes) != len(wanted) or any(index not in by_index for index in wanted):
+    size = len(call.items)
+    errors = {error.position: error for error in result.errors}
+    if (
+        len(result.outputs) != size
+        or len(result.attempts) != size
+        or any(
+            not 0 <= position < size or result.outputs[position] is not None for position in errors
+        )
+    ):
+        first, last = call.items[0].index, call.items[-1].index
         raise RuntimeError(
-            f"the batch of items {wanted[0]}-{wanted[-1]} of node '{call.node_id}' came back "
-            f"with {len(result.outcomes)} outcomes for other items"
+            f"the batch of items {first}-{last} of node '{call.node_id}' came back with "
+            f"{len(result.outputs)} outputs for {size} items"
         )
     outcomes: list[ItemOutcome] = []
-    for index in wanted:
-        outcome = by_index[index]
-        if outcome.error_type:
+    for position, (output, attempts) in enumerate(
+        zip(result.outputs, result.attempts, strict=True)
+    ):
+        error = errors.get(position)
+        if error is not None:
             outcomes.append(
                 NodeFailure(
-                    outcome.error,
-                    error_type=outcome.error_type,
-                    attempts=outcome.attempts,
-                    retryable=outcome.retryable,
+                    error.error,
+                    error_type=error.error_type,
+                    attempts=attempts,
+                    retryable=error.retryable,
                 )
             )
+        elif output is None:
+            raise RuntimeError(f"item {call.items[position].index} came back with no outcome")
         else:
-            outcomes.append(NodeSuccess(outcome.output or {}, attempts=outcome.attempts))
+            outcomes.append(NodeSuccess(output, attempts=attempts))
     return outcomes

@@ -12,6 +12,7 @@ import pytest
 from engine.base.errors import PluginError
 from engine.language.maps import MapPlan, map_plan, map_problems
 from engine.language.models import (
+    ConnectionType,
     PluginWorkflow,
     WorkflowConnection,
     WorkflowNode,
@@ -154,6 +155,16 @@ async def test_failures_conditions_ports_optional_and_plain_items_read_as_unbatc
         ),
         "port": _map(
             connections=[edge("split", "work", source_port="item"), edge("work", "gather")]
+        ),
+        "control": _map(
+            connections=[edge("split", "work", ConnectionType.Control), edge("work", "gather")]
+        ),
+        "two-inputs": _map(
+            connections=[
+                edge("split", "work"),
+                edge("split", "work", ConnectionType.Dependency),
+                edge("work", "gather"),
+            ]
         ),
         "splitter-also-ends": _map(
             connections=[edge("split", "work"), edge("work", "gather"), edge("split", "gather")]
