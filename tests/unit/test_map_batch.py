@@ -267,3 +267,37 @@ def test_a_global_batch_size_is_the_streams_not_the_maps() -> None:
     assert split_batch_size(definition, "split") is None
     definition.nodes[1].configuration["batch_size"] = 7
     assert split_batch_size(definition, "split") == 7
+
+
+def test_contains_refs_finds_what_the_recursive_definition_finds() -> None:
+    """contains_refs runs for every item of a batch: a loop now, with the same answers as the
+    recursive definition (a reference at most four levels down)."""
+    import random
+
+    from engine.temporal.blobs import contains_refs, is_ref
+
+    def reference(value: Any, depth: int = 0) -> bool:
+        if is_ref(value):
+            return True
+        if depth >= 4 or not isinstance(value, dict | list):
+            return False
+        items = value.values() if isinstance(value, dict) else value
+        return any(reference(item, depth + 1) for item in items)
+
+    rng = random.Random(1)
+
+    def value(depth: int) -> Any:
+        roll = rng.random()
+        if depth > 7 or roll < 0.3:
+            return rng.choice([1, "x", None, {"$blob": "sha256:0"}, {"$blob": 3}])
+        if roll < 0.65:
+            return {f"k{i}": value(depth + 1) for i in range(rng.randint(0, 3))}
+        return [value(depth + 1) for _ in range(rng.randint(0, 3))]
+
+    found = 0
+    for _ in range(3000):
+        sample = value(0)
+        assert contains_refs(sample) == reference(sample)
+        assert contains_refs(sample, 2) == reference(sample, 2)
+        found += reference(sample)
+    assert 300 < found < 2700  # both answers occur
