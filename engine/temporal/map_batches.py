@@ -43,7 +43,11 @@ def batch_request(call: BatchCall) -> NodeBatchInput:
         options=call.options,
         key=call_key(call.node_id, call.pass_id),
         splitter=call.splitter,
-        items=[BatchItemInput(index=item.index, inputs=item.inputs) for item in call.items],
+        # Built here from checked values: constructed, not validated item by item.
+        items=[
+            BatchItemInput.model_construct(index=item.index, inputs=item.inputs)
+            for item in call.items
+        ],
         concurrency=call.concurrency,
     )
 
