@@ -21,7 +21,7 @@ import asyncio
 import json
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, Protocol, cast
 
 from engine.base.errors import PluginErrorCode
 from engine.language.engine_nodes import is_engine_node
@@ -140,19 +140,20 @@ class _Items:
         outputs: dict[str, Any] = {self.plan.splitter: {"item": item, "index": index}}
         # Not isinstance: the workflow sandbox makes each call of it cost microseconds.
         if outcome.__class__ is NodeSuccess:
-            assert isinstance(outcome, NodeSuccess)
+            success = cast(NodeSuccess, outcome)
             self.counts["completed"] += 1
-            outputs[self.node_id] = outcome.output
+            outputs[self.node_id] = success.output
             self.results[position] = item_result(self.plan, outputs)
             return
+        failure = cast(NodeFailure, outcome)
         self.counts["failed"] += 1
         if self.optional:  # handled: the item goes on as if the node produced nothing
             self.results[position] = item_result(self.plan, outputs)
             return
-        attempts = f"{outcome.attempts} attempt{'s' if outcome.attempts != 1 else ''}"
+        attempts = f"{failure.attempts} attempt{'s' if failure.attempts != 1 else ''}"
         message = (
             f"node '{self.node_id}' (plugin '{self.plugin_id}') failed after {attempts}: "
-            f"{outcome.error_type}: {outcome.message}"
+            f"{failure.error_type}: {failure.message}"
         )
         self.errors.append({"index": index, "error": message})
 
