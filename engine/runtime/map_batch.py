@@ -140,9 +140,8 @@ class _Items:
         outputs: dict[str, Any] = {self.plan.splitter: {"item": item, "index": index}}
         # Not isinstance: the workflow sandbox makes each call of it cost microseconds.
         if outcome.__class__ is NodeSuccess:
-            success = cast(NodeSuccess, outcome)
             self.counts["completed"] += 1
-            outputs[self.node_id] = success.output
+            outputs[self.node_id] = outcome.output
             self.results[position] = item_result(self.plan, outputs)
             return
         failure = cast(NodeFailure, outcome)
