@@ -21,7 +21,9 @@ from engine import (
 from engine.temporal.blobs import BlobStore, is_ref
 from plugins import PluginContext, PluginRegistry
 from tests.helpers.builders import edge, node, workflow
+from tests.helpers.plugins import read_count
 from tests.helpers.plugins import test_registry as plugins_for_tests
+from tests.helpers.waiting import eventually
 
 Status = WorkflowExecutionStatus
 
@@ -198,3 +200,30 @@ async def test_batch_size_needs_a_body_of_one_plugin_node(
         await orchestrator.register_workflow(
             _map(unique("zero"), node("work", "echo"), batch_size=0)
         )
+
+
+async def test_cancelling_a_run_cancels_its_running_batches(
+    orchestrator: AdvancedPluginOrchestrator, worker: object, unique: Any, tmp_path: Path
+) -> None:
+    body = node("work", "sleep", seconds=60, heartbeat_timeout=2)
+    definition = _map(unique("cancelled"), body, batch_size=2)
+    await orchestrator.register_workflow(definition)
+    execution_id = await orchestrator.execute_workflow(
+        definition.workflow_id, {"numbers": [{"n": n} for n in range(4)]}
+    )
+    await eventually(lambda: _count(tmp_path, "work.started"), lambda count: count == 4)
+    await orchestrator.cancel_execution(execution_id)
+    context = await orchestrator.wait_for_completion(execution_id, 60)
+    assert context.status is Status.Cancelled
+    assert read_count(tmp_path, "work") == 0  # no item ran to its end
+    history = await orchestrator.client.get_workflow_handle(execution_id).fetch_history()
+    cancelled = [
+        event
+        for event in history.events
+        if event.event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_CANCELED
+    ]
+    assert len(cancelled) == 2  # both batches acknowledged their cancellation
+
+
+async def _count(directory: Path, name: str) -> int:
+    return read_count(directory, name)
