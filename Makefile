@@ -80,6 +80,7 @@ bench-all: $(STAMP)  ## Every benchmark, one after another (about 10 minutes; se
 	$(BIN)/python -m bench.bench_streaming --only stream
 	$(BIN)/python -m bench.bench_map
 	$(BIN)/python -m bench.bench_light
+	$(BIN)/python -m bench.bench_map_batched
 
 MINUTES ?= 10
 chaos-soak: $(STAMP)  ## Random fault-injection scenarios for MINUTES (default 10); prints figures

@@ -36,14 +36,18 @@ from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from activities._support import TERMINAL_CODES, Heartbeats, failure, invoke, plugin_context
+from activities.batch import run_batch
 from activities.capacity import PluginThreads
 from engine.base.errors import PluginError, PluginErrorCode
 from engine.language.models import find_json_problem
 from engine.runtime.contracts import (
     MAX_PAYLOAD_BYTES,
     NODE_ACTIVITY,
+    NODE_BATCH_ACTIVITY,
     NodeActivityInput,
     NodeActivityResult,
+    NodeBatchInput,
+    NodeBatchResult,
 )
 from engine.temporal.blobs import BlobIntegrityError, BlobStore, blob_threshold, contains_refs
 from engine.temporal.telemetry import Outcome, start_node_attempt
@@ -107,6 +111,26 @@ class NodeActivities:
             raise
         finally:
             attempt.finish(activity.metric_meter(), outcome, error)
+
+    @activity.defn(name=NODE_BATCH_ACTIVITY)
+    async def run_plugin_batch(self, request: NodeBatchInput) -> NodeBatchResult:
+        """Run one node's plugin over a batch of a Splitter map's items, each with the
+        node's retries and output checks; one outcome per item (:mod:`activities.batch`)."""
+        bound = {
+            "execution_id": request.execution_id,
+            "workflow_id": request.workflow_id,
+            "node_id": request.node_id,
+            "plugin_id": request.plugin_id,
+            "batch_attempt": activity.info().attempt,
+        }
+        with structlog.contextvars.bound_contextvars(**bound):
+            return await run_batch(
+                request,
+                plugins=self._plugins,
+                threads=self._threads,
+                blobs=self._blobs,
+                check=self._checked_output,
+            )
 
     async def _run(self, request: NodeActivityInput, info: activity.Info) -> NodeActivityResult:
         plugin = self._plugins.get(request.plugin_id)

@@ -41,7 +41,7 @@ from engine.client.execution_list import ExecutionSummary, list_executions
 from engine.client.hook_store import HookInfo, HookStore
 from engine.client.schedules import OverlapName, ScheduleDetails, ScheduleSummary
 from engine.client.starts import StartRequest
-from engine.hosting import lifetime
+from engine.hosting import lifetime, local_workers
 from engine.hosting.connection import connect, default_task_queue, with_pydantic_converter
 from engine.language.engine_nodes import SUBWORKFLOW
 from engine.language.models import (
@@ -239,6 +239,10 @@ class AdvancedPluginOrchestrator:
 
     # -- workflow management -------------------------------------------------------------
 
+    def _eager(self) -> bool:
+        """Start eagerly: a worker of this process serves the queue (local_workers)."""
+        return local_workers.serves(self.client, self.task_queue)
+
     async def register_workflow(self, workflow: PluginWorkflow) -> None:
         """Validate and store a definition as version 1.
 
@@ -254,6 +258,7 @@ class AdvancedPluginOrchestrator:
                     DefinitionState(workflow=stored),
                     id=definition_entity_id(workflow.workflow_id, self.task_queue),
                     task_queue=self.task_queue,
+                    request_eager_start=self._eager(),
                     id_conflict_policy=WorkflowIDConflictPolicy.FAIL,
                     id_reuse_policy=WorkflowIDReusePolicy.ALLOW_DUPLICATE,
                     static_summary=f"definition of {workflow.workflow_id}",
@@ -366,6 +371,7 @@ class AdvancedPluginOrchestrator:
                     request.params,
                     id=execution_id,
                     task_queue=self.task_queue,
+                    request_eager_start=self._eager(),
                     id_conflict_policy=WorkflowIDConflictPolicy.FAIL,
                     # A keyed id is never reused: a repeated start names the earlier one.
                     id_reuse_policy=(
@@ -563,6 +569,7 @@ class AdvancedPluginOrchestrator:
                 retry,
                 id=execution_id,
                 task_queue=self.task_queue,
+                request_eager_start=self._eager(),
                 id_reuse_policy=WorkflowIDReusePolicy.ALLOW_DUPLICATE,
                 id_conflict_policy=WorkflowIDConflictPolicy.FAIL,
                 search_attributes=(

@@ -30,7 +30,14 @@ from temporalio.service import RPCError
 from engine.base.errors import PluginError, PluginErrorCode
 from engine.temporal.telemetry import SEARCH_ATTRIBUTE_DEFINITIONS
 
-TUNING = ("history.transferProcessorMaxPollRPS=2000",)
+TUNING = (
+    "history.transferProcessorMaxPollRPS=2000",
+    # A start from a process hosting a worker of the queue hands the first workflow task to
+    # that worker in the start's response (engine.hosting.local_workers), and an activity
+    # scheduled on the worker's own queue may come back in the workflow task's completion.
+    "system.enableEagerWorkflowStart=true",
+    "system.enableActivityEagerExecution=true",
+)
 # Custom search attributes the engine's executions can be filtered by in Temporal UI.
 SEARCH_ATTRIBUTES: tuple[str, ...] = SEARCH_ATTRIBUTE_DEFINITIONS
 

@@ -35,7 +35,7 @@ from activities import (
 )
 from activities.capacity import ActivitySlots, PluginThreads
 from engine.base.logging import configure_logging, hide_traceback_locals
-from engine.hosting import lifetime
+from engine.hosting import lifetime, local_workers
 from engine.hosting.connection import connect, default_task_queue, with_pydantic_converter
 from engine.runtime.contracts import (
     CATALOG_WORKERS_MEMO_KEY,
@@ -125,6 +125,7 @@ def create_worker(
         ],
         activities=[
             activities.run_plugin_node,
+            activities.run_plugin_batch,
             long_running.watch_event_source,
             long_running.run_stream,
             registry_reads.read_registered_definition,
@@ -171,6 +172,8 @@ class EngineWorker:
         self.client = client
         self.plugins = plugins
         self.identity = identity or client.identity
+        # Starts from this process on its queue are eager while it runs (local_workers).
+        self._serving = contextlib.ExitStack()
 
     @property
     def task_queue(self) -> str:
@@ -179,10 +182,12 @@ class EngineWorker:
     async def __aenter__(self) -> EngineWorker:
         await self.publish()
         await self.worker.__aenter__()
+        self._serving.enter_context(local_workers.serving(self.client, self.task_queue))
         await self._published()
         return self
 
     async def __aexit__(self, *exc: object) -> None:
+        self._serving.close()
         try:
             await self.withdraw()
         finally:
@@ -192,7 +197,8 @@ class EngineWorker:
         """Publish the catalog and run until shut down."""
         await self.publish()
         try:
-            await self.worker.run()
+            with local_workers.serving(self.client, self.task_queue):
+                await self.worker.run()
         finally:
             await self.withdraw()
 

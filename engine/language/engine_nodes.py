@@ -44,6 +44,8 @@ AGGREGATE, WAIT, APPROVAL, SUBWORKFLOW, SPLIT = (
     "split",
 )
 WEEK = 7 * 24 * 3600.0
+# The most items one activity of a batched Splitter map takes (``batch_size``).
+MAX_MAP_BATCH = 1000
 
 
 class AggregateConfig(BaseModel):
@@ -105,6 +107,15 @@ class SplitConfig(BaseModel):
     max_failures: int = Field(0, ge=0, description="Failed items tolerated before the map fails")
     shard_size: int = Field(
         200, ge=1, le=1000, description="Items per child workflow for maps larger than this"
+    )
+    batch_size: int | None = Field(
+        None,
+        ge=1,
+        le=MAX_MAP_BATCH,
+        description=(
+            "Items handed to one activity at once (a map whose body is one plugin node); "
+            "with it, a child workflow runs shard_size batches"
+        ),
     )
 
 

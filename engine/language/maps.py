@@ -18,6 +18,12 @@ Up to ``shard_size`` items run in the execution itself, ``max_concurrency`` at a
 Larger maps are sharded into child workflows of ``shard_size`` items, so a map far beyond
 Temporal's per-run limits (2,000 pending activities, 51,200 history events) keeps every
 history small.
+
+A map whose body is one plugin node may set ``batch_size`` (like Step Functions' ItemBatcher):
+its items then reach that node's plugin through one activity per batch of up to
+``batch_size`` items (:mod:`engine.runtime.map_batch`), with the same per-item results,
+errors and ``max_failures``. ``max_concurrency`` still counts items; a shard then holds
+``shard_size`` batches, since Temporal's per-run limits count activities.
 """
 
 from __future__ import annotations
@@ -26,6 +32,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from engine.base.errors import PluginError, PluginErrorCode
+from engine.language.engine_nodes import SPLIT, is_engine_node, parse_config
 from engine.language.models import (
     ConnectionType,
     PluginWorkflow,
@@ -51,9 +58,13 @@ def map_problems(workflow: PluginWorkflow) -> list[str]:
     for node in workflow.nodes:
         if node.node_type is WorkflowNodeType.Splitter:
             try:
-                map_plan(workflow, node.node_id)
+                plan = map_plan(workflow, node.node_id)
             except PluginError as exc:
                 problems.append(exc.message)
+                continue
+            problem = batch_problem(workflow, plan)
+            if problem:
+                problems.append(problem)
         elif node.plugin_id == "split":
             problems.append(f"node '{node.node_id}' uses 'split' but is not a Splitter node")
     return problems
@@ -135,6 +146,45 @@ def map_plan(workflow: PluginWorkflow, splitter_id: str) -> MapPlan:
         version=workflow.version,
     )
     return MapPlan(splitter_id, aggregator, ordered, ends, body_workflow)
+
+
+def split_batch_size(workflow: PluginWorkflow, splitter_id: str) -> int | None:
+    """The ``batch_size`` of a Splitter (None: items run one activity each). It is read from
+    the node's own configuration: ``batch_size`` in ``global_configuration`` is the stream's.
+
+    Raises:
+        PluginError: ``InvalidConfiguration`` for a bad configuration.
+    """
+    splitter = workflow.node(splitter_id)
+    if splitter is None or splitter.plugin_id != SPLIT:
+        return None
+    batch_size: int | None = parse_config(SPLIT, splitter_id, splitter.configuration).batch_size
+    return batch_size
+
+
+def batch_problem(workflow: PluginWorkflow, plan: MapPlan) -> str:
+    """Why the map cannot run in batches although its Splitter sets ``batch_size`` (empty
+    when it can, or sets none): only a body of one plugin node can."""
+    try:
+        batch_size = split_batch_size(workflow, plan.splitter)
+    except PluginError:
+        return ""  # the configuration check reports it
+    if batch_size is None:
+        return ""
+    where = f"Splitter '{plan.splitter}': batch_size"
+    if len(plan.body) != 1:
+        return (
+            f"{where} needs a map whose body is one plugin node; its body has "
+            f"{len(plan.body)}: {', '.join(plan.body) or 'none'}"
+        )
+    body = workflow.node(plan.body[0])
+    assert body is not None
+    if is_engine_node(body.plugin_id):
+        return (
+            f"{where} needs a map whose body is one plugin node; '{body.node_id}' is the "
+            f"engine's '{body.plugin_id}', which runs in the workflow, not in an activity"
+        )
+    return ""
 
 
 def pick_items(node_id: str, inputs: dict[str, Any], path: str) -> list[Any]:

@@ -55,7 +55,12 @@ from typing import Any
 from engine.base.errors import PluginError, PluginErrorCode
 from engine.language.compensation import compensation_problems
 from engine.language.conditions import Condition, ConditionError, compile_condition
-from engine.language.engine_nodes import ENGINE_NODE_MODELS, is_engine_node, parse_config
+from engine.language.engine_nodes import (
+    ENGINE_NODE_MODELS,
+    SPLIT,
+    is_engine_node,
+    parse_config,
+)
 from engine.language.graph import ORDERING_KINDS, Edge, Graph
 from engine.language.maps import map_problems
 from engine.language.models import (
@@ -366,6 +371,8 @@ def _check_node(index: int, node: WorkflowNode, graph: Graph, add: _Add) -> None
         if len(set(ports)) != len(ports):
             add(Code.InvalidWorkflowStructure, f"{where}: {kind} contains duplicates")
     misplaced = sorted(GLOBAL_ONLY_KEYS & node.configuration.keys())
+    if node.plugin_id == SPLIT:  # a Splitter's batch_size is its map's (engine_nodes)
+        misplaced = [key for key in misplaced if key != "batch_size"]
     if misplaced:
         add(
             Code.InvalidWorkflowStructure,

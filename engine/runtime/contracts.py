@@ -16,10 +16,13 @@ from engine.language.models import (
     WorkflowEvent,
     WorkflowExecutionContext,
 )
+from engine.language.options import NodeOptions
 
 EXECUTION_WORKFLOW = "PluginWorkflowExecution"
 DEFINITION_WORKFLOW = "PluginWorkflowDefinition"
 NODE_ACTIVITY = "run_plugin_node"
+# One activity per batch of a batched Splitter map's items (engine.runtime.map_batch).
+NODE_BATCH_ACTIVITY = "run_plugin_batch"
 DEFAULT_TASK_QUEUE = "plugin-orchestrator"
 
 # Temporal rejects payloads over 2 MB; keep node outputs and inputs well below that.
@@ -70,6 +73,8 @@ class MapShard(_Contract):
     offset: int = 0
     max_concurrency: int = 50
     pass_id: int = 0
+    # A batched map's shard: its items go to the body node in batches of this many.
+    batch_size: int | None = None
 
 
 class EarlierRecords(_Contract):
@@ -163,6 +168,49 @@ class NodeActivityResult(_Contract):
 
     output: dict[str, Any]
     attempt: int = 1
+
+
+class BatchItemInput(_Contract):
+    """One item of a batch: its index in the map and the body node's inputs for it."""
+
+    index: int
+    inputs: dict[str, Any] = Field(default_factory=dict)
+
+
+class NodeBatchInput(_Contract):
+    """Argument of the batch activity: one node's plugin over a batch of a map's items. Each
+    item gets the node's retries (``options``) within the activity: an item's failure is its
+    own, never the batch's."""
+
+    execution_id: str
+    workflow_id: str
+    node_id: str
+    node_name: str = ""
+    plugin_id: str
+    config: dict[str, Any] = Field(default_factory=dict)
+    options: NodeOptions = Field(default_factory=NodeOptions)
+    key: str  # the node's call key (node or node#pass): items' idempotency keys start with it
+    splitter: str
+    items: list[BatchItemInput] = Field(default_factory=list)
+    concurrency: int = Field(1, ge=1, le=1000)  # items running at once
+
+
+class BatchItemError(_Contract):
+    """The error an item of a batch failed with for good (``position``: in the batch)."""
+
+    position: int
+    error_type: str
+    error: str
+    retryable: bool = False
+
+
+class NodeBatchResult(_Contract):
+    """Result of the batch activity, per item in the batch's order: its checked output (None
+    when it failed) and the attempts it took; the failed items' errors."""
+
+    outputs: list[dict[str, Any] | None] = Field(default_factory=list)
+    attempts: list[int] = Field(default_factory=list)
+    errors: list[BatchItemError] = Field(default_factory=list)
 
 
 class SkipNode(_Contract):

@@ -145,13 +145,24 @@ def is_ref(value: Any) -> bool:
 
 def contains_refs(value: Any, depth: int = 0) -> bool:
     """Whether ``value`` has something shaped like a reference where
-    :meth:`BlobStore.resolve` looks."""
-    if is_ref(value):
-        return True
-    if depth >= _MAX_DEPTH or not isinstance(value, dict | list):
-        return False
-    items = value.values() if isinstance(value, dict) else value
-    return any(contains_refs(item, depth + 1) for item in items)
+    :meth:`BlobStore.resolve` looks (a loop, not recursion: every node input and every
+    item of a batched map is asked)."""
+    pending: list[tuple[Any, int]] = [(value, depth)]
+    while pending:
+        current, level = pending.pop()
+        if isinstance(current, dict):
+            if isinstance(current.get(REF_KEY), str):
+                return True
+            children: Any = current.values()
+        elif isinstance(current, list):
+            children = current
+        else:
+            continue
+        if level < _MAX_DEPTH:
+            for child in children:
+                if isinstance(child, dict | list):
+                    pending.append((child, level + 1))
+    return False
 
 
 class BlobStoreError(RuntimeError):

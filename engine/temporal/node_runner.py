@@ -64,7 +64,13 @@ with workflow.unsafe.imports_passed_through():
         is_engine_node,
         parse_config,
     )
-    from engine.language.maps import MapPlan, aggregate_items, map_plan, pick_items
+    from engine.language.maps import (
+        MapPlan,
+        aggregate_items,
+        map_plan,
+        pick_items,
+        split_batch_size,
+    )
     from engine.language.models import (
         PluginWorkflow,
         WorkflowExecutionContext,
@@ -75,6 +81,7 @@ with workflow.unsafe.imports_passed_through():
         EXECUTION_WORKFLOW,
         MAX_PAYLOAD_BYTES,
         NODE_ACTIVITY,
+        NODE_BATCH_ACTIVITY,
         RUN_STREAM_ACTIVITY,
         WATCH_SOURCE_ACTIVITY,
         ApprovalDecision,
@@ -83,6 +90,7 @@ with workflow.unsafe.imports_passed_through():
         MapShard,
         NodeActivityInput,
         NodeActivityResult,
+        NodeBatchResult,
         StreamProgress,
         StreamRunInput,
         WatchSourceInput,
@@ -90,9 +98,18 @@ with workflow.unsafe.imports_passed_through():
     from engine.runtime.event_run import EventRun
     from engine.runtime.interpreter import NodeCall, NodeFailure, NodeSuccess
     from engine.runtime.long_run import LongRun
+    from engine.runtime.map_batch import BatchCall, ItemOutcome, run_batched_items
     from engine.runtime.map_run import MapOutcome, run_map_items
     from engine.runtime.node_state import key_node
     from engine.runtime.stream_run import StreamRun
+    from engine.temporal.map_batches import (
+        MAP_BATCH_PATCH,
+        batch_activity_id,
+        batch_request,
+        batch_summary,
+        batch_timeout,
+        item_outcomes,
+    )
 
 IN_FLIGHT_PATCH = "in-flight-budget"
 # Sources and streams survive lost workers without using up their retries (see
@@ -188,6 +205,18 @@ class TemporalNodeRunner:
 
     async def map_shard(self, definition: PluginWorkflow, shard: MapShard) -> MapOutcome:
         """Run the items of this execution, one shard of a parent's map."""
+        if shard.batch_size is not None:
+            return await run_batched_items(
+                map_plan(definition, shard.splitter),
+                shard.items,
+                offset=shard.offset,
+                execution_id=workflow.info().workflow_id,
+                runner=self._run_batch,
+                batch_size=shard.batch_size,
+                max_concurrency=shard.max_concurrency,
+                pass_id=shard.pass_id,
+                meter_conditions=self._meter_conditions,
+            )
         return await run_map_items(
             map_plan(definition, shard.splitter),
             shard.items,
@@ -527,10 +556,52 @@ class TemporalNodeRunner:
             }
         )
 
+    async def _run_batch(self, call: BatchCall) -> list[ItemOutcome]:
+        """One batch of a batched map as the batch activity (:mod:`.map_batches`)."""
+        options = call.options
+        try:
+            async with self.in_flight():
+                result = await workflow.execute_activity(
+                    NODE_BATCH_ACTIVITY,
+                    batch_request(call),
+                    result_type=NodeBatchResult,
+                    activity_id=batch_activity_id(call),
+                    summary=batch_summary(call),
+                    start_to_close_timeout=batch_timeout(call),
+                    heartbeat_timeout=timedelta(seconds=options.heartbeat_timeout),
+                    retry_policy=_retry_policy(options),
+                    cancellation_type=workflow.ActivityCancellationType.WAIT_CANCELLATION_COMPLETED,
+                )
+        except ActivityError as err:
+            if isinstance(err.cause, CancelledError):
+                raise asyncio.CancelledError() from None
+            failure = _node_failure(err, options)  # the batch could not run: each item failed
+            return [failure] * len(call.items)
+        return item_outcomes(call, result)
+
     async def _map(self, call: NodeCall, config: SplitConfig) -> NodeSuccess:
-        plan = map_plan(self._current_definition(), call.node_id)
+        definition = self._current_definition()
+        plan = map_plan(definition, call.node_id)
         items = pick_items(call.node_id, call.inputs, config.items)
-        if len(items) <= config.shard_size:
+        batch_size = split_batch_size(definition, call.node_id)
+        if batch_size is not None and workflow.patched(MAP_BATCH_PATCH):
+            if len(items) <= config.shard_size * batch_size:
+                outcome = await run_batched_items(
+                    plan,
+                    items,
+                    offset=0,
+                    execution_id=workflow.info().workflow_id,
+                    runner=self._run_batch,
+                    batch_size=batch_size,
+                    max_concurrency=config.max_concurrency,
+                    pass_id=call.pass_id,
+                    meter_conditions=self._meter_conditions,
+                )
+            else:
+                outcome = await self._map_in_shards(
+                    plan, items, config, call, batch_size=batch_size
+                )
+        elif len(items) <= config.shard_size:
             outcome = await run_map_items(
                 plan,
                 items,
@@ -561,18 +632,26 @@ class TemporalNodeRunner:
         )
 
     async def _map_in_shards(
-        self, plan: MapPlan, items: list[Any], config: SplitConfig, call: NodeCall
+        self,
+        plan: MapPlan,
+        items: list[Any],
+        config: SplitConfig,
+        call: NodeCall,
+        *,
+        batch_size: int | None = None,
     ) -> MapOutcome:
-        """Each shard of ``shard_size`` items runs as a child execution; as many shards run
-        at once as ``max_concurrency`` items allow."""
-        per_shard = min(config.max_concurrency, config.shard_size)
+        """Each shard of ``shard_size`` items (``shard_size`` batches of a batched map) runs
+        as a child execution; as many shards run at once as ``max_concurrency`` items
+        allow."""
+        shard_items = config.shard_size * (batch_size or 1)
+        per_shard = min(config.max_concurrency, shard_items)
         slots = asyncio.Semaphore(max(1, config.max_concurrency // per_shard))
         base = f"{workflow.info().workflow_id}/{call.node_id}"
         if call.pass_id:
             base += f"#{call.pass_id}"
 
         async def shard(offset: int) -> MapOutcome:
-            chunk = items[offset : offset + config.shard_size]
+            chunk = items[offset : offset + shard_items]
             last = offset + len(chunk) - 1
             async with slots, self.in_flight():
                 outcome = await workflow.execute_child_workflow(
@@ -585,6 +664,7 @@ class TemporalNodeRunner:
                             items=chunk,
                             offset=offset,
                             max_concurrency=per_shard,
+                            batch_size=batch_size,
                         ),
                         light_plugins=sorted(self._light),
                     ),
@@ -598,7 +678,7 @@ class TemporalNodeRunner:
             return MapOutcome(data["results"], data["errors"], data["counts"])
 
         shards = await asyncio.gather(
-            *(shard(offset) for offset in range(0, len(items), config.shard_size))
+            *(shard(offset) for offset in range(0, len(items), shard_items))
         )
         counts: dict[str, dict[str, int]] = {}
         for part in shards:

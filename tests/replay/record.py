@@ -28,6 +28,7 @@ from engine import (
     WorkflowConnection,
     WorkflowExecutionContext,
     WorkflowNode,
+    WorkflowNodeType,
 )
 from engine.hosting.connection import connect
 from engine.hosting.devserver import DevServer, free_port
@@ -133,6 +134,29 @@ def _scenarios() -> dict[str, PluginWorkflow]:
         # A chain of light nodes longer than one workflow task takes (a timer ends the task).
         "light_long_chain": chain(
             "light_long_chain", 210, "light_echo", mode="sequential", execution="auto"
+        ),
+        "batched_map": workflow(
+            "batched_map",
+            [
+                node("list", emit={"numbers": [{"n": n} for n in range(8)]}),
+                WorkflowNode(
+                    node_id="split",
+                    plugin_id="split",
+                    node_type=WorkflowNodeType.Splitter,
+                    configuration={"items": "list.numbers", "batch_size": 3, "max_concurrency": 6},
+                ),
+                node("work", "flaky", succeed_on=2, retry={"initial_interval": 0.1}),
+                WorkflowNode(
+                    node_id="gather", plugin_id="aggregate", node_type=WorkflowNodeType.Aggregator
+                ),
+                node("report"),
+            ],
+            [
+                edge("list", "split"),
+                edge("split", "work"),
+                edge("work", "gather"),
+                edge("gather", "report"),
+            ],
         ),
         "in_flight_budget": workflow(
             "in_flight_budget",
