@@ -176,6 +176,7 @@ class AdvancedPluginOrchestrator:
         self.blobs = BlobStore.configured()
         self.hook_store = HookStore(hooks_file)
         self._recent_definitions: dict[str, tuple[bool, float]] = {}
+        self._definition_reads: dict[str, asyncio.Future[PluginWorkflow]] = {}
         self._recent_executions: dict[str, float] = {}
         self._runtime_key: int | None = None  # set when connect() made the client
         self._exit_token = -1
@@ -290,8 +291,21 @@ class AdvancedPluginOrchestrator:
             PluginError: ``WorkflowNotFound``.
         """
         self._check_workflow_id(workflow_id)
-        handle = self.client.get_workflow_handle(definition_entity_id(workflow_id, self.task_queue))
-        return await executions.query_definition(handle, workflow_id, self.query_timeout)
+        # Concurrent reads of one definition share one query (each caller gets its own
+        # copy): fewer queries on the registry entity, and none left unanswered by a worker
+        # without a workflow cache, whose SDK drops queries buffered behind another task.
+        reading = self._definition_reads.get(workflow_id)
+        if reading is None:
+            handle = self.client.get_workflow_handle(
+                definition_entity_id(workflow_id, self.task_queue)
+            )
+            reading = asyncio.ensure_future(
+                executions.query_definition(handle, workflow_id, self.query_timeout)
+            )
+            self._definition_reads[workflow_id] = reading
+            reading.add_done_callback(functools.partial(self._read_done, workflow_id))
+        definition = await asyncio.shield(reading)
+        return definition.model_copy(deep=True)
 
     async def get_registered_workflows(self) -> list[str]:
         """Ids of all registered definitions, sorted."""
@@ -1144,15 +1158,27 @@ class AdvancedPluginOrchestrator:
     ) -> PluginWorkflow | None:
         self._check_workflow_id(workflow_id)
         handle = self.client.get_workflow_handle(definition_entity_id(workflow_id, self.task_queue))
-        return await executions.update_definition(handle, workflow_id, update, arg)
+        try:
+            return await executions.update_definition(handle, workflow_id, update, arg)
+        finally:
+            # A read that began before the change may answer with the version before it:
+            # reads from now on start their own.
+            self._definition_reads.pop(workflow_id, None)
 
     async def _list(self, query: str) -> AsyncIterator[Any]:
         with translate_errors("listing"):
             async for execution in self.client.list_workflows(query):
                 yield execution
 
+    def _read_done(self, workflow_id: str, reading: asyncio.Future[PluginWorkflow]) -> None:
+        if self._definition_reads.get(workflow_id) is reading:
+            del self._definition_reads[workflow_id]
+        if not reading.cancelled():
+            reading.exception()  # retrieved here: every caller may have been cancelled
+
     def _remember_definition(self, workflow_id: str, *, registered: bool) -> None:
         self._recent_definitions[workflow_id] = (registered, time.monotonic())
+        self._definition_reads.pop(workflow_id, None)
 
 
 @contextlib.contextmanager

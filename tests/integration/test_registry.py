@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 from temporalio.client import Client
 
@@ -113,3 +115,20 @@ async def test_unknown_ids(orchestrator: AdvancedPluginOrchestrator, worker: obj
         await _code(orchestrator.add_node_to_workflow("no-such-workflow", node("a")))
         is Code.WorkflowNotFound
     )
+
+
+async def test_concurrent_reads_of_a_definition_all_answer(
+    orchestrator: AdvancedPluginOrchestrator, worker: object, unique
+) -> None:
+    """Twenty reads at once, on a worker without a workflow cache (whose SDK drops queries
+    buffered behind another task): they share one query, and each gets its own copy."""
+    definition = chain(unique("read"), 3)
+    await orchestrator.register_workflow(definition)
+    reads = await asyncio.gather(
+        *(orchestrator.get_workflow(definition.workflow_id) for _ in range(20))
+    )
+    assert {read.version for read in reads} == {1}
+    assert all(read.nodes == definition.nodes for read in reads)
+    assert len({id(read) for read in reads}) == 20
+    await orchestrator.add_node_to_workflow(definition.workflow_id, node("extra"))
+    assert (await orchestrator.get_workflow(definition.workflow_id)).version == 2
