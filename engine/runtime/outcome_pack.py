@@ -9,13 +9,15 @@ keeps the same information, losslessly, as plain JSON still readable in Temporal
 * ``events``: ``{"first": <first sequence>, "at": <first timestamp>, "types": [<event types,
   in order of first use>], "rows": [[<type index>, <microseconds since the previous event>,
   <node id>, {<other fields>}], ...]}``: sequences are consecutive from ``first``; the node id
-  and the other fields are left out when absent; ``execution_id`` and ``workflow_id`` are
+  and the other fields are left out when absent, and a progress event has its figure in the
+  node id's place; ``execution_id`` and ``workflow_id`` are
   given only where they differ from the context's. Events whose sequences are not consecutive
   stay a plain list;
 * ``nodes`` (out of the context): ``{"common": {<key: value every node state shares>},
   "states": {<node key>: {<the state's other keys>}}}``; ``node_id`` is left out where it is
-  the key, and ``started_at`` / ``completed_at`` are microseconds after the run's
-  ``start_time`` wherever that gives back the same string.
+  the key, and ``started_at`` / ``completed_at`` become ``"@t": [<microseconds after the
+  run's start_time>, <microseconds the node took>]`` wherever that gives back the same
+  strings.
 
 :func:`pack` makes it from the plain JSON form and :func:`unpack` gives the plain form back
 (:class:`~engine.runtime.contracts.ExecutionOutcome` does both as it is written and read, so
@@ -46,6 +48,7 @@ _NODE_KEYS = (
     "compensation",
 )
 _NODE_TIMES = ("started_at", "completed_at")
+_TIMES = "@t"  # a node's start and duration, in microseconds (no node state has "@" keys)
 _EVENT_OWN = ("type", "sequence", "timestamp", "node_id")
 _IDS = ("execution_id", "workflow_id")
 
@@ -57,7 +60,10 @@ def pack(context: dict[str, Any], events: list[dict[str, Any]], truncated: bool)
     packed: dict[str, Any] = {"format": FORMAT}
     states = context.get("node_states") or {}
     start = _time(context.get("start_time"))
-    if states and all(isinstance(state, dict) and "node_id" in state for state in states.values()):
+    if states and all(
+        isinstance(state, dict) and "node_id" in state and _TIMES not in state
+        for state in states.values()
+    ):
         packed["nodes"] = _pack_nodes(states, start)
         del context["node_states"]
     packed["context"] = context
@@ -82,7 +88,7 @@ def unpack(data: dict[str, Any]) -> dict[str, Any]:
             "truncated": bool(data.get("truncated", False)),
             "format": FORMAT,
         }
-    except (KeyError, IndexError, TypeError, AttributeError) as exc:
+    except (KeyError, IndexError, TypeError, AttributeError, ValueError) as exc:
         raise ValueError(f"not a format-{FORMAT} execution outcome: {exc!r}") from None
 
 
@@ -116,10 +122,13 @@ def _pack_events(
             else:
                 others[key] = event.get(key, "")
         node_id = event.get("node_id")
-        if node_id is not None or others:
-            row.append(node_id)
-        if others:
-            row.append(others)
+        if node_id is None and list(others) == ["progress"] and _number(others["progress"]):
+            row.append(others["progress"])  # a progress event: its figure in the node's place
+        else:
+            if node_id is not None or others:
+                row.append(node_id)
+            if others:
+                row.append(others)
         rows.append(row)
     return {"first": first, "at": events[0]["timestamp"], "types": list(types), "rows": rows}
 
@@ -140,7 +149,9 @@ def _unpack_events(packed: dict[str, Any], context: dict[str, Any]) -> list[dict
             "sequence": first + i,
             "timestamp": at,
         }
-        if len(row) > 2 and row[2] is not None:
+        if len(row) > 2 and _number(row[2]):
+            event["progress"] = row[2]
+        elif len(row) > 2 and row[2] is not None:
             event["node_id"] = row[2]
         if len(row) > 3:
             event.update(row[3])
@@ -157,10 +168,10 @@ def _pack_nodes(states: dict[str, dict[str, Any]], start: datetime | None) -> di
         kept = dict(state)
         if kept["node_id"] == key:
             del kept["node_id"]
-        for name in _NODE_TIMES:
-            kept[name] = _offset(kept.get(name), start) if name in kept else None
-            if kept[name] is None and name not in state:
-                del kept[name]
+        began, ended = (_offset(kept.get(name), start) for name in _NODE_TIMES)
+        if _integer(began) and _integer(ended):
+            del kept["started_at"], kept["completed_at"]
+            kept[_TIMES] = [began, ended - began]
         own[key] = kept
     common: dict[str, Any] = {}
     if len(own) > 1:
@@ -180,16 +191,25 @@ def _unpack_nodes(packed: dict[str, Any], start: datetime | None) -> dict[str, d
     states: dict[str, dict[str, Any]] = {}
     for key, kept in packed["states"].items():
         merged = {"node_id": key, **common, **kept}
-        for name in _NODE_TIMES:
-            value = merged.get(name)
-            if isinstance(value, int) and not isinstance(value, bool):
-                if start is None:
-                    raise TypeError(f"node '{key}': {name} as an offset with no start time")
-                merged[name] = (start + value * _MICROSECOND).isoformat()
+        times = merged.pop(_TIMES, None)
+        if times is not None:
+            if start is None:
+                raise TypeError(f"node '{key}': times as offsets with no start time")
+            began = start + int(times[0]) * _MICROSECOND
+            merged["started_at"] = began.isoformat()
+            merged["completed_at"] = (began + int(times[1]) * _MICROSECOND).isoformat()
         ordered = {name: merged[name] for name in _NODE_KEYS if name in merged}
         ordered.update((name, value) for name, value in merged.items() if name not in ordered)
         states[key] = ordered
     return states
+
+
+def _integer(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
 
 
 def _offset(value: Any, start: datetime | None) -> Any:
