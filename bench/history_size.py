@@ -13,10 +13,11 @@ histories and prints:
   markers, memo, search attributes, the run's result), with where they are;
 * the ratio engine / baseline of bytes and events per node (issue 13's target: at most 1.3).
 
-``--json`` writes ``{"history-chain-100": {"engine_bytes_per_node": ...,
-"baseline_bytes_per_node": ..., "ratio": ..., "engine_events_per_node": ...,
-"baseline_events_per_node": ..., ...}}`` (the key names the node count) with the per-type
-figures beside.
+``--output-bytes N`` pads every node's output (engine plugin and baseline activity alike)
+with an N-character string, to see what outputs cost. ``--json`` writes
+``{"history-chain-100": {"engine_bytes_per_node": ..., "baseline_bytes_per_node": ...,
+"ratio": ..., "engine_events_per_node": ..., "baseline_events_per_node": ..., ...}}`` (the
+key names the node count, and ``-output-N`` the padding) with the per-type figures beside.
 """
 
 from __future__ import annotations
@@ -31,27 +32,83 @@ import uuid
 from collections import defaultdict
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 from google.protobuf.message import Message
+from temporalio import activity
 from temporalio.api.common.v1 import Payload
 from temporalio.api.enums.v1 import EventType
 from temporalio.api.history.v1 import HistoryEvent
+from temporalio.worker import Worker
 
+from bench.baseline import BaselineChain, noop_activity
 from bench.bench_engine import (
+    GRACEFUL_SHUTDOWN,
     INPUT_DATA,
+    MAX_CACHED_WORKFLOWS,
+    MAX_CONCURRENT_ACTIVITIES,
     Bench,
-    _baseline_worker,
-    _engine_worker,
     chain_definition,
     environment,
 )
 from engine import AdvancedPluginOrchestrator
-from engine.hosting.connection import connect
+from engine.hosting.connection import connect, with_pydantic_converter
 from engine.hosting.devserver import DevServer, free_port
+from engine.hosting.worker import EngineWorker, create_worker
+from engine.temporal.sandbox import workflow_runner
+from plugins import PluginRegistry
 
 TARGET_RATIO = 1.3
+PADDED_ACTIVITY = "bench_padded"
+# --output-bytes: every node's output gets a "pad" string of this many characters.
+_pad = {"bytes": 0}
+
+
+def _output(node_id: str) -> dict[str, Any]:
+    """A node's output: distinct per node, as real outputs are (none of it shared)."""
+    if not _pad["bytes"]:
+        return {"ok": True}
+    return {"ok": True, "pad": (f"{node_id}-" * _pad["bytes"])[: _pad["bytes"]]}
+
+
+async def _noop(inputs: dict[str, Any], config: dict[str, Any], ctx: Any) -> dict[str, Any]:
+    """The bench's no-op plugin, with the padding asked for."""
+    return _output(ctx.node_id)
+
+
+@activity.defn(name=PADDED_ACTIVITY)
+async def padded_activity(request: dict[str, Any]) -> dict[str, Any]:
+    """The baseline's no-op activity, with the same padding."""
+    return {"output": _output(request["node_id"]), "attempt": activity.info().attempt}
+
+
+def _engine_worker(client: Any, task_queue: str) -> EngineWorker:
+    registry = PluginRegistry()
+    registry.register("noop", _noop, description="returns {'ok': True} (and a pad)")
+    return create_worker(
+        client,
+        task_queue=task_queue,
+        plugins=registry,
+        max_concurrent_activities=MAX_CONCURRENT_ACTIVITIES,
+        max_cached_workflows=MAX_CACHED_WORKFLOWS,
+        graceful_shutdown=GRACEFUL_SHUTDOWN,
+    )
+
+
+def _baseline_worker(client: Any, task_queue: str) -> Worker:
+    return Worker(
+        with_pydantic_converter(client),
+        task_queue=task_queue,
+        workflows=[BaselineChain],
+        activities=[noop_activity, padded_activity],
+        max_concurrent_activities=MAX_CONCURRENT_ACTIVITIES,
+        max_concurrent_workflow_tasks=None,
+        max_cached_workflows=MAX_CACHED_WORKFLOWS,
+        graceful_shutdown_timeout=timedelta(seconds=GRACEFUL_SHUTDOWN),
+        workflow_runner=workflow_runner(),
+    )
 
 
 @dataclass
@@ -185,7 +242,7 @@ async def histories(nodes: int) -> tuple[list[HistoryEvent], list[HistoryEvent],
             await bench.orchestrator.register_workflow(definition)
             bench.engine_ids["chain"] = definition.workflow_id
             engine = await bench.run_engine("chain")
-            baseline = await bench.run_baseline("chain")
+            baseline = await bench.run_baseline("chain", PADDED_ACTIVITY if _pad["bytes"] else None)
             engine_history = await client.get_workflow_handle(engine.workflow_id).fetch_history()
             baseline_history = await client.get_workflow_handle(
                 baseline.workflow_id
@@ -207,12 +264,22 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--nodes", type=int, default=100, help="nodes of the chain")
     parser.add_argument("--top", type=int, default=12, help="biggest payloads to list")
+    parser.add_argument(
+        "--output-bytes",
+        type=int,
+        default=0,
+        help="pad every node's output with a string of this many characters (both chains)",
+    )
     parser.add_argument("--json", type=Path, help="also write the figures to this file")
     args = parser.parse_args(argv)
-    if args.nodes < 2:
-        parser.error("--nodes must be >= 2")
+    if args.nodes < 2 or args.output_bytes < 0:
+        parser.error("--nodes must be >= 2 and --output-bytes >= 0")
+    _pad["bytes"] = args.output_bytes
     env = environment()
-    print(f"history_size {env['date']}: temporalio {env['temporalio']}, input {INPUT_DATA}")
+    print(
+        f"history_size {env['date']}: temporalio {env['temporalio']}, input {INPUT_DATA}, "
+        f"outputs padded by {args.output_bytes} characters"
+    )
     engine_events, baseline_events, engine_id, baseline_id = asyncio.run(histories(args.nodes))
     engine = measure(engine_events, args.nodes)
     baseline = measure(baseline_events, args.nodes)
@@ -229,8 +296,11 @@ def main(argv: list[str] | None = None) -> int:
         f"(target: at most {TARGET_RATIO}x)"
     )
     if args.json:
+        key = f"history-chain-{args.nodes}"
+        if args.output_bytes:
+            key += f"-output-{args.output_bytes}"
         figures = {
-            f"history-chain-{args.nodes}": {
+            key: {
                 "engine_bytes_per_node": round(engine.bytes_per_node, 1),
                 "baseline_bytes_per_node": round(baseline.bytes_per_node, 1),
                 "ratio": round(ratio, 3),
