@@ -88,7 +88,7 @@ def unpack(data: dict[str, Any]) -> dict[str, Any]:
             "truncated": bool(data.get("truncated", False)),
             "format": FORMAT,
         }
-    except (KeyError, IndexError, TypeError, AttributeError, ValueError) as exc:
+    except (KeyError, IndexError, TypeError, AttributeError, ValueError, OverflowError) as exc:
         raise ValueError(f"not a format-{FORMAT} execution outcome: {exc!r}") from None
 
 

@@ -137,6 +137,10 @@ def test_a_malformed_compact_form_is_refused() -> None:
         ExecutionOutcome.model_validate(packed)
     with pytest.raises(ValidationError):
         ExecutionOutcome.model_validate({"format": FORMAT})
+    packed = json.loads(_compact(_run(2)).model_dump_json())
+    packed["events"]["rows"][1][1] = 10**30  # microseconds past any date
+    with pytest.raises(ValidationError, match="format-2"):
+        ExecutionOutcome.model_validate(packed)
 
 
 def test_the_compact_form_of_a_chain_is_a_fraction_of_the_plain_one() -> None:
