@@ -8,7 +8,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from temporalio.client import Client
+from temporalio.client import Client, WorkflowHistory
 
 import engine.hosting.devserver
 from engine import AdvancedPluginOrchestrator, PluginError, PluginErrorCode, WorkflowExecutionMode
@@ -124,15 +124,14 @@ async def test_executions_are_searchable_by_definition_and_status(
     ]
     assert statuses == ["paused", "running", "completed"]
     assert {"TemporalChangeVersion": ["search-attributes"]} in upserted
-    markers = [
-        event.marker_recorded_event_attributes.marker_name
-        for event in history.events
-        if event.HasField("marker_recorded_event_attributes")
-    ]
     # The resume brings a patch marker of its own (it takes effect in a workflow task of its
-    # own: engine.temporal.workflow.CONTROL_OWN_TASK_PATCH).
+    # own: engine.temporal.workflow.CONTROL_OWN_TASK_PATCH); the end stores the compact outcome.
     assert {"TemporalChangeVersion": ["control-in-own-task", "search-attributes"]} in upserted
-    assert markers == ["core_patch", "core_patch"]
+    assert sorted(_patches(history)) == [
+        "compact-outcome",
+        "control-in-own-task",
+        "search-attributes",
+    ]
     await replayer().replay_workflow(history)
 
 
@@ -154,7 +153,19 @@ async def test_search_attributes_off(
     assert description.typed_search_attributes.get(WORKFLOW_ID_ATTRIBUTE) is None
     assert description.typed_search_attributes.get(STATUS_ATTRIBUTE) is None
     history = await handle.fetch_history()
-    assert not any(event.HasField("marker_recorded_event_attributes") for event in history.events)
+    assert "search-attributes" not in _patches(history)
+
+
+def _patches(history: WorkflowHistory) -> list[str]:
+    """The ids of the patch markers the history records."""
+    return [
+        json.loads(event.marker_recorded_event_attributes.details["patch-data"].payloads[0].data)[
+            "id"
+        ]
+        for event in history.events
+        if event.HasField("marker_recorded_event_attributes")
+        and event.marker_recorded_event_attributes.marker_name == "core_patch"
+    ]
 
 
 @pytest.mark.slow
