@@ -259,7 +259,9 @@ async def batched_map(
     return {bench_map_batched.SCENARIO: row}
 
 
-async def stream(server: DevServer, sizes: Sizes, progress: Callable[[str], None]) -> dict[str, Any]:
+async def stream(
+    server: DevServer, sizes: Sizes, progress: Callable[[str], None]
+) -> dict[str, Any]:
     args = argparse.Namespace(
         items=sizes.stream_items,
         batch_sizes=[sizes.stream_batch],
