@@ -340,6 +340,10 @@ def _extra(key: str, row: dict[str, Any]) -> str:
     return ""
 
 
+def _ratio(value: float) -> str:
+    return f"{value:.2f}x" if value >= 0.1 else f"{value:.4f}x"
+
+
 def print_table(results: dict[str, Any]) -> None:
     header = (
         f"{'scenario':<26}{'runs':>5}{'min s':>9}{'median s':>10}{'max s':>9}"
@@ -351,7 +355,7 @@ def print_table(results: dict[str, Any]) -> None:
         print(
             f"{key:<26}{row.get('runs', 0):>5}{row['engine_min_s']:>9.3f}"
             f"{row['engine_median_s']:>10.3f}{row['engine_max_s']:>9.3f}"
-            f"{row['baseline_median_s']:>11.3f}{row['ratio']:>7.2f}x  {_extra(key, row)}"
+            f"{row['baseline_median_s']:>11.3f}{_ratio(row['ratio']):>8}  {_extra(key, row)}"
         )
     print(f"(engine min/median/max; ratio = engine median / baseline median)\nstarts: {FAIRNESS}")
 
