@@ -358,21 +358,37 @@ async def measure_kind(
         await _feed_events(orch, execution_id, size)
     context = await orch.wait_for_completion(execution_id, timeout=600)
     wall = time.perf_counter() - t0
+    # CPU from the start to the result (reading the histories back below is not charged)
+    worker_cpu, srv_cpu = worker.cpu() - w0, server_cpu(server_pid) - s0
     expected = (
         WorkflowExecutionStatus.Cancelled if kind.events else WorkflowExecutionStatus.Completed
     )
     if context.status is not expected:
         raise RuntimeError(f"{kind.name} ended {context.status}: {context.error_messages}")
     cost = await probe.finish()
-    # CPU until the run closed and its histories settled (the worker is idle meanwhile)
-    cost.worker_cpu_s = worker.cpu() - w0
-    cost.server_cpu_s = server_cpu(server_pid) - s0
-    cost.wall_s = wall
+    cost.worker_cpu_s, cost.server_cpu_s, cost.wall_s = worker_cpu, srv_cpu, wall
     return cost
 
 
+async def measure_size(
+    client: Client,
+    orch: AdvancedPluginOrchestrator,
+    worker: WorkerProcess,
+    server_pid: int | None,
+    kind: Kind,
+    size: int,
+    repeat: int,
+) -> Cost:
+    """The mean of ``repeat`` runs (CPU times come in 10 ms ticks)."""
+    total = Cost()
+    for _ in range(repeat):
+        one = await measure_kind(client, orch, worker, server_pid, kind, size)
+        total = Cost(**{k: getattr(total, k) + getattr(one, k) for k in total.__dict__})
+    return total.scaled(1 / repeat)
+
+
 async def measure_kinds(
-    server: DevServer, quick: bool, progress: Callable[[str], None]
+    server: DevServer, quick: bool, repeat: int, progress: Callable[[str], None]
 ) -> dict[str, Any]:
     client = await connect(server.address)
     queue = f"capacity-{uuid.uuid4().hex[:8]}"
@@ -386,14 +402,15 @@ async def measure_kinds(
         await measure_kind(client, orch, worker, pid, warm, warm.sizes[0])
         for kind in kinds(quick):
             small_size, large_size = kind.sizes
-            small = await measure_kind(client, orch, worker, pid, kind, small_size)
-            large = await measure_kind(client, orch, worker, pid, kind, large_size)
+            small = await measure_size(client, orch, worker, pid, kind, small_size, repeat)
+            large = await measure_size(client, orch, worker, pid, kind, large_size, repeat)
             units = kind.units(large_size) - kind.units(small_size)
             per_unit = large.minus(small).scaled(1 / units)
             fixed = small.minus(per_unit.scaled(kind.units(small_size)))
             figures[kind.name] = {
                 "unit": kind.unit,
                 "sizes": list(kind.sizes),
+                "repeat": repeat,
                 "per_unit": per_unit.__dict__,
                 "fixed_per_run": fixed.__dict__,
                 "small": small.__dict__,
@@ -543,6 +560,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--quick", action="store_true", help="tiny sizes (a smoke test)")
     parser.add_argument("--rounds", type=int, default=3, help="rounds of the 1-vs-2 workers part")
+    parser.add_argument("--repeat", type=int, default=3, help="runs per kind and size (mean)")
     parser.add_argument("--concurrent", type=int, default=200)
     parser.add_argument("--fanout-nodes", type=int, default=100)
     parser.add_argument("--skip-kinds", action="store_true")
@@ -565,7 +583,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         server.start()
         if not args.skip_kinds:
-            figures["kinds"] = asyncio.run(measure_kinds(server, args.quick, progress))
+            repeat = 1 if args.quick else args.repeat
+            figures["kinds"] = asyncio.run(measure_kinds(server, args.quick, repeat, progress))
         if not args.skip_workers:
             concurrent = 20 if args.quick else args.concurrent
             nodes = 10 if args.quick else args.fanout_nodes
