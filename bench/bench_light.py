@@ -198,7 +198,12 @@ async def _series(
 
 def _spread(values: list[float]) -> dict[str, float]:
     ordered = sorted(values)
-    p95 = statistics.quantiles(ordered, n=20)[18] if len(ordered) >= 2 else ordered[0]
+    # inclusive: never beyond the largest sample (the default extrapolates on few samples)
+    p95 = (
+        statistics.quantiles(ordered, n=20, method="inclusive")[18]
+        if len(ordered) >= 2
+        else ordered[0]
+    )
     return {
         "min_s": ordered[0],
         "median_s": statistics.median(ordered),
