@@ -80,6 +80,7 @@ from engine.hosting.worker import EngineWorker, create_worker, workflow_runner
 from engine.language.validation import compile_workflow, validate_workflow
 from engine.runtime.contracts import ExecutionInput, ExecutionOutcome
 from engine.runtime.interpreter import Interpreter, NodeCall, NodeSuccess
+from engine.runtime.outcome_pack import FORMAT as OUTCOME_FORMAT
 from engine.runtime.scheduler import Scheduler
 from engine.temporal.workflow import _fit
 from plugins import PluginRegistry
@@ -529,7 +530,12 @@ def offline_costs(nodes: int, bench_nodes: int, progress: Callable[[str], None])
         row["in_memory_us_per_node"] = run_s / len(definition.nodes) * 1e6
 
         def finish(it: Interpreter = interpreter) -> int:
-            outcome = _fit(ExecutionOutcome(context=it.context(), events=it.stored_events()))
+            # In the compact form the workflow writes (engine.runtime.outcome_pack).
+            outcome = _fit(
+                ExecutionOutcome(
+                    context=it.context(), events=it.stored_events(), format=OUTCOME_FORMAT
+                )
+            )
             return len(outcome.model_dump_json())
 
         row["finish_s"] = best_of(3, finish)

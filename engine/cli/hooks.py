@@ -3,52 +3,30 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
 import json
-import signal
 from datetime import UTC, datetime
 
-from engine.base.extras import require_extra
 from engine.cli.common import open_session
-
-
-async def cmd_serve(args: argparse.Namespace) -> int:
-    # FastAPI and uvicorn (the studio extra) load only for this command.
-    StudioServer = require_extra("engine.studio", "studio", "orchestrator serve").StudioServer
-    async with open_session(args) as session:
-        server = StudioServer(session.orchestrator, args.host, args.port, hooks_only=True)
-        await server.start()
-        print(f"webhooks: {server.url}/hooks/<hook id>", flush=True)
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(sig, stop.set)
-        try:
-            stopped = asyncio.create_task(server.wait())
-            waiting = asyncio.create_task(stop.wait())
-            await asyncio.wait({stopped, waiting}, return_when=asyncio.FIRST_COMPLETED)
-            waiting.cancel()
-        finally:
-            for sig in (signal.SIGTERM, signal.SIGINT):
-                loop.remove_signal_handler(sig)
-            await server.stop()
-    return 0
+from engine.hosting.embedded import embedded_worker
 
 
 async def cmd_hook_create(args: argparse.Namespace) -> int:
     async with open_session(args) as session:
-        secret = await session.orchestrator.create_hook(
-            args.hook_id,
-            args.workflow_id,
-            "event" if args.execution else "start",
-            args.execution,
-            event_type=args.event_type,
-            source=args.source,
-            idempotency_field=args.idempotency_field,
-            max_body_bytes=args.max_body_bytes,
-            rate_per_minute=args.rate_per_minute,
-            tolerance_seconds=args.tolerance,
-        )
+        orch = session.orchestrator
+        # The definition (or execution) is checked through the registry: a worker answers.
+        async with embedded_worker(orch.client, orch.task_queue):
+            secret = await orch.create_hook(
+                args.hook_id,
+                args.workflow_id,
+                "event" if args.execution else "start",
+                args.execution,
+                event_type=args.event_type,
+                source=args.source,
+                idempotency_field=args.idempotency_field,
+                max_body_bytes=args.max_body_bytes,
+                rate_per_minute=args.rate_per_minute,
+                tolerance_seconds=args.tolerance,
+            )
     if args.json:
         print(json.dumps({"hook_id": args.hook_id, "secret": secret}))
     else:

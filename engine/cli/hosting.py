@@ -9,6 +9,7 @@ import os
 import signal
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from engine.base.errors import PluginError
 from engine.base.extras import require_extra
@@ -26,6 +27,10 @@ from engine.hosting.embedded import (
 )
 from engine.hosting.worker import run_worker
 from plugins.builtin._files import protect
+
+if TYPE_CHECKING:
+    from engine.client.orchestrator import AdvancedPluginOrchestrator
+    from engine.studio.server import StudioServer
 
 
 async def cmd_worker(args: argparse.Namespace) -> int:
@@ -46,34 +51,55 @@ async def cmd_studio(args: argparse.Namespace) -> int:
     StudioServer = require_extra("engine.studio", "studio", "orchestrator studio").StudioServer
 
     token = studio_token(args)  # checked before anything starts
-    embedded = not (args.address or os.environ.get("TEMPORAL_ADDRESS"))
     async with open_session(args) as session:
         orch = session.orchestrator
         server = StudioServer(orch, args.host, args.port, ui_url=session.ui_url, token=token)
-        # Against the embedded server the studio runs nodes itself while no worker polls (one
-        # command to design and run); against a cluster that is the workers' job.
-        runs_nodes = embedded and not args.no_worker
-        async with (
-            embedded_worker(orch.client, orch.task_queue)
-            if runs_nodes
-            else contextlib.nullcontext()
-        ):
+        async with _nodes_run_here(args, orch):
             await server.start()
             print(f"studio: {server.url}", flush=True)
-            stop = asyncio.Event()
-            loop = asyncio.get_running_loop()
-            # As PID 1 in a container SIGTERM would otherwise be ignored.
-            for sig in (signal.SIGTERM, signal.SIGINT):
-                loop.add_signal_handler(sig, stop.set)
-            try:
-                stopped = asyncio.create_task(server.wait())
-                waiting = asyncio.create_task(stop.wait())
-                await asyncio.wait({stopped, waiting}, return_when=asyncio.FIRST_COMPLETED)
-                waiting.cancel()
-            finally:
-                for sig in (signal.SIGTERM, signal.SIGINT):
-                    loop.remove_signal_handler(sig)
-                await server.stop()
+            await serve_until_stopped(server)
+    return 0
+
+
+def _nodes_run_here(
+    args: argparse.Namespace, orch: AdvancedPluginOrchestrator
+) -> contextlib.AbstractAsyncContextManager[object]:
+    """Against the embedded server, a serving command runs nodes itself while no worker polls
+    (one command to design, receive and run); against a cluster that is the workers' job."""
+    embedded = not (args.address or os.environ.get("TEMPORAL_ADDRESS"))
+    if embedded and not args.no_worker:
+        return embedded_worker(orch.client, orch.task_queue)
+    return contextlib.nullcontext()
+
+
+async def serve_until_stopped(server: StudioServer) -> None:
+    """Serve until the server stops or SIGTERM / SIGINT arrives (as PID 1 in a container
+    SIGTERM would otherwise be ignored), then stop it."""
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        stopped = asyncio.create_task(server.wait())
+        waiting = asyncio.create_task(stop.wait())
+        await asyncio.wait({stopped, waiting}, return_when=asyncio.FIRST_COMPLETED)
+        waiting.cancel()
+    finally:
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.remove_signal_handler(sig)
+        await server.stop()
+
+
+async def cmd_serve(args: argparse.Namespace) -> int:
+    # FastAPI and uvicorn (the studio extra) load only for this command.
+    StudioServer = require_extra("engine.studio", "studio", "orchestrator serve").StudioServer
+    async with open_session(args) as session:
+        orch = session.orchestrator
+        server = StudioServer(orch, args.host, args.port, hooks_only=True)
+        async with _nodes_run_here(args, orch):
+            await server.start()
+            print(f"webhooks: {server.url}/hooks/<hook id>", flush=True)
+            await serve_until_stopped(server)
     return 0
 
 

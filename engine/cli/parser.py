@@ -259,12 +259,17 @@ def build_parser() -> argparse.ArgumentParser:
 
     sub = command(
         "serve",
-        "hooks:cmd_serve",
+        "hosting:cmd_serve",
         "serve only the webhook receiver (POST /hooks/<hook id>): no API, no UI, no token "
         "needed (every request is checked against its hook's signature)",
     )
     sub.add_argument("--host", default="127.0.0.1", help="address to bind (127.0.0.1)")
     sub.add_argument("--port", type=int, default=8090, help="port (8090; 0: a free one)")
+    sub.add_argument(
+        "--no-worker",
+        action="store_true",
+        help="on the embedded server, do not run nodes in this process when no worker polls",
+    )
 
     _hook_commands(commands)
     schedule = command(

@@ -111,11 +111,8 @@ async def cmd_show(args: argparse.Namespace) -> int:
         ("when", _when(details)),
         ("state", f"paused ({details.note})" if details.paused else "active"),
         ("overlap", details.overlap),
-        ("jitter", f"{details.jitter_seconds:g}s" if details.jitter_seconds else "-"),
-        (
-            "catch-up",
-            f"{details.catchup_window_seconds:g}s" if details.catchup_window_seconds else "-",
-        ),
+        ("jitter", _span(details.jitter_seconds)),
+        ("catch-up", _span(details.catchup_window_seconds)),
         ("input", json.dumps(details.input_data)),
         (
             "actions",
@@ -177,8 +174,18 @@ def _when(schedule: ScheduleSummary) -> str:
         zone = f" {schedule.time_zone}" if schedule.time_zone else ""
         return f"cron {schedule.cron}{zone}"
     if schedule.interval_seconds is not None:
-        return f"every {schedule.interval_seconds:g}s"
+        return f"every {_span(schedule.interval_seconds)}"
     return "-"
+
+
+def _span(seconds: float | None) -> str:
+    """A duration as --every writes them: 90s, 5m, 2h, 365d (the largest exact unit)."""
+    if not seconds:
+        return "-"
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds >= size and seconds % size == 0:
+            return f"{seconds / size:g}{unit}"
+    return f"{seconds:g}s"
 
 
 def _time(moment: str | datetime) -> str:

@@ -24,6 +24,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any, Literal, NoReturn, cast
 
+import structlog
 from temporalio.client import (
     Client,
     WorkflowHandle,
@@ -43,6 +44,7 @@ from engine.client.schedules import OverlapName, ScheduleDetails, ScheduleSummar
 from engine.client.starts import StartRequest
 from engine.hosting import lifetime, local_workers
 from engine.hosting.connection import connect, default_task_queue, with_pydantic_converter
+from engine.hosting.embedded import worker_is_polling
 from engine.language.engine_nodes import SUBWORKFLOW
 from engine.language.models import (
     PluginWorkflow,
@@ -101,6 +103,7 @@ from engine.temporal.translation import translate_errors, translate_rpc
 _OVERLAY_SECONDS = 30.0
 # Seconds a query may wait: past Temporal's default workflow task timeout (10 s), after
 # which the task of a stopped worker goes to another one (see the class docstring).
+log = structlog.get_logger("engine.client.orchestrator")
 QUERY_TIMEOUT = 15.0
 _BATCH_MODES = (
     WorkflowExecutionMode.Sequential,
@@ -296,12 +299,7 @@ class AdvancedPluginOrchestrator:
         # without a workflow cache, whose SDK drops queries buffered behind another task.
         reading = self._definition_reads.get(workflow_id)
         if reading is None:
-            handle = self.client.get_workflow_handle(
-                definition_entity_id(workflow_id, self.task_queue)
-            )
-            reading = asyncio.ensure_future(
-                executions.query_definition(handle, workflow_id, self.query_timeout)
-            )
+            reading = asyncio.ensure_future(self._read_definition(workflow_id))
             self._definition_reads[workflow_id] = reading
             reading.add_done_callback(functools.partial(self._read_done, workflow_id))
         definition = await asyncio.shield(reading)
@@ -1169,6 +1167,21 @@ class AdvancedPluginOrchestrator:
         with translate_errors("listing"):
             async for execution in self.client.list_workflows(query):
                 yield execution
+
+    async def _read_definition(self, workflow_id: str) -> PluginWorkflow:
+        handle = self.client.get_workflow_handle(definition_entity_id(workflow_id, self.task_queue))
+        try:
+            return await executions.query_definition(handle, workflow_id, self.query_timeout)
+        except PluginError as exc:
+            # A worker without a workflow cache drops a query that reached it while it ran
+            # another task of the entity (the SDK evicts the run with the query buffered):
+            # ask once more when a worker does poll the queue.
+            if exc.code is not PluginErrorCode.WorkerUnavailable or not await worker_is_polling(
+                self.client, self.task_queue, include_embedded=True
+            ):
+                raise
+            log.warning("a registry query went unanswered; asking again", workflow_id=workflow_id)
+            return await executions.query_definition(handle, workflow_id, self.query_timeout)
 
     def _read_done(self, workflow_id: str, reading: asyncio.Future[PluginWorkflow]) -> None:
         if self._definition_reads.get(workflow_id) is reading:

@@ -9,7 +9,15 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_serializer
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SerializerFunctionWrapHandler,
+    field_serializer,
+    model_serializer,
+    model_validator,
+)
 
 from engine.language.models import (
     PluginWorkflow,
@@ -17,6 +25,7 @@ from engine.language.models import (
     WorkflowExecutionContext,
 )
 from engine.language.options import NodeOptions
+from engine.runtime import outcome_pack
 
 EXECUTION_WORKFLOW = "PluginWorkflowExecution"
 DEFINITION_WORKFLOW = "PluginWorkflowDefinition"
@@ -129,11 +138,34 @@ class ExecutionOutcome(_Contract):
     (:func:`engine.runtime.events.with_results`), so results are not stored twice. A long-running
     run's events keep the result each pass produced, as they had it live
     (:func:`engine.client.executions.outcome_events`).
+
+    ``format`` 2 writes it in the compact form of :mod:`engine.runtime.outcome_pack` (runs
+    that began with the ``compact-outcome`` patch); reading takes either form.
     """
 
     context: WorkflowExecutionContext
     events: list[WorkflowEvent] = Field(default_factory=list)
     truncated: bool = False
+    format: int = 1
+
+    @model_validator(mode="before")
+    @classmethod
+    def _unpacked(cls, data: Any) -> Any:
+        if isinstance(data, dict) and data.get("format") == outcome_pack.FORMAT:
+            return outcome_pack.unpack(data)
+        return data
+
+    @model_serializer(mode="wrap")
+    def _packed(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        if self.format != outcome_pack.FORMAT:
+            plain: dict[str, Any] = handler(self)
+            plain.pop("format", None)  # the plain form as it always was
+            return plain
+        return outcome_pack.pack(
+            self.context.model_dump(mode="json"),
+            [compact(event) for event in self.events],
+            self.truncated,
+        )
 
     @field_serializer("events")
     def _compact_events(self, events: list[WorkflowEvent]) -> list[dict[str, Any]]:

@@ -111,6 +111,7 @@ with workflow.unsafe.imports_passed_through():
     from engine.runtime.interpreter import Interpreter, NodeCall, NodeSuccess
     from engine.runtime.lifecycle import ContinueAsNew
     from engine.runtime.long_run import MAX_EVENT_RESULT_BYTES, LongRun
+    from engine.runtime.outcome_pack import FORMAT as OUTCOME_FORMAT
     from engine.runtime.stream_run import StreamRun
     from engine.temporal.node_runner import TemporalNodeRunner
     from engine.temporal.telemetry import STATUS_ATTRIBUTE
@@ -162,6 +163,10 @@ CONTROL_OWN_TASK_PATCH = "control-in-own-task"
 # A failed or cancelled batch run compensates its completed nodes (engine.runtime.compensation).
 # Definitions recorded before had no compensations; asked only when a run has some to run.
 COMPENSATION_PATCH = "compensation"
+# An ended run stores its outcome in the compact form of engine.runtime.outcome_pack (about a
+# seventh of the plain form for a chain); runs recorded before stored the plain form. Asked
+# once, as the run ends.
+COMPACT_OUTCOME_PATCH = "compact-outcome"
 _OWN_TASK = timedelta(milliseconds=1)
 # A definition with ``max_concurrent_executions``: the run claims a slot from the definition's
 # admission workflow (engine.temporal.admission) before it starts, shows ``queued`` while it
@@ -275,7 +280,11 @@ class PluginWorkflowExecution:
         await self._release()
         await workflow.wait_condition(workflow.all_handlers_finished)
         outcome = _fit(
-            ExecutionOutcome(context=interpreter.context(), events=interpreter.stored_events())
+            ExecutionOutcome(
+                context=interpreter.context(),
+                events=interpreter.stored_events(),
+                format=_outcome_format(),
+            )
         )
         self._publish_status(status)
         return _end(status, outcome)
@@ -309,7 +318,11 @@ class PluginWorkflowExecution:
         await self._subscription(UNSUBSCRIBE_SIGNAL, long.workflow)
         await self._release()
         await workflow.wait_condition(workflow.all_handlers_finished)
-        outcome = _fit(ExecutionOutcome(context=long.context(), events=long.events(0, 10**9)))
+        outcome = _fit(
+            ExecutionOutcome(
+                context=long.context(), events=long.events(0, 10**9), format=_outcome_format()
+            )
+        )
         self._publish_status(status)
         return _end(status, outcome)
 
@@ -979,7 +992,9 @@ def _fit(outcome: ExecutionOutcome) -> ExecutionOutcome:
     context = outcome.context.model_copy(deep=True)
     for state in context.node_states.values():
         state.pop("result", None)
-    trimmed = ExecutionOutcome(context=context, events=outcome.events, truncated=True)
+    trimmed = ExecutionOutcome(
+        context=context, events=outcome.events, truncated=True, format=outcome.format
+    )
     if len(trimmed.model_dump_json()) <= MAX_PAYLOAD_BYTES:
         return trimmed
     trimmed.events = outcome.events[-_KEPT_EVENTS:]
@@ -998,6 +1013,11 @@ def _fit(outcome: ExecutionOutcome) -> ExecutionOutcome:
     context.error_messages.append("per-node states of finished nodes were not kept")
     trimmed.events = outcome.events[-_KEPT_EVENTS // 10 :]
     return trimmed
+
+
+def _outcome_format() -> int:
+    """The form the ended run's outcome is written in (COMPACT_OUTCOME_PATCH)."""
+    return OUTCOME_FORMAT if workflow.patched(COMPACT_OUTCOME_PATCH) else 1
 
 
 def _may_compensate() -> bool:

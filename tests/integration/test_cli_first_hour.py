@@ -90,3 +90,17 @@ def test_status_names_are_spelled_one_way() -> None:
     assert status_name(TemporalStatus.CANCELED) == "cancelled"
     assert status_name(TemporalStatus.TIMED_OUT) == "timed out"
     assert status_name(TemporalStatus.CONTINUED_AS_NEW) == "continued as new"
+
+
+def test_hook_create_with_no_worker_running(cli: Cli, definition_file: Path) -> None:
+    """No worker polls the queue: the command hosts one while the registry checks the
+    definition, as `show` does (it failed with WorkerUnavailable before)."""
+    workflow_id = _definition(definition_file)["workflow_id"]
+    cli("register", str(definition_file))
+    created = json.loads(cli("hook", "create", "first-hook", workflow_id, "--json").stdout)
+    assert created["hook_id"] == "first-hook"
+    assert created["secret"].startswith("whsec_")
+    listed = json.loads(cli("hook", "list", "--json").stdout)
+    assert [hook["workflow_id"] for hook in listed] == [workflow_id]
+    missing = cli("hook", "create", "other-hook", "no-such-workflow", expect=1)
+    assert "WorkflowNotFound" in missing.stderr

@@ -158,6 +158,19 @@ def _scenarios() -> dict[str, PluginWorkflow]:
                 edge("gather", "report"),
             ],
         ),
+        # Runs that end with their outcome in the compact form (patch compact-outcome):
+        # completed (the result), failed (the failure's details), cancelled (the memo).
+        "compact_outcome_completed": chain("compact_outcome_completed", 5, mode="sequential"),
+        "compact_outcome_failed": workflow(
+            "compact_outcome_failed",
+            [node("ok"), node("bad", "fail", retry={"max_attempts": 1}), node("never")],
+            [edge("ok", "bad"), edge("bad", "never")],
+        ),
+        "compact_outcome_cancelled": workflow(
+            "compact_outcome_cancelled",
+            [node("first"), node("a", "sleep", seconds=30, heartbeat_timeout=2)],
+            [edge("first", "a")],
+        ),
         "in_flight_budget": workflow(
             "in_flight_budget",
             [node("root"), *fan, node("join")],
@@ -211,7 +224,7 @@ async def _batch(orch: AdvancedPluginOrchestrator, name: str) -> str:
         await orch.pause_execution(execution_id)
         await asyncio.sleep(1.5)
         await orch.resume_execution(execution_id)
-    if name == "cancelled":
+    if name in ("cancelled", "compact_outcome_cancelled"):
         await _until_running(orch, execution_id, "a")
         await orch.cancel_execution(execution_id)
     await orch.wait_for_completion(execution_id, 60)
