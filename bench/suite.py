@@ -22,6 +22,9 @@ key                            engine / hand-written baseline (module)
 ``map-10000-batched``          batched Splitter map / ``BaselineBatchedMap`` (bench_map_batched)
 ``stream``                     source -> processor -> sink, items/s / one activity per item,
                                ``NaiveStream`` (bench_streaming)
+``history-chain-100``          history bytes and events per node of one 100-node chain /
+                               ``BaselineChain`` (bench/history_size.py, when present);
+                               ``ratio`` is of bytes per node, times beside
 =============================  =============================================================
 
 Fairness: the engine's runs start eagerly here (its worker shares the starting client's
@@ -293,12 +296,52 @@ async def stream(
     }
 
 
+async def history_chain(
+    server: DevServer, sizes: Sizes, progress: Callable[[str], None]
+) -> dict[str, Any]:
+    """bench/history_size.py's figures: one chain run on each side, history bytes and events
+    per node (``ratio`` here is bytes per node, as in that script's JSON)."""
+    from bench import history_size
+
+    runs = await history_size.chain_runs(server, sizes.nodes)
+    engine = history_size.measure(runs.engine_events, sizes.nodes)
+    baseline = history_size.measure(runs.baseline_events, sizes.nodes)
+    progress(
+        f"  engine {engine.bytes_per_node:,.0f} B / {engine.events_per_node:.2f} events per "
+        f"node, baseline {baseline.bytes_per_node:,.0f} B / {baseline.events_per_node:.2f}"
+    )
+    return {
+        "history-chain-100": {
+            "nodes": sizes.nodes,
+            "runs": 1,
+            "ratio_of": "history bytes per node",
+            "engine_median_s": runs.engine.wall,
+            "engine_min_s": runs.engine.wall,
+            "engine_max_s": runs.engine.wall,
+            "baseline_median_s": runs.baseline.wall,
+            "ratio": engine.bytes_per_node / baseline.bytes_per_node,
+            "time_ratio": runs.engine.wall / runs.baseline.wall,
+            "engine_bytes_per_node": engine.bytes_per_node,
+            "baseline_bytes_per_node": baseline.bytes_per_node,
+            "engine_events_per_node": engine.events_per_node,
+            "baseline_events_per_node": baseline.events_per_node,
+            "events_ratio": engine.events_per_node / baseline.events_per_node,
+            "target_ratio": history_size.TARGET_RATIO,
+        }
+    }
+
+
+def _has_history_size() -> bool:
+    return importlib.util.find_spec("bench.history_size") is not None
+
+
 SCENARIOS: list[Callable[[DevServer, Sizes, Callable[[str], None]], Any]] = [
     chain_and_fanout,
     concurrent,
     light,
     batched_map,
     stream,
+    *([history_chain] if _has_history_size() else []),
 ]
 
 
@@ -333,6 +376,12 @@ def _extra(key: str, row: dict[str, Any]) -> str:
         return f"{row['engine_runs_per_s']:.1f} vs {row['baseline_runs_per_s']:.1f} runs/s"
     if key == bench_map_batched.SCENARIO:
         return f"{row['items']:,} items, {row['engine_items_per_s']:,} items/s"
+    if key == "history-chain-100":
+        return (
+            f"ratio of history bytes per node: {row['engine_bytes_per_node']:,.0f} vs "
+            f"{row['baseline_bytes_per_node']:,.0f} B, events {row['engine_events_per_node']:.2f}"
+            f" vs {row['baseline_events_per_node']:.2f} ({row['events_ratio']:.2f}x)"
+        )
     if key in ("chain-100", "fanout-100"):
         return (
             f"history {row['engine_history_kb']:.1f} vs {row['baseline_history_kb']:.1f} KB "
@@ -393,10 +442,9 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         server.stop()
         shutil.rmtree(data_dir, ignore_errors=True)
-    if importlib.util.find_spec("bench.history_size") is None:
-        print("\nhistory-chain-100: skipped (bench/history_size.py is not in this tree)\n")
-    else:
-        print("\nhistory-chain-100: bench/history_size.py exists but is not wired in yet\n")
+    print()
+    if not _has_history_size():
+        print("history-chain-100: skipped (bench/history_size.py is not in this tree)\n")
     print_table(results)
     load_end = [round(x, 2) for x in os.getloadavg()]
     print(f"load average at the end: {load_end}")

@@ -27,6 +27,7 @@ KEYS = (
     "light-latency-3",
     "map-10000-batched",
     "stream",
+    "history-chain-100",
 )
 COMMON = ("engine_median_s", "baseline_median_s", "ratio", "engine_min_s", "engine_max_s")
 SPECIFIC = {
@@ -41,6 +42,12 @@ SPECIFIC = {
     "stream": ("items_per_s", "baseline_items_per_s"),
     "concurrent-200": ("engine_runs_per_s", "baseline_runs_per_s"),
     "chain-100": ("engine_history_kb", "baseline_history_kb"),
+    "history-chain-100": (
+        "engine_bytes_per_node",
+        "baseline_bytes_per_node",
+        "engine_events_per_node",
+        "events_ratio",
+    ),
 }
 
 
