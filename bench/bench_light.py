@@ -252,6 +252,7 @@ async def run_scenarios(
             "local_baseline_median_s": local,
             "local_ratio": engine / local,
             "spread": {name: _spread(values) for name, values in chain.items()},
+            "walls": chain,
             "engine_history": histories,
         }
         bench.executions.clear()
@@ -288,6 +289,7 @@ async def run_scenarios(
             "engine_plain_eager_accepted": await bench.eager_accepted(plain_ids),
             "baseline_eager_accepted": await bench.eager_accepted(baseline_eager_ids),
             "spread": spread,
+            "walls": latency,
         }
     return figures
 

@@ -193,6 +193,8 @@ async def measure(
         "baseline_min_s": round(min(baseline_times), 3),
         "baseline_max_s": round(max(baseline_times), 3),
         "runs": runs,
+        "engine_walls_s": engine_times,
+        "baseline_walls_s": baseline_times,
         "items": items,
         "batch_size": batch_size,
         "max_concurrency": max_concurrency,

@@ -115,9 +115,18 @@ def _spread(prefix: str, values: list[float]) -> dict[str, float]:
     }
 
 
+def _paired(engine: list[float], baseline: list[float]) -> dict[str, float]:
+    """The median of the ratios of runs run back to back (``paired_ratio``): it shrugs off a
+    round that the machine's load slowed on one side only."""
+    if len(engine) != len(baseline) or not engine:
+        return {}
+    return {"paired_ratio": statistics.median(e / b for e, b in zip(engine, baseline, strict=True))}
+
+
 def _row(engine: list[float], baseline: list[float], **extra: Any) -> dict[str, Any]:
     row = {**_spread("engine", engine), **_spread("baseline", baseline)}
     row["ratio"] = row["engine_median_s"] / row["baseline_median_s"]
+    row.update(_paired(engine, baseline))
     row["runs"] = len(engine)
     row.update(extra)
     return row
@@ -215,6 +224,7 @@ async def light(server: DevServer, sizes: Sizes, progress: Callable[[str], None]
             "baseline_min_s": walls("baseline-activity")["min"],
             "baseline_max_s": walls("baseline-activity")["max"],
             "ratio": engine / activity,
+            **_paired(chain["walls"]["engine-light"], chain["walls"]["baseline-activity"]),
             "target_ratio": 0.35,
         },
         "light-chain-100-vs-local": {
@@ -224,6 +234,7 @@ async def light(server: DevServer, sizes: Sizes, progress: Callable[[str], None]
             "baseline_min_s": walls("baseline-local")["min"],
             "baseline_max_s": walls("baseline-local")["max"],
             "ratio": engine / local,
+            **_paired(chain["walls"]["engine-light"], chain["walls"]["baseline-local"]),
             "target_ratio": 1.2,
         },
         "light-latency-3": {
@@ -232,6 +243,7 @@ async def light(server: DevServer, sizes: Sizes, progress: Callable[[str], None]
             "engine_median_s": lat["engine_eager_p50_s"],
             "baseline_median_s": lat["baseline_eager_p50_s"],
             "ratio": lat["engine_eager_p50_s"] / lat["baseline_eager_p50_s"],
+            **_paired(lat["walls"]["engine-eager"], lat["walls"]["baseline-eager"]),
             "engine_min_s": lat["spread"]["engine-eager"]["min_s"],
             "engine_max_s": lat["spread"]["engine-eager"]["max_s"],
             "engine_eager_p50_s": lat["engine_eager_p50_s"],
@@ -260,6 +272,7 @@ async def batched_map(
     row = await bench_map_batched.measure(
         server, sizes.map_items, sizes.map_batch, sizes.map_concurrency, sizes.map_runs
     )
+    row.update(_paired(row["engine_walls_s"], row["baseline_walls_s"]))
     return {bench_map_batched.SCENARIO: row}
 
 
@@ -397,7 +410,7 @@ def _ratio(value: float) -> str:
 def print_table(results: dict[str, Any]) -> None:
     header = (
         f"{'scenario':<26}{'runs':>5}{'min s':>9}{'median s':>10}{'max s':>9}"
-        f"{'base med s':>11}{'ratio':>8}  notes"
+        f"{'base med s':>11}{'ratio':>8}{'paired':>8}  notes"
     )
     print(header)
     print("-" * len(header))
@@ -405,9 +418,13 @@ def print_table(results: dict[str, Any]) -> None:
         print(
             f"{key:<26}{row.get('runs', 0):>5}{row['engine_min_s']:>9.3f}"
             f"{row['engine_median_s']:>10.3f}{row['engine_max_s']:>9.3f}"
-            f"{row['baseline_median_s']:>11.3f}{_ratio(row['ratio']):>8}  {_extra(key, row)}"
+            f"{row['baseline_median_s']:>11.3f}{_ratio(row['ratio']):>8}"
+            f"{_ratio(row['paired_ratio']) if 'paired_ratio' in row else '':>8}  {_extra(key, row)}"
         )
-    print(f"(engine min/median/max; ratio = engine median / baseline median)\nstarts: {FAIRNESS}")
+    print(
+        "(engine min/median/max; ratio = engine median / baseline median; paired = median of "
+        "the ratios of\nruns run back to back)\nstarts: " + FAIRNESS
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
