@@ -74,13 +74,8 @@ record-histories: $(STAMP)  ## Re-record replay histories (only for NEW scenario
 bench: $(STAMP)  ## Engine vs hand-written Temporal baseline on the same server
 	$(BIN)/python -m bench.bench_engine
 
-bench-all: $(STAMP)  ## Every benchmark, one after another (about 10 minutes; see bench/README.md)
-	$(BIN)/python -m bench.bench_engine
-	$(BIN)/python -m bench.bench_concurrency
-	$(BIN)/python -m bench.bench_streaming --only stream
-	$(BIN)/python -m bench.bench_map
-	$(BIN)/python -m bench.bench_light
-	$(BIN)/python -m bench.bench_map_batched
+bench-all: $(STAMP)  ## Every scenario against its hand-written baseline in one run (bench.suite; see bench/README.md)
+	$(BIN)/python -m bench.suite --json bench-suite.json
 
 MINUTES ?= 10
 chaos-soak: $(STAMP)  ## Random fault-injection scenarios for MINUTES (default 10); prints figures

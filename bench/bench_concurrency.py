@@ -86,7 +86,12 @@ class Sides:
             workflow_id = f"bench-baseline-{uuid.uuid4().hex[:12]}"
             params = {"workflow_id": "baseline", "nodes": nodes, "input_data": INPUT_DATA}
             handle = await self.client.start_workflow(
-                BaselineChain.run, params, id=workflow_id, task_queue=self.baseline_queue
+                BaselineChain.run,
+                params,
+                id=workflow_id,
+                task_queue=self.baseline_queue,
+                # eager, as the engine's starts from beside its worker (local_workers)
+                request_eager_start=True,
             )
             result = await handle.result()
             if not result.get("results"):
@@ -131,6 +136,30 @@ async def replay_seconds(
     return best
 
 
+async def concurrent_rounds(
+    sides: Sides,
+    runs: int,
+    concurrent: int,
+    nodes: int,
+    progress: Callable[[str], None] = print,
+) -> dict[str, list[float]]:
+    """Runs/s of each side: one warm-up round each, then ``runs`` rounds, interleaved. The
+    sides' workers must be running."""
+    small = {
+        "engine": await sides.engine_chain(nodes),
+        "baseline": sides.baseline_chain(nodes),
+    }
+    rates: dict[str, list[float]] = {name: [] for name in small}
+    for name, run in small.items():  # warm-up
+        progress(f"  warm-up {name:8} {await throughput(run, concurrent):8.1f} runs/s")
+    for i in range(runs):
+        for name, run in small.items():
+            rate = await throughput(run, concurrent)
+            rates[name].append(rate)
+            progress(f"  round {i + 1}/{runs} {name:8} {rate:8.1f} runs/s")
+    return rates
+
+
 async def measure(server: DevServer, args: argparse.Namespace) -> dict[str, Any]:
     client = await connect(server.address)
     sides = Sides(client, uuid.uuid4().hex[:8])
@@ -139,19 +168,9 @@ async def measure(server: DevServer, args: argparse.Namespace) -> dict[str, Any]
         _engine_worker(client, sides.engine_queue),
         _baseline_worker(client, sides.baseline_queue),
     ):
-        small = {
-            "engine": await sides.engine_chain(args.nodes),
-            "baseline": sides.baseline_chain(args.nodes),
-        }
-        rates: dict[str, list[float]] = {name: [] for name in small}
-        for name, run in small.items():  # warm-up
-            print(f"  warm-up {name:8} {await throughput(run, args.concurrent):8.1f} runs/s")
-        for i in range(args.runs):
-            for name, run in small.items():
-                rate = await throughput(run, args.concurrent)
-                rates[name].append(rate)
-                print(f"  round {i + 1}/{args.runs} {name:8} {rate:8.1f} runs/s", flush=True)
-        figures["concurrent"] = rates
+        figures["concurrent"] = await concurrent_rounds(
+            sides, args.runs, args.concurrent, args.nodes, lambda line: print(line, flush=True)
+        )
 
         print(f"  running a {args.replay_nodes}-node chain on each side for the replay figure")
         long_engine = await (await sides.engine_chain(args.replay_nodes))()

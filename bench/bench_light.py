@@ -18,9 +18,11 @@ Scenarios:
 * ``light-latency-3``: start-to-result of a 3-node light chain, p50 and p95 over
   ``--latency-runs`` runs, engine and hand-written 3-local-activity chain, each started
   plainly and with ``request_eager_start=True`` (the worker shares the starting client).
-  The engine's eager variant builds the start request the orchestrator builds (definition
-  query, catalog read, ``ExecutionInput``) and asks for an eager start itself, as
-  ``execute_workflow`` does not (yet).
+  The engine's eager variant is ``execute_workflow`` as is (it starts eagerly when a worker
+  of this process serves the queue); its plain variant is an orchestrator that does not ask.
+
+Every other comparison starts both sides eagerly (the engine does so on its own here; the
+hand-written workflows pass ``request_eager_start=True``).
 * ``--long-chain N`` runs one N-node light chain instead and prints how its workflow tasks
   went (the figures behind ``engine.temporal.node_runner.LOCAL_NODES_PER_TASK``).
 
@@ -70,8 +72,6 @@ from engine import AdvancedPluginOrchestrator, WorkflowExecutionStatus
 from engine.hosting.connection import connect, with_pydantic_converter
 from engine.hosting.devserver import TUNING, DevServer, free_port
 from engine.hosting.worker import EngineWorker, create_worker, workflow_runner
-from engine.runtime.contracts import EXECUTION_WORKFLOW, ExecutionInput, execution_id_for
-from engine.temporal.catalog import light_plugins
 from plugins import PluginRegistry
 
 EAGER_FLAG = "system.enableEagerWorkflowStart=true"
@@ -86,42 +86,39 @@ def _light_chain(workflow_id: str, nodes: int) -> Any:
     return definition
 
 
+class PlainStartOrchestrator(AdvancedPluginOrchestrator):
+    """The orchestrator without eager starts, as in a process that hosts no worker: the
+    ``light-latency-3`` scenario's not-eager variant."""
+
+    def _eager(self) -> bool:
+        return False
+
+
 class LightBench:
     """The runs of each variant; every run returns its start-to-result seconds."""
 
     def __init__(self, client: Client, engine_queue: str, baseline_queue: str) -> None:
         self.client = client
         self.orchestrator = AdvancedPluginOrchestrator(client, task_queue=engine_queue)
+        self.plain = PlainStartOrchestrator(client, task_queue=engine_queue)
         self.baseline_queue = baseline_queue
         self.definitions: dict[int, str] = {}  # nodes -> registered definition id
         self.executions: list[str] = []
+        self.baseline_ids: list[str] = []
 
     async def register(self, nodes: int) -> None:
         definition = _light_chain(f"bench-light-{nodes}-{uuid.uuid4().hex[:8]}", nodes)
         await self.orchestrator.register_workflow(definition)
         self.definitions[nodes] = definition.workflow_id
 
-    async def engine(self, nodes: int, eager: bool = False) -> float:
-        orch = self.orchestrator
+    async def engine(self, nodes: int, eager: bool = True) -> float:
+        """One run through ``execute_workflow``: eager (its worker is in this process, see
+        engine.hosting.local_workers), or with ``eager=False`` through an orchestrator that
+        does not ask for it, as from a process without a worker."""
+        orch = self.orchestrator if eager else self.plain
         workflow_id = self.definitions[nodes]
         t0 = time.perf_counter()
-        if eager:
-            definition = await orch.get_workflow(workflow_id)
-            execution_id = execution_id_for(workflow_id, uuid.uuid4().hex[:16])
-            params = ExecutionInput(
-                workflow=definition,
-                input_data=dict(INPUT_DATA),
-                light_plugins=light_plugins(await orch.get_plugin_catalog()),
-            )
-            await self.client.start_workflow(
-                EXECUTION_WORKFLOW,
-                params,
-                id=execution_id,
-                task_queue=orch.task_queue,
-                request_eager_start=True,
-            )
-        else:
-            execution_id = await orch.execute_workflow(workflow_id, INPUT_DATA)
+        execution_id = await orch.execute_workflow(workflow_id, INPUT_DATA)
         context = await orch.wait_for_completion(execution_id, timeout=600)
         elapsed = time.perf_counter() - t0
         if context.status is not WorkflowExecutionStatus.Completed:
@@ -129,10 +126,11 @@ class LightBench:
         self.executions.append(execution_id)
         return elapsed
 
-    async def baseline(self, nodes: int, local: bool, eager: bool = False) -> float:
+    async def baseline(self, nodes: int, local: bool, eager: bool = True) -> float:
         workflow = BaselineLocalChain if local else BaselineChain
         params = {"workflow_id": "baseline-chain", "nodes": nodes, "input_data": INPUT_DATA}
         workflow_id = f"bench-baseline-{uuid.uuid4().hex[:12]}"
+        self.baseline_ids.append(workflow_id)
         t0 = time.perf_counter()
         handle = await self.client.start_workflow(
             workflow.run,
@@ -200,7 +198,12 @@ async def _series(
 
 def _spread(values: list[float]) -> dict[str, float]:
     ordered = sorted(values)
-    p95 = statistics.quantiles(ordered, n=20)[18] if len(ordered) >= 2 else ordered[0]
+    # inclusive: never beyond the largest sample (the default extrapolates on few samples)
+    p95 = (
+        statistics.quantiles(ordered, n=20, method="inclusive")[18]
+        if len(ordered) >= 2
+        else ordered[0]
+    )
     return {
         "min_s": ordered[0],
         "median_s": statistics.median(ordered),
@@ -249,21 +252,25 @@ async def run_scenarios(
             "local_baseline_median_s": local,
             "local_ratio": engine / local,
             "spread": {name: _spread(values) for name, values in chain.items()},
+            "walls": chain,
             "engine_history": histories,
         }
         bench.executions.clear()
+        bench.baseline_ids.clear()
         latency = await _series(
             {
-                "engine": lambda: bench.engine(3),
-                "engine-eager": lambda: bench.engine(3, eager=True),
-                "baseline-local": lambda: bench.baseline(3, local=True),
-                "baseline-eager": lambda: bench.baseline(3, local=True, eager=True),
+                "engine": lambda: bench.engine(3, eager=False),
+                "engine-eager": lambda: bench.engine(3),
+                "baseline-local": lambda: bench.baseline(3, local=True, eager=False),
+                "baseline-eager": lambda: bench.baseline(3, local=True),
             },
             latency_runs,
             progress,
             LATENCY,
         )
         eager_ids = bench.executions[1::2]  # engine and engine-eager alternate
+        plain_ids = bench.executions[0::2]
+        baseline_eager_ids = bench.baseline_ids[1::2]
         spread = {name: _spread(values) for name, values in latency.items()}
         figures[LATENCY] = {
             "runs": latency_runs,
@@ -279,7 +286,10 @@ async def run_scenarios(
             "baseline_eager_p50_s": spread["baseline-eager"]["median_s"],
             "baseline_eager_p95_s": spread["baseline-eager"]["p95_s"],
             "engine_eager_accepted": await bench.eager_accepted(eager_ids),
+            "engine_plain_eager_accepted": await bench.eager_accepted(plain_ids),
+            "baseline_eager_accepted": await bench.eager_accepted(baseline_eager_ids),
             "spread": spread,
+            "walls": latency,
         }
     return figures
 
@@ -321,7 +331,9 @@ def _print_latency(row: dict[str, Any]) -> None:
             f"{spread['max_s'] * 1000:7.1f}"
         )
     print(
-        f"  eager starts accepted (engine-eager): {row['engine_eager_accepted']}/{row['runs'] + 1}"
+        f"  eager starts accepted: engine-eager {row['engine_eager_accepted']}/{row['runs'] + 1}, "
+        f"baseline-eager {row['baseline_eager_accepted']}/{row['runs'] + 1}, "
+        f"engine (plain) {row['engine_plain_eager_accepted']}/{row['runs'] + 1}"
     )
 
 

@@ -61,20 +61,22 @@ async def _noop(inputs: dict[str, Any], config: dict[str, Any], ctx: Any) -> dic
     return {"ok": True}
 
 
-def _definition(batch_size: int, max_concurrency: int) -> PluginWorkflow:
+def _definition(
+    batch_size: int | None, max_concurrency: int, workflow_id: str = "bench-map-batched"
+) -> PluginWorkflow:
+    """``split -> work -> gather``; ``batch_size`` None: one activity per item (unbatched)."""
+    configuration: dict[str, Any] = {"items": "items", "max_concurrency": max_concurrency}
+    if batch_size is not None:
+        configuration["batch_size"] = batch_size
     return PluginWorkflow(
-        workflow_id="bench-map-batched",
+        workflow_id=workflow_id,
         execution_mode=WorkflowExecutionMode.Parallel,
         nodes=[
             WorkflowNode(
                 node_id="split",
                 plugin_id="split",
                 node_type=WorkflowNodeType.Splitter,
-                configuration={
-                    "items": "items",
-                    "batch_size": batch_size,
-                    "max_concurrency": max_concurrency,
-                },
+                configuration=configuration,
             ),
             node("work", "noop"),
             WorkflowNode(
@@ -191,6 +193,8 @@ async def measure(
         "baseline_min_s": round(min(baseline_times), 3),
         "baseline_max_s": round(max(baseline_times), 3),
         "runs": runs,
+        "engine_walls_s": engine_times,
+        "baseline_walls_s": baseline_times,
         "items": items,
         "batch_size": batch_size,
         "max_concurrency": max_concurrency,

@@ -353,7 +353,11 @@ class Bench:
         workflow_id = f"bench-{name}"
         t0 = time.perf_counter()
         handle = await self.client.start_workflow(
-            NAIVE_WORKFLOW, params, id=workflow_id, task_queue=self.naive_queue
+            NAIVE_WORKFLOW,
+            params,
+            id=workflow_id,
+            task_queue=self.naive_queue,
+            request_eager_start=True,  # as the engine's start from beside its worker
         )
         result = await handle.result()
         wall = time.perf_counter() - t0

@@ -50,6 +50,7 @@ from bench.bench_engine import (
     MAX_CACHED_WORKFLOWS,
     MAX_CONCURRENT_ACTIVITIES,
     Bench,
+    Sample,
     chain_definition,
     environment,
 )
@@ -220,38 +221,53 @@ def print_payloads(title: str, figures: HistoryFigures, top: int) -> None:
         print(f"  {event_type:32} {path:50} {count:5} x {size / count:8,.0f} B = {size:9,} B")
 
 
+@dataclass
+class ChainRuns:
+    """One run of the chain on each side: their walls (start to result) and histories."""
+
+    engine: Sample
+    baseline: Sample
+    engine_events: list[HistoryEvent]
+    baseline_events: list[HistoryEvent]
+
+
+async def chain_runs(server: DevServer, nodes: int) -> ChainRuns:
+    """Run the ``nodes`` chain once on each side on ``server`` (workers in this process) and
+    fetch both histories."""
+    client = await connect(server.address)
+    suffix = uuid.uuid4().hex[:8]
+    bench = Bench(
+        client=client,
+        orchestrator=AdvancedPluginOrchestrator(client, task_queue=f"history-engine-{suffix}"),
+        engine_queue=f"history-engine-{suffix}",
+        baseline_queue=f"history-baseline-{suffix}",
+        nodes=nodes,
+    )
+    async with (
+        _engine_worker(client, bench.engine_queue),
+        _baseline_worker(client, bench.baseline_queue),
+    ):
+        definition = chain_definition(f"history-chain-{suffix}", nodes)
+        await bench.orchestrator.register_workflow(definition)
+        bench.engine_ids["chain"] = definition.workflow_id
+        engine = await bench.run_engine("chain")
+        baseline = await bench.run_baseline("chain", PADDED_ACTIVITY if _pad["bytes"] else None)
+        engine_history = await client.get_workflow_handle(engine.workflow_id).fetch_history()
+        baseline_history = await client.get_workflow_handle(baseline.workflow_id).fetch_history()
+    return ChainRuns(engine, baseline, list(engine_history.events), list(baseline_history.events))
+
+
 async def histories(nodes: int) -> tuple[list[HistoryEvent], list[HistoryEvent], str, str]:
     data_dir = Path(tempfile.mkdtemp(prefix="bench-history-"))
     server = DevServer(data_dir, port=free_port(), ui_port=0)
     try:
         server.start()
-        client = await connect(server.address)
-        suffix = uuid.uuid4().hex[:8]
-        bench = Bench(
-            client=client,
-            orchestrator=AdvancedPluginOrchestrator(client, task_queue=f"history-engine-{suffix}"),
-            engine_queue=f"history-engine-{suffix}",
-            baseline_queue=f"history-baseline-{suffix}",
-            nodes=nodes,
-        )
-        async with (
-            _engine_worker(client, bench.engine_queue),
-            _baseline_worker(client, bench.baseline_queue),
-        ):
-            definition = chain_definition(f"history-chain-{suffix}", nodes)
-            await bench.orchestrator.register_workflow(definition)
-            bench.engine_ids["chain"] = definition.workflow_id
-            engine = await bench.run_engine("chain")
-            baseline = await bench.run_baseline("chain", PADDED_ACTIVITY if _pad["bytes"] else None)
-            engine_history = await client.get_workflow_handle(engine.workflow_id).fetch_history()
-            baseline_history = await client.get_workflow_handle(
-                baseline.workflow_id
-            ).fetch_history()
+        runs = await chain_runs(server, nodes)
         return (
-            list(engine_history.events),
-            list(baseline_history.events),
-            engine.workflow_id,
-            baseline.workflow_id,
+            runs.engine_events,
+            runs.baseline_events,
+            runs.engine.workflow_id,
+            runs.baseline.workflow_id,
         )
     finally:
         server.stop()
