@@ -187,7 +187,10 @@ class NodeActivities:
         finally:
             heartbeats.stop()
         try:
-            checked = await asyncio.to_thread(self._checked_output, request, output)
+            if _small(output):  # checked at once: cheaper than a thread hop
+                checked = self._checked_output(request, output)
+            else:  # a large output is encoded off the event loop (heartbeats go on)
+                checked = await asyncio.to_thread(self._checked_output, request, output)
         except ApplicationError as exc:
             logger.warning("node output rejected", error=exc.message)
             raise
@@ -218,6 +221,45 @@ class NodeActivities:
             )
         except ValueError as exc:
             raise _invalid_output(f"{where}: {exc}") from None
+
+
+# What the event loop checks itself (see _small): a few values, short strings.
+SMALL_OUTPUT_VALUES = 256
+SMALL_OUTPUT_CHARS = 16_384
+
+
+def _small(output: Any) -> bool:
+    """Whether checking ``output`` costs less than handing it to a thread: at most
+    :data:`SMALL_OUTPUT_VALUES` values whose strings hold at most :data:`SMALL_OUTPUT_CHARS`
+    characters in all. Stops as soon as the budget is spent (a huge or self-referencing
+    output costs no more than that); anything not plain JSON goes to the thread, whose check
+    reports it."""
+    values = SMALL_OUTPUT_VALUES
+    chars = SMALL_OUTPUT_CHARS
+    pending = [output]
+    while pending:
+        current = pending.pop()
+        if isinstance(current, dict):
+            values -= len(current)
+            if values < 0:
+                return False
+            for key, value in current.items():
+                if not isinstance(key, str):
+                    return False
+                chars -= len(key)
+                pending.append(value)
+        elif isinstance(current, list):
+            values -= len(current)
+            if values < 0:
+                return False
+            pending.extend(current)
+        elif isinstance(current, str):
+            chars -= len(current)
+        elif not (current is None or isinstance(current, bool | int | float)):
+            return False
+        if chars < 0:
+            return False
+    return True
 
 
 def _invalid_output(message: str) -> ApplicationError:
