@@ -73,6 +73,11 @@ class DefinitionReads:
         text = await asyncio.shield(reading)
         return PluginWorkflow.model_validate_json(text)
 
+    def kept(self, workflow_id: str) -> int | None:
+        """The version of the copy kept of ``workflow_id``, if any."""
+        copy = self._copies.get(workflow_id)
+        return copy.version if copy is not None else None
+
     def forget(self, workflow_id: str) -> None:
         """The definition changed (or was registered, or unregistered) through this client:
         drop its copy, and let reads from now on start their own (one under way may answer
