@@ -40,6 +40,7 @@ from activities.batch import run_batch
 from activities.capacity import PluginThreads
 from engine.base.errors import PluginError, PluginErrorCode
 from engine.language.models import find_json_problem
+from engine.language.small_json import is_small
 from engine.runtime.contracts import (
     MAX_PAYLOAD_BYTES,
     NODE_ACTIVITY,
@@ -231,35 +232,10 @@ SMALL_OUTPUT_CHARS = 16_384
 def _small(output: Any) -> bool:
     """Whether checking ``output`` costs less than handing it to a thread: at most
     :data:`SMALL_OUTPUT_VALUES` values whose strings hold at most :data:`SMALL_OUTPUT_CHARS`
-    characters in all. Stops as soon as the budget is spent (a huge or self-referencing
-    output costs no more than that); anything not plain JSON goes to the thread, whose check
-    reports it."""
-    values = SMALL_OUTPUT_VALUES
-    chars = SMALL_OUTPUT_CHARS
-    pending = [output]
-    while pending:
-        current = pending.pop()
-        if isinstance(current, dict):
-            values -= len(current)
-            if values < 0:
-                return False
-            for key, value in current.items():
-                if not isinstance(key, str):
-                    return False
-                chars -= len(key)
-                pending.append(value)
-        elif isinstance(current, list):
-            values -= len(current)
-            if values < 0:
-                return False
-            pending.extend(current)
-        elif isinstance(current, str):
-            chars -= len(current)
-        elif not (current is None or isinstance(current, bool | int | float)):
-            return False
-        if chars < 0:
-            return False
-    return True
+    characters in all (:func:`engine.language.small_json.is_small`: the walk stops as soon as
+    the budget is spent, so a huge or self-referencing output costs no more than that);
+    anything not plain JSON goes to the thread, whose check reports it."""
+    return is_small(output, SMALL_OUTPUT_VALUES, SMALL_OUTPUT_CHARS)
 
 
 def _invalid_output(message: str) -> ApplicationError:
