@@ -27,6 +27,7 @@ import contextlib
 import functools
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any
 
 from temporalio.client import Client, WorkflowExecutionDescription, WorkflowExecutionStatus
@@ -54,10 +55,13 @@ class DefinitionReads:
         client: Client,
         entity_id: Callable[[str], str],
         query: Callable[[str], Awaitable[PluginWorkflow]],
+        timeout: timedelta,
     ) -> None:
         """``entity_id`` names a definition's registry entity; ``query`` asks the entity for
-        the definition (and raises the engine's errors for one that is not registered)."""
+        the definition (and raises the engine's errors for one that is not registered);
+        ``timeout`` bounds each ``describe``."""
         self._client = client
+        self._timeout = timeout
         self._entity_id = entity_id
         self._query = query
         self._copies: dict[str, _Copy] = {}
@@ -108,7 +112,8 @@ class DefinitionReads:
         """The entity's description, or None where it cannot be had (the query then
         answers, or says what is wrong)."""
         try:
-            return await self._client.get_workflow_handle(self._entity_id(workflow_id)).describe()
+            handle = self._client.get_workflow_handle(self._entity_id(workflow_id))
+            return await handle.describe(rpc_timeout=self._timeout)
         except RPCError:
             return None
 

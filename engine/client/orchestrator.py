@@ -183,6 +183,7 @@ class AdvancedPluginOrchestrator:
             self.client,
             lambda workflow_id: definition_entity_id(workflow_id, self.task_queue),
             self._query_definition,
+            self.query_timeout,
         )
         self._recent_executions: dict[str, float] = {}
         self._runtime_key: int | None = None  # set when connect() made the client
