@@ -43,8 +43,10 @@ async def test_auto_definitions_read_ahead_and_others_stop_reading() -> None:
     assert catalog.calls == 2  # the read begun ahead answered
     # A definition without auto: its first start's read ahead goes unused, then none.
     async with reads.for_start("plain") as start:
+        await asyncio.sleep(0)
         start.needed(False)
     async with reads.for_start("plain") as start:
+        await asyncio.sleep(0)
         start.needed(False)
     assert catalog.calls == 3
 
