@@ -164,18 +164,33 @@ class Heartbeats:
         self._loop = asyncio.get_running_loop()
         self._on_beat = on_beat
         self._stopped = False
-        self._task: asyncio.Task[None] | None = None
+        self._timer: asyncio.TimerHandle | None = None
+        self._interval = 1.0
 
     def start(self, timeout: timedelta | None) -> None:
-        """Beat in the background until :meth:`stop`."""
-        self._task = asyncio.create_task(self.run(timeout))
+        """Beat in the background until :meth:`stop` (None: never). A timer of the event
+        loop, not a task: most attempts end before the first beat, and a timer cancelled
+        then costs next to nothing."""
+        if timeout is None:
+            return
+        self._interval = _interval(timeout)
+        self._timer = self._loop.call_later(self._interval, self._beat)
+
+    def _beat(self) -> None:
+        # Runs in the activity's context (copied when the timer was set): heartbeat() finds it.
+        if self._stopped:
+            return
+        activity.heartbeat(*self._details)
+        if self._on_beat is not None:
+            self._on_beat()
+        self._timer = self._loop.call_later(self._interval, self._beat)
 
     def stop(self) -> None:
         """No more beats, also none the plugin asks for: an attempt that ended (timed out,
         cancelled) must not look alive while its plugin call winds down or is abandoned."""
         self._stopped = True
-        if self._task is not None:
-            self._task.cancel()
+        if self._timer is not None:
+            self._timer.cancel()
 
     def record(self, *details: Any) -> None:
         """Remember new details and heartbeat them (callable from any thread)."""
@@ -197,11 +212,17 @@ class Heartbeats:
         self._details = details
 
     async def run(self, timeout: timedelta | None) -> None:
+        """Beat until cancelled (for a task of the caller's own)."""
         if timeout is None:
             return
-        interval = min(max(0.1, timeout.total_seconds() / 3), 1.0)
+        interval = _interval(timeout)
         while True:
             await asyncio.sleep(interval)
             activity.heartbeat(*self._details)
             if self._on_beat is not None:
                 self._on_beat()
+
+
+def _interval(timeout: timedelta) -> float:
+    """Seconds between beats: a third of the heartbeat timeout, between 0.1 s and 1 s."""
+    return min(max(0.1, timeout.total_seconds() / 3), 1.0)

@@ -40,6 +40,7 @@ from activities.batch import run_batch
 from activities.capacity import PluginThreads
 from engine.base.errors import PluginError, PluginErrorCode
 from engine.language.models import find_json_problem
+from engine.language.small_json import is_small
 from engine.runtime.contracts import (
     MAX_PAYLOAD_BYTES,
     NODE_ACTIVITY,
@@ -187,7 +188,10 @@ class NodeActivities:
         finally:
             heartbeats.stop()
         try:
-            checked = await asyncio.to_thread(self._checked_output, request, output)
+            if _small(output):  # checked at once: cheaper than a thread hop
+                checked = self._checked_output(request, output)
+            else:  # a large output is encoded off the event loop (heartbeats go on)
+                checked = await asyncio.to_thread(self._checked_output, request, output)
         except ApplicationError as exc:
             logger.warning("node output rejected", error=exc.message)
             raise
@@ -218,6 +222,20 @@ class NodeActivities:
             )
         except ValueError as exc:
             raise _invalid_output(f"{where}: {exc}") from None
+
+
+# What the event loop checks itself (see _small): a few values, short strings.
+SMALL_OUTPUT_VALUES = 256
+SMALL_OUTPUT_CHARS = 16_384
+
+
+def _small(output: Any) -> bool:
+    """Whether checking ``output`` costs less than handing it to a thread: at most
+    :data:`SMALL_OUTPUT_VALUES` values whose strings hold at most :data:`SMALL_OUTPUT_CHARS`
+    characters in all (:func:`engine.language.small_json.is_small`: the walk stops as soon as
+    the budget is spent, so a huge or self-referencing output costs no more than that);
+    anything not plain JSON goes to the thread, whose check reports it."""
+    return is_small(output, SMALL_OUTPUT_VALUES, SMALL_OUTPUT_CHARS)
 
 
 def _invalid_output(message: str) -> ApplicationError:

@@ -38,6 +38,8 @@ from temporalio.service import RPCError, RPCStatusCode, TLSConfig
 
 from engine.base.errors import PluginError, PluginErrorCode
 from engine.client import executions, hooks, schedules
+from engine.client.catalog_reads import StartCatalogReads
+from engine.client.definition_reads import DefinitionReads
 from engine.client.execution_list import ExecutionSummary, list_executions
 from engine.client.hook_store import HookInfo, HookStore
 from engine.client.schedules import OverlapName, ScheduleDetails, ScheduleSummary
@@ -179,7 +181,13 @@ class AdvancedPluginOrchestrator:
         self.blobs = BlobStore.configured()
         self.hook_store = HookStore(hooks_file)
         self._recent_definitions: dict[str, tuple[bool, float]] = {}
-        self._definition_reads: dict[str, asyncio.Future[PluginWorkflow]] = {}
+        self._catalog_reads = StartCatalogReads(self.get_plugin_catalog)
+        self._definitions = DefinitionReads(
+            self.client,
+            lambda workflow_id: definition_entity_id(workflow_id, self.task_queue),
+            self._query_definition,
+            self.query_timeout,
+        )
         self._recent_executions: dict[str, float] = {}
         self._runtime_key: int | None = None  # set when connect() made the client
         self._exit_token = -1
@@ -294,16 +302,22 @@ class AdvancedPluginOrchestrator:
             PluginError: ``WorkflowNotFound``.
         """
         self._check_workflow_id(workflow_id)
-        # Concurrent reads of one definition share one query (each caller gets its own
-        # copy): fewer queries on the registry entity, and none left unanswered by a worker
-        # without a workflow cache, whose SDK drops queries buffered behind another task.
-        reading = self._definition_reads.get(workflow_id)
-        if reading is None:
-            reading = asyncio.ensure_future(self._read_definition(workflow_id))
-            self._definition_reads[workflow_id] = reading
-            reading.add_done_callback(functools.partial(self._read_done, workflow_id))
-        definition = await asyncio.shield(reading)
-        return definition.model_copy(deep=True)
+        return await self._definitions.read(workflow_id)
+
+    async def _query_definition(self, workflow_id: str) -> PluginWorkflow:
+        handle = self.client.get_workflow_handle(definition_entity_id(workflow_id, self.task_queue))
+        try:
+            return await executions.query_definition(handle, workflow_id, self.query_timeout)
+        except PluginError as exc:
+            # A worker without a workflow cache drops a query that reached it while it ran
+            # another task of the entity (the SDK evicts the run with the query buffered):
+            # ask once more when a worker does poll the queue.
+            if exc.code is not PluginErrorCode.WorkerUnavailable or not await worker_is_polling(
+                self.client, self.task_queue, include_embedded=True
+            ):
+                raise
+            log.warning("a registry query went unanswered; asking again", workflow_id=workflow_id)
+            return await executions.query_definition(handle, workflow_id, self.query_timeout)
 
     async def get_registered_workflows(self) -> list[str]:
         """Ids of all registered definitions, sorted."""
@@ -1031,21 +1045,25 @@ class AdvancedPluginOrchestrator:
                 PluginErrorCode.InvalidInput,
                 f"input_data must be a JSON object, got {type(input_data).__name__}",
             )
-        definition = await self.get_workflow(workflow_id)
-        if not definition.nodes:
-            raise PluginError(
-                PluginErrorCode.InvalidWorkflowStructure,
-                f"workflow '{workflow_id}' has no nodes to run",
+        async with self._catalog_reads.for_start(workflow_id) as catalog:
+            definition = await self.get_workflow(workflow_id)
+            if not definition.nodes:
+                raise PluginError(
+                    PluginErrorCode.InvalidWorkflowStructure,
+                    f"workflow '{workflow_id}' has no nodes to run",
+                )
+            searchable = await search_attributes_enabled(self.client)
+            subworkflows = await self._subworkflows(definition)
+            definitions = [definition, *subworkflows.values()]
+            auto = uses_auto(definitions)
+            catalog.needed(auto)
+            params = ExecutionInput(
+                workflow=definition,
+                input_data=executions.json_object(input_data, MAX_INPUT_BYTES),
+                subworkflows=subworkflows,
+                search_attributes=searchable,
+                light_plugins=light_plugins(await catalog.read()) if auto else [],
             )
-        searchable = await search_attributes_enabled(self.client)
-        subworkflows = await self._subworkflows(definition)
-        params = ExecutionInput(
-            workflow=definition,
-            input_data=executions.json_object(input_data, MAX_INPUT_BYTES),
-            subworkflows=subworkflows,
-            search_attributes=searchable,
-            light_plugins=await self._light_plugins([definition, *subworkflows.values()]),
-        )
         if definition.execution_mode not in _BATCH_MODES and (problem := long_run_problem(params)):
             raise PluginError(
                 PluginErrorCode.InvalidWorkflowStructure, f"workflow '{workflow_id}': {problem}"
@@ -1132,10 +1150,6 @@ class AdvancedPluginOrchestrator:
         )
         return catalog
 
-    async def _light_plugins(self, definitions: list[PluginWorkflow]) -> list[str]:
-        """What ``execution: auto`` may run locally (read only if a node uses it)."""
-        return light_plugins(await self.get_plugin_catalog()) if uses_auto(definitions) else []
-
     async def _check_definition(self, workflow: PluginWorkflow) -> None:
         """Structure, and every node against the catalog: every problem at once."""
         catalog = await self.get_plugin_catalog()
@@ -1161,37 +1175,16 @@ class AdvancedPluginOrchestrator:
         finally:
             # A read that began before the change may answer with the version before it:
             # reads from now on start their own.
-            self._definition_reads.pop(workflow_id, None)
+            self._definitions.forget(workflow_id)
 
     async def _list(self, query: str) -> AsyncIterator[Any]:
         with translate_errors("listing"):
             async for execution in self.client.list_workflows(query):
                 yield execution
 
-    async def _read_definition(self, workflow_id: str) -> PluginWorkflow:
-        handle = self.client.get_workflow_handle(definition_entity_id(workflow_id, self.task_queue))
-        try:
-            return await executions.query_definition(handle, workflow_id, self.query_timeout)
-        except PluginError as exc:
-            # A worker without a workflow cache drops a query that reached it while it ran
-            # another task of the entity (the SDK evicts the run with the query buffered):
-            # ask once more when a worker does poll the queue.
-            if exc.code is not PluginErrorCode.WorkerUnavailable or not await worker_is_polling(
-                self.client, self.task_queue, include_embedded=True
-            ):
-                raise
-            log.warning("a registry query went unanswered; asking again", workflow_id=workflow_id)
-            return await executions.query_definition(handle, workflow_id, self.query_timeout)
-
-    def _read_done(self, workflow_id: str, reading: asyncio.Future[PluginWorkflow]) -> None:
-        if self._definition_reads.get(workflow_id) is reading:
-            del self._definition_reads[workflow_id]
-        if not reading.cancelled():
-            reading.exception()  # retrieved here: every caller may have been cancelled
-
     def _remember_definition(self, workflow_id: str, *, registered: bool) -> None:
         self._recent_definitions[workflow_id] = (registered, time.monotonic())
-        self._definition_reads.pop(workflow_id, None)
+        self._definitions.forget(workflow_id)
 
 
 @contextlib.contextmanager

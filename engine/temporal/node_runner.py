@@ -77,6 +77,7 @@ with workflow.unsafe.imports_passed_through():
         WorkflowNodeType,
     )
     from engine.language.options import NodeOptions, RetrySettings, global_options, node_options
+    from engine.language.small_json import is_small, json_bytes_bound
     from engine.runtime.contracts import (
         EXECUTION_WORKFLOW,
         MAX_PAYLOAD_BYTES,
@@ -370,7 +371,7 @@ class TemporalNodeRunner:
             inputs=call.inputs,
             config=call.config,
         )
-        size = _json_size(request.inputs) + _json_size(request.config)
+        size = _request_size(request)
         if size > MAX_PAYLOAD_BYTES:
             raise NodeFailure(
                 f"inputs and configuration of node '{call.node_id}' are {size:,} bytes of JSON; "
@@ -883,6 +884,20 @@ def _cause_failure(
             attempts=attempts,
         )
     return NodeFailure(str(cause), error_type=type(cause).__name__, attempts=attempts)
+
+
+# Inputs and configuration this small are far below MAX_PAYLOAD_BYTES without being measured.
+_SMALL_VALUES = 1024
+_SMALL_CHARS = 65_536
+assert json_bytes_bound(_SMALL_VALUES, _SMALL_CHARS) < MAX_PAYLOAD_BYTES
+
+
+def _request_size(request: NodeActivityInput) -> int:
+    """Bytes of JSON of a node call's inputs and configuration, or 0 when a cheap walk shows
+    they are far below the limit (most calls: measuring is two encodings per node)."""
+    if is_small([request.inputs, request.config], _SMALL_VALUES, _SMALL_CHARS):
+        return 0
+    return _json_size(request.inputs) + _json_size(request.config)
 
 
 def _json_size(value: Any) -> int:

@@ -71,6 +71,12 @@ BOUNDED_SUBSCRIPTIONS_PATCH = "bounded-subscriptions"
 # most about 150 bytes (``<workflow_id>/run-<16 hex>``), so the entity's state stays within
 # MAX_INPUT_BYTES next to the definition.
 MAX_SUBSCRIBERS = MAX_INPUT_BYTES // 500
+# The entity keeps the current version in its memo (new runs and changes; histories recorded
+# before it have no marker and upsert nothing): a client that holds a copy of the
+# definition checks with a ``describe``, which needs no worker, that its copy is current
+# instead of asking the entity with a query (engine.client.definition_reads).
+VERSION_MEMO_PATCH = "definition-version-memo"
+VERSION_MEMO_KEY = "version"
 
 
 @workflow.defn(name=DEFINITION_WORKFLOW)
@@ -85,6 +91,7 @@ class PluginWorkflowDefinition:
     @workflow.run
     async def run(self, state: DefinitionState) -> None:
         _hide_from_default_lists()
+        self._publish_version()
         await workflow.wait_condition(
             lambda: self._unregistered or workflow.info().is_continue_as_new_suggested()
         )
@@ -106,8 +113,14 @@ class PluginWorkflowDefinition:
             workflow=apply_change(self._state.workflow, change, strict=False),
             subscribers=self._state.subscribers,
         )
+        self._publish_version()
         await self._notify(list(self._state.subscribers))
         return self._state.workflow
+
+    def _publish_version(self) -> None:
+        """Show the current version in the memo (VERSION_MEMO_PATCH)."""
+        if workflow.patched(VERSION_MEMO_PATCH):
+            workflow.upsert_memo({VERSION_MEMO_KEY: self._state.workflow.version})
 
     @workflow.signal(name=SUBSCRIBE_SIGNAL)
     async def subscribe(self, subscription: Subscription) -> None:

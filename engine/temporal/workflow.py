@@ -215,6 +215,7 @@ class PluginWorkflowExecution:
         self._queued = False  # waiting for a slot of max_concurrent_executions
         self._granted = False  # the admission workflow said a slot is free
         self._slot: SlotRequest | None = None  # the slot this run holds or waits for
+        self._budget: tuple[PluginWorkflow, int] | None = None  # see _history_budget
         try:
             graph = compile_workflow(params.workflow)
             # A shard of a parent's map has no controller: run() runs its items.
@@ -446,8 +447,21 @@ class PluginWorkflowExecution:
     def _should_continue_as_new(self) -> bool:
         info = workflow.info()
         definition = self._long.workflow if self._long is not None else self._definition
-        budget = global_options(definition.global_configuration).max_history_events
-        return info.is_continue_as_new_suggested() or info.get_current_history_length() > budget
+        return info.is_continue_as_new_suggested() or (
+            info.get_current_history_length() > self._history_budget(definition)
+        )
+
+    def _history_budget(self, definition: PluginWorkflow) -> int:
+        """``max_history_events`` of the definition the run follows now, read once per
+        version (the batch interpreter asks after every step)."""
+        budget = self._budget
+        if budget is None or budget[0] is not definition:
+            budget = (
+                definition,
+                global_options(definition.global_configuration).max_history_events,
+            )
+            self._budget = budget
+        return budget[1]
 
     def _batch_should_continue_as_new(self) -> bool:
         """A batch run drains and continues as new when the history grows long (new runs

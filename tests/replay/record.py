@@ -562,6 +562,8 @@ async def _concurrency_capped(orch: AdvancedPluginOrchestrator, name: str) -> st
 RECORDERS = {
     **dict.fromkeys(_scenarios(), _batch),
     "registry_entity": _registry_entity,
+    # The same life with the version in the memo (patch definition-version-memo).
+    "registry_entity_version_memo": _registry_entity,
     "event_driven": _event_driven,
     "streaming": _streaming,
     "batch_continued_as_new": _batch_continued,
