@@ -39,6 +39,7 @@ with workflow.unsafe.imports_passed_through():
     from engine.base.errors import PluginError, PluginErrorCode
     from engine.language.models import PluginWorkflow
     from engine.language.modification import DefinitionChange, apply_change
+    from engine.runtime import catalog_bounds
     from engine.runtime.contracts import (
         CATALOG_MEMO_KEY,
         CATALOG_WORKERS_MEMO_KEY,
@@ -76,6 +77,12 @@ MAX_SUBSCRIBERS = MAX_INPUT_BYTES // 500
 # definition checks with a ``describe``, which needs no worker, that its copy is current
 # instead of asking the entity with a query (engine.client.definition_reads).
 VERSION_MEMO_PATCH = "definition-version-memo"
+# A catalog entry over engine.runtime.catalog_bounds is refused, and the oldest entries give way
+# beyond its bounds; asked only when an entry meets one (recorded runs never did).
+CATALOG_BOUNDS_PATCH = "catalog-bounds"
+# The catalog entity upserts its memo once per workflow task, after the signals it brought,
+# not once per signal (runs recorded before upserted per signal).
+CATALOG_COALESCE_PATCH = "catalog-memo-once-per-task"
 VERSION_MEMO_KEY = "version"
 
 
@@ -215,32 +222,65 @@ class PluginCatalog:
     @workflow.init
     def __init__(self, state: CatalogState) -> None:
         self._state = state
+        self._changed = False  # the memo is behind the state (CATALOG_COALESCE_PATCH)
 
     @workflow.run
     async def run(self, state: CatalogState) -> None:
         _hide_from_default_lists()
         self._publish_memo()
-        await workflow.wait_condition(lambda: workflow.info().is_continue_as_new_suggested())
+        while True:
+            await workflow.wait_condition(
+                lambda: self._changed or workflow.info().is_continue_as_new_suggested()
+            )
+            if self._changed:
+                self._changed = False
+                self._publish_memo()
+            if workflow.info().is_continue_as_new_suggested():
+                break
         await workflow.wait_condition(workflow.all_handlers_finished)
         workflow.continue_as_new(self._state)
 
     @workflow.signal(name=PUBLISH_SIGNAL)
     def publish(self, entry: CatalogEntry) -> None:
-        """A worker's plugins (replacing what it published before)."""
-        self._state.entries = [e for e in self._state.entries if e.identity != entry.identity]
-        self._state.entries.append(entry)
-        self._publish_memo()
+        """A worker's plugins (replacing what it published before), within the bounds of
+        :mod:`engine.runtime.catalog_bounds`: anyone who can reach Temporal can send this."""
+        entries = self._state.entries
+        replaced = [e for e in entries if e.identity != entry.identity] + [entry]
+        problem = catalog_bounds.entry_problem(entry)
+        bounded = replaced if problem else catalog_bounds.with_entry(entries, entry)
+        # Runs recorded before the bounds never met them; only a run that meets one asks.
+        if (problem or bounded != replaced) and workflow.patched(CATALOG_BOUNDS_PATCH):
+            if problem:
+                workflow.logger.warning("catalog entry refused: %s", problem)
+                return
+            workflow.logger.warning(
+                "catalog entries dropped, oldest first: %d workers or %d bytes at most",
+                catalog_bounds.MAX_CATALOG_WORKERS,
+                catalog_bounds.MAX_CATALOG_BYTES,
+            )
+            replaced = bounded
+        self._state.entries = replaced
+        self._memo_changed()
 
     @workflow.signal(name=WITHDRAW_SIGNAL)
     def withdraw(self, identity: str) -> None:
         """A worker stopped."""
         self._state.entries = [e for e in self._state.entries if e.identity != identity]
-        self._publish_memo()
+        self._memo_changed()
 
     @workflow.query
     def catalog(self) -> list[PluginInfo]:
         """The merged catalog."""
         return list(merge(self._state.entries).values())
+
+    def _memo_changed(self) -> None:
+        """Upsert the memo once for all the signals one workflow task brings: an upsert per
+        signal put every copy of the catalog in one task's completion, and a burst of large
+        entries went over gRPC's 4 MB message limit and failed the task for good."""
+        if workflow.patched(CATALOG_COALESCE_PATCH):
+            self._changed = True
+        else:
+            self._publish_memo()
 
     def _publish_memo(self) -> None:
         workflow.upsert_memo(

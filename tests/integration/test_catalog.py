@@ -6,9 +6,17 @@ import pytest
 from temporalio.client import Client
 
 from engine import AdvancedPluginOrchestrator, PluginError, PluginErrorCode, WorkflowExecutionStatus
-from engine.hosting.worker import create_worker
+from engine.hosting.worker import EngineWorker, create_worker
+from engine.runtime.contracts import (
+    CATALOG_WORKERS_MEMO_KEY,
+    PUBLISH_SIGNAL,
+    CatalogEntry,
+    PluginInfo,
+    catalog_entity_id,
+)
 from plugins import PluginRegistry
 from tests.helpers.builders import edge, node, workflow
+from tests.helpers.waiting import eventually
 
 Code = PluginErrorCode
 
@@ -184,3 +192,40 @@ async def test_modifications_compile_expressions_too(
         info.value.message
     )
     assert (await orchestrator.get_workflow(definition.workflow_id)).version == 1
+
+
+async def test_hostile_catalog_entries_cannot_wedge_the_catalog(
+    orchestrator: AdvancedPluginOrchestrator, worker: object, client: Client
+) -> None:
+    """Anyone who can reach Temporal can signal the catalog entity: an entry too large for
+    its memo is refused, a flood of identities only pushes out the oldest entries, and the
+    entity goes on answering (its memo over Temporal's limit would fail every task)."""
+    handle = client.get_workflow_handle(catalog_entity_id(orchestrator.task_queue))
+    huge = CatalogEntry(
+        identity="intruder",
+        plugins=[PluginInfo(plugin_id=f"fake{i}", description="x" * 1500) for i in range(1000)],
+    )
+    await handle.signal(PUBLISH_SIGNAL, huge)
+    for number in range(8):  # eight workers of about 250 KB each: over 1 MB merged
+        entry = CatalogEntry(
+            identity=f"flood{number}",
+            plugins=[PluginInfo(plugin_id=f"flood{number}", description="y" * 250_000)],
+        )
+        await handle.signal(PUBLISH_SIGNAL, entry)
+    await handle.signal(PUBLISH_SIGNAL, CatalogEntry(identity="last", plugins=[]))
+
+    async def workers() -> list[str]:
+        return await (await handle.describe()).memo_value(CATALOG_WORKERS_MEMO_KEY, [])
+
+    listed = await eventually(workers, lambda identities: "last" in identities)
+    assert "intruder" not in listed
+    assert "flood0" not in listed  # the oldest gave way
+    catalog = {info.plugin_id for info in await orchestrator.get_plugin_catalog()}
+    assert not any(plugin_id.startswith("fake") for plugin_id in catalog)
+    # The flood pushed the real worker's entry out too (the newest entries win: an entry
+    # left by a killed worker goes first); the entity still takes its entry again, as when
+    # the worker restarts, and registration goes on.
+    assert isinstance(worker, EngineWorker)
+    await worker.publish()
+    await eventually(workers, lambda identities: worker.identity in identities)
+    await orchestrator.register_workflow(workflow("still-registers", [node("a")]))

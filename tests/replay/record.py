@@ -34,11 +34,17 @@ from engine.hosting.connection import connect
 from engine.hosting.devserver import DevServer, free_port
 from engine.hosting.worker import create_worker
 from engine.runtime.contracts import (
+    CATALOG_WORKERS_MEMO_KEY,
     DEFINITION_CHANGED_SIGNAL,
     EVENTS_SIGNAL,
+    PUBLISH_SIGNAL,
     SUBSCRIBE_SIGNAL,
+    WITHDRAW_SIGNAL,
+    CatalogEntry,
     IncomingEvent,
+    PluginInfo,
     admission_entity_id,
+    catalog_entity_id,
     definition_entity_id,
 )
 from tests.helpers.builders import chain, edge, node, workflow
@@ -244,6 +250,26 @@ async def _registry_entity(orch: AdvancedPluginOrchestrator, name: str) -> str:
     await orch.unregister_workflow(name)
     entity_id = definition_entity_id(name, TASK_QUEUE)
     await orch.client.get_workflow_handle(entity_id).result()
+    return entity_id
+
+
+async def _catalog_entity(orch: AdvancedPluginOrchestrator, name: str) -> str:
+    """The task queue's catalog entity: an entry refused past its bounds (patch
+    catalog-bounds), a burst of entries in one memo upsert (patch
+    catalog-memo-once-per-task), a withdrawal."""
+    entity_id = catalog_entity_id(TASK_QUEUE)
+    handle = orch.client.get_workflow_handle(entity_id)
+    refused = CatalogEntry(identity="x" * 300, plugins=[PluginInfo(plugin_id="echo")])
+    await handle.signal(PUBLISH_SIGNAL, refused)
+    for number in range(3):
+        entry = CatalogEntry(identity=f"extra{number}", plugins=[PluginInfo(plugin_id="echo")])
+        await handle.signal(PUBLISH_SIGNAL, entry)
+    await handle.signal(WITHDRAW_SIGNAL, "extra0")
+
+    async def workers() -> list[str]:
+        return await (await handle.describe()).memo_value(CATALOG_WORKERS_MEMO_KEY, [])
+
+    await eventually(workers, lambda ids: "extra2" in ids and "extra0" not in ids)
     return entity_id
 
 
@@ -576,6 +602,7 @@ RECORDERS = {
     "compensated_failure": _compensated_failure,
     "compensated_cancel": _compensated_cancel,
     "concurrency_capped": _concurrency_capped,
+    "catalog_entity": _catalog_entity,
 }
 
 

@@ -19,7 +19,7 @@ from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.worker import Replayer
 
 from engine.temporal.admission import PluginAdmission
-from engine.temporal.registry import PluginWorkflowDefinition
+from engine.temporal.registry import PluginCatalog, PluginWorkflowDefinition
 from engine.temporal.sandbox import workflow_runner
 from engine.temporal.workflow import PluginWorkflowExecution
 
@@ -37,7 +37,12 @@ def load_histories() -> list[WorkflowHistory]:
 def replayer() -> Replayer:
     """A replayer configured exactly like the workers."""
     return Replayer(
-        workflows=[PluginWorkflowExecution, PluginWorkflowDefinition, PluginAdmission],
+        workflows=[
+            PluginWorkflowExecution,
+            PluginWorkflowDefinition,
+            PluginAdmission,
+            PluginCatalog,
+        ],
         data_converter=pydantic_data_converter,
         workflow_runner=workflow_runner(),
     )
