@@ -52,12 +52,14 @@ class DefinitionReads:
 
     def __init__(
         self,
-        client: Client,
+        client: Callable[[], Client],
         entity_id: Callable[[str], str],
         query: Callable[[str], Awaitable[PluginWorkflow]],
         timeout: timedelta,
     ) -> None:
-        """``entity_id`` names a definition's registry entity; ``query`` asks the entity for
+        """``client`` gives the owner's current client (called each time, never kept: a
+        closed owner must drop its client so the SDK runtime can shut down);
+        ``entity_id`` names a definition's registry entity; ``query`` asks the entity for
         the definition (and raises the engine's errors for one that is not registered);
         ``timeout`` bounds each ``describe``."""
         self._client = client
@@ -112,7 +114,7 @@ class DefinitionReads:
         """The entity's description, or None where it cannot be had (the query then
         answers, or says what is wrong)."""
         try:
-            handle = self._client.get_workflow_handle(self._entity_id(workflow_id))
+            handle = self._client().get_workflow_handle(self._entity_id(workflow_id))
             return await handle.describe(rpc_timeout=self._timeout)
         except RPCError:
             return None

@@ -183,7 +183,7 @@ class AdvancedPluginOrchestrator:
         self._recent_definitions: dict[str, tuple[bool, float]] = {}
         self._catalog_reads = StartCatalogReads(self.get_plugin_catalog)
         self._definitions = DefinitionReads(
-            self.client,
+            lambda: self.client,
             lambda workflow_id: definition_entity_id(workflow_id, self.task_queue),
             self._query_definition,
             self.query_timeout,
