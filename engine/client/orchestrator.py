@@ -588,30 +588,32 @@ class AdvancedPluginOrchestrator:
             }
         )
         await reserve_slot(self.client, self.task_queue, params.workflow, execution_id)
-        async with _give_back_on_error(self.client, self.task_queue, params.workflow, execution_id):
-            await self._start(
-                f"execution '{execution_id}'",
-                EXECUTION_WORKFLOW,
-                retry,
-                id=execution_id,
-                task_queue=self.task_queue,
-                request_eager_start=self._eager(),
-                id_reuse_policy=WorkflowIDReusePolicy.ALLOW_DUPLICATE,
-                id_conflict_policy=WorkflowIDConflictPolicy.FAIL,
-                search_attributes=(
-                    start_search_attributes(params.workflow.workflow_id) if searchable else None
-                ),
-                memo={
-                    "workflow_id": params.workflow.workflow_id,
-                    "workflow_version": params.workflow.version,
-                    "execution_mode": params.workflow.execution_mode.value,
-                    "retry_of_completed_nodes": sorted(completed),
-                },
-                static_summary=(
-                    f"retry of {params.workflow.name or params.workflow.workflow_id} "
-                    f"(v{params.workflow.version}): {len(completed)} nodes kept"
-                ),
-            )
+        with translate_errors(f"execution '{execution_id}'"):
+            async with _give_back_on_error(
+                self.client, self.task_queue, params.workflow, execution_id
+            ):
+                await self.client.start_workflow(
+                    EXECUTION_WORKFLOW,
+                    retry,
+                    id=execution_id,
+                    task_queue=self.task_queue,
+                    request_eager_start=self._eager(),
+                    id_reuse_policy=WorkflowIDReusePolicy.ALLOW_DUPLICATE,
+                    id_conflict_policy=WorkflowIDConflictPolicy.FAIL,
+                    search_attributes=(
+                        start_search_attributes(params.workflow.workflow_id) if searchable else None
+                    ),
+                    memo={
+                        "workflow_id": params.workflow.workflow_id,
+                        "workflow_version": params.workflow.version,
+                        "execution_mode": params.workflow.execution_mode.value,
+                        "retry_of_completed_nodes": sorted(completed),
+                    },
+                    static_summary=(
+                        f"retry of {params.workflow.name or params.workflow.workflow_id} "
+                        f"(v{params.workflow.version}): {len(completed)} nodes kept"
+                    ),
+                )
         return execution_id
 
     async def approve_node(
@@ -1028,11 +1030,6 @@ class AdvancedPluginOrchestrator:
         )
 
     # -- internals -----------------------------------------------------------------------
-
-    async def _start(self, subject: str, *args: Any, **kwargs: Any) -> None:
-        """Start an execution workflow (errors name ``subject``)."""
-        with translate_errors(subject):
-            await self.client.start_workflow(*args, **kwargs)
 
     async def _start_request(
         self, workflow_id: str, input_data: dict[str, Any] | None
