@@ -22,7 +22,12 @@ from engine.client.orchestrator import AdvancedPluginOrchestrator
 from engine.hosting.devserver import DevServer
 from engine.language.models import PluginWorkflow, WorkflowExecutionStatus
 from engine.runtime.admission import AdmissionState
-from engine.runtime.contracts import ADMISSION_WORKFLOW, SlotRequest, admission_entity_id
+from engine.runtime.contracts import (
+    ADMISSION_REQUEST_SIGNAL,
+    ADMISSION_WORKFLOW,
+    SlotRequest,
+    admission_entity_id,
+)
 from engine.temporal.admission_requests import request_slot
 from tests.helpers.builders import node, workflow
 from tests.helpers.processes import ROOT, WorkerProcess
@@ -359,3 +364,39 @@ async def test_a_slot_reserved_by_a_client_that_never_started_expires(
     assert started is not None
     final = await orchestrator.wait_for_completion(started, timeout=30)
     assert final.status is Status.Completed
+
+
+async def test_hostile_requests_to_the_admission_workflow_change_nothing(
+    orchestrator: AdvancedPluginOrchestrator,
+    client: Client,
+    worker: object,
+    task_queue: str,
+    unique: Callable[[str], str],
+) -> None:
+    """Anyone who can reach Temporal can signal or update the admission workflow: requests
+    for executions of other definitions, or ids longer than an execution's, are refused (the
+    update) or dropped (the signal), and the slots stay as they were."""
+    workflow_id = unique("guarded")
+    await orchestrator.register_workflow(capped(workflow_id, 1, seconds=30.0))
+    holder = await orchestrator.execute_workflow(workflow_id)
+    await eventually(
+        lambda: admission_state(client, workflow_id, task_queue),
+        lambda state: [e.execution_id for e in state.holders] == [holder],
+    )
+    handle = client.get_workflow_handle(admission_entity_id(workflow_id, task_queue))
+    strangers = [
+        "other-definition/run-0123456789abcdef",
+        f"{workflow_id}/run-{'f' * 33}",
+        f"{workflow_id}-extra/run-0123456789abcdef",
+    ]
+    for stranger in strangers:
+        request = SlotRequest(workflow_id=workflow_id, execution_id=stranger, limit=1000)
+        await handle.signal(ADMISSION_REQUEST_SIGNAL, request)
+        with pytest.raises(PluginError) as refused:
+            await request_slot(client, task_queue, request)
+        assert "is not an execution of this definition" in refused.value.message
+    state = await admission_state(client, workflow_id, task_queue)
+    assert [e.execution_id for e in state.holders] == [holder]
+    assert state.queue == []
+    assert state.limit == 1  # no stranger's request raised it
+    await orchestrator.cancel_execution(holder)
