@@ -55,22 +55,25 @@ def plugin_context(
     node_id: str,
     plugin_id: str,
     checkpoint: Any = None,
+    attempt: int | None = None,
 ) -> PluginContext:
-    """A context for a plugin call inside the current activity."""
+    """A context for a plugin call inside the current activity (``attempt``: the node's,
+    when the workflow counts them; the activity's otherwise)."""
     info = activity.info()
+    attempt = attempt or info.attempt
     logger = structlog.get_logger("plugin").bind(
         execution_id=execution_id,
         workflow_id=workflow_id,
         node_id=node_id,
         plugin_id=plugin_id,
-        attempt=info.attempt,
+        attempt=attempt,
     )
     return PluginContext(
         execution_id=execution_id,
         workflow_id=workflow_id,
         node_id=node_id,
         plugin_id=plugin_id,
-        attempt=info.attempt,
+        attempt=attempt,
         idempotency_key=f"{info.workflow_run_id}/{info.activity_id}",
         checkpoint=checkpoint,
         logger=logger,

@@ -134,15 +134,10 @@ class _BatchRun:
                 try:
                     return attempt, await self._attempt(entry, attempt), None
                 except _Failed as failed:
-                    final = (
-                        failed.non_retryable
-                        or failed.error_type in retry.non_retryable_errors
-                        or attempt >= retry.max_attempts
-                    )
-                    if final:
+                    delay = retry.delay_after(attempt, failed.error_type, not failed.non_retryable)
+                    if delay is None:
                         return attempt, None, failed
-            backoff = retry.initial_interval * retry.backoff_coefficient ** (attempt - 1)
-            await asyncio.sleep(min(backoff, max(retry.maximum_interval, retry.initial_interval)))
+            await asyncio.sleep(delay)
 
     async def _attempt(self, entry: BatchItemInput, attempt: int) -> Any:
         request = self.request

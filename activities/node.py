@@ -83,25 +83,28 @@ class NodeActivities:
         ``ctx.logger``).
         """
         info = activity.info()
+        # A light node's workflow runs each attempt as a local activity of its own and says
+        # which attempt it is; Temporal's count is the node's otherwise.
+        number = request.attempt or info.attempt
         bound = {
             "execution_id": request.execution_id,
             "workflow_id": request.workflow_id,
             "node_id": request.node_id,
             "plugin_id": request.plugin_id,
-            "attempt": info.attempt,
+            "attempt": number,
         }
         attempt = start_node_attempt(
             workflow_id=request.workflow_id,
             execution_id=request.execution_id,
             node_id=request.node_id,
             plugin_id=request.plugin_id,
-            attempt=info.attempt,
+            attempt=number,
         )
         outcome: Outcome = "failed"
         error: BaseException | None = None
         try:
             with structlog.contextvars.bound_contextvars(**bound):
-                result = await self._run(request, info)
+                result = await self._run(request, info, number)
             outcome = "completed"
             return result
         except asyncio.CancelledError:
@@ -133,7 +136,9 @@ class NodeActivities:
                 check=self._checked_output,
             )
 
-    async def _run(self, request: NodeActivityInput, info: activity.Info) -> NodeActivityResult:
+    async def _run(
+        self, request: NodeActivityInput, info: activity.Info, attempt: int
+    ) -> NodeActivityResult:
         plugin = self._plugins.get(request.plugin_id)
         if plugin is None:
             message = (
@@ -142,7 +147,7 @@ class NodeActivities:
                 f"{', '.join(self._plugins.ids()) or 'none'}"
             )
             log.warning("plugin not found", node_id=request.node_id, plugin_id=request.plugin_id)
-            raise failure(message, PluginErrorCode.PluginNotFound.value, info.attempt, True)
+            raise failure(message, PluginErrorCode.PluginNotFound.value, attempt, True)
         checkpoint = info.heartbeat_details[0] if info.heartbeat_details else None
         ctx = plugin_context(
             execution_id=request.execution_id,
@@ -150,6 +155,7 @@ class NodeActivities:
             node_id=request.node_id,
             plugin_id=request.plugin_id,
             checkpoint=checkpoint,
+            attempt=attempt,
         )
         logger = ctx.logger
         heartbeats = Heartbeats(checkpoint)
@@ -172,48 +178,55 @@ class NodeActivities:
             raise
         except PluginError as exc:
             logger.warning("node attempt failed", error_type=exc.code.value, error=exc.message)
-            raise failure(
-                exc.message, exc.code.value, info.attempt, exc.code in TERMINAL_CODES
-            ) from exc
+            raise failure(exc.message, exc.code.value, attempt, exc.code in TERMINAL_CODES) from exc
         except ApplicationError as exc:
             logger.warning("node attempt failed", error_type=exc.type, error=exc.message)
             raise
         except BlobIntegrityError as exc:  # the store was changed: another attempt reads the same
             logger.warning("node attempt failed", error_type=type(exc).__name__, error=str(exc))
             message = f"node '{request.node_id}': {exc}"
-            raise failure(message, type(exc).__name__, info.attempt, True) from exc
+            raise failure(message, type(exc).__name__, attempt, True) from exc
         except Exception as exc:
             logger.warning("node attempt failed", error_type=type(exc).__name__, exc_info=exc)
-            raise failure(str(exc) or type(exc).__name__, type(exc).__name__, info.attempt) from exc
+            raise failure(str(exc) or type(exc).__name__, type(exc).__name__, attempt) from exc
         finally:
             heartbeats.stop()
         try:
             if _small(output):  # checked at once: cheaper than a thread hop
-                checked = self._checked_output(request, output)
+                checked = self._checked_output(request, output, attempt)
             else:  # a large output is encoded off the event loop (heartbeats go on)
-                checked = await asyncio.to_thread(self._checked_output, request, output)
+                checked = await asyncio.to_thread(self._checked_output, request, output, attempt)
         except ApplicationError as exc:
             logger.warning("node output rejected", error=exc.message)
             raise
-        return NodeActivityResult(output=checked, attempt=info.attempt)
+        return NodeActivityResult(output=checked, attempt=attempt)
 
-    def _checked_output(self, request: NodeActivityInput, output: Any) -> dict[str, Any]:
+    def _checked_output(
+        self, request: NodeActivityInput, output: Any, attempt: int | None = None
+    ) -> dict[str, Any]:
+        """The output as it is recorded (JSON, large parts offloaded), or InvalidOutput
+        naming what is wrong (``attempt``: the node's, Temporal's when not given)."""
+        attempt = attempt or activity.info().attempt
         where = f"node '{request.node_id}' (plugin '{request.plugin_id}')"
         if not isinstance(output, dict):
             raise _invalid_output(
-                f"{where} returned {type(output).__name__}, expected a JSON object"
+                f"{where} returned {type(output).__name__}, expected a JSON object", attempt
             )
         try:
             encoded = json.dumps(output, allow_nan=False, separators=(",", ":"))
         except (TypeError, ValueError) as exc:
-            raise _invalid_output(f"{where} returned a value that is not JSON: {exc}") from None
+            raise _invalid_output(
+                f"{where} returned a value that is not JSON: {exc}", attempt
+            ) from None
         # The JSON form is what is recorded: exactly what downstream nodes will see.
         normalized: dict[str, Any] = json.loads(encoded)
         # Plain JSON as definitions hold it (nesting, 64-bit integers, Unicode text): a value
         # nested past the decoders' limits would otherwise fail the run's workflow task, not
         # this node. Every value takes at least a byte of the encoding, so the count never binds.
         if problem := find_json_problem(normalized, max_values=len(encoded), path="output"):
-            raise _invalid_output(f"{where} returned an output that is not plain JSON: {problem}")
+            raise _invalid_output(
+                f"{where} returned an output that is not plain JSON: {problem}", attempt
+            )
         if len(encoded) <= self._threshold:
             return normalized
         try:
@@ -221,7 +234,7 @@ class NodeActivities:
                 request.execution_id, normalized, self._threshold, MAX_PAYLOAD_BYTES
             )
         except ValueError as exc:
-            raise _invalid_output(f"{where}: {exc}") from None
+            raise _invalid_output(f"{where}: {exc}", attempt) from None
 
 
 # What the event loop checks itself (see _small): a few values, short strings.
@@ -238,5 +251,5 @@ def _small(output: Any) -> bool:
     return is_small(output, SMALL_OUTPUT_VALUES, SMALL_OUTPUT_CHARS)
 
 
-def _invalid_output(message: str) -> ApplicationError:
-    return failure(message, PluginErrorCode.InvalidOutput.value, activity.info().attempt, True)
+def _invalid_output(message: str, attempt: int) -> ApplicationError:
+    return failure(message, PluginErrorCode.InvalidOutput.value, attempt, True)

@@ -134,6 +134,20 @@ class RetrySettings(BaseModel):
     maximum_interval: float = Field(60.0, gt=0, le=86400)
     non_retryable_errors: list[str] = Field(default_factory=list)
 
+    def delay_after(self, attempt: int, error_type: str, retryable: bool) -> float | None:
+        """Seconds to wait before the attempt after ``attempt`` (counted from 1) failed with
+        ``error_type``, or None when the call has failed for good: not retryable, a type
+        listed in ``non_retryable_errors``, or the attempts used up. Temporal's schedule:
+        ``initial_interval * backoff_coefficient ** (attempt - 1)``, at most
+        ``maximum_interval`` (never below ``initial_interval``). For the retries the engine
+        runs itself: a batch's items and light nodes."""
+        if not retryable or error_type in self.non_retryable_errors:
+            return None
+        if attempt >= self.max_attempts:
+            return None
+        backoff = self.initial_interval * self.backoff_coefficient ** (attempt - 1)
+        return float(min(backoff, max(self.maximum_interval, self.initial_interval)))
+
 
 class NodeOptions(BaseModel):
     """Everything the engine needs to call a node's plugin, besides the plugin's own config."""

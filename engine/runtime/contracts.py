@@ -193,6 +193,10 @@ class NodeActivityInput(_Contract):
     plugin_id: str
     inputs: dict[str, Any] = Field(default_factory=dict)
     config: dict[str, Any] = Field(default_factory=dict)
+    # The attempt a light node's workflow counts (it runs each attempt as a local activity of
+    # its own, see engine.temporal.node_runner); 0, and left out of the payload, when Temporal
+    # retries the activity and its own attempt number is the node's.
+    attempt: int = Field(0, ge=0, exclude_if=lambda attempt: attempt == 0)
 
 
 class NodeActivityResult(_Contract):

@@ -130,6 +130,11 @@ _LOST_WORKER = (TimeoutType.HEARTBEAT, TimeoutType.START_TO_CLOSE)
 LOCAL_NODES_PER_TASK = 200
 _LOCAL_YIELD = timedelta(milliseconds=1)
 _LOCAL_RETRY_THRESHOLD = timedelta(seconds=2)
+# Light nodes whose workflow retries them, one local activity per attempt (see
+# TemporalNodeRunner._run_light); without the patch, histories recorded before replay as
+# they ran: one local activity with the node's retry policy.
+LOCAL_RETRIES_PATCH = "light-node-retries"
+_ONE_ATTEMPT = RetryPolicy(maximum_attempts=1)
 T = TypeVar("T")
 
 
@@ -391,6 +396,8 @@ class TemporalNodeRunner:
             event += f" (item {call.item_key.rsplit(':', 1)[-1]})"
         summary = f"{call.node_id}{name}: {call.plugin_id}{event}"
         local = self.runs_locally(call)
+        if local and options.retry.max_attempts > 1 and workflow.patched(LOCAL_RETRIES_PATCH):
+            return await self._run_light(request, activity_id, f"{summary} (local)", options)
         try:
             if local:
                 await self.local_turn()
@@ -435,6 +442,56 @@ class TemporalNodeRunner:
         return NodeSuccess(output=result.output, attempts=result.attempt)
 
     # -- light nodes -------------------------------------------------------------------------
+
+    async def _run_light(
+        self, request: NodeActivityInput, activity_id: str, summary: str, options: NodeOptions
+    ) -> NodeSuccess:
+        """Run a light node whose retries the workflow drives: each attempt is a local
+        activity of its own (one attempt, the node's attempt number in its input), and the
+        backoff between attempts a durable timer.
+
+        Why not the local activity's own retry policy: sdk-core keeps an attempt's
+        start-to-close timer after the attempt has failed, and when it fires it cancels the
+        attempt running then (temporalio/sdk-rust#1454, seen with temporalio 1.35: a second
+        attempt started 0.5 s after a failed first was cancelled 1.5 s into its 2 s
+        timeout). A local activity of its own per attempt has its own timer; the stale one
+        finds its attempt finished, and the SDK only warns. Cancellation and the errors read
+        as for the local activity (:func:`_node_failure`), the decision to retry as Temporal
+        makes it (:meth:`~engine.language.options.RetrySettings.delay_after`)."""
+        attempt = 1
+        while True:
+            await self.local_turn()
+            try:
+                result = await workflow.execute_local_activity(
+                    NODE_ACTIVITY,
+                    request.model_copy(update={"attempt": attempt}),
+                    result_type=NodeActivityResult,
+                    activity_id=activity_id,
+                    summary=summary if attempt == 1 else f"{summary} (attempt {attempt})",
+                    start_to_close_timeout=timedelta(seconds=options.local_timeout),
+                    retry_policy=_ONE_ATTEMPT,
+                    cancellation_type=workflow.ActivityCancellationType.WAIT_CANCELLATION_COMPLETED,
+                )
+                return NodeSuccess(output=result.output, attempts=attempt)
+            except ActivityError as err:  # a timeout (or a cancellation) comes wrapped
+                cause: BaseException | None = err.cause
+                if isinstance(cause, CancelledError):
+                    raise asyncio.CancelledError() from None
+                failed = _node_failure(err, options, local=True)
+            except FailureError as err:  # a local activity's failure: its cause alone
+                if isinstance(err, CancelledError):
+                    raise asyncio.CancelledError() from None
+                cause = err
+                failed = _cause_failure(err, None, options, local=True)
+            failed.attempts = attempt
+            # As Temporal decides: an application error unless marked so, a timeout, any
+            # other failure is retried.
+            retryable = not (isinstance(cause, ApplicationError) and cause.non_retryable)
+            delay = options.retry.delay_after(attempt, failed.error_type, retryable)
+            if delay is None:
+                raise failed
+            await workflow.sleep(delay)
+            attempt += 1
 
     def runs_locally(self, call: NodeCall) -> bool:
         """Does this node run as a local activity? ``execution: local``, or ``auto`` and a

@@ -68,9 +68,10 @@ def test_registry(side_effects: Path) -> PluginRegistry:
     async def flaky(
         inputs: dict[str, Any], config: dict[str, Any], ctx: PluginContext
     ) -> dict[str, Any]:
-        """Fails until attempt ``succeed_on``."""
+        """Fails until attempt ``succeed_on``, which takes ``seconds`` (default 0)."""
         if ctx.attempt < int(config.get("succeed_on", 2)):
             raise ConnectionError(f"attempt {ctx.attempt} failed")
+        await asyncio.sleep(float(config.get("seconds", 0)))
         return {"attempt": ctx.attempt}
 
     @registry.plugin("fail_times")

@@ -122,6 +122,36 @@ async def test_a_failing_local_node_is_retried_then_succeeds(
     assert count_events(history, TIMER) >= 1
 
 
+async def test_a_retried_local_node_is_not_timed_out_by_its_failed_attempts_timer(
+    orchestrator: AdvancedPluginOrchestrator, worker: object, unique
+) -> None:
+    # temporalio/sdk-rust#1454: a local activity's failed attempt keeps its start-to-close
+    # timer, which cancelled the retry running when it fired (here 2 s after the first
+    # attempt started: 1.5 s into the second's own 2 s). Each attempt is a local activity
+    # of its own now, with its own timer; the node's attempt numbers go on counting.
+    retry = {"initial_interval": 0.5, "max_attempts": 2}
+    definition = workflow(
+        unique("stale-timer"),
+        [
+            node(
+                "flaky",
+                "flaky",
+                succeed_on=2,
+                seconds=1.8,
+                execution="local",
+                timeout=2,
+                retry=retry,
+            )
+        ],
+    )
+    _, context, history = await _run(orchestrator, definition)
+    assert context.status is Status.Completed, context.error_messages
+    assert context.node_states["flaky"]["attempts"] == 2
+    assert context.execution_data["results"]["flaky"] == {"attempt": 2}
+    assert _local_activity_ids(history) == ["flaky", "flaky"]
+    assert count_events(history, TIMER) == 1  # the backoff, a durable timer
+
+
 async def test_an_error_route_from_a_local_node(
     orchestrator: AdvancedPluginOrchestrator, worker: object, unique
 ) -> None:

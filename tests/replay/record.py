@@ -104,39 +104,10 @@ def _scenarios() -> dict[str, PluginWorkflow]:
             [edge("a", "b")],
         ),
         "cancelled": workflow("cancelled", [node("a", "sleep", seconds=30, heartbeat_timeout=2)]),
-        # Light nodes: activity and local nodes (auto by the catalog, and explicit) in one
-        # graph, a local node retried, another failing into an error route.
-        "light_mixed": workflow(
-            "light_mixed",
-            [
-                node("start", emit={"seed": 2}),
-                node("shape", "json_transform", mapping={"x": "start.seed"}),
-                node(
-                    "flaky",
-                    "flaky",
-                    succeed_on=2,
-                    execution="local",
-                    retry={"initial_interval": 0.1},
-                ),
-                node(
-                    "risky",
-                    "fail",
-                    execution="local",
-                    retry={"max_attempts": 2, "initial_interval": 0.1},
-                ),
-                node("handler", "light_echo"),
-                node("join"),
-            ],
-            [
-                edge("start", "shape"),
-                edge("shape", "flaky"),
-                edge("start", "risky"),
-                _error_route("risky", "handler"),
-                edge("flaky", "join", target_port="flaky"),
-                edge("handler", "join", target_port="handler"),
-            ],
-            execution="auto",
-        ),
+        # Light nodes: see _light_mixed; and the same graph with the workflow retrying
+        # light nodes, one local activity per attempt (patch light-node-retries).
+        "light_mixed": _light_mixed("light_mixed"),
+        "light_mixed_workflow_retries": _light_mixed("light_mixed_workflow_retries"),
         # A chain of light nodes longer than one workflow task takes (a timer ends the task).
         "light_long_chain": chain(
             "light_long_chain", 210, "light_echo", mode="sequential", execution="auto"
@@ -185,6 +156,42 @@ def _scenarios() -> dict[str, PluginWorkflow]:
             max_in_flight=2,
         ),
     }
+
+
+def _light_mixed(name: str) -> PluginWorkflow:
+    """Activity and local nodes (auto by the catalog, and explicit) in one graph, a local
+    node retried, another failing into an error route."""
+    return workflow(
+        name,
+        [
+            node("start", emit={"seed": 2}),
+            node("shape", "json_transform", mapping={"x": "start.seed"}),
+            node(
+                "flaky",
+                "flaky",
+                succeed_on=2,
+                execution="local",
+                retry={"initial_interval": 0.1},
+            ),
+            node(
+                "risky",
+                "fail",
+                execution="local",
+                retry={"max_attempts": 2, "initial_interval": 0.1},
+            ),
+            node("handler", "light_echo"),
+            node("join"),
+        ],
+        [
+            edge("start", "shape"),
+            edge("shape", "flaky"),
+            edge("start", "risky"),
+            _error_route("risky", "handler"),
+            edge("flaky", "join", target_port="flaky"),
+            edge("handler", "join", target_port="handler"),
+        ],
+        execution="auto",
+    )
 
 
 def _error_route(source: str, target: str) -> WorkflowConnection:

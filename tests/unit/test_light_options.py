@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from engine import PluginError, PluginErrorCode, validate_workflow
-from engine.language.options import LOCAL_TIMEOUT, node_options, plugin_config
+from engine.language.options import LOCAL_TIMEOUT, RetrySettings, node_options, plugin_config
 from engine.language.validation import compile_workflow
 from engine.temporal.catalog import describe_plugins, light_plugins, uses_auto
 from plugins import PluginBase, PluginRegistry, plugin
@@ -103,3 +103,24 @@ def test_only_definitions_with_auto_read_the_catalog() -> None:
     pinned = chain("pinned", 1, execution="auto")
     pinned.nodes[0].configuration["execution"] = "activity"
     assert not uses_auto([pinned])
+
+
+def test_retry_delays_follow_temporals_schedule_and_stop_where_it_would() -> None:
+    retry = RetrySettings(
+        max_attempts=5,
+        initial_interval=0.5,
+        backoff_coefficient=3,
+        maximum_interval=2,
+        non_retryable_errors=["Fatal"],
+    )
+    assert [retry.delay_after(n, "ValueError", True) for n in range(1, 6)] == [
+        0.5,
+        1.5,
+        2.0,  # capped at maximum_interval
+        2.0,
+        None,  # the fifth attempt was the last
+    ]
+    assert retry.delay_after(1, "Fatal", True) is None  # listed as non-retryable
+    assert retry.delay_after(1, "ValueError", False) is None  # marked non-retryable
+    # A maximum below the initial interval never shortens the first wait (as Temporal).
+    assert RetrySettings(initial_interval=5, maximum_interval=1).delay_after(2, "E", True) == 5
