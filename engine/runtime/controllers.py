@@ -34,6 +34,11 @@ class Host:
     meter_conditions: Callable[[], bool] | None = None
     # Batch runs: asked before a failed or cancelled run compensates its nodes.
     may_compensate: Callable[[], bool] | None = None
+    # A finished map whose entry edges fail on the splitter's summary: resolve them as taken?
+    map_entry_taken: Callable[[], bool] | None = None
+    # EventDriven runs: an event its pass cannot route (a condition about a field it lacks)
+    # fails that pass, counted and reported? (Before, the pass's task ended with the error.)
+    unroutable_fails_pass: Callable[[], bool] | None = None
 
 
 def controller_for(
@@ -56,6 +61,8 @@ def controller_for(
             clock=host.clock,
             should_continue_as_new=host.long_should_continue_as_new,
             meter_conditions=host.meter_conditions,
+            map_entry_taken=host.map_entry_taken,
+            unroutable_fails_pass=host.unroutable_fails_pass,
         )
     if workflow.execution_mode is WorkflowExecutionMode.Streaming:
         return StreamRun(
@@ -77,4 +84,5 @@ def controller_for(
         should_continue_as_new=host.batch_should_continue_as_new,
         meter_conditions=host.meter_conditions,
         may_compensate=host.may_compensate,
+        map_entry_taken=host.map_entry_taken,
     )

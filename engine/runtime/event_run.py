@@ -47,6 +47,7 @@ from engine.runtime.interpreter import Interpreter, NodeRunner
 from engine.runtime.lifecycle import ContinueAsNew
 from engine.runtime.long_run import EventType, LongRun, Status
 from engine.runtime.passes import pass_workflow
+from engine.runtime.scheduler import RoutingError
 
 # Sources stop while this many events wait, and start again below half of it.
 MAX_QUEUED_EVENTS = 500
@@ -75,6 +76,8 @@ class EventRun(LongRun):
         clock: Callable[[], datetime],
         should_continue_as_new: Callable[[], bool],
         meter_conditions: Callable[[], bool] | None = None,
+        map_entry_taken: Callable[[], bool] | None = None,
+        unroutable_fails_pass: Callable[[], bool] | None = None,
     ) -> None:
         super().__init__(
             workflow,
@@ -85,6 +88,8 @@ class EventRun(LongRun):
         )
         self._runner = runner
         self._meter_conditions = meter_conditions
+        self._map_entry_taken = map_entry_taken
+        self._unroutable_fails_pass = unroutable_fails_pass
         self._watch = watch
         self._passes: dict[int, asyncio.Task[None]] = {}
         self._sources: dict[str, asyncio.Task[None]] = {}
@@ -283,7 +288,12 @@ class EventRun(LongRun):
                 pass_id=pass_id,
                 emit=lambda kind, fields: self._pass_event(kind, fields, details),
                 meter_conditions=self._meter_conditions,
+                map_entry_taken=self._map_entry_taken,
             )
+            if interpreter.unroutable is not None and not self._unroutable_fails_pass_now():
+                # As passes did before: the error ended the pass's task, which counted
+                # nothing and kept its slot of max_concurrent_events.
+                raise RoutingError(interpreter.unroutable)
             status = await interpreter.run()
             errors = interpreter.error_messages
         except PluginError as exc:
@@ -301,6 +311,9 @@ class EventRun(LongRun):
         )
         self._passes.pop(pass_id, None)
         self._wake.set()
+
+    def _unroutable_fails_pass_now(self) -> bool:
+        return self._unroutable_fails_pass is None or self._unroutable_fails_pass()
 
     def _pass_graph(self, event: IncomingEvent) -> Graph:
         key = (event.source, event.event_type, self.workflow.version)

@@ -132,6 +132,7 @@ class Interpreter:
         should_continue_as_new: Callable[[], bool] | None = None,
         meter_conditions: Callable[[], bool] | None = None,
         may_compensate: Callable[[], bool] | None = None,
+        map_entry_taken: Callable[[], bool] | None = None,
     ) -> None:
         """Args:
         graph: The compiled definition (batch mode).
@@ -153,6 +154,9 @@ class Interpreter:
         may_compensate: Asked once, when a failed or cancelled run has compensations to
             run (:mod:`engine.runtime.compensation`): whether to run them (the workflow
             answers with a patch); default yes.
+        map_entry_taken: Asked when a finished map's entry edges fail on the splitter's
+            summary (:meth:`Scheduler.complete_map`): whether they resolve as taken instead
+            of failing the map (the workflow answers with a patch); default yes.
         """
         workflow = graph.workflow
         if workflow.execution_mode.is_long_running:
@@ -168,8 +172,16 @@ class Interpreter:
         self._runner = runner
         self._clock = clock
         self._nodes = {node_id: _NodeRecord() for node_id in graph.nodes}
+        unroutable: str | None = None
         if carried is None:
-            self._scheduler = Scheduler(graph, completed)
+            try:
+                self._scheduler = Scheduler(graph, completed)
+            except RoutingError as exc:
+                # What a pass's event or a map's item gives the graph cannot be routed (a
+                # condition about a field it lacks): this run fails before any node starts,
+                # saying why, instead of failing the workflow task over and over.
+                self._scheduler = Scheduler(graph)
+                unroutable = str(exc)
             for node_id, output in (completed or {}).items():
                 self._nodes[node_id] = _NodeRecord(status=NodeStatus.completed, result=output)
         self._pass_id = pass_id
@@ -186,11 +198,16 @@ class Interpreter:
         self._lifecycle = Lifecycle(
             execution_id, status=Status.Pending, clock=clock, emit=self._emit
         )
+        # Why the nodes given as completed could not be routed, if they could not.
+        self.unroutable = unroutable
+        if unroutable is not None:
+            self._lifecycle.error_messages.append(unroutable)
         self._paused = False
         self._carried = carried
         self._should_continue_as_new = should_continue_as_new
         self._meter_conditions = meter_conditions
         self._may_compensate = may_compensate
+        self._map_entry_taken = map_entry_taken
         self._saga = Saga(workflow, execution_id=execution_id, clock=clock, emit=self._emit)
         self._draining = False
         self._launched = 0  # nodes this Temporal run has started
@@ -198,7 +215,7 @@ class Interpreter:
         self._first_start: datetime | None = None  # a retry: when the execution first started
         self._given: list[str] = []  # a retry: nodes an operator completed with an output
         self._tasks: dict[str, asyncio.Task[None]] = {}
-        self._failure: str | None = None
+        self._failure: str | None = unroutable
         self._internal_error: BaseException | None = None
         self._wake = asyncio.Event()
         self._node_options: dict[str, NodeOptions] = {}
@@ -539,9 +556,14 @@ class Interpreter:
         """A Splitter finished its map: its body and aggregator are done at once."""
         plan = map_plan(self.workflow, node_id)
         assert success.aggregated is not None
-        skipped = self._scheduler.complete_map(
-            node_id, success.output, plan.body, plan.aggregator, success.aggregated
-        )
+        args = (node_id, success.output, plan.body, plan.aggregator, success.aggregated)
+        try:
+            skipped = self._scheduler.complete_map(*args)
+        except RoutingError:
+            # Only a map whose entry edges fail on the summary asks: others replay unmarked.
+            if self._map_entry_taken is not None and not self._map_entry_taken():
+                raise
+            skipped = self._scheduler.complete_map(*args, check_entry=False)
         now = self._clock()
         for body_id in plan.body:
             record = self._nodes[body_id]

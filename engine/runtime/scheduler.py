@@ -219,12 +219,26 @@ class Scheduler:
         body: list[str],
         aggregator: str,
         aggregated: dict[str, Any],
+        *,
+        check_entry: bool = True,
     ) -> list[str]:
         """A Splitter ran its whole map: its body and its aggregator are complete too, and
-        the aggregator's outgoing edges resolve with ``aggregated``."""
+        the aggregator's outgoing edges resolve with ``aggregated``.
+
+        The edges into the map were checked on each item (its conditions and ports decided
+        which of the body's nodes ran for it); their targets are done, so they resolve as
+        taken. ``check_entry`` evaluates them once more on the splitter's summary (counts
+        and errors, no item), as runs did before the ``map-entry-edges`` patch: a condition
+        or port about the item then failed the map after every item had run."""
         for node_id in [*body, aggregator]:
             self._set(node_id, NodeStatus.completed)
-        skipped = self.complete(splitter, output)  # edges into the map: targets are done
+        if check_entry:
+            skipped = self.complete(splitter, output)
+        else:
+            self._set(splitter, NodeStatus.completed)
+            self.outputs[splitter] = output
+            entry = [(edge, True) for edge in self.graph.outgoing[splitter]]
+            skipped = self._resolve_all(entry)
         return skipped + self.complete(aggregator, aggregated)
 
     def fail(

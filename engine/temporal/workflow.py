@@ -172,6 +172,13 @@ _OWN_TASK = timedelta(milliseconds=1)
 # admission workflow (engine.temporal.admission) before it starts, shows ``queued`` while it
 # waits, and gives the slot back when it ends. Consulted only by runs of such definitions.
 ADMISSION_PATCH = "concurrency-admission"
+# A finished map's entry edges (splitter -> body) resolve as taken instead of being
+# evaluated again on the splitter's summary, where a condition or port about the item fails.
+MAP_ENTRY_PATCH = "map-entry-edges"
+# An event whose pass cannot route it (a condition about a field it lacks) fails that pass,
+# counted and reported; before, the pass's task ended with the error, losing the event and
+# its slot of max_concurrent_events (enough such events stopped every later pass).
+UNROUTABLE_EVENT_PATCH = "unroutable-event-fails-pass"
 _CLAIM_TIMEOUT = timedelta(seconds=15)
 _CLAIM_RETRY = RetryPolicy(
     initial_interval=timedelta(seconds=1),
@@ -233,6 +240,8 @@ class PluginWorkflowExecution:
                         batch_should_continue_as_new=self._batch_should_continue_as_new,
                         meter_conditions=_meter_conditions,
                         may_compensate=_may_compensate,
+                        map_entry_taken=_map_entry_taken,
+                        unroutable_fails_pass=_unroutable_fails_pass,
                     ),
                 )
                 if isinstance(controller, LongRun):
@@ -1038,6 +1047,18 @@ def _may_compensate() -> bool:
     """Run the compensations of a failed or cancelled batch run? A new run marks its history
     when it begins them (COMPENSATION_PATCH)."""
     return workflow.patched(COMPENSATION_PATCH)
+
+
+def _map_entry_taken() -> bool:
+    """A finished map's entry edges failed on the splitter's summary: resolve them as taken
+    (their targets ran per item)? Runs from before MAP_ENTRY_PATCH failed the map there."""
+    return workflow.patched(MAP_ENTRY_PATCH)
+
+
+def _unroutable_fails_pass() -> bool:
+    """An event its pass cannot route: fail that pass, counted and reported? Runs from
+    before UNROUTABLE_EVENT_PATCH lost the pass and its slot of max_concurrent_events."""
+    return workflow.patched(UNROUTABLE_EVENT_PATCH)
 
 
 def _meter_conditions() -> bool:

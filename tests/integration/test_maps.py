@@ -133,3 +133,66 @@ async def test_malformed_maps_are_refused(
     with pytest.raises(PluginError) as info:
         await orchestrator.register_workflow(leaking)
     assert "node 'tag' of its map has inputs from outside it: list" in info.value.message
+
+
+def _conditional_map(workflow_id: str, condition: str) -> PluginWorkflow:
+    """list -> split -(condition)-> square -> gather -> report."""
+    splitter = WorkflowNode(
+        node_id="split",
+        plugin_id="split",
+        node_type=WorkflowNodeType.Splitter,
+        configuration={"items": "list.inputs.numbers", "max_failures": 10},
+    )
+    gather = WorkflowNode(
+        node_id="gather", plugin_id="aggregate", node_type=WorkflowNodeType.Aggregator
+    )
+    return workflow(
+        workflow_id,
+        [node("list", "echo"), splitter, node("square"), gather, node("report")],
+        [
+            edge("list", "split"),
+            edge("split", "square", condition=condition),
+            edge("square", "gather"),
+            edge("gather", "report"),
+        ],
+    )
+
+
+async def test_a_condition_on_the_edge_into_a_map_decides_per_item(
+    orchestrator: AdvancedPluginOrchestrator, worker: object, unique
+) -> None:
+    # The condition is about the item; it used to be evaluated once more on the splitter's
+    # summary when the map ended (no item there), which failed the map after every item ran.
+    definition = _conditional_map(unique("map-cond"), "item.n > 1")
+    items = [{"n": n} for n in range(4)]
+    execution_id, context = await _run(orchestrator, definition, items)
+    assert context.status is Status.Completed, context.error_messages
+    gathered = context.node_states["gather"]["result"]
+    assert gathered["items"] == [
+        None,
+        None,
+        {"node": "square", "inputs": {"n": 2}},
+        {"node": "square", "inputs": {"n": 3}},
+    ]
+    assert context.node_states["square"]["result"]["completed"] == 2
+    assert context.node_states["report"]["status"] == "completed"
+    history = await orchestrator.client.get_workflow_handle(execution_id).fetch_history()
+    patches = [
+        e.marker_recorded_event_attributes.details["patch-data"].payloads[0].data
+        for e in history.events
+        if e.marker_recorded_event_attributes.marker_name == "core_patch"
+    ]
+    assert any(b'"map-entry-edges"' in p for p in patches)
+
+
+async def test_a_condition_the_items_cannot_answer_fails_them_and_the_run_ends(
+    orchestrator: AdvancedPluginOrchestrator, worker: object, unique
+) -> None:
+    # Used to raise inside the workflow task for each item: the run wedged, retrying it.
+    definition = _conditional_map(unique("map-bad-cond"), "order.total > 1")
+    _, context = await _run(orchestrator, definition, [{"n": 1}, {"n": 2}])
+    assert context.status is Status.Completed, context.error_messages
+    errors = context.node_states["split"]["result"]["errors"]
+    assert [error["index"] for error in errors] == [0, 1]
+    assert "unknown variable 'order'" in errors[0]["error"]
+    assert context.node_states["gather"]["result"]["items"] == [None, None]

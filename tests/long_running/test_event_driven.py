@@ -197,3 +197,44 @@ async def _until_cancelled(orchestrator: AdvancedPluginOrchestrator, execution_i
     await orchestrator.cancel_execution(execution_id)
     async for event in orchestrator.events(execution_id):
         yield event
+
+
+async def test_an_event_its_routes_cannot_read_fails_its_pass_and_the_run_goes_on(
+    orchestrator: AdvancedPluginOrchestrator, worker: object, unique
+) -> None:
+    # A condition on the source's edge about a field the event lacks: the pass used to raise
+    # inside the workflow task, which failed over and over, wedging the whole run; anyone who
+    # can send an event (a webhook) could stop it so. Now that pass fails and says why.
+    inbox = WorkflowNode(
+        node_id="inbox",
+        plugin_id="numbers",
+        node_type=WorkflowNodeType.Source,
+        configuration={"count": 0},
+    )
+    gate = WorkflowConnection(
+        source_node="inbox",
+        target_node="check",
+        connection_type=ConnectionType.Control,
+        properties={"condition": "amount > 10"},
+    )
+    definition = PluginWorkflow(
+        workflow_id=unique("unroutable"),
+        execution_mode=WorkflowExecutionMode.EventDriven,
+        nodes=[inbox, node("check")],
+        connections=[gate],
+    )
+    await orchestrator.register_workflow(definition)
+    execution_id = await orchestrator.execute_workflow(definition.workflow_id)
+    await orchestrator.send_event(execution_id, "order", {"n": 5}, event_id="no-amount")
+    await orchestrator.send_event(execution_id, "order", {"amount": 50}, event_id="big")
+    context = await eventually(
+        lambda: orchestrator.get_execution_status(execution_id),
+        lambda c: c.execution_data["events_processed"] == 1,
+    )
+    assert context.status is Status.Running
+    assert context.execution_data["events_failed"] == 1
+    assert context.node_states["check"]["counters"]["completed"] == 1
+    events = [e async for e in _until_cancelled(orchestrator, execution_id)]
+    failed = [e for e in events if e.type.value == "event_processed" and e.error]
+    assert len(failed) == 1, [(e.type.value, e.error) for e in events]
+    assert "unknown variable 'amount'" in (failed[0].error or "")

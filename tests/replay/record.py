@@ -135,6 +135,13 @@ def _scenarios() -> dict[str, PluginWorkflow]:
                 edge("gather", "report"),
             ],
         ),
+        # A condition about the item on the edge into a map: before the map-entry-edges patch
+        # the map failed as it ended (the condition evaluated again on the splitter's
+        # summary); the same definition recorded after it completes.
+        "map_entry_condition_before_patch": _map_entry_condition(
+            "map_entry_condition_before_patch"
+        ),
+        "map_entry_condition": _map_entry_condition("map_entry_condition"),
         # Runs that end with their outcome in the compact form (patch compact-outcome):
         # completed (the result), failed (the failure's details), cancelled (the memo).
         "compact_outcome_completed": chain("compact_outcome_completed", 5, mode="sequential"),
@@ -191,6 +198,32 @@ def _light_mixed(name: str) -> PluginWorkflow:
             edge("handler", "join", target_port="handler"),
         ],
         execution="auto",
+    )
+
+
+def _map_entry_condition(name: str) -> PluginWorkflow:
+    return workflow(
+        name,
+        [
+            node("list", emit={"numbers": [{"n": n} for n in range(4)]}),
+            WorkflowNode(
+                node_id="split",
+                plugin_id="split",
+                node_type=WorkflowNodeType.Splitter,
+                configuration={"items": "list.numbers"},
+            ),
+            node("square"),
+            WorkflowNode(
+                node_id="gather", plugin_id="aggregate", node_type=WorkflowNodeType.Aggregator
+            ),
+            node("report"),
+        ],
+        [
+            edge("list", "split"),
+            edge("split", "square", condition="item.n > 1"),
+            edge("square", "gather"),
+            edge("gather", "report"),
+        ],
     )
 
 

@@ -315,3 +315,41 @@ async def test_a_source_failing_for_good_fails_the_run() -> None:
     assert context.node_states["src"]["status"] == "failed"
     assert context.end_time is not None
     assert _types(run)[-1] == "workflow_failed"
+
+
+@pytest.mark.parametrize("patched", [True, False])
+async def test_an_event_its_pass_cannot_route_fails_that_pass(patched: bool) -> None:
+    definition = _definition()
+    definition.connections[0] = WorkflowConnection(
+        source_node="src",
+        target_node="a",
+        connection_type=ConnectionType.Control,
+        properties={"condition": "amount > 10"},
+    )
+    source, runner = FakeSource(), FakeRunner()
+    run = EventRun(
+        definition,
+        execution_id="orders/run-1",
+        state=None,
+        runner=runner,
+        watch=source,
+        clock=Clock(),
+        should_continue_as_new=lambda: False,
+        unroutable_fails_pass=lambda: patched,
+    )
+    source.run = run
+    task = asyncio.create_task(run.run())
+    await until(lambda: source.watching)
+    source.deliver({"n": 1}, {"amount": 50})
+    await until(lambda: run.state.processed == 1)
+    await settle()
+    assert [call.pass_id for call in runner.calls if call.node_id == "a"] == [2]
+    if patched:
+        assert run.state.failed == 1
+        failed = [e for e in run.events(0, 1000) if e.type is Event.event_processed and e.error]
+        assert len(failed) == 1
+        assert "unknown variable 'amount'" in (failed[0].error or "")
+    else:  # as passes did before the patch: nothing counted, the pass's slot kept
+        assert run.state.failed == 0
+        assert len(run._passes) == 1
+    await _cancel(run, task)

@@ -223,6 +223,29 @@ async def test_condition_error_fails_the_run_naming_the_connection() -> None:
     assert "'a' -> 'b'" in message
 
 
+async def test_a_given_output_that_cannot_be_routed_fails_the_run_before_any_node() -> None:
+    # An EventDriven pass starts with its source completed by the event; a condition about a
+    # field the event lacks used to raise from the constructor and fail the workflow task
+    # over and over (the run wedged); the pass fails now, saying why.
+    definition = workflow(
+        "w", [node("src"), node("b")], [edge("src", "b", condition="order.total > 1")]
+    )
+    runner = FakeRunner()
+    interpreter = Interpreter(
+        compile_workflow(definition),
+        execution_id="exec-1",
+        input_data={},
+        runner=runner,
+        clock=lambda: datetime.now(UTC),
+        completed={"src": {"id": 7}},
+        pass_id=1,
+    )
+    assert await interpreter.run() is Status.Failed
+    assert runner.calls == []
+    assert "unknown variable 'order'" in interpreter.error_messages[0]
+    assert "'src' -> 'b'" in interpreter.error_messages[0]
+
+
 async def test_failure_cancels_running_nodes_and_starts_nothing_new() -> None:
     gates = {"slow": asyncio.Event()}
     definition = workflow(

@@ -11,7 +11,8 @@ import pytest
 
 from engine.language.maps import MapPlan, map_plan
 from engine.language.models import PluginWorkflow, WorkflowNode, WorkflowNodeType
-from engine.runtime.interpreter import NodeCall, NodeFailure, NodeSuccess
+from engine.language.validation import compile_workflow
+from engine.runtime.interpreter import Interpreter, NodeCall, NodeFailure, NodeSuccess
 from engine.runtime.map_run import MapOutcome, map_success, run_map_items
 from tests.helpers.builders import edge, node, workflow
 from tests.unit.fakes import Clock, FakeRunner, settle, until
@@ -180,3 +181,108 @@ def test_more_failures_than_tolerated_fail_the_map_naming_the_first() -> None:
         map_success(_outcome(2), items=4, max_failures=1, aggregator=_aggregator("list"))
     assert failure.value.error_type == "MapFailed"
     assert failure.value.message == ("2 of 4 items failed (tolerated: 1); item 0: item 0 broke")
+
+
+# -- conditions and ports on the edges into a map ----------------------------------------------
+
+
+def _conditional_map() -> PluginWorkflow:
+    """split -(item.n > 1)-> square -> gather: the condition is about the item."""
+    return workflow(
+        "mc",
+        [
+            WorkflowNode(node_id="split", plugin_id="split", node_type=WorkflowNodeType.Splitter),
+            node("square"),
+            WorkflowNode(
+                node_id="gather", plugin_id="aggregate", node_type=WorkflowNodeType.Aggregator
+            ),
+            node("report"),
+        ],
+        [
+            edge("split", "square", condition="item.n > 1"),
+            edge("square", "gather"),
+            edge("gather", "report"),
+        ],
+    )
+
+
+async def test_an_entry_condition_decides_per_item_which_items_run_the_body() -> None:
+    # A Control edge carries no data: the body node gets the item as its input data.
+    runner = FakeRunner(output=lambda call: {"n": call.inputs["n"]})
+    plan = map_plan(_conditional_map(), "split")
+    items = [{"n": n} for n in range(4)]
+    outcome = await run_map_items(
+        plan,
+        items,
+        offset=0,
+        execution_id="mc/run-1",
+        runner=runner,
+        clock=Clock(),
+        max_concurrency=4,
+    )
+    assert outcome.results == [None, None, {"n": 2}, {"n": 3}]
+    assert outcome.errors == []
+    assert sorted(call.item_key for call in runner.calls) == ["split:2", "split:3"]
+
+
+async def test_an_entry_condition_that_cannot_be_evaluated_fails_each_item_not_the_task() -> None:
+    definition = _conditional_map()
+    definition.connections[0].properties = {"condition": "missing.n > 1"}
+    runner = FakeRunner()
+    outcome = await run_map_items(
+        map_plan(definition, "split"),
+        [{"n": 1}, {"n": 2}],
+        offset=0,
+        execution_id="mc/run-1",
+        runner=runner,
+        clock=Clock(),
+        max_concurrency=4,
+    )
+    assert runner.calls == []
+    assert [error["index"] for error in outcome.errors] == [0, 1]
+    assert "unknown variable 'missing'" in outcome.errors[0]["error"]
+    assert "'split' -> 'square'" in outcome.errors[0]["error"]
+
+
+class _MapRunner(FakeRunner):
+    """Runs the splitter as the Temporal runner does: its map's end in one success."""
+
+    async def __call__(self, call: NodeCall) -> NodeSuccess:
+        if call.node_id != "split":
+            return await super().__call__(call)
+        self.calls.append(call)
+        return NodeSuccess(
+            {"count": 4, "failed": 0, "errors": []},
+            aggregated={"items": [None, None, {"n": 2}, {"n": 3}], "count": 4},
+            body_counts={"square": {"runs": 2, "completed": 2, "failed": 0, "skipped": 2}},
+        )
+
+
+@pytest.mark.parametrize("patched", [True, False])
+async def test_a_finished_maps_entry_edges_are_not_evaluated_again_on_its_summary(
+    patched: bool,
+) -> None:
+    asked: list[bool] = []
+
+    def map_entry_taken() -> bool:
+        asked.append(patched)
+        return patched
+
+    interpreter = Interpreter(
+        compile_workflow(_conditional_map()),
+        execution_id="mc/run-1",
+        input_data={},
+        runner=_MapRunner(),
+        clock=Clock(),
+        map_entry_taken=map_entry_taken,
+    )
+    status = await interpreter.run()
+    assert asked == [patched]  # asked once: the summary has no item
+    if patched:
+        assert status.value == "completed", interpreter.error_messages
+        states = interpreter.node_states()
+        assert states["report"].status.value == "completed"
+        assert states["gather"].result == {"items": [None, None, {"n": 2}, {"n": 3}], "count": 4}
+    else:  # as runs recorded before the map-entry-edges patch
+        assert status.value == "failed"
+        assert "unknown variable 'item'" in interpreter.error_messages[0]
