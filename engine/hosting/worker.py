@@ -174,6 +174,7 @@ class EngineWorker:
         self.identity = identity or client.identity
         # Starts from this process on its queue are eager while it runs (local_workers).
         self._serving = contextlib.ExitStack()
+        self._withdrawn = False
 
     @property
     def task_queue(self) -> str:
@@ -194,15 +195,18 @@ class EngineWorker:
             await self.worker.__aexit__(*exc)  # type: ignore[arg-type]
 
     async def run(self) -> None:
-        """Publish the catalog and run until shut down."""
+        """Publish the catalog and run until shut down (:meth:`shutdown`)."""
         await self.publish()
         try:
             with local_workers.serving(self.client, self.task_queue):
                 await self.worker.run()
         finally:
-            await self.withdraw()
+            if not self._withdrawn:  # stopped otherwise: nothing left to process it here
+                await self.withdraw(wait=False)
 
     async def shutdown(self) -> None:
+        """Leave the catalog while this worker still processes the entity, then stop."""
+        await self.withdraw()
         await self.worker.shutdown()
 
     async def publish(self) -> None:
@@ -235,11 +239,25 @@ class EngineWorker:
             "the plugin catalog did not list this worker in time", task_queue=self.task_queue
         )
 
-    async def withdraw(self) -> None:
-        """Take this worker's entry out of the catalog (best effort: it may be gone)."""
+    async def withdraw(self, *, wait: bool = True, timeout: float = 2.0) -> None:
+        """Take this worker's entry out of the catalog (best effort: it may be gone).
+
+        ``wait``: until the catalog no longer lists this worker (at most ``timeout``
+        seconds), while this worker still polls. The entity's task for the withdrawal is
+        then done before the worker stops; one left behind would wait on this worker's
+        sticky queue after it is gone, and the next process's worker would wait for it to
+        publish: 7.6 s here for `orchestrator run` right after another command, 0.15 s
+        with the wait."""
+        self._withdrawn = True
         handle = self.client.get_workflow_handle(catalog_entity_id(self.task_queue))
         with contextlib.suppress(Exception):
             await handle.signal(WITHDRAW_SIGNAL, self.identity)
+            deadline = asyncio.get_running_loop().time() + timeout
+            while wait and asyncio.get_running_loop().time() < deadline:
+                description = await handle.describe()
+                if self.identity not in await description.memo_value(CATALOG_WORKERS_MEMO_KEY, []):
+                    return
+                await asyncio.sleep(0.02)
 
 
 async def run_worker(

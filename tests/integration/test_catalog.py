@@ -229,3 +229,22 @@ async def test_hostile_catalog_entries_cannot_wedge_the_catalog(
     await worker.publish()
     await eventually(workers, lambda identities: worker.identity in identities)
     await orchestrator.register_workflow(workflow("still-registers", [node("a")]))
+
+
+async def test_a_stopping_worker_leaves_the_catalog_before_it_stops_polling(
+    client: Client, unique
+) -> None:
+    """The catalog entity runs on the workers it lists: a withdrawal still to be processed
+    when the worker stops waits on that worker's sticky queue after it is gone, and the next
+    process's worker (the next CLI command) waits for it before its own entry is listed
+    (7.6 s here). So the worker leaves first, then stops: the entity has nothing pending."""
+    task_queue = unique("catalog-leave")
+    handle = client.get_workflow_handle(catalog_entity_id(task_queue))
+    for _ in range(2):  # the second worker's entry goes through the first one's history
+        worker = create_worker(client, task_queue=task_queue, identity=unique("leaver"))
+        async with worker:
+            listed = await (await handle.describe()).memo_value(CATALOG_WORKERS_MEMO_KEY, [])
+            assert worker.identity in listed
+        description = await handle.describe()
+        assert worker.identity not in await description.memo_value(CATALOG_WORKERS_MEMO_KEY, [])
+        assert not description.raw_description.HasField("pending_workflow_task")
