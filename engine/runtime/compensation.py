@@ -26,7 +26,7 @@ Semantics:
   ``compensation_failed`` come before ``workflow_failed`` or ``workflow_cancelled``, and
   the execution shows ``running`` meanwhile. A cancellation that arrives while
   compensations run does not interrupt them (the interpreter shields them); a run that was
-  failing still ends failed.
+  failing still ends failed, and its compensation summary says ``cancel_requested: true``.
 * **A compensation that fails** (its retries used up) is reported (``compensation_failed``,
   its node's ``compensation.status`` is ``failed``) and the next one still runs. The
   execution's first error message stays the original failure (or ``execution was
@@ -116,6 +116,8 @@ class Saga:
         self._records: dict[str, _Record] = {}  # in order of completion
         self._reason = ""
         self._running = False
+        # A cancellation asked for while compensations ran (they ran on): the summary says so.
+        self.cancel_requested = False
 
     # -- while the run goes on ----------------------------------------------------------
 
@@ -180,13 +182,22 @@ class Saga:
         """What ``execution_data["compensation"]`` shows once compensations have begun:
         ``status`` (running, completed: all compensated, failed: some could not be),
         ``reason`` (failed or cancelled), the compensated ``nodes`` in the order they ran,
-        and those whose compensation ``failed``."""
+        those whose compensation ``failed``, and ``cancel_requested: true`` when a
+        cancellation was asked for while they ran (it did not stop them)."""
         if not self.started:
             return None
         order = compensation_order(list(self._records))
         failed = [n for n in order if self._records[n].status is CompensationStatus.failed]
         status = "running" if self._running else ("failed" if failed else "completed")
-        return {"status": status, "reason": self._reason, "nodes": order, "failed": failed}
+        summary: dict[str, Any] = {
+            "status": status,
+            "reason": self._reason,
+            "nodes": order,
+            "failed": failed,
+        }
+        if self.cancel_requested:
+            summary["cancel_requested"] = True
+        return summary
 
     def failure_messages(self) -> list[str]:
         """One message per compensation that failed, in the order they ran."""

@@ -435,7 +435,8 @@ class Interpreter:
         if self._may_compensate is not None and not self._may_compensate():
             return
         work = asyncio.create_task(self._saga.run(self._runner, reason=reason, error=self._failure))
-        await shielded(work)
+        if await shielded(work):
+            self._saga.cancel_requested = True
 
     def end_unstarted(self, status: Status, error: str | None = None) -> None:
         """End before :meth:`run` began: cancelled, or refused a slot of its definition's

@@ -241,6 +241,7 @@ async def test_a_cancel_during_compensations_does_not_interrupt_them(
     assert [(c["node_id"], c["attempt"]) for c in calls] == [("charge", 1), ("reserve", 1)]
     assert context.node_states["charge"]["compensation"]["status"] == "completed"
     assert context.execution_data["compensation"]["status"] == "completed"
+    assert context.execution_data["compensation"]["cancel_requested"] is True
 
 
 async def _calls(directory: Path) -> list[dict[str, Any]]:
