@@ -177,8 +177,16 @@ def _pack_nodes(states: dict[str, dict[str, Any]], start: datetime | None) -> di
     if len(own) > 1:
         candidates = next(iter(own.values()))
         for name, value in candidates.items():
-            text = _canonical(value)
-            if all(name in kept and _canonical(kept[name]) == text for kept in own.values()):
+            text = None if _plain_scalar(value) else _canonical(value)
+            if all(
+                name in kept
+                and (
+                    _same_scalar(kept[name], value)
+                    if text is None
+                    else _canonical(kept[name]) == text
+                )
+                for kept in own.values()
+            ):
                 common[name] = value
         for kept in own.values():
             for name in common:
@@ -202,6 +210,20 @@ def _unpack_nodes(packed: dict[str, Any], start: datetime | None) -> dict[str, d
         ordered.update((name, value) for name, value in merged.items() if name not in ordered)
         states[key] = ordered
     return states
+
+
+# Values whose JSON text is equal exactly when they are of one type and equal: no float (-0.0
+# equals 0.0, NaN not itself), no container (1 equals 1.0 and True inside them).
+_PLAIN_SCALARS = (str, int, bool, type(None))
+
+
+def _plain_scalar(value: Any) -> bool:
+    return type(value) in _PLAIN_SCALARS
+
+
+def _same_scalar(value: Any, scalar: Any) -> bool:
+    """Whether ``value`` has the JSON text of ``scalar``, a plain scalar (see above)."""
+    return type(value) is type(scalar) and value == scalar
 
 
 def _integer(value: Any) -> bool:
