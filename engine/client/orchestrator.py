@@ -586,7 +586,7 @@ class AdvancedPluginOrchestrator:
                 "batch_state": None,
                 "search_attributes": searchable,
             }
-        )
+        ).pack_definition()
         await reserve_slot(self.client, self.task_queue, params.workflow, execution_id)
         with translate_errors(f"execution '{execution_id}'"):
             async with _give_back_on_error(
@@ -1066,7 +1066,7 @@ class AdvancedPluginOrchestrator:
                 PluginErrorCode.InvalidWorkflowStructure, f"workflow '{workflow_id}': {problem}"
             )
         return StartRequest(
-            params=params,
+            params=params.pack_definition(),  # the start event's bulk: written compressed
             search_attributes=start_search_attributes(workflow_id) if searchable else None,
             memo={
                 "workflow_id": workflow_id,

@@ -7,6 +7,10 @@ decode (the replay tests under ``tests/replay`` hold us to it).
 
 from __future__ import annotations
 
+import base64
+import binascii
+import json
+import zlib
 from typing import Any, Literal
 
 from pydantic import (
@@ -128,9 +132,60 @@ class ExecutionInput(_Contract):
     # recorded before (no definition had ``execution`` then).
     light_plugins: list[str] = Field(default_factory=list)
 
+    # Write the definition zlib-compressed (see pack_definition); never set on an input read
+    # back, so continue-as-new, map shards and sub-workflows write it plain.
+    _pack_definition: bool = PrivateAttr(default=False)
+
+    def pack_definition(self) -> ExecutionInput:
+        """Have this input (a start's, made by the client) carry its definition compressed:
+        ``{"@zlib": "<base64 of the zlib-compressed compact JSON>"}``, about a ninth of the
+        plain form for a 100-node graph, and the start event is most of a short run's
+        history. Workers read both forms; a worker older than this form fails the run's
+        workflow tasks until a current one takes them (Temporal retries them)."""
+        self._pack_definition = True
+        return self
+
+    @model_validator(mode="before")
+    @classmethod
+    def _unpacked_definition(cls, data: Any) -> Any:
+        if isinstance(data, dict):
+            definition = data.get("workflow")
+            if isinstance(definition, dict) and _PACKED_DEFINITION in definition:
+                return {**data, "workflow": _inflate_definition(definition)}
+        return data
+
     @field_serializer("workflow")
     def _compact_workflow(self, workflow: PluginWorkflow) -> dict[str, Any]:
+        if self._pack_definition:
+            return _deflate_definition(compact(workflow))
         return compact(workflow)
+
+
+# The key of a compressed definition in ExecutionInput.workflow (no PluginWorkflow field has "@").
+_PACKED_DEFINITION = "@zlib"
+# A compressed definition inflates to at most this many bytes (MAX_DEFINITION_BYTES and some).
+_MAX_INFLATED_DEFINITION = 4_000_000
+
+
+def _deflate_definition(plain: dict[str, Any]) -> dict[str, Any]:
+    text = json.dumps(plain, separators=(",", ":"), ensure_ascii=False).encode()
+    return {_PACKED_DEFINITION: base64.b64encode(zlib.compress(text, 6)).decode("ascii")}
+
+
+def _inflate_definition(packed: dict[str, Any]) -> Any:
+    """The definition's plain JSON from its compressed form; ValueError for anything else
+    (more keys, not base64, not zlib, larger than a definition can be, not JSON)."""
+    data = packed[_PACKED_DEFINITION]
+    if len(packed) != 1 or not isinstance(data, str):
+        raise ValueError(f"a compressed definition is {{{_PACKED_DEFINITION!r}: <base64>}} only")
+    try:
+        inflater = zlib.decompressobj()
+        text = inflater.decompress(base64.b64decode(data, validate=True), _MAX_INFLATED_DEFINITION)
+        if inflater.unconsumed_tail or not inflater.eof:
+            raise ValueError("truncated, or inflates past the limit of a definition")
+        return json.loads(text)
+    except (binascii.Error, zlib.error, UnicodeDecodeError) as exc:
+        raise ValueError(f"not a compressed definition: {exc}") from None
 
 
 class ExecutionOutcome(_Contract):
