@@ -283,7 +283,13 @@ class EventsPage(_Contract):
 
 
 class NodeActivityInput(_Contract):
-    """Argument of the node activity."""
+    """Argument of the node activity.
+
+    :meth:`lean` leaves out of the written form what the activity does not read or reads
+    as a default: ``node_name`` (only the activity's summary shows it) and an empty
+    ``config`` or ``inputs``. Workers of any version read it (those fields always had
+    defaults); runs ask the ``lean-node-input`` patch before writing it.
+    """
 
     execution_id: str
     workflow_id: str
@@ -292,6 +298,22 @@ class NodeActivityInput(_Contract):
     plugin_id: str
     inputs: dict[str, Any] = Field(default_factory=dict)
     config: dict[str, Any] = Field(default_factory=dict)
+    _lean: bool = PrivateAttr(default=False)
+
+    def lean(self) -> NodeActivityInput:
+        """Write this request in the lean form (see the class docstring)."""
+        self._lean = True
+        return self
+
+    @model_serializer(mode="wrap")
+    def _written(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        data: dict[str, Any] = handler(self)
+        if self._lean:
+            data.pop("node_name", None)
+            for name in ("inputs", "config"):
+                if not data.get(name):
+                    data.pop(name, None)
+        return data
 
 
 class NodeActivityResult(_Contract):

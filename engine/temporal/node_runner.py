@@ -113,6 +113,10 @@ with workflow.unsafe.imports_passed_through():
     )
 
 IN_FLIGHT_PATCH = "in-flight-budget"
+# Node activities get their input in NodeActivityInput's lean form (no node_name, no empty
+# config or inputs: about 30 bytes less per node in the history); histories recorded before
+# wrote the full form. Asked at a run's first node activity.
+LEAN_NODE_INPUT_PATCH = "lean-node-input"
 # Sources and streams survive lost workers without using up their retries (see
 # _long_running_retry); without the patch, histories recorded before replay unchanged.
 WORKER_LOSS_PATCH = "long-running-worker-loss"
@@ -164,6 +168,7 @@ class TemporalNodeRunner:
         self._approvals: dict[str, ApprovalDecision | None] = {}  # key -> decision once made
         self._children: dict[str, str] = {}  # node key -> child execution id
         self._slots: asyncio.Semaphore | None = None  # see in_flight
+        self._lean: bool | None = None  # LEAN_NODE_INPUT_PATCH, once asked
 
     # -- what the workflow's handlers ask ---------------------------------------------------
 
@@ -371,6 +376,8 @@ class TemporalNodeRunner:
             inputs=call.inputs,
             config=call.config,
         )
+        if self._lean_input():
+            request.lean()
         size = _request_size(request)
         if size > MAX_PAYLOAD_BYTES:
             raise NodeFailure(
@@ -435,6 +442,13 @@ class TemporalNodeRunner:
         return NodeSuccess(output=result.output, attempts=result.attempt)
 
     # -- light nodes -------------------------------------------------------------------------
+
+    def _lean_input(self) -> bool:
+        """Write node activity inputs in the lean form? (LEAN_NODE_INPUT_PATCH, asked once:
+        the SDK answers a patch the same way for the rest of a run.)"""
+        if self._lean is None:
+            self._lean = workflow.patched(LEAN_NODE_INPUT_PATCH)
+        return self._lean
 
     def runs_locally(self, call: NodeCall) -> bool:
         """Does this node run as a local activity? ``execution: local``, or ``auto`` and a

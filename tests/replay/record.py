@@ -184,6 +184,13 @@ def _scenarios() -> dict[str, PluginWorkflow]:
             max_parallelism=8,
             max_in_flight=2,
         ),
+        # A start with its definition compressed, node activities with their lean input
+        # (patch lean-node-input): one node with a configuration (kept), the others without.
+        "lean_node_input": workflow(
+            "lean_node_input",
+            [node("root", emit={"tag": "cfg"}), *fan, node("join")],
+            fan_edges,
+        ),
     }
 
 
