@@ -226,18 +226,28 @@ def _same_scalar(value: Any, scalar: Any) -> bool:
     return type(value) is type(scalar) and value == scalar
 
 
+# The checks below test the exact type first: inside the workflow sandbox, isinstance is a
+# Python-level wrapper (for the whole process), and they run a few times per node.
+
+
 def _integer(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
+    kind = type(value)
+    if kind is int:
+        return True
+    return kind is not bool and isinstance(value, int)
 
 
 def _number(value: Any) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool)
+    kind = type(value)
+    if kind is int or kind is float:
+        return True
+    return kind is not bool and isinstance(value, int | float)
 
 
 def _offset(value: Any, start: datetime | None) -> Any:
     """A node's time as microseconds after the run's start, where that gives the same string
     back; else as it was."""
-    if start is None or not isinstance(value, str):
+    if start is None or not (type(value) is str or isinstance(value, str)):
         return value
     at = _time(value)
     if at is None or at.tzinfo is None:
@@ -247,10 +257,12 @@ def _offset(value: Any, start: datetime | None) -> Any:
 
 
 def _time(value: Any) -> datetime | None:
-    if isinstance(value, datetime):
-        return value
-    if not isinstance(value, str):
-        return None
+    kind = type(value)
+    if kind is not str:
+        if kind is datetime or isinstance(value, datetime):
+            return value  # type: ignore[no-any-return]
+        if not isinstance(value, str):
+            return None
     try:
         at = datetime.fromisoformat(value)
     except ValueError:
