@@ -148,6 +148,9 @@ class NodeOptions(BaseModel):
     local_timeout: float = Field(LOCAL_TIMEOUT, gt=0, le=MAX_TIMEOUT_SECONDS)
 
 
+_DEFAULT_NODE_OPTIONS = NodeOptions()
+
+
 class GlobalOptions(BaseModel):
     """Workflow-wide engine settings read from ``global_configuration``."""
 
@@ -207,6 +210,8 @@ def node_options(global_config: dict[str, Any], node_config: dict[str, Any]) -> 
             raise ValueError(f"{where} must be an object, got {type(value).__name__}")
     if retry_global or retry_node:
         merged["retry"] = {**retry_global, **retry_node}
+    if not merged:
+        return _DEFAULT_NODE_OPTIONS  # most nodes: one frozen instance, validated once
     try:
         return NodeOptions.model_validate(merged)
     except ValidationError as exc:
