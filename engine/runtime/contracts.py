@@ -260,10 +260,12 @@ class ExecutionOutcome(_Contract):
             plain: dict[str, Any] = handler(self)
             plain.pop("format", None)  # the plain form as it always was
             return plain
+        context = self.context.model_dump(mode="json")
         return outcome_pack.pack(
-            self.context.model_dump(mode="json"),
-            [compact(event) for event in self.events],
+            context,
+            [],
             self.truncated,
+            packed_events=outcome_pack.pack_event_models(self.events, context, compact),
         )
 
     @field_serializer("events")
