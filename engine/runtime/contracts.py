@@ -287,10 +287,8 @@ class EventsPage(_Contract):
 class NodeActivityInput(_Contract):
     """Argument of the node activity.
 
-    :meth:`lean` leaves out of the written form what the activity does not read or reads
-    as a default: ``node_name`` (only the activity's summary shows it) and an empty
-    ``config`` or ``inputs``. Workers of any version read it (those fields always had
-    defaults); runs ask the ``lean-node-input`` patch before writing it.
+    Runs with the ``lean-node-input`` patch send it in the lean form of
+    :func:`lean_node_request` instead.
     """
 
     execution_id: str
@@ -300,22 +298,33 @@ class NodeActivityInput(_Contract):
     plugin_id: str
     inputs: dict[str, Any] = Field(default_factory=dict)
     config: dict[str, Any] = Field(default_factory=dict)
-    _lean: bool = PrivateAttr(default=False)
 
-    def lean(self) -> NodeActivityInput:
-        """Write this request in the lean form (see the class docstring)."""
-        self._lean = True
-        return self
 
-    @model_serializer(mode="wrap")
-    def _written(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
-        data: dict[str, Any] = handler(self)
-        if self._lean:
-            data.pop("node_name", None)
-            for name in ("inputs", "config"):
-                if not data.get(name):
-                    data.pop(name, None)
-        return data
+def lean_node_request(
+    execution_id: str,
+    workflow_id: str,
+    node_id: str,
+    plugin_id: str,
+    inputs: dict[str, Any],
+    config: dict[str, Any],
+) -> dict[str, Any]:
+    """The node activity's argument in its lean form: the JSON of a :class:`NodeActivityInput`
+    (same keys, same order) without what the activity does not read or reads as a default:
+    ``node_name`` (only the activity's summary shows it) and an empty ``config`` or
+    ``inputs``. Workers of any version read it as a NodeActivityInput (those fields always
+    had defaults). A plain dict: the data converter writes it without a model to build or a
+    serializer to call, once per node."""
+    request: dict[str, Any] = {
+        "execution_id": execution_id,
+        "workflow_id": workflow_id,
+        "node_id": node_id,
+        "plugin_id": plugin_id,
+    }
+    if inputs:
+        request["inputs"] = inputs
+    if config:
+        request["config"] = config
+    return request
 
 
 class NodeActivityResult(_Contract):

@@ -95,6 +95,7 @@ with workflow.unsafe.imports_passed_through():
         StreamProgress,
         StreamRunInput,
         WatchSourceInput,
+        lean_node_request,
     )
     from engine.runtime.event_run import EventRun
     from engine.runtime.interpreter import NodeCall, NodeFailure, NodeSuccess
@@ -113,9 +114,9 @@ with workflow.unsafe.imports_passed_through():
     )
 
 IN_FLIGHT_PATCH = "in-flight-budget"
-# Node activities get their input in NodeActivityInput's lean form (no node_name, no empty
-# config or inputs: about 30 bytes less per node in the history); histories recorded before
-# wrote the full form. Asked at a run's first node activity.
+# Node activities get their input in its lean form (contracts.lean_node_request: no node_name,
+# no empty config or inputs, about 30 bytes less per node in the history); histories recorded
+# before wrote the full NodeActivityInput. Asked at a run's first node activity.
 LEAN_NODE_INPUT_PATCH = "lean-node-input"
 # Sources and streams survive lost workers without using up their retries (see
 # _long_running_retry); without the patch, histories recorded before replay unchanged.
@@ -367,18 +368,27 @@ class TemporalNodeRunner:
                     attempts=0,
                 )
             return await self._engine_node(call)
-        request = NodeActivityInput(
-            execution_id=call.execution_id,
-            workflow_id=call.workflow_id,
-            node_id=call.node_id,
-            node_name=call.node_name,
-            plugin_id=call.plugin_id,
-            inputs=call.inputs,
-            config=call.config,
-        )
+        request: NodeActivityInput | dict[str, Any]
         if self._lean_input():
-            request.lean()
-        size = _request_size(request)
+            request = lean_node_request(
+                call.execution_id,
+                call.workflow_id,
+                call.node_id,
+                call.plugin_id,
+                call.inputs,
+                call.config,
+            )
+        else:
+            request = NodeActivityInput(
+                execution_id=call.execution_id,
+                workflow_id=call.workflow_id,
+                node_id=call.node_id,
+                node_name=call.node_name,
+                plugin_id=call.plugin_id,
+                inputs=call.inputs,
+                config=call.config,
+            )
+        size = _request_size(call.inputs, call.config)
         if size > MAX_PAYLOAD_BYTES:
             raise NodeFailure(
                 f"inputs and configuration of node '{call.node_id}' are {size:,} bytes of JSON; "
@@ -906,12 +916,12 @@ _SMALL_CHARS = 65_536
 assert json_bytes_bound(_SMALL_VALUES, _SMALL_CHARS) < MAX_PAYLOAD_BYTES
 
 
-def _request_size(request: NodeActivityInput) -> int:
+def _request_size(inputs: dict[str, Any], config: dict[str, Any]) -> int:
     """Bytes of JSON of a node call's inputs and configuration, or 0 when a cheap walk shows
     they are far below the limit (most calls: measuring is two encodings per node)."""
-    if is_small([request.inputs, request.config], _SMALL_VALUES, _SMALL_CHARS):
+    if is_small([inputs, config], _SMALL_VALUES, _SMALL_CHARS):
         return 0
-    return _json_size(request.inputs) + _json_size(request.config)
+    return _json_size(inputs) + _json_size(config)
 
 
 def _json_size(value: Any) -> int:

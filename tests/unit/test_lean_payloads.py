@@ -16,8 +16,9 @@ from typing import Any
 
 import pytest
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic_core import to_json
 
-from engine.runtime.contracts import ExecutionInput, NodeActivityInput
+from engine.runtime.contracts import ExecutionInput, NodeActivityInput, lean_node_request
 from tests.helpers.builders import chain
 
 
@@ -74,30 +75,19 @@ class _NodeActivityInputBefore(BaseModel):
     config: dict[str, Any] = Field(default_factory=dict)
 
 
-def _request(**changes: Any) -> NodeActivityInput:
-    fields: dict[str, Any] = {
-        "execution_id": "wf/run-0123456789abcdef",
-        "workflow_id": "wf",
-        "node_id": "l10",
-        "node_name": "l10",
-        "plugin_id": "noop",
-        "inputs": {"r": {"ok": True}},
-        "config": {},
-    }
-    return NodeActivityInput(**{**fields, **changes})
+_FIELDS: dict[str, Any] = {
+    "execution_id": "wf/run-0123456789abcdef",
+    "workflow_id": "wf",
+    "node_id": "l10",
+    "node_name": "l10",
+    "plugin_id": "noop",
+    "inputs": {"r": {"ok": True}},
+    "config": {},
+}
 
 
 def test_a_request_written_before_the_patch_keeps_its_full_form() -> None:
-    written = json.loads(_request().model_dump_json())
-    assert written == {
-        "execution_id": "wf/run-0123456789abcdef",
-        "workflow_id": "wf",
-        "node_id": "l10",
-        "node_name": "l10",
-        "plugin_id": "noop",
-        "inputs": {"r": {"ok": True}},
-        "config": {},
-    }
+    assert json.loads(NodeActivityInput(**_FIELDS).model_dump_json()) == _FIELDS
 
 
 @pytest.mark.parametrize(
@@ -111,12 +101,24 @@ def test_a_request_written_before_the_patch_keeps_its_full_form() -> None:
 def test_a_lean_request_reads_the_same_on_workers_of_any_version(
     changes: dict[str, Any], left_out: set[str]
 ) -> None:
-    request = _request(**changes)
-    text = request.model_copy().lean().model_dump_json()
-    assert set(_request(**changes).model_dump()) - set(json.loads(text)) == left_out
+    fields = {**_FIELDS, **changes}
+    full = NodeActivityInput(**fields)
+    lean = lean_node_request(
+        fields["execution_id"],
+        fields["workflow_id"],
+        fields["node_id"],
+        fields["plugin_id"],
+        fields["inputs"],
+        fields["config"],
+    )
+    text = to_json(lean)  # what the data converter writes
+    assert set(fields) - set(json.loads(text)) == left_out
+    # The full form's JSON with those keys taken out, in the same order.
+    expected = {k: v for k, v in json.loads(full.model_dump_json()).items() if k not in left_out}
+    assert text == to_json(expected)
     for reader in (NodeActivityInput, _NodeActivityInputBefore):
         read = reader.model_validate_json(text)
         kept = {"execution_id", "workflow_id", "node_id", "plugin_id", "inputs", "config"}
         assert {name: getattr(read, name) for name in kept} == {
-            name: getattr(request, name) for name in kept
+            name: getattr(full, name) for name in kept
         }
