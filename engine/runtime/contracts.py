@@ -2,7 +2,10 @@
 
 Client, workflows and activities agree on these and on nothing else. Every payload is one
 pydantic model, and new fields get defaults, so histories recorded by older versions still
-decode (the replay tests under ``tests/replay`` hold us to it).
+decode (the replay tests under ``tests/replay`` hold us to it). Two wire forms are smaller
+than their model's plain JSON: a start's definition, compressed
+(:meth:`ExecutionInput.pack_definition`), and the node activity's lean input
+(:func:`lean_node_request`, a dict the activity reads as a :class:`NodeActivityInput`).
 """
 
 from __future__ import annotations
