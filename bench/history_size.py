@@ -1,11 +1,11 @@
 """How big an execution's Temporal history is, against a hand-written workflow's.
 
-    python -m bench.history_size [--nodes 100] [--top 12] [--json PATH]
+    python -m bench.history_size [--nodes 100] [--scenario chain|fan-out] [--top 12] [--json PATH]
 
 Starts one tuned dev server (``engine.hosting.devserver.DevServer``), the engine's worker and
 the hand-written baseline's worker (:mod:`bench.baseline`) with the same settings as
-:mod:`bench.bench_engine`, runs the N-node sequential chain once on each, fetches both
-histories and prints:
+:mod:`bench.bench_engine`, runs the N-node sequential chain (or, with ``--scenario fan-out``,
+bench_engine's 1 -> N-2 -> 1 fan-out) once on each, fetches both histories and prints:
 
 * events and bytes (``HistoryEvent.ByteSize()``, what the server stores) per event type, in
   all and per node;
@@ -43,7 +43,7 @@ from temporalio.api.enums.v1 import EventType
 from temporalio.api.history.v1 import HistoryEvent
 from temporalio.worker import Worker
 
-from bench.baseline import BaselineChain, noop_activity
+from bench.baseline import BaselineChain, BaselineFanOut, noop_activity
 from bench.bench_engine import (
     GRACEFUL_SHUTDOWN,
     INPUT_DATA,
@@ -53,6 +53,7 @@ from bench.bench_engine import (
     Sample,
     chain_definition,
     environment,
+    fanout_definition,
 )
 from engine import AdvancedPluginOrchestrator
 from engine.hosting.connection import connect, with_pydantic_converter
@@ -102,7 +103,7 @@ def _baseline_worker(client: Any, task_queue: str) -> Worker:
     return Worker(
         with_pydantic_converter(client),
         task_queue=task_queue,
-        workflows=[BaselineChain],
+        workflows=[BaselineChain, BaselineFanOut],
         activities=[noop_activity, padded_activity],
         max_concurrent_activities=MAX_CONCURRENT_ACTIVITIES,
         max_concurrent_workflow_tasks=None,
@@ -231,9 +232,9 @@ class ChainRuns:
     baseline_events: list[HistoryEvent]
 
 
-async def chain_runs(server: DevServer, nodes: int) -> ChainRuns:
-    """Run the ``nodes`` chain once on each side on ``server`` (workers in this process) and
-    fetch both histories."""
+async def chain_runs(server: DevServer, nodes: int, scenario: str = "chain") -> ChainRuns:
+    """Run the ``nodes`` chain (or fan-out) once on each side on ``server`` (workers in this
+    process) and fetch both histories."""
     client = await connect(server.address)
     suffix = uuid.uuid4().hex[:8]
     bench = Bench(
@@ -247,22 +248,25 @@ async def chain_runs(server: DevServer, nodes: int) -> ChainRuns:
         _engine_worker(client, bench.engine_queue),
         _baseline_worker(client, bench.baseline_queue),
     ):
-        definition = chain_definition(f"history-chain-{suffix}", nodes)
+        build = chain_definition if scenario == "chain" else fanout_definition
+        definition = build(f"history-{scenario}-{suffix}", nodes)
         await bench.orchestrator.register_workflow(definition)
-        bench.engine_ids["chain"] = definition.workflow_id
-        engine = await bench.run_engine("chain")
-        baseline = await bench.run_baseline("chain", PADDED_ACTIVITY if _pad["bytes"] else None)
+        bench.engine_ids[scenario] = definition.workflow_id
+        engine = await bench.run_engine(scenario)
+        baseline = await bench.run_baseline(scenario, PADDED_ACTIVITY if _pad["bytes"] else None)
         engine_history = await client.get_workflow_handle(engine.workflow_id).fetch_history()
         baseline_history = await client.get_workflow_handle(baseline.workflow_id).fetch_history()
     return ChainRuns(engine, baseline, list(engine_history.events), list(baseline_history.events))
 
 
-async def histories(nodes: int) -> tuple[list[HistoryEvent], list[HistoryEvent], str, str]:
+async def histories(
+    nodes: int, scenario: str = "chain"
+) -> tuple[list[HistoryEvent], list[HistoryEvent], str, str]:
     data_dir = Path(tempfile.mkdtemp(prefix="bench-history-"))
     server = DevServer(data_dir, port=free_port(), ui_port=0)
     try:
         server.start()
-        runs = await chain_runs(server, nodes)
+        runs = await chain_runs(server, nodes, scenario)
         return (
             runs.engine_events,
             runs.baseline_events,
@@ -279,6 +283,9 @@ def main(argv: list[str] | None = None) -> int:
         prog="python -m bench.history_size", description=__doc__.split("\n\n")[0]
     )
     parser.add_argument("--nodes", type=int, default=100, help="nodes of the chain")
+    parser.add_argument(
+        "--scenario", choices=("chain", "fan-out"), default="chain", help="the graph to run"
+    )
     parser.add_argument("--top", type=int, default=12, help="biggest payloads to list")
     parser.add_argument(
         "--output-bytes",
@@ -296,7 +303,9 @@ def main(argv: list[str] | None = None) -> int:
         f"history_size {env['date']}: temporalio {env['temporalio']}, input {INPUT_DATA}, "
         f"outputs padded by {args.output_bytes} characters"
     )
-    engine_events, baseline_events, engine_id, baseline_id = asyncio.run(histories(args.nodes))
+    engine_events, baseline_events, engine_id, baseline_id = asyncio.run(
+        histories(args.nodes, args.scenario)
+    )
     engine = measure(engine_events, args.nodes)
     baseline = measure(baseline_events, args.nodes)
     print_figures(f"engine ({engine_id})", engine)
@@ -306,13 +315,13 @@ def main(argv: list[str] | None = None) -> int:
     ratio = engine.bytes_per_node / baseline.bytes_per_node
     events_ratio = engine.events_per_node / baseline.events_per_node
     print(
-        f"\n{args.nodes}-node chain, per node: engine {engine.bytes_per_node:,.0f} B / "
+        f"\n{args.nodes}-node {args.scenario}, per node: engine {engine.bytes_per_node:,.0f} B / "
         f"{engine.events_per_node:.2f} events, baseline {baseline.bytes_per_node:,.0f} B / "
         f"{baseline.events_per_node:.2f} events: bytes {ratio:.2f}x, events {events_ratio:.2f}x "
         f"(target: at most {TARGET_RATIO}x)"
     )
     if args.json:
-        key = f"history-chain-{args.nodes}"
+        key = f"history-{args.scenario}-{args.nodes}"
         if args.output_bytes:
             key += f"-output-{args.output_bytes}"
         figures = {

@@ -162,6 +162,12 @@ class NodeOptions(BaseModel):
     local_timeout: float = Field(LOCAL_TIMEOUT, gt=0, le=MAX_TIMEOUT_SECONDS)
 
 
+_DEFAULT_NODE_OPTIONS = NodeOptions()
+# The keys node_options reads, at either level: with none of them, a node's options are the
+# defaults.
+_NODE_OPTION_KEYS = frozenset(("timeout", "heartbeat_timeout", "execution", "retry"))
+
+
 class GlobalOptions(BaseModel):
     """Workflow-wide engine settings read from ``global_configuration``."""
 
@@ -202,6 +208,8 @@ def node_options(global_config: dict[str, Any], node_config: dict[str, Any]) -> 
     Raises:
         ValueError: a reserved key has a bad value; the message names the key.
     """
+    if _NODE_OPTION_KEYS.isdisjoint(node_config) and _NODE_OPTION_KEYS.isdisjoint(global_config):
+        return _DEFAULT_NODE_OPTIONS  # most nodes: one frozen instance, validated once
     merged: dict[str, Any] = {}
     for key in ("timeout", "heartbeat_timeout", "execution"):
         if key in node_config:
@@ -221,6 +229,8 @@ def node_options(global_config: dict[str, Any], node_config: dict[str, Any]) -> 
             raise ValueError(f"{where} must be an object, got {type(value).__name__}")
     if retry_global or retry_node:
         merged["retry"] = {**retry_global, **retry_node}
+    if not merged:
+        return _DEFAULT_NODE_OPTIONS
     try:
         return NodeOptions.model_validate(merged)
     except ValidationError as exc:

@@ -2,7 +2,9 @@
 
 Client, workflows and activities agree on these and on nothing else. Every payload is one
 pydantic model, and new fields get defaults, so histories recorded by older versions still
-decode (the replay tests under ``tests/replay`` hold us to it).
+decode (the replay tests under ``tests/replay`` hold us to it). One wire form is smaller than
+its model's plain JSON: the node activity's lean input (:func:`lean_node_request`, a dict the
+activity reads as a :class:`NodeActivityInput`).
 """
 
 from __future__ import annotations
@@ -13,11 +15,13 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    PrivateAttr,
     SerializerFunctionWrapHandler,
     field_serializer,
     model_serializer,
     model_validator,
 )
+from pydantic_core import to_json
 
 from engine.language.models import (
     PluginWorkflow,
@@ -141,30 +145,74 @@ class ExecutionOutcome(_Contract):
 
     ``format`` 2 writes it in the compact form of :mod:`engine.runtime.outcome_pack` (runs
     that began with the ``compact-outcome`` patch); reading takes either form.
+
+    :meth:`sealed_size` computes the written form once and keeps it: the ending run measures
+    its outcome against the payload limit and then hands it to the data converter, which
+    writes that same form without computing it again (packing a 100-node outcome is most of
+    the last workflow task's work). Changing a sealed outcome afterwards is not allowed;
+    :meth:`unseal` drops the kept form.
     """
 
     context: WorkflowExecutionContext
     events: list[WorkflowEvent] = Field(default_factory=list)
     truncated: bool = False
     format: int = 1
+    # The kept form, and what it was made of (a copy with other fields makes its own).
+    _wire: tuple[tuple[int, int, bool, int], dict[str, Any]] | None = PrivateAttr(default=None)
+
+    def _seal_key(self) -> tuple[int, int, bool, int]:
+        return (id(self.context), id(self.events), self.truncated, self.format)
+
+    def sealed_size(self) -> int:
+        """Bytes of the outcome's JSON form (as ``model_dump_json`` writes it), now kept
+        for every later serialization of this object."""
+        self._wire = None
+        wire: dict[str, Any] = self.model_dump(mode="json")
+        size = len(to_json(wire))
+        self._wire = (self._seal_key(), wire)
+        return size
+
+    def unseal(self) -> None:
+        """Forget the form :meth:`sealed_size` kept (the outcome is about to change)."""
+        self._wire = None
+
+    def __eq__(self, other: object) -> bool:
+        # The fields only: a sealed outcome equals the same outcome unsealed.
+        if type(other) is not type(self):
+            return NotImplemented
+        assert isinstance(other, ExecutionOutcome)
+        return self.__dict__ == other.__dict__
+
+    __hash__ = None  # type: ignore[assignment]
 
     @model_validator(mode="before")
     @classmethod
     def _unpacked(cls, data: Any) -> Any:
-        if isinstance(data, dict) and data.get("format") == outcome_pack.FORMAT:
+        # Only the wire form is unpacked: built from models (``ExecutionOutcome(context=...,
+        # format=2)``), unpacking would copy the context, and changes made to the context
+        # given would not reach the outcome (workflow._fit trims it in place).
+        if (
+            isinstance(data, dict)
+            and data.get("format") == outcome_pack.FORMAT
+            and not isinstance(data.get("context"), BaseModel)
+        ):
             return outcome_pack.unpack(data)
         return data
 
     @model_serializer(mode="wrap")
     def _packed(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        if self._wire is not None and self._wire[0] == self._seal_key():
+            return self._wire[1]
         if self.format != outcome_pack.FORMAT:
             plain: dict[str, Any] = handler(self)
             plain.pop("format", None)  # the plain form as it always was
             return plain
+        context = self.context.model_dump(mode="json")
         return outcome_pack.pack(
-            self.context.model_dump(mode="json"),
-            [compact(event) for event in self.events],
+            context,
+            [],
             self.truncated,
+            packed_events=outcome_pack.pack_event_models(self.events, context, compact),
         )
 
     @field_serializer("events")
@@ -184,7 +232,8 @@ class EventsPage(_Contract):
 
 
 class NodeActivityInput(_Contract):
-    """Argument of the node activity."""
+    """Argument of the node activity. Workflows send it in the lean form of
+    :func:`lean_node_request` (older histories hold the full form); both read the same."""
 
     execution_id: str
     workflow_id: str
@@ -197,6 +246,33 @@ class NodeActivityInput(_Contract):
     # its own, see engine.temporal.node_runner); 0, and left out of the payload, when Temporal
     # retries the activity and its own attempt number is the node's.
     attempt: int = Field(0, ge=0, exclude_if=lambda attempt: attempt == 0)
+
+
+def lean_node_request(
+    execution_id: str,
+    workflow_id: str,
+    node_id: str,
+    plugin_id: str,
+    inputs: dict[str, Any],
+    config: dict[str, Any],
+) -> dict[str, Any]:
+    """The node activity's argument in its lean form: the JSON of a :class:`NodeActivityInput`
+    (same keys, same order) without what the activity does not read or reads as a default:
+    ``node_name`` (only the activity's summary shows it) and an empty ``config`` or
+    ``inputs``. Workers of any version read it as a NodeActivityInput (those fields always
+    had defaults). A plain dict: the data converter writes it without a model to build or a
+    serializer to call, once per node."""
+    request: dict[str, Any] = {
+        "execution_id": execution_id,
+        "workflow_id": workflow_id,
+        "node_id": node_id,
+        "plugin_id": plugin_id,
+    }
+    if inputs:
+        request["inputs"] = inputs
+    if config:
+        request["config"] = config
+    return request
 
 
 class NodeActivityResult(_Contract):

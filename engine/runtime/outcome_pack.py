@@ -27,7 +27,9 @@ readers see one model whatever form a run stored).
 from __future__ import annotations
 
 import json
+from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
+from math import isfinite
 from typing import Any
 
 FORMAT = 2
@@ -53,9 +55,16 @@ _EVENT_OWN = ("type", "sequence", "timestamp", "node_id")
 _IDS = ("execution_id", "workflow_id")
 
 
-def pack(context: dict[str, Any], events: list[dict[str, Any]], truncated: bool) -> dict[str, Any]:
+def pack(
+    context: dict[str, Any],
+    events: list[dict[str, Any]],
+    truncated: bool,
+    *,
+    packed_events: list[dict[str, Any]] | dict[str, Any] | None = None,
+) -> dict[str, Any]:
     """The format-2 form of an outcome given in its plain JSON form (``context`` as
-    ``model_dump(mode="json")``, ``events`` as their compact dicts)."""
+    ``model_dump(mode="json")``, ``events`` as their compact dicts; or ``packed_events``,
+    the events already packed by :func:`pack_event_models`)."""
     context = dict(context)
     packed: dict[str, Any] = {"format": FORMAT}
     states = context.get("node_states") or {}
@@ -67,7 +76,7 @@ def pack(context: dict[str, Any], events: list[dict[str, Any]], truncated: bool)
         packed["nodes"] = _pack_nodes(states, start)
         del context["node_states"]
     packed["context"] = context
-    packed["events"] = _pack_events(events, context)
+    packed["events"] = packed_events if packed_events is not None else _pack_events(events, context)
     if truncated:
         packed["truncated"] = True
     return packed
@@ -110,27 +119,74 @@ def _pack_events(
     for event, at in zip(events, times, strict=True):
         assert previous is not None
         assert at is not None
-        row: list[Any] = [
-            types.setdefault(event["type"], len(types)),
-            (at - previous) // _MICROSECOND,
-        ]
+        rows.append(_event_row(event, (at - previous) // _MICROSECOND, types, context))
         previous = at
-        others = {key: value for key, value in event.items() if key not in _EVENT_OWN}
-        for key in _IDS:
-            if others.get(key, "") == context.get(key, ""):
-                others.pop(key, None)
-            else:
-                others[key] = event.get(key, "")
-        node_id = event.get("node_id")
-        if node_id is None and list(others) == ["progress"] and _number(others["progress"]):
-            row.append(others["progress"])  # a progress event: its figure in the node's place
-        else:
-            if node_id is not None or others:
-                row.append(node_id)
-            if others:
-                row.append(others)
-        rows.append(row)
     return {"first": first, "at": events[0]["timestamp"], "types": list(types), "rows": rows}
+
+
+def _event_row(
+    event: dict[str, Any], delta: int, types: dict[str, int], context: dict[str, Any]
+) -> list[Any]:
+    row: list[Any] = [types.setdefault(event["type"], len(types)), delta]
+    others = {key: value for key, value in event.items() if key not in _EVENT_OWN}
+    for key in _IDS:
+        if others.get(key, "") == context.get(key, ""):
+            others.pop(key, None)
+        else:
+            others[key] = event.get(key, "")
+    node_id = event.get("node_id")
+    if node_id is None and list(others) == ["progress"] and _number(others["progress"]):
+        row.append(others["progress"])  # a progress event: its figure in the node's place
+    else:
+        if node_id is not None or others:
+            row.append(node_id)
+        if others:
+            row.append(others)
+    return row
+
+
+def pack_event_models(
+    events: Sequence[Any], context: dict[str, Any], dump: Callable[[Any], dict[str, Any]]
+) -> list[dict[str, Any]] | dict[str, Any]:
+    """What :func:`pack` writes for ``events`` given as models (``WorkflowEvent``; ``dump``
+    gives an event's compact dict), the same JSON: the events most runs have (a type, a
+    node or a finite progress, the context's ids) are read off the model, without dumping
+    them and parsing their times back; any other event goes through its dict."""
+    if not events:
+        return []
+    first = events[0].sequence
+    ids = (context.get("execution_id", ""), context.get("workflow_id", ""))
+    types: dict[str, int] = {}
+    rows: list[list[Any]] = []
+    previous = events[0].timestamp
+    for i, event in enumerate(events):
+        at = event.timestamp
+        if event.sequence != first + i or type(at) is not datetime or at.tzinfo is None:
+            return _pack_events([dump(event) for event in events], context)  # it decides
+        delta = (at - previous) // _MICROSECOND
+        previous = at
+        progress = event.progress
+        if (
+            event.result is not None
+            or event.error is not None
+            or event.details is not None
+            or event.execution_id != ids[0]
+            or event.workflow_id != ids[1]
+            or (progress is not None and (type(progress) is not float or not isfinite(progress)))
+        ):
+            rows.append(_event_row(dump(event), delta, types, context))
+            continue
+        row: list[Any] = [types.setdefault(event.type.value, len(types)), delta]
+        node_id = event.node_id
+        if node_id is None:
+            if progress is not None:
+                row.append(progress)  # a progress event: its figure in the node's place
+        else:
+            row.append(node_id)
+            if progress is not None:
+                row.append({"progress": progress})
+        rows.append(row)
+    return {"first": first, "at": dump(events[0])["timestamp"], "types": list(types), "rows": rows}
 
 
 def _unpack_events(packed: dict[str, Any], context: dict[str, Any]) -> list[dict[str, Any]]:
@@ -177,8 +233,16 @@ def _pack_nodes(states: dict[str, dict[str, Any]], start: datetime | None) -> di
     if len(own) > 1:
         candidates = next(iter(own.values()))
         for name, value in candidates.items():
-            text = _canonical(value)
-            if all(name in kept and _canonical(kept[name]) == text for kept in own.values()):
+            text = None if _plain_scalar(value) else _canonical(value)
+            if all(
+                name in kept
+                and (
+                    _same_scalar(kept[name], value)
+                    if text is None
+                    else _canonical(kept[name]) == text
+                )
+                for kept in own.values()
+            ):
                 common[name] = value
         for kept in own.values():
             for name in common:
@@ -204,18 +268,42 @@ def _unpack_nodes(packed: dict[str, Any], start: datetime | None) -> dict[str, d
     return states
 
 
+# Values whose JSON text is equal exactly when they are of one type and equal: no float (-0.0
+# equals 0.0, NaN not itself), no container (1 equals 1.0 and True inside them).
+_PLAIN_SCALARS = (str, int, bool, type(None))
+
+
+def _plain_scalar(value: Any) -> bool:
+    return type(value) in _PLAIN_SCALARS
+
+
+def _same_scalar(value: Any, scalar: Any) -> bool:
+    """Whether ``value`` has the JSON text of ``scalar``, a plain scalar (see above)."""
+    return type(value) is type(scalar) and value == scalar
+
+
+# The checks below test the exact type first: inside the workflow sandbox, isinstance is a
+# Python-level wrapper (for the whole process), and they run a few times per node.
+
+
 def _integer(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
+    kind = type(value)
+    if kind is int:
+        return True
+    return kind is not bool and isinstance(value, int)
 
 
 def _number(value: Any) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool)
+    kind = type(value)
+    if kind is int or kind is float:
+        return True
+    return kind is not bool and isinstance(value, int | float)
 
 
 def _offset(value: Any, start: datetime | None) -> Any:
     """A node's time as microseconds after the run's start, where that gives the same string
     back; else as it was."""
-    if start is None or not isinstance(value, str):
+    if start is None or not (type(value) is str or isinstance(value, str)):
         return value
     at = _time(value)
     if at is None or at.tzinfo is None:
@@ -225,10 +313,12 @@ def _offset(value: Any, start: datetime | None) -> Any:
 
 
 def _time(value: Any) -> datetime | None:
-    if isinstance(value, datetime):
-        return value
-    if not isinstance(value, str):
-        return None
+    kind = type(value)
+    if kind is not str:
+        if kind is datetime or isinstance(value, datetime):
+            return value  # type: ignore[no-any-return]
+        if not isinstance(value, str):
+            return None
     try:
         at = datetime.fromisoformat(value)
     except ValueError:

@@ -89,12 +89,12 @@ with workflow.unsafe.imports_passed_through():
         ExecutionInput,
         ExecutionOutcome,
         MapShard,
-        NodeActivityInput,
         NodeActivityResult,
         NodeBatchResult,
         StreamProgress,
         StreamRunInput,
         WatchSourceInput,
+        lean_node_request,
     )
     from engine.runtime.event_run import EventRun
     from engine.runtime.interpreter import NodeCall, NodeFailure, NodeSuccess
@@ -367,16 +367,16 @@ class TemporalNodeRunner:
                     attempts=0,
                 )
             return await self._engine_node(call)
-        request = NodeActivityInput(
-            execution_id=call.execution_id,
-            workflow_id=call.workflow_id,
-            node_id=call.node_id,
-            node_name=call.node_name,
-            plugin_id=call.plugin_id,
-            inputs=call.inputs,
-            config=call.config,
+        # The lean form (contracts.lean_node_request): what the activity reads, no more.
+        request = lean_node_request(
+            call.execution_id,
+            call.workflow_id,
+            call.node_id,
+            call.plugin_id,
+            call.inputs,
+            call.config,
         )
-        size = _request_size(request)
+        size = _request_size(call.inputs, call.config)
         if size > MAX_PAYLOAD_BYTES:
             raise NodeFailure(
                 f"inputs and configuration of node '{call.node_id}' are {size:,} bytes of JSON; "
@@ -444,7 +444,7 @@ class TemporalNodeRunner:
     # -- light nodes -------------------------------------------------------------------------
 
     async def _run_light(
-        self, request: NodeActivityInput, activity_id: str, summary: str, options: NodeOptions
+        self, request: dict[str, Any], activity_id: str, summary: str, options: NodeOptions
     ) -> NodeSuccess:
         """Run a light node whose retries the workflow drives: each attempt is a local
         activity of its own (one attempt, the node's attempt number in its input), and the
@@ -464,7 +464,7 @@ class TemporalNodeRunner:
             try:
                 result = await workflow.execute_local_activity(
                     NODE_ACTIVITY,
-                    request.model_copy(update={"attempt": attempt}),
+                    {**request, "attempt": attempt},
                     result_type=NodeActivityResult,
                     activity_id=activity_id,
                     summary=summary if attempt == 1 else f"{summary} (attempt {attempt})",
@@ -949,12 +949,12 @@ _SMALL_CHARS = 65_536
 assert json_bytes_bound(_SMALL_VALUES, _SMALL_CHARS) < MAX_PAYLOAD_BYTES
 
 
-def _request_size(request: NodeActivityInput) -> int:
+def _request_size(inputs: dict[str, Any], config: dict[str, Any]) -> int:
     """Bytes of JSON of a node call's inputs and configuration, or 0 when a cheap walk shows
     they are far below the limit (most calls: measuring is two encodings per node)."""
-    if is_small([request.inputs, request.config], _SMALL_VALUES, _SMALL_CHARS):
+    if is_small([inputs, config], _SMALL_VALUES, _SMALL_CHARS):
         return 0
-    return _json_size(request.inputs) + _json_size(request.config)
+    return _json_size(inputs) + _json_size(config)
 
 
 def _json_size(value: Any) -> int:

@@ -1009,24 +1009,31 @@ def _end(status: Status, outcome: ExecutionOutcome) -> ExecutionOutcome:
 
 def _fit(outcome: ExecutionOutcome) -> ExecutionOutcome:
     """Keep the outcome under the payload limit: drop per-node results first, then all but
-    the last events, then the results themselves (each step marks it truncated)."""
-    if len(outcome.model_dump_json()) <= MAX_PAYLOAD_BYTES:
+    the last events, then the results themselves (each step marks it truncated).
+
+    The outcome returned is sealed (:meth:`ExecutionOutcome.sealed_size`): the form measured
+    is the form the data converter writes, computed once."""
+    if outcome.sealed_size() <= MAX_PAYLOAD_BYTES:
         return outcome
+    outcome.unseal()
     context = outcome.context.model_copy(deep=True)
     for state in context.node_states.values():
         state.pop("result", None)
     trimmed = ExecutionOutcome(
         context=context, events=outcome.events, truncated=True, format=outcome.format
     )
-    if len(trimmed.model_dump_json()) <= MAX_PAYLOAD_BYTES:
+    if trimmed.sealed_size() <= MAX_PAYLOAD_BYTES:
         return trimmed
+    trimmed.unseal()
     trimmed.events = outcome.events[-_KEPT_EVENTS:]
-    if len(trimmed.model_dump_json()) <= MAX_PAYLOAD_BYTES:
+    if trimmed.sealed_size() <= MAX_PAYLOAD_BYTES:
         return trimmed
+    trimmed.unseal()
     context.execution_data.pop("results", None)
     context.error_messages.append("results were too large to keep with the execution")
-    if len(trimmed.model_dump_json()) <= MAX_PAYLOAD_BYTES:
+    if trimmed.sealed_size() <= MAX_PAYLOAD_BYTES:
         return trimmed
+    trimmed.unseal()
     # Very large graphs: keep the states that explain the end (failed, cancelled) only.
     context.node_states = {
         node_id: state

@@ -162,6 +162,13 @@ def _scenarios() -> dict[str, PluginWorkflow]:
             max_parallelism=8,
             max_in_flight=2,
         ),
+        # Node activities with their lean input (contracts.lean_node_request): one node with
+        # a configuration (kept), the others without.
+        "lean_node_input": workflow(
+            "lean_node_input",
+            [node("root", emit={"tag": "cfg"}), *fan, node("join")],
+            fan_edges,
+        ),
     }
 
 

@@ -78,3 +78,33 @@ async def test_activity_slots_are_bounded_and_released() -> None:
     assert not waiting.done()
     slots.release_slot(SimpleNamespace(slot_info=None, permit=None))  # type: ignore[arg-type]
     await asyncio.wait_for(waiting, 1)
+
+
+def test_only_a_worker_with_synchronous_plugins_gets_the_saturation_guard() -> None:
+    """Async plugins never run on plugin threads, so a worker with only those can never be
+    saturated: it gets the SDK's fixed activity slots (no Python call per activity)."""
+    from temporalio.worker import FixedSizeSlotSupplier
+
+    from engine.hosting.worker import _runs_plugin_threads, _tuner
+    from plugins import PluginRegistry
+
+    async def quick(inputs: dict, config: dict, ctx: object) -> dict:
+        return {}
+
+    def slow(inputs: dict, config: dict, ctx: object) -> dict:
+        return {}
+
+    only_async = PluginRegistry()
+    only_async.register("quick", quick, description="async")
+    mixed = PluginRegistry()
+    mixed.register("quick", quick, description="async")
+    mixed.register("slow", slow, description="sync")
+    assert not _runs_plugin_threads(only_async)
+    assert _runs_plugin_threads(mixed)
+    assert _runs_plugin_threads(PluginRegistry.default())  # the built-ins are synchronous
+    threads = PluginThreads(2, 1)
+    fixed = _tuner(100, None, None)._get_activity_task_slot_supplier()
+    assert isinstance(fixed, FixedSizeSlotSupplier)
+    assert fixed.num_slots == 100
+    guarded = _tuner(100, None, threads)._get_activity_task_slot_supplier()
+    assert isinstance(guarded, ActivitySlots)
