@@ -39,7 +39,7 @@ from engine.runtime.contracts import (
     NodeBatchResult,
 )
 from engine.temporal.blobs import BlobIntegrityError, BlobStore, contains_refs
-from engine.temporal.telemetry import Outcome, start_node_attempt
+from engine.temporal.telemetry import observed_node_attempt
 from plugins import Plugin, PluginContext, PluginRegistry
 
 log = structlog.get_logger("activities.batch")
@@ -141,27 +141,15 @@ class _BatchRun:
 
     async def _attempt(self, entry: BatchItemInput, attempt: int) -> Any:
         request = self.request
-        telemetry = start_node_attempt(
+        with observed_node_attempt(
+            self.meter,
             workflow_id=request.workflow_id,
             execution_id=request.execution_id,
             node_id=request.node_id,
             plugin_id=request.plugin_id,
             attempt=attempt,
-        )
-        outcome: Outcome = "failed"
-        error: BaseException | None = None
-        try:
-            output = await self._call(entry, attempt)
-            outcome = "completed"
-            return output
-        except asyncio.CancelledError:
-            outcome = "cancelled"
-            raise
-        except Exception as exc:
-            error = exc
-            raise
-        finally:
-            telemetry.finish(self.meter, outcome, error)
+        ):
+            return await self._call(entry, attempt)
 
     async def _call(self, entry: BatchItemInput, attempt: int) -> Any:
         request = self.request

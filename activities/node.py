@@ -51,7 +51,7 @@ from engine.runtime.contracts import (
     NodeBatchResult,
 )
 from engine.temporal.blobs import BlobIntegrityError, BlobStore, blob_threshold, contains_refs
-from engine.temporal.telemetry import Outcome, start_node_attempt
+from engine.temporal.telemetry import observed_node_attempt
 from plugins import PluginRegistry
 
 log = structlog.get_logger("activities.node")
@@ -93,28 +93,18 @@ class NodeActivities:
             "plugin_id": request.plugin_id,
             "attempt": number,
         }
-        attempt = start_node_attempt(
-            workflow_id=request.workflow_id,
-            execution_id=request.execution_id,
-            node_id=request.node_id,
-            plugin_id=request.plugin_id,
-            attempt=number,
-        )
-        outcome: Outcome = "failed"
-        error: BaseException | None = None
-        try:
-            with structlog.contextvars.bound_contextvars(**bound):
-                result = await self._run(request, info, number)
-            outcome = "completed"
-            return result
-        except asyncio.CancelledError:
-            outcome = "cancelled"
-            raise
-        except Exception as exc:
-            error = exc
-            raise
-        finally:
-            attempt.finish(activity.metric_meter(), outcome, error)
+        with (
+            observed_node_attempt(
+                activity.metric_meter(),
+                workflow_id=request.workflow_id,
+                execution_id=request.execution_id,
+                node_id=request.node_id,
+                plugin_id=request.plugin_id,
+                attempt=number,
+            ),
+            structlog.contextvars.bound_contextvars(**bound),
+        ):
+            return await self._run(request, info, number)
 
     @activity.defn(name=NODE_BATCH_ACTIVITY)
     async def run_plugin_batch(self, request: NodeBatchInput) -> NodeBatchResult:

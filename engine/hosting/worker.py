@@ -252,17 +252,23 @@ class EngineWorker:
     async def _published(self, timeout: float = 10.0) -> None:
         """Wait until the catalog lists this worker, so registrations made from here on are
         checked against its plugins (the catalog entity runs on this very worker)."""
+        if not await self._listed_within(True, timeout):
+            log.warning(
+                "the plugin catalog did not list this worker in time", task_queue=self.task_queue
+            )
+
+    async def _listed_within(self, listed: bool, timeout: float) -> bool:
+        """Whether the catalog's memo comes to list this worker (``listed``), or to no longer
+        list it, within ``timeout`` seconds."""
         handle = self.client.get_workflow_handle(catalog_entity_id(self.task_queue))
         deadline = asyncio.get_running_loop().time() + timeout
         while asyncio.get_running_loop().time() < deadline:
             description = await handle.describe()
             workers = await description.memo_value(CATALOG_WORKERS_MEMO_KEY, [])
-            if self.identity in workers:
-                return
+            if (self.identity in workers) is listed:
+                return True
             await asyncio.sleep(0.02)
-        log.warning(
-            "the plugin catalog did not list this worker in time", task_queue=self.task_queue
-        )
+        return False
 
     async def withdraw(self, *, wait: bool = True, timeout: float = 2.0) -> None:
         """Take this worker's entry out of the catalog (best effort: it may be gone).
@@ -277,12 +283,8 @@ class EngineWorker:
         handle = self.client.get_workflow_handle(catalog_entity_id(self.task_queue))
         with contextlib.suppress(Exception):
             await handle.signal(WITHDRAW_SIGNAL, self.identity)
-            deadline = asyncio.get_running_loop().time() + timeout
-            while wait and asyncio.get_running_loop().time() < deadline:
-                description = await handle.describe()
-                if self.identity not in await description.memo_value(CATALOG_WORKERS_MEMO_KEY, []):
-                    return
-                await asyncio.sleep(0.02)
+            if wait:
+                await self._listed_within(False, timeout)
 
 
 async def run_worker(

@@ -208,6 +208,11 @@ class Scheduler:
         ]
         matched = any(taken for edge, taken in decisions if edge.condition is not None)
         decisions += [(edge, not matched) for edge in outgoing if edge.is_default]
+        return self._completed(node_id, output, decisions)
+
+    def _completed(
+        self, node_id: str, output: dict[str, Any], decisions: list[tuple[Edge, bool]]
+    ) -> list[str]:
         self._set(node_id, NodeStatus.completed)
         self.outputs[node_id] = output
         return self._resolve_all(decisions)
@@ -235,10 +240,8 @@ class Scheduler:
         if check_entry:
             skipped = self.complete(splitter, output)
         else:
-            self._set(splitter, NodeStatus.completed)
-            self.outputs[splitter] = output
             entry = [(edge, True) for edge in self.graph.outgoing[splitter]]
-            skipped = self._resolve_all(entry)
+            skipped = self._completed(splitter, output, entry)
         return skipped + self.complete(aggregator, aggregated)
 
     def fail(

@@ -25,9 +25,12 @@ the node activity adds the ``orchestrator.*`` attributes to that span
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import os
 import sys
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Literal
 
@@ -403,3 +406,37 @@ def start_node_attempt(
             }
         )
     return NodeAttempt(workflow_id, execution_id, node_id, plugin_id, attempt, span)
+
+
+@contextlib.contextmanager
+def observed_node_attempt(
+    meter: MetricMeter,
+    *,
+    workflow_id: str,
+    execution_id: str,
+    node_id: str,
+    plugin_id: str,
+    attempt: int,
+) -> Iterator[None]:
+    """:func:`start_node_attempt` for the block, finished with its outcome: completed when
+    the block ends, cancelled on ``asyncio.CancelledError``, failed on any other error."""
+    started = start_node_attempt(
+        workflow_id=workflow_id,
+        execution_id=execution_id,
+        node_id=node_id,
+        plugin_id=plugin_id,
+        attempt=attempt,
+    )
+    outcome: Outcome = "failed"
+    error: BaseException | None = None
+    try:
+        yield
+        outcome = "completed"
+    except asyncio.CancelledError:
+        outcome = "cancelled"
+        raise
+    except Exception as exc:
+        error = exc
+        raise
+    finally:
+        started.finish(meter, outcome, error)
